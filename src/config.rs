@@ -1,0 +1,701 @@
+//! Typed configuration, loaded once and validated once.
+//!
+//! A run is described by a TOML file (see `configs/`), by command-line flags, or both: flags override
+//! the file. [`Config::load`] parses with unknown keys refused, then [`Config::validate`] checks every
+//! value that could make a later stage fail (an HNSW `m` above the library limit, `range_min` above
+//! `range_max`, a missing input file…) and names the key, the file and what would be valid. Everything
+//! after this module can trust the values it is given.
+
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// Errors raised while loading or validating a configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The config file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// TOML syntax, an unknown key, or a value of the wrong type.
+    #[error("config file {path}: {message}")]
+    Parse {
+        /// The config file.
+        path: PathBuf,
+        /// What toml/serde said, including the key and the line.
+        message: String,
+    },
+    /// A value that parses but cannot work.
+    #[error("{origin}: `{key}` {message}")]
+    Invalid {
+        /// The config file, or "command line".
+        origin: String,
+        /// The dotted key, e.g. `index.m`.
+        key: String,
+        /// What is wrong and what would be valid.
+        message: String,
+    },
+}
+
+/// The whole configuration of a run.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Where the inputs come from.
+    pub input: InputConfig,
+    /// The embedding model and how to run it.
+    pub model: ModelConfig,
+    /// Embedding batching and prompts.
+    pub embed: EmbedConfig,
+    /// Nearest-neighbour index.
+    pub index: IndexConfig,
+    /// Hard-negative mining rules.
+    pub mine: MineConfig,
+    /// What to write and where.
+    pub output: OutputConfig,
+    /// The folder where every stage keeps what it produced (embedding cache…). Default:
+    /// `<output.dir>/workspace`.
+    pub workspace: Option<PathBuf>,
+    /// Show progress bars (turned off automatically when stderr is not a terminal).
+    #[serde(skip)]
+    pub progress: bool,
+}
+
+/// What to do with a malformed input record.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum BadRecordPolicy {
+    /// Stop at the first bad record with an error naming file, line and field.
+    #[default]
+    Stop,
+    /// Skip bad records, count them and list them in the report.
+    Skip,
+}
+
+/// Input files. Either `beir` (a BEIR folder) or explicit `corpus` + (`queries` + `qrels` | `pairs`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct InputConfig {
+    /// A BEIR-layout folder: corpus.jsonl, queries.jsonl, qrels/<split>.tsv.
+    pub beir: Option<PathBuf>,
+    /// The qrels split to read from a BEIR folder.
+    pub split: String,
+    /// Corpus: a .jsonl, .csv, .tsv or .parquet file, or a folder of .txt/.md files.
+    pub corpus: Option<PathBuf>,
+    /// Queries: .jsonl, .csv, .tsv or .parquet.
+    pub queries: Option<PathBuf>,
+    /// Relevance judgements: .tsv (BEIR), .csv, .jsonl or .parquet.
+    pub qrels: Option<PathBuf>,
+    /// (query text, positive text) pairs: .jsonl, .csv, .tsv or .parquet.
+    pub pairs: Option<PathBuf>,
+    /// Stop at the first malformed record, or skip and report.
+    pub on_bad_record: BadRecordPolicy,
+    /// Prepend the title (when present) to the document text, separated by a space.
+    pub include_title: bool,
+    /// Field names of corpus records.
+    pub corpus_fields: CorpusFields,
+    /// Field names of query records.
+    pub query_fields: QueryFields,
+    /// Field names of qrels records.
+    pub qrels_fields: QrelsFields,
+    /// Field names of pair records.
+    pub pair_fields: PairFields,
+    /// A record longer than this many bytes is malformed (protects memory from a runaway line).
+    pub max_record_bytes: usize,
+}
+
+impl Default for InputConfig {
+    fn default() -> Self {
+        Self {
+            beir: None,
+            split: "test".into(),
+            corpus: None,
+            queries: None,
+            qrels: None,
+            pairs: None,
+            on_bad_record: BadRecordPolicy::Stop,
+            include_title: true,
+            corpus_fields: CorpusFields::default(),
+            query_fields: QueryFields::default(),
+            qrels_fields: QrelsFields::default(),
+            pair_fields: PairFields::default(),
+            max_record_bytes: 16 * 1024 * 1024,
+        }
+    }
+}
+
+/// Field names of corpus records.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CorpusFields {
+    /// Document id.
+    pub id: String,
+    /// Title (optional in the data).
+    pub title: String,
+    /// Text.
+    pub text: String,
+}
+impl Default for CorpusFields {
+    fn default() -> Self {
+        Self { id: "_id".into(), title: "title".into(), text: "text".into() }
+    }
+}
+
+/// Field names of query records.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct QueryFields {
+    /// Query id.
+    pub id: String,
+    /// Query text.
+    pub text: String,
+}
+impl Default for QueryFields {
+    fn default() -> Self {
+        Self { id: "_id".into(), text: "text".into() }
+    }
+}
+
+/// Field names of qrels records.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct QrelsFields {
+    /// Query id.
+    pub query_id: String,
+    /// Document id.
+    pub doc_id: String,
+    /// Relevance grade; > 0 means relevant. Optional in the data (missing = 1).
+    pub score: String,
+}
+impl Default for QrelsFields {
+    fn default() -> Self {
+        Self { query_id: "query-id".into(), doc_id: "corpus-id".into(), score: "score".into() }
+    }
+}
+
+/// Field names of pair records.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PairFields {
+    /// Query text.
+    pub query: String,
+    /// Positive document text.
+    pub positive: String,
+}
+impl Default for PairFields {
+    fn default() -> Self {
+        Self { query: "query".into(), positive: "positive".into() }
+    }
+}
+
+/// Which embedding model to use and where ONNX Runtime lives.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ModelConfig {
+    /// `all-minilm-l6-v2` (the pinned local model fetched by `tripletgen fetch-models`), or a
+    /// model name that fastembed downloads from the Hugging Face hub (needs internet), e.g.
+    /// `BAAI/bge-small-en-v1.5`. Ignored when `dir` is set.
+    pub name: String,
+    /// A folder with `model.onnx` and tokenizer files (tokenizer.json, config.json,
+    /// special_tokens_map.json, tokenizer_config.json): any local ONNX sentence embedding model.
+    pub dir: Option<PathBuf>,
+    /// Pooling for `dir` models: `mean` or `cls`.
+    pub pooling: Pooling,
+    /// Path to libonnxruntime (>= 1.24). Else `$ORT_DYLIB_PATH`, else the fetched copy in the cache.
+    pub onnxruntime: Option<PathBuf>,
+    /// Folder where fetched models and the runtime are cached. Else `$TRIPLETGEN_CACHE`, else the
+    /// user cache dir (`~/.cache/tripletgen`).
+    pub cache_dir: Option<PathBuf>,
+    /// Maximum tokens per text; longer texts are truncated (counted in the report).
+    pub max_length: usize,
+}
+impl Default for ModelConfig {
+    fn default() -> Self {
+        Self {
+            name: "all-minilm-l6-v2".into(),
+            dir: None,
+            pooling: Pooling::Mean,
+            onnxruntime: None,
+            cache_dir: None,
+            max_length: 256,
+        }
+    }
+}
+
+/// Pooling of token embeddings into one vector.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Pooling {
+    /// Mean over tokens (sentence-transformers MiniLM, e5).
+    Mean,
+    /// The [CLS] token (bge).
+    Cls,
+}
+
+/// Embedding batching, threads and prompts.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EmbedConfig {
+    /// Texts per ONNX batch.
+    pub batch_size: usize,
+    /// ONNX Runtime intra-op threads (0 = all cores).
+    pub threads: usize,
+    /// Prefix for queries (e.g. `"query: "` for e5).
+    pub query_prefix: String,
+    /// Prefix for documents (e.g. `"passage: "` for e5).
+    pub document_prefix: String,
+    /// Sort texts by length before batching (less padding; the output order is unchanged).
+    pub sort_by_length: bool,
+}
+impl Default for EmbedConfig {
+    fn default() -> Self {
+        Self {
+            batch_size: 32,
+            threads: 2,
+            query_prefix: String::new(),
+            document_prefix: String::new(),
+            sort_by_length: true,
+        }
+    }
+}
+
+/// Which search structure to use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum IndexKind {
+    /// Exact below `exact_below` documents, HNSW above.
+    Auto,
+    /// Brute-force search (exactly right).
+    Exact,
+    /// HNSW graph (approximate, fast on large corpora).
+    Hnsw,
+}
+
+/// Nearest-neighbour index settings.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IndexConfig {
+    /// `auto`, `exact` or `hnsw`.
+    pub kind: IndexKind,
+    /// With `auto`, corpora smaller than this use exact search.
+    pub exact_below: usize,
+    /// HNSW: links per node (2..=256).
+    pub m: usize,
+    /// HNSW: candidate list size while building.
+    pub ef_construction: usize,
+    /// HNSW: candidate list size while searching (raised to k when k is larger).
+    pub ef_search: usize,
+    /// Measure HNSW recall against exact search on this many sampled queries (0 = off).
+    pub recall_sample: usize,
+}
+impl Default for IndexConfig {
+    fn default() -> Self {
+        Self {
+            kind: IndexKind::Auto,
+            exact_below: 50_000,
+            m: 16,
+            ef_construction: 200,
+            ef_search: 128,
+            recall_sample: 0,
+        }
+    }
+}
+
+/// How negatives are picked among the allowed candidates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Sampling {
+    /// The highest-scoring allowed candidates.
+    Top,
+    /// A seeded random sample of the allowed candidates.
+    Random,
+}
+
+/// Hard-negative mining rules (a superset of sentence-transformers' `mine_hard_negatives`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MineConfig {
+    /// Negatives per (query, positive) pair.
+    pub num_negatives: usize,
+    /// Skip the first `range_min` candidates (ranked by score, positives removed).
+    pub range_min: usize,
+    /// Consider only the first `range_max` candidates.
+    pub range_max: usize,
+    /// `top` or `random`.
+    pub sampling: Sampling,
+    /// Seed for random sampling.
+    pub seed: u64,
+    /// Keep a negative only if `score <= positive_score - absolute_margin`.
+    pub absolute_margin: Option<f32>,
+    /// Keep a negative only if `score <= positive_score - |positive_score| * relative_margin`
+    /// (NV-Retriever's TopK-PercPos; 0.05 = below 95 % of the positive).
+    pub relative_margin: Option<f32>,
+    /// Drop candidates scoring above this.
+    pub max_score: Option<f32>,
+    /// Drop candidates scoring below this.
+    pub min_score: Option<f32>,
+    /// Compare texts after trimming, folding whitespace and case when excluding candidates whose
+    /// text equals a positive or the query.
+    pub normalize_text_match: bool,
+}
+impl Default for MineConfig {
+    fn default() -> Self {
+        Self {
+            num_negatives: 5,
+            range_min: 0,
+            range_max: 50,
+            sampling: Sampling::Top,
+            seed: 42,
+            absolute_margin: None,
+            relative_margin: Some(0.05),
+            max_score: None,
+            min_score: None,
+            normalize_text_match: true,
+        }
+    }
+}
+
+/// An output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Format {
+    /// Parquet (anchor, positive, negative): one row per negative.
+    Triplet,
+    /// Parquet (anchor, positive, negative_1..negative_n): one row per pair with n negatives.
+    NTuple,
+    /// Parquet (anchor, text, label): the positive with label 1, each negative with 0.
+    LabeledPair,
+    /// Parquet (anchor, texts, labels): one row per pair, lists.
+    LabeledList,
+    /// FlagEmbedding JSONL {"query", "pos", "neg", "pos_scores", "neg_scores"}.
+    FlagJsonl,
+}
+
+impl Format {
+    /// Every format, in a stable order.
+    pub const ALL: [Format; 5] =
+        [Format::Triplet, Format::NTuple, Format::LabeledPair, Format::LabeledList, Format::FlagJsonl];
+
+    /// The name used in config and on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Format::Triplet => "triplet",
+            Format::NTuple => "n-tuple",
+            Format::LabeledPair => "labeled-pair",
+            Format::LabeledList => "labeled-list",
+            Format::FlagJsonl => "flag-jsonl",
+        }
+    }
+
+    /// Parse a command-line name.
+    pub fn parse(s: &str) -> Option<Format> {
+        Format::ALL.into_iter().find(|f| f.name() == s)
+    }
+}
+
+/// Where and what to write.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OutputConfig {
+    /// Output folder.
+    pub dir: PathBuf,
+    /// One or more formats.
+    pub formats: Vec<Format>,
+    /// Rows per Parquet row group.
+    pub row_group_size: usize,
+}
+impl Default for OutputConfig {
+    fn default() -> Self {
+        Self { dir: PathBuf::from("out"), formats: vec![Format::Triplet], row_group_size: 65_536 }
+    }
+}
+
+impl Config {
+    /// Read and parse a TOML file (unknown keys and wrong types are refused). Relative paths in the
+    /// file are resolved against the file's folder. Call [`Config::validate`] after applying
+    /// command-line overrides.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+        let mut cfg: Config = toml::from_str(&text)
+            .map_err(|e| ConfigError::Parse { path: path.to_path_buf(), message: e.to_string() })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        cfg.resolve_paths(base);
+        Ok(cfg)
+    }
+
+    fn resolve_paths(&mut self, base: &Path) {
+        let fix = |p: &mut Option<PathBuf>| {
+            if let Some(x) = p.as_mut() {
+                if x.is_relative() {
+                    *x = clean_path(&base.join(&*x));
+                }
+            }
+        };
+        fix(&mut self.input.beir);
+        fix(&mut self.input.corpus);
+        fix(&mut self.input.queries);
+        fix(&mut self.input.qrels);
+        fix(&mut self.input.pairs);
+        fix(&mut self.model.dir);
+        fix(&mut self.model.onnxruntime);
+        fix(&mut self.model.cache_dir);
+        fix(&mut self.workspace);
+        if self.output.dir.is_relative() {
+            self.output.dir = clean_path(&base.join(&self.output.dir));
+        }
+    }
+
+    /// The workspace folder.
+    pub fn workspace_dir(&self) -> PathBuf {
+        self.workspace.clone().unwrap_or_else(|| self.output.dir.join("workspace"))
+    }
+
+    /// Check every value; `origin` names the file (or "command line") in errors. Also fills
+    /// `input.corpus/queries/qrels` from `input.beir`.
+    pub fn validate(&mut self, origin: &str) -> Result<(), ConfigError> {
+        let bad = |key: &str, message: String| ConfigError::Invalid {
+            origin: origin.to_string(),
+            key: key.to_string(),
+            message,
+        };
+        if let Some(beir) = self.input.beir.clone() {
+            if !beir.is_dir() {
+                return Err(bad("input.beir", format!("is {}, which is not a folder", beir.display())));
+            }
+            self.input.corpus.get_or_insert_with(|| beir.join("corpus.jsonl"));
+            self.input.queries.get_or_insert_with(|| beir.join("queries.jsonl"));
+            let qrels = beir.join("qrels").join(format!("{}.tsv", self.input.split));
+            if self.input.qrels.is_none() && self.input.pairs.is_none() {
+                if !qrels.is_file() {
+                    let splits = list_splits(&beir.join("qrels"));
+                    return Err(bad(
+                        "input.split",
+                        format!(
+                            "is {:?}, but {} does not exist (splits found: {})",
+                            self.input.split,
+                            qrels.display(),
+                            if splits.is_empty() { "none".into() } else { splits.join(", ") }
+                        ),
+                    ));
+                }
+                self.input.qrels = Some(qrels);
+            }
+        }
+        let Some(corpus) = &self.input.corpus else {
+            return Err(bad("input.corpus", "is missing: set input.corpus or input.beir".into()));
+        };
+        if !corpus.exists() {
+            return Err(bad("input.corpus", format!("is {}, which does not exist", corpus.display())));
+        }
+        match (&self.input.queries, &self.input.qrels, &self.input.pairs) {
+            (_, _, Some(_)) => {}
+            (Some(_), Some(_), None) => {}
+            _ => {
+                return Err(bad(
+                    "input",
+                    "needs either `queries` and `qrels` (or `beir`), or `pairs`".into(),
+                ));
+            }
+        }
+        for (key, p) in [
+            ("input.queries", &self.input.queries),
+            ("input.qrels", &self.input.qrels),
+            ("input.pairs", &self.input.pairs),
+        ] {
+            if let Some(p) = p {
+                if !p.is_file() {
+                    return Err(bad(key, format!("is {}, which is not a file", p.display())));
+                }
+            }
+        }
+        if self.input.max_record_bytes < 1024 {
+            return Err(bad("input.max_record_bytes", "must be at least 1024".into()));
+        }
+        if let Some(dir) = &self.model.dir {
+            if !dir.join("model.onnx").is_file() {
+                return Err(bad(
+                    "model.dir",
+                    format!("is {}, which has no model.onnx", dir.display()),
+                ));
+            }
+        }
+        if let Some(lib) = &self.model.onnxruntime {
+            if !lib.is_file() {
+                return Err(bad(
+                    "model.onnxruntime",
+                    format!("is {}, which is not a file (run `tripletgen fetch-models`)", lib.display()),
+                ));
+            }
+        }
+        if !(8..=8192).contains(&self.model.max_length) {
+            return Err(bad("model.max_length", format!("is {}; valid: 8 to 8192", self.model.max_length)));
+        }
+        if !(1..=4096).contains(&self.embed.batch_size) {
+            return Err(bad("embed.batch_size", format!("is {}; valid: 1 to 4096", self.embed.batch_size)));
+        }
+        if self.embed.threads > 256 {
+            return Err(bad("embed.threads", format!("is {}; valid: 0 (all cores) to 256", self.embed.threads)));
+        }
+        let ix = &self.index;
+        if !(2..=256).contains(&ix.m) {
+            return Err(bad("index.m", format!("is {}; HNSW allows 2 to 256", ix.m)));
+        }
+        if !(1..=100_000).contains(&ix.ef_construction) {
+            return Err(bad("index.ef_construction", format!("is {}; valid: 1 to 100000", ix.ef_construction)));
+        }
+        if !(1..=100_000).contains(&ix.ef_search) {
+            return Err(bad("index.ef_search", format!("is {}; valid: 1 to 100000", ix.ef_search)));
+        }
+        let mn = &self.mine;
+        if mn.num_negatives == 0 {
+            return Err(bad("mine.num_negatives", "is 0; it must be at least 1".into()));
+        }
+        if mn.range_max == 0 {
+            return Err(bad("mine.range_max", "is 0; it must be at least 1".into()));
+        }
+        if mn.range_min >= mn.range_max {
+            return Err(bad(
+                "mine.range_min",
+                format!("is {} but must be below mine.range_max ({})", mn.range_min, mn.range_max),
+            ));
+        }
+        if mn.range_max > 10_000 {
+            return Err(bad("mine.range_max", format!("is {}; valid: 1 to 10000", mn.range_max)));
+        }
+        for (key, v) in [
+            ("mine.absolute_margin", mn.absolute_margin),
+            ("mine.relative_margin", mn.relative_margin),
+            ("mine.max_score", mn.max_score),
+            ("mine.min_score", mn.min_score),
+        ] {
+            if let Some(v) = v {
+                if !v.is_finite() {
+                    return Err(bad(key, "must be a finite number".into()));
+                }
+            }
+        }
+        if let Some(r) = mn.relative_margin {
+            if !(0.0..1.0).contains(&r) {
+                return Err(bad("mine.relative_margin", format!("is {r}; valid: 0 <= x < 1")));
+            }
+        }
+        if let Some(a) = mn.absolute_margin {
+            if a < 0.0 {
+                return Err(bad("mine.absolute_margin", format!("is {a}; it must be >= 0")));
+            }
+        }
+        if let (Some(lo), Some(hi)) = (mn.min_score, mn.max_score) {
+            if lo > hi {
+                return Err(bad(
+                    "mine.min_score",
+                    format!("is {lo} but mine.max_score is {hi}; min_score must not exceed max_score"),
+                ));
+            }
+        }
+        if self.output.formats.is_empty() {
+            return Err(bad("output.formats", "is empty; name at least one format".into()));
+        }
+        let mut seen = std::collections::HashSet::new();
+        for f in &self.output.formats {
+            if !seen.insert(*f) {
+                return Err(bad("output.formats", format!("lists {} twice", f.name())));
+            }
+        }
+        if self.output.row_group_size == 0 {
+            return Err(bad("output.row_group_size", "must be at least 1".into()));
+        }
+        Ok(())
+    }
+}
+
+/// Remove `.` and resolve `..` lexically, so paths read well in messages (`configs/../x` -> `x`).
+fn clean_path(p: &Path) -> PathBuf {
+    use std::path::Component;
+    let mut out = PathBuf::new();
+    for c in p.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir if matches!(out.components().next_back(), Some(Component::Normal(_))) => {
+                out.pop();
+            }
+            other => out.push(other),
+        }
+    }
+    if out.as_os_str().is_empty() { PathBuf::from(".") } else { out }
+}
+
+fn list_splits(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.filter_map(|e| e.ok())
+                .filter_map(|e| e.file_name().to_str().and_then(|n| n.strip_suffix(".tsv").map(String::from)))
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(s: &str) -> Result<Config, String> {
+        toml::from_str::<Config>(s).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn unknown_key_is_refused_with_its_name() {
+        let e = parse("[index]\nmm = 3\n").unwrap_err();
+        assert!(e.contains("mm"), "{e}");
+    }
+
+    #[test]
+    fn wrong_type_is_refused_with_key() {
+        let e = parse("[index]\nm = \"sixteen\"\n").unwrap_err();
+        assert!(e.contains("index") || e.contains('m'), "{e}");
+        assert!(e.contains("line 2"), "{e}");
+    }
+
+    fn valid_base() -> Config {
+        let dir = env!("CARGO_MANIFEST_DIR");
+        let mut c = Config::default();
+        c.input.beir = Some(PathBuf::from(dir).join("fixtures/quickstart"));
+        c
+    }
+
+    #[test]
+    fn impossible_values_name_the_key() {
+        let mut c = valid_base();
+        c.index.m = 300;
+        let e = c.validate("x.toml").unwrap_err().to_string();
+        assert!(e.contains("index.m") && e.contains("x.toml") && e.contains("256"), "{e}");
+
+        let mut c = valid_base();
+        c.mine.range_min = 60;
+        c.mine.range_max = 50;
+        let e = c.validate("x.toml").unwrap_err().to_string();
+        assert!(e.contains("mine.range_min") && e.contains("50"), "{e}");
+
+        let mut c = valid_base();
+        c.model.onnxruntime = Some("/nonexistent/libonnxruntime.so".into());
+        let e = c.validate("x.toml").unwrap_err().to_string();
+        assert!(e.contains("model.onnxruntime"), "{e}");
+
+        let mut c = valid_base();
+        c.input.split = "nosuch".into();
+        let e = c.validate("x.toml").unwrap_err().to_string();
+        assert!(e.contains("input.split") && e.contains("test"), "{e}");
+    }
+
+    #[test]
+    fn defaults_validate_on_the_fixture() {
+        let mut c = valid_base();
+        c.validate("x.toml").unwrap();
+        assert!(c.input.qrels.unwrap().ends_with("qrels/test.tsv"));
+    }
+}

@@ -1,0 +1,309 @@
+//! Embed: texts to L2-normalised vectors with fastembed on ONNX Runtime, cached by content hash.
+//!
+//! ONNX Runtime is loaded at run time from the library that [`crate::models::resolve`] found, through
+//! an environment we create ourselves, so a missing or wrong library is an error, not a panic. Texts
+//! are sorted by length before batching (less padding), each batch's vectors are committed to the
+//! workspace as soon as they exist, and a text whose (model id, prefix + text) key is already stored is
+//! never embedded again.
+
+use crate::config::{Config, Pooling};
+use crate::hash::{ContentHash, sha256_file};
+use crate::models::{ModelSource, Resolved};
+use crate::progress;
+use crate::workspace::{Store, StoreError};
+use fastembed::{InitOptionsUserDefined, TextEmbedding, TextInitOptions, TokenizerFiles, UserDefinedEmbeddingModel};
+use serde::Serialize;
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, OnceLock};
+
+/// Errors of the embedding stage.
+#[derive(Debug, thiserror::Error)]
+pub enum EmbedError {
+    /// ONNX Runtime could not be loaded.
+    #[error("cannot load ONNX Runtime from {path}: {message}. Run `tripletgen fetch-models`, or point model.onnxruntime / $ORT_DYLIB_PATH at libonnxruntime >= 1.24")]
+    Runtime {
+        /// The library.
+        path: PathBuf,
+        /// What failed.
+        message: String,
+    },
+    /// A model file could not be read.
+    #[error("cannot read model file {path}: {source}")]
+    ModelFile {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The model could not be created (bad ONNX graph, tokenizer, download failure…).
+    #[error("cannot load embedding model {model}: {message}")]
+    Model {
+        /// Model name or folder.
+        model: String,
+        /// What failed.
+        message: String,
+    },
+    /// Inference failed.
+    #[error("embedding failed: {0}")]
+    Inference(String),
+    /// The workspace store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+static ORT_ENV: OnceLock<Mutex<Option<(PathBuf, ort::environment::Environment)>>> = OnceLock::new();
+
+/// Load ONNX Runtime from `path` once per process and return its environment.
+fn ort_environment(path: &Path) -> Result<ort::environment::Environment, EmbedError> {
+    let cell = ORT_ENV.get_or_init(|| Mutex::new(None));
+    let mut guard = cell.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((loaded, env)) = guard.as_ref() {
+        if loaded != path {
+            log::warn!("ONNX Runtime is already loaded from {}; ignoring {}", loaded.display(), path.display());
+        }
+        return Ok(env.clone());
+    }
+    let rt = |message: String| EmbedError::Runtime { path: path.to_path_buf(), message };
+    if !path.is_file() {
+        return Err(rt("no such file".into()));
+    }
+    let env = ort::init_from(path)
+        .map_err(|e| rt(e.to_string()))?
+        .with_name("tripletgen")
+        .build()
+        .map_err(|e| rt(e.to_string()))?;
+    *guard = Some((path.to_path_buf(), env.clone()));
+    Ok(env)
+}
+
+/// A loaded embedding model.
+pub struct Embedder {
+    model: TextEmbedding,
+    /// Identifies the model and every setting that changes its vectors; part of every cache key.
+    pub model_id: String,
+    /// Human-readable model name.
+    pub model_name: String,
+    /// SHA-256 of the model files, for the manifest.
+    pub checksums: BTreeMap<String, String>,
+    /// Vector dimension.
+    pub dim: usize,
+    batch_size: usize,
+    sort_by_length: bool,
+    max_length: usize,
+}
+
+/// Counts of one embedding call.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct EmbedStats {
+    /// Texts asked for.
+    pub texts: usize,
+    /// Texts found in the cache.
+    pub cached: usize,
+    /// Texts embedded now (after removing duplicates).
+    pub embedded: usize,
+    /// Tokens of the embedded texts (after truncation).
+    pub tokens: usize,
+    /// Embedded texts longer than `model.max_length` tokens, truncated to it.
+    pub truncated: usize,
+    /// Seconds spent.
+    pub seconds: f64,
+}
+
+impl Embedder {
+    /// Load the model that `resolved` names with the settings of `cfg`.
+    pub fn load(resolved: &Resolved, cfg: &Config) -> Result<Embedder, EmbedError> {
+        let env = ort_environment(&resolved.runtime)?;
+        let threads = cfg.embed.threads;
+        let max_length = cfg.model.max_length;
+        let mut checksums = BTreeMap::new();
+        let (model, model_name, id_base) = match &resolved.model {
+            ModelSource::Local { dir, pooling } => {
+                let read = |name: &str| {
+                    let p = dir.join(name);
+                    std::fs::read(&p).map_err(|source| EmbedError::ModelFile { path: p, source })
+                };
+                let onnx = read("model.onnx")?;
+                let tokenizer_files = TokenizerFiles {
+                    tokenizer_file: read("tokenizer.json")?,
+                    config_file: read("config.json")?,
+                    special_tokens_map_file: read("special_tokens_map.json")?,
+                    tokenizer_config_file: read("tokenizer_config.json")?,
+                };
+                for name in ["model.onnx", "tokenizer.json"] {
+                    let p = dir.join(name);
+                    let sum = sha256_file(&p).map_err(|source| EmbedError::ModelFile { path: p, source })?;
+                    checksums.insert(name.to_string(), sum);
+                }
+                let fe_pooling = match pooling {
+                    Pooling::Mean => fastembed::Pooling::Mean,
+                    Pooling::Cls => fastembed::Pooling::Cls,
+                };
+                let user = UserDefinedEmbeddingModel::new(onnx, tokenizer_files).with_pooling(fe_pooling);
+                let mut opts = InitOptionsUserDefined::new().with_environment(env).with_max_length(max_length);
+                if threads > 0 {
+                    opts = opts.with_intra_threads(threads);
+                }
+                let model = TextEmbedding::try_new_from_user_defined(user, opts).map_err(|e| EmbedError::Model {
+                    model: dir.display().to_string(),
+                    message: e.to_string(),
+                })?;
+                let id = format!(
+                    "onnx:{}:tok:{}:pool:{:?}",
+                    &checksums["model.onnx"][..16],
+                    &checksums["tokenizer.json"][..16],
+                    pooling
+                );
+                (model, dir.display().to_string(), id)
+            }
+            ModelSource::Hub { name, cache_dir } => {
+                let which: fastembed::EmbeddingModel = name.parse().map_err(|e: String| EmbedError::Model {
+                    model: name.clone(),
+                    message: format!("{e}; use `all-minilm-l6-v2` (local) or set model.dir"),
+                })?;
+                let mut opts = TextInitOptions::new(which)
+                    .with_cache_dir(cache_dir.clone())
+                    .with_environment(env)
+                    .with_max_length(max_length)
+                    .with_show_download_progress(false);
+                if threads > 0 {
+                    opts = opts.with_intra_threads(threads);
+                }
+                let model = TextEmbedding::try_new(opts).map_err(|e| EmbedError::Model {
+                    model: name.clone(),
+                    message: format!(
+                        "{e}. Downloading from the Hugging Face hub needs internet access; offline, run \
+                         `tripletgen fetch-models` and use model.name = \"all-minilm-l6-v2\", or set model.dir"
+                    ),
+                })?;
+                checksums.insert("hub".into(), name.clone());
+                (model, name.clone(), format!("hub:{name}"))
+            }
+        };
+        let mut e = Embedder {
+            model,
+            model_id: format!("{id_base}:max:{max_length}"),
+            model_name,
+            checksums,
+            dim: 0,
+            batch_size: cfg.embed.batch_size,
+            sort_by_length: cfg.embed.sort_by_length,
+            max_length,
+        };
+        e.dim = e.embed_batch(&["dimension probe"])?.first().map(Vec::len).unwrap_or(0);
+        if e.dim == 0 {
+            return Err(EmbedError::Model { model: e.model_name, message: "the model returned an empty vector".into() });
+        }
+        Ok(e)
+    }
+
+    /// Embed one batch as it is (no sorting, no cache), L2-normalised.
+    pub fn embed_batch<S: AsRef<str> + Send + Sync>(&mut self, texts: &[S]) -> Result<Vec<Vec<f32>>, EmbedError> {
+        let mut out = self.model.embed(texts, Some(texts.len().max(1))).map_err(|e| EmbedError::Inference(e.to_string()))?;
+        for v in &mut out {
+            normalize(v);
+        }
+        Ok(out)
+    }
+
+    /// Token count (after truncation) and whether `text` was truncated.
+    pub fn token_count(&self, text: &str) -> (usize, bool) {
+        match self.model.tokenizer.encode(text, true) {
+            Ok(enc) => (enc.len(), !enc.get_overflowing().is_empty() || enc.len() > self.max_length),
+            Err(_) => (0, false),
+        }
+    }
+
+    /// Embed `texts` (each prefixed with `prefix`), reusing and filling the cache in `store`.
+    /// Returns one vector per text, in input order.
+    pub fn embed_cached(
+        &mut self,
+        store: &mut Store,
+        texts: &[&str],
+        prefix: &str,
+        label: &str,
+        show_progress: bool,
+    ) -> Result<(Vectors, EmbedStats), EmbedError> {
+        let start = std::time::Instant::now();
+        let keys: Vec<ContentHash> =
+            texts.iter().map(|t| ContentHash::of_parts(&[prefix.as_bytes(), t.as_bytes()])).collect();
+        let mut found: HashMap<ContentHash, Vec<f32>> = HashMap::new();
+        for (chunk_keys, got) in keys.chunks(4096).map(|c| (c, store.get_embeddings(&self.model_id, c, self.dim))) {
+            for (k, v) in chunk_keys.iter().zip(got?) {
+                if let Some(v) = v {
+                    found.insert(*k, v);
+                }
+            }
+        }
+        let mut stats = EmbedStats { texts: texts.len(), ..Default::default() };
+        stats.cached = keys.iter().filter(|k| found.contains_key(k)).count();
+
+        // Distinct texts still to embed.
+        let mut todo: Vec<(ContentHash, String)> = Vec::new();
+        let mut queued = std::collections::HashSet::new();
+        for (k, t) in keys.iter().zip(texts) {
+            if !found.contains_key(k) && queued.insert(*k) {
+                todo.push((*k, format!("{prefix}{t}")));
+            }
+        }
+        if self.sort_by_length {
+            todo.sort_by_key(|(_, t)| std::cmp::Reverse(t.len()));
+        }
+        stats.embedded = todo.len();
+        let pb = progress::bar(todo.len() as u64, label, "texts", show_progress && !todo.is_empty());
+        for batch in todo.chunks(self.batch_size) {
+            for (_, t) in batch {
+                let (n, cut) = self.token_count(t);
+                stats.tokens += n;
+                stats.truncated += cut as usize;
+            }
+            let strs: Vec<&str> = batch.iter().map(|(_, t)| t.as_str()).collect();
+            let vecs = self.embed_batch(&strs)?;
+            let items: Vec<(ContentHash, &[f32])> = batch.iter().zip(&vecs).map(|((k, _), v)| (*k, v.as_slice())).collect();
+            store.put_embeddings(&self.model_id, &items)?;
+            for ((k, _), v) in batch.iter().zip(vecs) {
+                found.insert(*k, v);
+            }
+            pb.inc(batch.len() as u64);
+        }
+        pb.finish_and_clear();
+        let mut data = Vec::with_capacity(texts.len() * self.dim);
+        for k in &keys {
+            data.extend_from_slice(&found[k]);
+        }
+        stats.seconds = start.elapsed().as_secs_f64();
+        Ok((Vectors { dim: self.dim, data }, stats))
+    }
+}
+
+/// Scale `v` to unit length (left as is when it is all zeros).
+pub fn normalize(v: &mut [f32]) {
+    let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+    if n > 0.0 {
+        v.iter_mut().for_each(|x| *x /= n);
+    }
+}
+
+/// A row-major matrix of vectors.
+#[derive(Debug, Clone, Default)]
+pub struct Vectors {
+    /// Dimension.
+    pub dim: usize,
+    /// `len() * dim` values.
+    pub data: Vec<f32>,
+}
+
+impl Vectors {
+    /// Number of vectors.
+    pub fn len(&self) -> usize {
+        if self.dim == 0 { 0 } else { self.data.len() / self.dim }
+    }
+    /// True when there are none.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// Vector `i`.
+    pub fn row(&self, i: usize) -> &[f32] {
+        &self.data[i * self.dim..(i + 1) * self.dim]
+    }
+}

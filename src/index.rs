@@ -1,0 +1,370 @@
+//! Index: nearest-neighbour search over document vectors, exact or HNSW.
+//!
+//! Vectors are L2-normalised, so the score is the dot product (cosine). Exact search multiplies a
+//! block of queries by the document matrix (cache-blocked GEMM) and keeps the top k of each row; HNSW
+//! goes through hnsw_rs with [`ClampedDot`], a distance that cannot go negative and so cannot trip
+//! the library's assertion on near-duplicate vectors. Either way the returned scores are recomputed
+//! with [`dot`], so they do not depend on the index kind, and ties are broken by document number,
+//! so results are deterministic.
+
+use crate::config::{IndexConfig, IndexKind};
+use crate::embed::Vectors;
+use crate::progress;
+use hnsw_rs::prelude::{Distance, Hnsw};
+use rand::SeedableRng;
+use rayon::prelude::*;
+use serde::Serialize;
+
+/// Errors of the index stage.
+#[derive(Debug, thiserror::Error)]
+pub enum IndexError {
+    /// Nothing to index.
+    #[error("cannot build an index over zero documents")]
+    Empty,
+    /// Vectors of different dimensions.
+    #[error("query vectors have dimension {query}, documents {docs}")]
+    Dimension {
+        /// Query dimension.
+        query: usize,
+        /// Document dimension.
+        docs: usize,
+    },
+}
+
+/// One search result.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Hit {
+    /// Document number (row in the document vectors).
+    pub doc: u32,
+    /// Cosine similarity.
+    pub score: f32,
+}
+
+/// Dot product, 8 lanes wide; compiled for AVX2 when the CPU has it. The lane order is fixed, so the
+/// result is the same bits with or without AVX2.
+#[inline]
+pub fn dot(a: &[f32], b: &[f32]) -> f32 {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU supports AVX2, checked just above.
+            return unsafe { dot_avx2(a, b) };
+        }
+    }
+    dot_lanes(a, b)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn dot_avx2(a: &[f32], b: &[f32]) -> f32 {
+    dot_lanes(a, b)
+}
+
+#[inline(always)]
+fn dot_lanes(a: &[f32], b: &[f32]) -> f32 {
+    let n = a.len().min(b.len());
+    let (a, b) = (&a[..n], &b[..n]);
+    let mut acc = [0f32; 8];
+    let ca = a.chunks_exact(8);
+    let cb = b.chunks_exact(8);
+    let (ra, rb) = (ca.remainder(), cb.remainder());
+    for (x, y) in ca.zip(cb) {
+        for i in 0..8 {
+            acc[i] += x[i] * y[i];
+        }
+    }
+    let mut tail = 0f32;
+    for (x, y) in ra.iter().zip(rb) {
+        tail += x * y;
+    }
+    ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7])) + tail
+}
+
+/// `1 - dot`, clamped at 0: a distance for normalised vectors that never goes negative (rounding
+/// makes near-duplicates' dot exceed 1) and maps NaN to 0 instead of panicking.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct ClampedDot;
+
+impl Distance<f32> for ClampedDot {
+    fn eval(&self, va: &[f32], vb: &[f32]) -> f32 {
+        (1.0 - dot(va, vb)).max(0.0)
+    }
+}
+
+/// A built index.
+pub enum Index {
+    /// Brute force.
+    Exact(ExactIndex),
+    /// HNSW graph.
+    Hnsw(HnswIndex),
+}
+
+/// Brute-force search over a copy-free view of the vectors.
+pub struct ExactIndex {
+    docs: Vectors,
+}
+
+/// An HNSW graph (hnsw_rs) plus the vectors for re-scoring.
+pub struct HnswIndex {
+    graph: Hnsw<'static, f32, ClampedDot>,
+    docs: Vectors,
+    ef_search: usize,
+}
+
+/// What was built and how it went.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct IndexStats {
+    /// `exact` or `hnsw`.
+    pub kind: String,
+    /// Documents indexed.
+    pub documents: usize,
+    /// Seconds to build.
+    pub build_seconds: f64,
+    /// HNSW recall@k against exact search on a sample, when measured.
+    pub recall: Option<Recall>,
+}
+
+/// A recall measurement.
+#[derive(Debug, Clone, Serialize)]
+pub struct Recall {
+    /// k.
+    pub k: usize,
+    /// Queries sampled.
+    pub queries: usize,
+    /// Mean recall@k.
+    pub recall: f64,
+}
+
+impl Index {
+    /// Build the index that `cfg` asks for over `docs`.
+    pub fn build(docs: Vectors, cfg: &IndexConfig, show_progress: bool) -> Result<(Index, IndexStats), IndexError> {
+        if docs.is_empty() {
+            return Err(IndexError::Empty);
+        }
+        let start = std::time::Instant::now();
+        let n = docs.len();
+        let use_hnsw = match cfg.kind {
+            IndexKind::Exact => false,
+            IndexKind::Hnsw => true,
+            IndexKind::Auto => n >= cfg.exact_below,
+        };
+        let index = if use_hnsw {
+            // Validated in config: m <= 256, so Hnsw::new cannot call process::exit.
+            let max_layer = 16.min((n as f64).ln().ceil().max(1.0) as usize);
+            let graph = Hnsw::new(cfg.m, n, max_layer, cfg.ef_construction, ClampedDot);
+            let pb = progress::bar(n as u64, "index", "docs", show_progress);
+            for i in 0..n {
+                graph.insert_slice((docs.row(i), i));
+                if i % 256 == 255 {
+                    pb.inc(256);
+                }
+            }
+            pb.finish_and_clear();
+            let mut graph = graph;
+            graph.set_searching_mode(true);
+            Index::Hnsw(HnswIndex { graph, docs, ef_search: cfg.ef_search })
+        } else {
+            Index::Exact(ExactIndex { docs })
+        };
+        let stats = IndexStats {
+            kind: index.kind().into(),
+            documents: n,
+            build_seconds: start.elapsed().as_secs_f64(),
+            recall: None,
+        };
+        Ok((index, stats))
+    }
+
+    /// `exact` or `hnsw`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Index::Exact(_) => "exact",
+            Index::Hnsw(_) => "hnsw",
+        }
+    }
+
+    /// The document vectors.
+    pub fn docs(&self) -> &Vectors {
+        match self {
+            Index::Exact(e) => &e.docs,
+            Index::Hnsw(h) => &h.docs,
+        }
+    }
+
+    /// The top `k` documents of every query, best first (parallel over queries; deterministic).
+    pub fn search_batch(&self, queries: &Vectors, k: usize) -> Result<Vec<Vec<Hit>>, IndexError> {
+        let docs = self.docs();
+        if !queries.is_empty() && queries.dim != docs.dim {
+            return Err(IndexError::Dimension { query: queries.dim, docs: docs.dim });
+        }
+        let k = k.min(docs.len());
+        Ok(match self {
+            Index::Exact(_) => exact_search(docs, queries, k),
+            Index::Hnsw(h) => (0..queries.len())
+                .into_par_iter()
+                .map(|q| h.search(queries.row(q), k))
+                .collect(),
+        })
+    }
+
+    /// Measure recall@k of this index against exact search on `sample` seeded-random queries.
+    pub fn measure_recall(&self, queries: &Vectors, k: usize, sample: usize, seed: u64) -> Option<Recall> {
+        if queries.is_empty() || sample == 0 {
+            return None;
+        }
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+        let n = sample.min(queries.len());
+        let mut picked = rand::seq::index::sample(&mut rng, queries.len(), n).into_vec();
+        picked.sort_unstable();
+        let mut sub = Vectors { dim: queries.dim, data: Vec::with_capacity(n * queries.dim) };
+        for &i in &picked {
+            sub.data.extend_from_slice(queries.row(i));
+        }
+        let got = self.search_batch(&sub, k).ok()?;
+        let truth = exact_search(self.docs(), &sub, k.min(self.docs().len()));
+        let recall = recall_at_k(&got, &truth);
+        Some(Recall { k, queries: n, recall })
+    }
+}
+
+/// Mean fraction of each truth list found in the matching result list.
+pub fn recall_at_k(got: &[Vec<Hit>], truth: &[Vec<Hit>]) -> f64 {
+    if truth.is_empty() {
+        return 1.0;
+    }
+    let total: f64 = got
+        .iter()
+        .zip(truth)
+        .map(|(g, t)| {
+            if t.is_empty() {
+                return 1.0;
+            }
+            let set: std::collections::HashSet<u32> = g.iter().map(|h| h.doc).collect();
+            t.iter().filter(|h| set.contains(&h.doc)).count() as f64 / t.len() as f64
+        })
+        .sum();
+    total / truth.len() as f64
+}
+
+impl HnswIndex {
+    fn search(&self, q: &[f32], k: usize) -> Vec<Hit> {
+        let ef = self.ef_search.max(k);
+        let mut hits: Vec<Hit> = self
+            .graph
+            .search(q, k, ef)
+            .into_iter()
+            .map(|n| Hit { doc: n.d_id as u32, score: dot(q, self.docs.row(n.d_id)) })
+            .collect();
+        sort_hits(&mut hits);
+        hits.truncate(k);
+        hits
+    }
+}
+
+/// Best first; equal scores by document number.
+pub fn sort_hits(hits: &mut [Hit]) {
+    hits.sort_unstable_by(|a, b| b.score.total_cmp(&a.score).then(a.doc.cmp(&b.doc)));
+}
+
+/// Exact top-k by blocked matrix product, parallel over query blocks.
+pub fn exact_search(docs: &Vectors, queries: &Vectors, k: usize) -> Vec<Vec<Hit>> {
+    use ndarray::ArrayView2;
+    let n = docs.len();
+    if n == 0 || queries.is_empty() || k == 0 {
+        return vec![Vec::new(); queries.len()];
+    }
+    let d = docs.dim;
+    let dm = ArrayView2::from_shape((n, d), &docs.data).expect("shape matches data");
+    // Keep each block's score matrix around 16M floats (64 MB).
+    let block = (16_000_000 / n).clamp(1, 256);
+    let starts: Vec<usize> = (0..queries.len()).step_by(block).collect();
+    starts
+        .into_par_iter()
+        .flat_map_iter(|s| {
+            let e = (s + block).min(queries.len());
+            let qm = ArrayView2::from_shape((e - s, d), &queries.data[s * d..e * d]).expect("shape");
+            let scores = qm.dot(&dm.t());
+            (0..e - s)
+                .map(|r| {
+                    let row = scores.row(r);
+                    let row = row.as_slice().expect("standard layout");
+                    let mut idx: Vec<u32> = (0..n as u32).collect();
+                    let by = |a: &u32, b: &u32| row[*b as usize].total_cmp(&row[*a as usize]).then(a.cmp(b));
+                    if k < n {
+                        idx.select_nth_unstable_by(k - 1, by);
+                        idx.truncate(k);
+                    }
+                    let q = queries.row(s + r);
+                    let mut hits: Vec<Hit> =
+                        idx.into_iter().map(|i| Hit { doc: i, score: dot(q, docs.row(i as usize)) }).collect();
+                    sort_hits(&mut hits);
+                    hits
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::Rng;
+
+    fn random_unit(n: usize, d: usize, seed: u64) -> Vectors {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+        let mut data = Vec::with_capacity(n * d);
+        for _ in 0..n {
+            let mut v: Vec<f32> = (0..d).map(|_| rng.random_range(-1.0..1.0)).collect();
+            crate::embed::normalize(&mut v);
+            data.extend(v);
+        }
+        Vectors { dim: d, data }
+    }
+
+    #[test]
+    fn dot_matches_naive() {
+        let a: Vec<f32> = (0..37).map(|i| i as f32 * 0.1).collect();
+        let b: Vec<f32> = (0..37).map(|i| 1.0 - i as f32 * 0.05).collect();
+        let naive: f32 = a.iter().zip(&b).map(|(x, y)| x * y).sum();
+        assert!((dot(&a, &b) - naive).abs() < 1e-4);
+        assert_eq!(dot_lanes(&a, &b), dot(&a, &b));
+    }
+
+    #[test]
+    fn clamped_distance_never_negative_on_duplicates() {
+        let v = random_unit(1, 384, 1);
+        let mut w = v.data.clone();
+        w.iter_mut().for_each(|x| *x *= 1.0000001);
+        assert!(ClampedDot.eval(&v.data, &w) >= 0.0);
+        assert_eq!(ClampedDot.eval(&[f32::NAN], &[1.0]), 0.0);
+    }
+
+    #[test]
+    fn exact_search_is_sorted_and_correct() {
+        let docs = random_unit(300, 16, 2);
+        let qs = random_unit(5, 16, 3);
+        let res = exact_search(&docs, &qs, 10);
+        for (qi, hits) in res.iter().enumerate() {
+            assert_eq!(hits.len(), 10);
+            let mut all: Vec<Hit> =
+                (0..300).map(|i| Hit { doc: i as u32, score: dot(qs.row(qi), docs.row(i)) }).collect();
+            sort_hits(&mut all);
+            assert_eq!(hits, &all[..10].to_vec());
+        }
+    }
+
+    #[test]
+    fn hnsw_with_duplicates_has_high_recall() {
+        let mut docs = random_unit(2000, 32, 4);
+        let first: Vec<f32> = docs.row(0).to_vec();
+        for _ in 0..20 {
+            docs.data.extend_from_slice(&first); // exact duplicates must not panic
+        }
+        let cfg = IndexConfig { kind: IndexKind::Hnsw, ..IndexConfig::default() };
+        let (index, stats) = Index::build(docs, &cfg, false).unwrap();
+        assert_eq!(stats.kind, "hnsw");
+        let qs = random_unit(100, 32, 5);
+        let r = index.measure_recall(&qs, 10, 100, 7).unwrap();
+        assert!(r.recall > 0.9, "recall {}", r.recall);
+    }
+}

@@ -1,0 +1,22 @@
+//! tripletgen: turn a document corpus into hard-negative training data for embedding and reranker
+//! fine-tuning.
+//!
+//! The pipeline, one module per stage: [`ingest`] → [`embed`] (cached in the [`workspace`]) →
+//! [`index`] → [`mine`] → [`write`], wired by [`pipeline`] from a validated [`config`]. See
+//! ARCHITECTURE.md for the tour.
+#![warn(missing_docs)]
+
+pub mod bench;
+pub mod cli;
+pub mod config;
+pub mod embed;
+pub mod hash;
+pub mod index;
+pub mod ingest;
+pub mod mine;
+pub mod models;
+pub mod pipeline;
+pub mod progress;
+pub mod report;
+pub mod workspace;
+pub mod write;

@@ -1,0 +1,341 @@
+//! Mine: positive-aware hard negatives for every (query, positive) pair.
+//!
+//! For each query we retrieve enough candidates to survive the exclusions, drop every known positive
+//! of the query (all its qrels, not only the pair at hand) and every document whose text equals a
+//! positive's or the query's, then rank what is left (rank 0 = the best non-positive). For each pair,
+//! the rules of sentence-transformers' `mine_hard_negatives` apply in a fixed order — range_min,
+//! range_max, max_score, min_score, absolute_margin, relative_margin — and every candidate a rule
+//! removes is counted against that rule. `relative_margin` uses `pos - |pos| * m`, which stays right
+//! when scores are negative. Sampling is `top` or seeded `random` (seeded per pair, so the result does
+//! not depend on the order or number of other queries).
+
+use crate::config::{MineConfig, Sampling};
+use crate::embed::Vectors;
+use crate::hash::ContentHash;
+use crate::index::{Index, IndexError, dot};
+use crate::ingest::Dataset;
+use crate::progress;
+use rand::SeedableRng;
+use rayon::prelude::*;
+use serde::Serialize;
+use std::collections::{HashMap, HashSet};
+
+/// Errors of the mining stage.
+#[derive(Debug, thiserror::Error)]
+pub enum MineError {
+    /// The index failed.
+    #[error(transparent)]
+    Index(#[from] IndexError),
+}
+
+/// A chosen negative.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Negative {
+    /// Document index.
+    pub doc: usize,
+    /// Cosine similarity to the query.
+    pub score: f32,
+    /// Rank among the query's non-positive candidates (0 = most similar).
+    pub rank: usize,
+}
+
+/// The result for one (query, positive) pair.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MinedPair {
+    /// Query index.
+    pub query: usize,
+    /// Positive document index.
+    pub positive: usize,
+    /// Cosine similarity of query and positive.
+    pub positive_score: f32,
+    /// Chosen negatives, best first.
+    pub negatives: Vec<Negative>,
+    /// Non-positive candidates that scored above the positive (likely false negatives or a weak
+    /// positive).
+    pub above_positive: usize,
+}
+
+/// Why candidates were removed, and how many.
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct RuleCounts {
+    /// Known positives of the query found among the candidates (counted per pair).
+    pub known_positive: u64,
+    /// Same text as a positive or as the query (counted per pair).
+    pub same_text: u64,
+    /// Rank below `range_min`.
+    pub range_min: u64,
+    /// Score above `max_score`.
+    pub max_score: u64,
+    /// Score below `min_score`.
+    pub min_score: u64,
+    /// Too close to the positive by `absolute_margin`.
+    pub absolute_margin: u64,
+    /// Too close to the positive by `relative_margin`.
+    pub relative_margin: u64,
+    /// Allowed, but not picked (beyond num_negatives).
+    pub not_sampled: u64,
+}
+
+/// Mining counts and score distributions.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct MineStats {
+    /// Queries mined.
+    pub queries: usize,
+    /// Pairs mined.
+    pub pairs: usize,
+    /// Candidates retrieved per query.
+    pub candidates_per_query: usize,
+    /// Removed candidates per rule.
+    pub removed: RuleCounts,
+    /// Pairs that got fewer than num_negatives negatives.
+    pub pairs_short: usize,
+    /// Pairs that got no negative at all.
+    pub pairs_without_negatives: usize,
+    /// Negatives chosen.
+    pub negatives: usize,
+    /// Pairs with at least one non-positive candidate scoring above the positive.
+    pub pairs_with_candidates_above_positive: usize,
+    /// Seconds spent searching and filtering.
+    pub seconds: f64,
+}
+
+/// Normalised form used for "same text" checks.
+pub fn text_key(text: &str, normalize: bool) -> ContentHash {
+    if normalize {
+        let folded: String = text.split_whitespace().collect::<Vec<_>>().join(" ").to_lowercase();
+        ContentHash::of(&folded)
+    } else {
+        ContentHash::of(text)
+    }
+}
+
+/// Mine negatives for every pair of `ds`.
+pub fn mine(
+    ds: &Dataset,
+    index: &Index,
+    query_vecs: &Vectors,
+    cfg: &MineConfig,
+    show_progress: bool,
+) -> Result<(Vec<MinedPair>, MineStats), MineError> {
+    let start = std::time::Instant::now();
+    let docs = index.docs();
+    // Documents sharing a normalised text.
+    let doc_keys: Vec<ContentHash> = ds.docs.iter().map(|d| text_key(&d.text, cfg.normalize_text_match)).collect();
+    let mut by_text: HashMap<ContentHash, Vec<usize>> = HashMap::new();
+    for (i, k) in doc_keys.iter().enumerate() {
+        by_text.entry(*k).or_default().push(i);
+    }
+    // Per query: the set of excluded documents (known positives + same-text documents).
+    let excluded: Vec<HashSet<usize>> = ds
+        .queries
+        .iter()
+        .enumerate()
+        .map(|(q, query)| {
+            let mut ex: HashSet<usize> = ds.positives[q].iter().copied().collect();
+            let mut keys: Vec<ContentHash> = ds.positives[q].iter().map(|&d| doc_keys[d]).collect();
+            keys.push(text_key(&query.text, cfg.normalize_text_match));
+            for k in keys {
+                if let Some(same) = by_text.get(&k) {
+                    ex.extend(same.iter().copied());
+                }
+            }
+            ex
+        })
+        .collect();
+    let max_excluded = excluded.iter().map(HashSet::len).max().unwrap_or(0);
+    let k = (cfg.range_max + max_excluded).min(docs.len());
+
+    let pb = progress::bar(ds.queries.len() as u64, "mine", "queries", show_progress);
+    let chunk = 1024;
+    let mut pairs_out = Vec::new();
+    let mut removed = RuleCounts::default();
+    for start_q in (0..ds.queries.len()).step_by(chunk) {
+        let end_q = (start_q + chunk).min(ds.queries.len());
+        let mut sub = Vectors { dim: query_vecs.dim, data: Vec::new() };
+        sub.data.extend_from_slice(&query_vecs.data[start_q * query_vecs.dim..end_q * query_vecs.dim]);
+        let hits = index.search_batch(&sub, k)?;
+        let results: Vec<(Vec<MinedPair>, RuleCounts)> = (start_q..end_q)
+            .into_par_iter()
+            .map(|q| {
+                let ex = &excluded[q];
+                let mut counts = RuleCounts::default();
+                let mut candidates = Vec::with_capacity(cfg.range_max);
+                let (mut hit_positive, mut hit_same_text) = (0, 0);
+                for h in &hits[q - start_q] {
+                    if candidates.len() == cfg.range_max {
+                        break;
+                    }
+                    let d = h.doc as usize;
+                    if ex.contains(&d) {
+                        if ds.positives[q].contains(&d) {
+                            hit_positive += 1;
+                        } else {
+                            hit_same_text += 1;
+                        }
+                        continue;
+                    }
+                    candidates.push(Negative { doc: d, score: h.score, rank: candidates.len() });
+                }
+                let qv = query_vecs.row(q);
+                let out = ds.positives[q]
+                    .iter()
+                    .map(|&p| {
+                        counts.known_positive += hit_positive;
+                        counts.same_text += hit_same_text;
+                        let pos_score = dot(qv, docs.row(p));
+                        mine_pair(q, p, pos_score, &candidates, cfg, &ds.queries[q].hash, &ds.docs[p].hash, &mut counts)
+                    })
+                    .collect();
+                (out, counts)
+            })
+            .collect();
+        for (pairs, c) in results {
+            pairs_out.extend(pairs);
+            add_counts(&mut removed, &c);
+        }
+        pb.inc((end_q - start_q) as u64);
+    }
+    pb.finish_and_clear();
+
+    let mut stats = MineStats {
+        queries: ds.queries.len(),
+        pairs: pairs_out.len(),
+        candidates_per_query: k,
+        removed,
+        seconds: start.elapsed().as_secs_f64(),
+        ..Default::default()
+    };
+    for p in &pairs_out {
+        stats.negatives += p.negatives.len();
+        stats.pairs_short += (p.negatives.len() < cfg.num_negatives) as usize;
+        stats.pairs_without_negatives += p.negatives.is_empty() as usize;
+        stats.pairs_with_candidates_above_positive += (p.above_positive > 0) as usize;
+    }
+    Ok((pairs_out, stats))
+}
+
+fn add_counts(a: &mut RuleCounts, b: &RuleCounts) {
+    a.known_positive += b.known_positive;
+    a.same_text += b.same_text;
+    a.range_min += b.range_min;
+    a.max_score += b.max_score;
+    a.min_score += b.min_score;
+    a.absolute_margin += b.absolute_margin;
+    a.relative_margin += b.relative_margin;
+    a.not_sampled += b.not_sampled;
+}
+
+/// Apply the rules to one pair's candidates (already free of positives, ranked, cut at range_max).
+#[allow(clippy::too_many_arguments)]
+fn mine_pair(
+    query: usize,
+    positive: usize,
+    pos_score: f32,
+    candidates: &[Negative],
+    cfg: &MineConfig,
+    query_hash: &ContentHash,
+    positive_hash: &ContentHash,
+    counts: &mut RuleCounts,
+) -> MinedPair {
+    let above_positive = candidates.iter().filter(|c| c.score > pos_score).count();
+    let mut allowed = Vec::with_capacity(candidates.len());
+    for c in candidates {
+        if c.rank < cfg.range_min {
+            counts.range_min += 1;
+        } else if cfg.max_score.is_some_and(|m| c.score > m) {
+            counts.max_score += 1;
+        } else if cfg.min_score.is_some_and(|m| c.score < m) {
+            counts.min_score += 1;
+        } else if cfg.absolute_margin.is_some_and(|m| c.score > pos_score - m) {
+            counts.absolute_margin += 1;
+        } else if cfg.relative_margin.is_some_and(|m| c.score > pos_score - pos_score.abs() * m) {
+            counts.relative_margin += 1;
+        } else {
+            allowed.push(*c);
+        }
+    }
+    let n = cfg.num_negatives.min(allowed.len());
+    let negatives = match cfg.sampling {
+        Sampling::Top => allowed[..n].to_vec(),
+        Sampling::Random => {
+            let seed = cfg.seed ^ ContentHash::of_parts(&[&query_hash.0, &positive_hash.0]).as_u64();
+            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+            let mut idx = rand::seq::index::sample(&mut rng, allowed.len(), n).into_vec();
+            idx.sort_unstable();
+            idx.into_iter().map(|i| allowed[i]).collect()
+        }
+    };
+    counts.not_sampled += (allowed.len() - n) as u64;
+    MinedPair { query, positive, positive_score: pos_score, negatives, above_positive }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cands(scores: &[f32]) -> Vec<Negative> {
+        scores.iter().enumerate().map(|(i, &s)| Negative { doc: 100 + i, score: s, rank: i }).collect()
+    }
+
+    fn cfg() -> MineConfig {
+        MineConfig { relative_margin: None, num_negatives: 10, ..MineConfig::default() }
+    }
+
+    fn run(c: &MineConfig, pos: f32, scores: &[f32]) -> (Vec<usize>, RuleCounts) {
+        let h = ContentHash::of("x");
+        let mut counts = RuleCounts::default();
+        let p = mine_pair(0, 0, pos, &cands(scores), c, &h, &h, &mut counts);
+        (p.negatives.iter().map(|n| n.doc).collect(), counts)
+    }
+
+    #[test]
+    fn relative_margin_is_percent_of_positive() {
+        let c = MineConfig { relative_margin: Some(0.05), ..cfg() };
+        // pos 0.8 -> keep if <= 0.76
+        let (kept, counts) = run(&c, 0.8, &[0.9, 0.77, 0.76, 0.5]);
+        assert_eq!(kept, vec![102, 103]);
+        assert_eq!(counts.relative_margin, 2);
+    }
+
+    #[test]
+    fn relative_margin_with_negative_scores_does_not_flip() {
+        // sentence-transformers #3819: with pos = -0.2, pos*(1-m) = -0.19 > pos, letting a
+        // negative scoring -0.195 (closer than the positive) through.
+        let c = MineConfig { relative_margin: Some(0.05), ..cfg() };
+        let (kept, _) = run(&c, -0.2, &[-0.195, -0.21, -0.5]);
+        assert_eq!(kept, vec![102]);
+    }
+
+    #[test]
+    fn rules_apply_in_order_and_count_once() {
+        let c = MineConfig {
+            range_min: 1,
+            max_score: Some(0.95),
+            min_score: Some(0.1),
+            absolute_margin: Some(0.1),
+            num_negatives: 1,
+            ..cfg()
+        };
+        let (kept, counts) = run(&c, 0.9, &[0.99, 0.97, 0.85, 0.7, 0.6, 0.05]);
+        assert_eq!(kept, vec![103]);
+        assert_eq!(counts.range_min, 1);
+        assert_eq!(counts.max_score, 1);
+        assert_eq!(counts.absolute_margin, 1);
+        assert_eq!(counts.min_score, 1);
+        assert_eq!(counts.not_sampled, 1);
+    }
+
+    #[test]
+    fn random_sampling_is_seeded_and_sorted() {
+        let c = MineConfig { sampling: Sampling::Random, num_negatives: 3, ..cfg() };
+        let scores: Vec<f32> = (0..20).map(|i| 0.9 - i as f32 * 0.01).collect();
+        let (a, _) = run(&c, 0.95, &scores);
+        let (b, _) = run(&c, 0.95, &scores);
+        assert_eq!(a, b);
+        assert_eq!(a.len(), 3);
+        assert!(a.windows(2).all(|w| w[0] < w[1]));
+        let c2 = MineConfig { seed: 7, ..c };
+        let (d, _) = run(&c2, 0.95, &scores);
+        assert_ne!(a, d);
+    }
+}

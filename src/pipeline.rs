@@ -1,0 +1,226 @@
+//! Pipeline: wires the stages together — ingest, embed, index, mine, write — and times each one.
+//!
+//! Each stage gets validated config and the previous stage's output; CPU-heavy stages run on their
+//! own threads (ONNX Runtime's pool, rayon for search and mining), one at a time, so the cores are
+//! never oversubscribed.
+
+use crate::config::{Config, IndexKind};
+use crate::embed::{EmbedError, Embedder};
+use crate::index::{Index, IndexError};
+use crate::ingest::{self, IngestError};
+use crate::mine::{self, MineError};
+use crate::models::{self, ModelError};
+use crate::report::{RunReport, Scores, Timings};
+use crate::workspace::{Store, StoreError};
+use crate::write::{self, WriteError};
+use serde::Serialize;
+use std::path::Path;
+use std::time::Instant;
+
+/// Errors of a pipeline run: one variant per stage.
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    /// Reading inputs.
+    #[error(transparent)]
+    Ingest(#[from] IngestError),
+    /// Finding the model or runtime.
+    #[error(transparent)]
+    Model(#[from] ModelError),
+    /// Embedding.
+    #[error(transparent)]
+    Embed(#[from] EmbedError),
+    /// The workspace store.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The index.
+    #[error(transparent)]
+    Index(#[from] IndexError),
+    /// Mining.
+    #[error(transparent)]
+    Mine(#[from] MineError),
+    /// Writing outputs.
+    #[error(transparent)]
+    Write(#[from] WriteError),
+}
+
+/// Run the whole pipeline with a validated config.
+pub fn run(cfg: &Config) -> Result<RunReport, PipelineError> {
+    let t0 = Instant::now();
+    let mut timings = Timings::default();
+    let show = cfg.progress;
+
+    let t = Instant::now();
+    let ds = ingest::load(&cfg.input)?;
+    timings.ingest = t.elapsed().as_secs_f64();
+    log::info!(
+        "read {} documents, {} queries with positives, {} pairs ({} bad records skipped)",
+        ds.docs.len(),
+        ds.queries.len(),
+        ds.report.pairs,
+        ds.report.skipped
+    );
+
+    let t = Instant::now();
+    let resolved = models::resolve(&cfg.model)?;
+    let mut embedder = Embedder::load(&resolved, cfg)?;
+    timings.load_model = t.elapsed().as_secs_f64();
+
+    let t = Instant::now();
+    let mut store = Store::open(&cfg.workspace_dir())?;
+    let doc_texts: Vec<&str> = ds.docs.iter().map(|d| d.text.as_str()).collect();
+    let (doc_vecs, embed_documents) =
+        embedder.embed_cached(&mut store, &doc_texts, &cfg.embed.document_prefix, "docs", show)?;
+    let query_texts: Vec<&str> = ds.queries.iter().map(|q| q.text.as_str()).collect();
+    let (query_vecs, embed_queries) =
+        embedder.embed_cached(&mut store, &query_texts, &cfg.embed.query_prefix, "queries", show)?;
+    drop(embedder); // free the ONNX session before the CPU-heavy index build
+    timings.embed = t.elapsed().as_secs_f64();
+
+    let t = Instant::now();
+    let (index, mut index_stats) = Index::build(doc_vecs, &cfg.index, show)?;
+    if index.kind() == "hnsw" && cfg.index.recall_sample > 0 {
+        index_stats.recall = index.measure_recall(&query_vecs, cfg.mine.range_max, cfg.index.recall_sample, cfg.mine.seed);
+    }
+    timings.index = t.elapsed().as_secs_f64();
+    if cfg.index.kind == IndexKind::Auto {
+        log::info!("index: {} ({} documents; exact below {})", index.kind(), ds.docs.len(), cfg.index.exact_below);
+    }
+
+    let t = Instant::now();
+    let (pairs, mine_stats) = mine::mine(&ds, &index, &query_vecs, &cfg.mine, show)?;
+    timings.mine = t.elapsed().as_secs_f64();
+
+    let t = Instant::now();
+    let out = &cfg.output.dir;
+    let mut write_stats =
+        write::write_all(out, &cfg.output.formats, cfg.mine.num_negatives, cfg.output.row_group_size, &ds, &pairs)?;
+    timings.write = t.elapsed().as_secs_f64();
+    timings.total = t0.elapsed().as_secs_f64();
+
+    let mut report = RunReport {
+        version: env!("CARGO_PKG_VERSION").into(),
+        output_dir: out.clone(),
+        ingest: ds.report.clone(),
+        embed_documents,
+        embed_queries,
+        index: index_stats,
+        mine: mine_stats,
+        scores: Scores::of(&pairs),
+        write: write_stats.clone(),
+        timings,
+    };
+    let report_json = serde_json::to_vec_pretty(&report).expect("report serialises");
+    write::write_atomic(&out.join("report.json"), &report_json)?;
+    let manifest = Manifest::new(cfg, &resolved, &report_embedder_info(&resolved, &report), &report)?;
+    write::write_atomic(&out.join("manifest.json"), &serde_json::to_vec_pretty(&manifest).expect("manifest serialises"))?;
+    write_stats.files.push(write::OutputFile {
+        file: "report.json".into(),
+        kind: "report".into(),
+        rows: 0,
+        sha256: String::new(),
+    });
+    write_stats.files.push(write::OutputFile {
+        file: "manifest.json".into(),
+        kind: "manifest".into(),
+        rows: 0,
+        sha256: String::new(),
+    });
+    report.write = write_stats;
+    Ok(report)
+}
+
+fn report_embedder_info(resolved: &models::Resolved, _report: &RunReport) -> String {
+    match &resolved.model {
+        models::ModelSource::Local { dir, .. } => dir.display().to_string(),
+        models::ModelSource::Hub { name, .. } => name.clone(),
+    }
+}
+
+/// What was run, with what, on what, producing what (written as `manifest.json`).
+#[derive(Debug, Serialize)]
+pub struct Manifest<'a> {
+    /// Tool name.
+    pub tool: &'static str,
+    /// Tool version.
+    pub version: &'static str,
+    /// The full, resolved configuration.
+    pub config: &'a Config,
+    /// The embedding model.
+    pub model: ModelInfo,
+    /// Input files and their checksums.
+    pub inputs: Vec<InputFile>,
+    /// Counts and timings (the full report is in report.json).
+    pub report: &'a RunReport,
+}
+
+/// The model used.
+#[derive(Debug, Serialize)]
+pub struct ModelInfo {
+    /// Folder or hub name.
+    pub source: String,
+    /// ONNX Runtime library.
+    pub onnxruntime: String,
+    /// SHA-256 of the model files (and of the runtime library).
+    pub checksums: std::collections::BTreeMap<String, String>,
+}
+
+/// An input file.
+#[derive(Debug, Serialize)]
+pub struct InputFile {
+    /// Which input.
+    pub role: &'static str,
+    /// Path.
+    pub path: String,
+    /// Size in bytes.
+    pub bytes: u64,
+    /// SHA-256 (absent for folders).
+    pub sha256: Option<String>,
+}
+
+impl<'a> Manifest<'a> {
+    fn new(
+        cfg: &'a Config,
+        resolved: &models::Resolved,
+        source: &str,
+        report: &'a RunReport,
+    ) -> Result<Manifest<'a>, WriteError> {
+        let mut checksums = std::collections::BTreeMap::new();
+        if let models::ModelSource::Local { dir, .. } = &resolved.model {
+            for name in ["model.onnx", "tokenizer.json"] {
+                checksums.insert(name.to_string(), sha(&dir.join(name))?);
+            }
+        }
+        checksums.insert("onnxruntime".into(), sha(&resolved.runtime)?);
+        let mut inputs = Vec::new();
+        for (role, p) in [
+            ("corpus", &cfg.input.corpus),
+            ("queries", &cfg.input.queries),
+            ("qrels", &cfg.input.qrels),
+            ("pairs", &cfg.input.pairs),
+        ] {
+            let Some(p) = p else { continue };
+            if role == "queries" && cfg.input.pairs.is_some() {
+                continue;
+            }
+            let meta = std::fs::metadata(p).map_err(|source| WriteError::Io { path: p.clone(), source })?;
+            inputs.push(InputFile {
+                role,
+                path: p.display().to_string(),
+                bytes: meta.len(),
+                sha256: if meta.is_file() { Some(sha(p)?) } else { None },
+            });
+        }
+        Ok(Manifest {
+            tool: "tripletgen",
+            version: env!("CARGO_PKG_VERSION"),
+            config: cfg,
+            model: ModelInfo { source: source.into(), onnxruntime: resolved.runtime.display().to_string(), checksums },
+            inputs,
+            report,
+        })
+    }
+}
+
+fn sha(p: &Path) -> Result<String, WriteError> {
+    crate::hash::sha256_file(p).map_err(|source| WriteError::Io { path: p.to_path_buf(), source })
+}

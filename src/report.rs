@@ -1,0 +1,188 @@
+//! Report: what a run did, as JSON (`report.json`, `manifest.json`) and as a terminal summary.
+
+use crate::embed::EmbedStats;
+use crate::index::IndexStats;
+use crate::ingest::IngestReport;
+use crate::mine::{MineStats, MinedPair};
+use crate::write::WriteStats;
+use serde::Serialize;
+use std::fmt::Write as _;
+use std::path::PathBuf;
+
+/// Quantiles and a histogram of a set of scores.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Distribution {
+    /// How many.
+    pub count: usize,
+    /// Mean.
+    pub mean: f32,
+    /// Minimum, 10th, 25th, 50th, 75th, 90th percentile, maximum.
+    pub quantiles: [f32; 7],
+}
+
+impl Distribution {
+    /// Summarise `v` (any order).
+    pub fn of(mut v: Vec<f32>) -> Distribution {
+        if v.is_empty() {
+            return Distribution::default();
+        }
+        v.sort_unstable_by(f32::total_cmp);
+        let q = |p: f64| v[((v.len() - 1) as f64 * p).round() as usize];
+        Distribution {
+            count: v.len(),
+            mean: (v.iter().map(|&x| x as f64).sum::<f64>() / v.len() as f64) as f32,
+            quantiles: [q(0.0), q(0.1), q(0.25), q(0.5), q(0.75), q(0.9), q(1.0)],
+        }
+    }
+}
+
+/// Positive and negative score distributions of the mined pairs.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Scores {
+    /// Query-positive similarities.
+    pub positive: Distribution,
+    /// Query-negative similarities of the chosen negatives.
+    pub negative: Distribution,
+    /// Ranks (0-based, among non-positive candidates) of the chosen negatives.
+    pub negative_rank: Distribution,
+}
+
+impl Scores {
+    /// From the mined pairs.
+    pub fn of(pairs: &[MinedPair]) -> Scores {
+        Scores {
+            positive: Distribution::of(pairs.iter().map(|p| p.positive_score).collect()),
+            negative: Distribution::of(pairs.iter().flat_map(|p| p.negatives.iter().map(|n| n.score)).collect()),
+            negative_rank: Distribution::of(
+                pairs.iter().flat_map(|p| p.negatives.iter().map(|n| n.rank as f32)).collect(),
+            ),
+        }
+    }
+}
+
+/// Seconds per stage.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Timings {
+    /// Reading inputs.
+    pub ingest: f64,
+    /// Loading the model.
+    pub load_model: f64,
+    /// Embedding documents and queries.
+    pub embed: f64,
+    /// Building the index.
+    pub index: f64,
+    /// Mining.
+    pub mine: f64,
+    /// Writing outputs.
+    pub write: f64,
+    /// The whole run.
+    pub total: f64,
+}
+
+/// Everything a run reports (written as `report.json`).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct RunReport {
+    /// Tool version.
+    pub version: String,
+    /// Output folder.
+    pub output_dir: PathBuf,
+    /// Ingest counts and skipped records.
+    pub ingest: IngestReport,
+    /// Document embedding.
+    pub embed_documents: EmbedStats,
+    /// Query embedding.
+    pub embed_queries: EmbedStats,
+    /// Index.
+    pub index: IndexStats,
+    /// Mining.
+    pub mine: MineStats,
+    /// Score distributions.
+    pub scores: Scores,
+    /// Files written.
+    pub write: WriteStats,
+    /// Time per stage.
+    pub timings: Timings,
+}
+
+fn fmt_dist(d: &Distribution) -> String {
+    if d.count == 0 {
+        return "none".into();
+    }
+    let q = d.quantiles;
+    format!(
+        "min {:.3}  p10 {:.3}  p50 {:.3}  p90 {:.3}  max {:.3}  (mean {:.3}, n={})",
+        q[0], q[1], q[3], q[5], q[6], d.mean, d.count
+    )
+}
+
+impl RunReport {
+    /// A summary a person reads at a glance.
+    pub fn summary(&self) -> String {
+        let mut s = String::new();
+        let i = &self.ingest;
+        let m = &self.mine;
+        let t = &self.timings;
+        let _ = writeln!(s, "tripletgen {} — done in {:.1}s", self.version, t.total);
+        let _ = writeln!(
+            s,
+            "  input    {} documents, {} queries with positives ({} read), {} pairs, {} bad records skipped",
+            i.documents, i.queries_with_positives, i.queries_read, i.pairs, i.skipped
+        );
+        for (label, e) in [("docs", &self.embed_documents), ("queries", &self.embed_queries)] {
+            let rate = if e.seconds > 0.0 { e.embedded as f64 / e.seconds } else { 0.0 };
+            let _ = writeln!(
+                s,
+                "  embed    {label:<8} {} texts: {} cached, {} embedded ({:.0}/s), {} truncated",
+                e.texts, e.cached, e.embedded, rate, e.truncated
+            );
+        }
+        let recall = match &self.index.recall {
+            Some(r) => format!(", recall@{} {:.3} on {} queries", r.k, r.recall, r.queries),
+            None => String::new(),
+        };
+        let _ = writeln!(s, "  index    {} over {} documents{}", self.index.kind, self.index.documents, recall);
+        let _ = writeln!(
+            s,
+            "  mine     {} pairs -> {} negatives; {} pairs short of negatives, {} with none",
+            m.pairs, m.negatives, m.pairs_short, m.pairs_without_negatives
+        );
+        let r = &m.removed;
+        let _ = writeln!(
+            s,
+            "           removed: known positive {}, same text {}, range_min {}, max_score {}, min_score {}, absolute_margin {}, relative_margin {}",
+            r.known_positive, r.same_text, r.range_min, r.max_score, r.min_score, r.absolute_margin, r.relative_margin
+        );
+        let _ = writeln!(
+            s,
+            "           {} pairs had candidates scoring above their positive (possible false negatives)",
+            m.pairs_with_candidates_above_positive
+        );
+        let _ = writeln!(s, "  scores   positive  {}", fmt_dist(&self.scores.positive));
+        let _ = writeln!(s, "           negative  {}", fmt_dist(&self.scores.negative));
+        let _ = writeln!(
+            s,
+            "  time     ingest {:.2}s, model {:.2}s, embed {:.2}s, index {:.2}s, mine {:.2}s, write {:.2}s",
+            t.ingest, t.load_model, t.embed, t.index, t.mine, t.write
+        );
+        let _ = writeln!(s, "  output   {}", self.output_dir.display());
+        for f in &self.write.files {
+            let _ = writeln!(s, "           {:<36} {:>8} rows", f.file, f.rows);
+        }
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quantiles() {
+        let d = Distribution::of((0..=100).map(|i| i as f32 / 100.0).collect());
+        assert_eq!(d.count, 101);
+        assert_eq!(d.quantiles[0], 0.0);
+        assert_eq!(d.quantiles[3], 0.5);
+        assert_eq!(d.quantiles[6], 1.0);
+        assert!((d.mean - 0.5).abs() < 1e-6);
+    }
+}

@@ -1,0 +1,150 @@
+//! The workspace: a crash-safe SQLite store of everything a stage produced, keyed by content.
+//!
+//! Today it holds embeddings keyed by (model id, content hash). SQLite in WAL mode commits each batch
+//! atomically, so a crash or a kill loses at most the batch in flight, and a rerun finds everything
+//! committed before it.
+
+use crate::hash::ContentHash;
+use rusqlite::{Connection, OptionalExtension, params};
+use std::path::{Path, PathBuf};
+
+/// Errors of the workspace store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The folder could not be created.
+    #[error("cannot create workspace folder {path}: {source}")]
+    Dir {
+        /// The folder.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// SQLite failed (disk full, corrupt file, …).
+    #[error("workspace database {path}: {source}")]
+    Sqlite {
+        /// The database file.
+        path: PathBuf,
+        /// The SQLite error.
+        source: rusqlite::Error,
+    },
+    /// A stored value has the wrong shape (written by another model or version).
+    #[error("workspace database {path}: stored embedding has {got} bytes, expected {expected}")]
+    Corrupt {
+        /// The database file.
+        path: PathBuf,
+        /// Bytes found.
+        got: usize,
+        /// Bytes expected.
+        expected: usize,
+    },
+}
+
+/// The workspace database.
+pub struct Store {
+    conn: Connection,
+    path: PathBuf,
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS embeddings (
+    model TEXT NOT NULL,
+    key   BLOB NOT NULL,
+    vec   BLOB NOT NULL,
+    PRIMARY KEY (model, key)
+) WITHOUT ROWID;
+";
+
+impl Store {
+    /// Open (or create) the store in `dir`.
+    pub fn open(dir: &Path) -> Result<Store, StoreError> {
+        std::fs::create_dir_all(dir).map_err(|source| StoreError::Dir { path: dir.to_path_buf(), source })?;
+        let path = dir.join("tripletgen.sqlite");
+        let sq = |source| StoreError::Sqlite { path: path.clone(), source };
+        let conn = Connection::open(&path).map_err(sq)?;
+        conn.busy_timeout(std::time::Duration::from_secs(30)).map_err(sq)?;
+        conn.pragma_update(None, "journal_mode", "WAL").map_err(sq)?;
+        conn.pragma_update(None, "synchronous", "NORMAL").map_err(sq)?;
+        conn.execute_batch(SCHEMA).map_err(sq)?;
+        Ok(Store { conn, path })
+    }
+
+    fn sq(&self) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
+        |source| StoreError::Sqlite { path: self.path.clone(), source }
+    }
+
+    /// Look up embeddings of dimension `dim`; `None` where not stored.
+    pub fn get_embeddings(
+        &self,
+        model: &str,
+        keys: &[ContentHash],
+        dim: usize,
+    ) -> Result<Vec<Option<Vec<f32>>>, StoreError> {
+        let mut stmt =
+            self.conn.prepare_cached("SELECT vec FROM embeddings WHERE model = ?1 AND key = ?2").map_err(self.sq())?;
+        let mut out = Vec::with_capacity(keys.len());
+        for k in keys {
+            let blob: Option<Vec<u8>> =
+                stmt.query_row(params![model, &k.0[..]], |r| r.get(0)).optional().map_err(self.sq())?;
+            out.push(match blob {
+                None => None,
+                Some(b) if b.len() == dim * 4 => Some(
+                    b.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes"))).collect(),
+                ),
+                Some(b) => {
+                    return Err(StoreError::Corrupt { path: self.path.clone(), got: b.len(), expected: dim * 4 });
+                }
+            });
+        }
+        Ok(out)
+    }
+
+    /// Store embeddings in one transaction.
+    pub fn put_embeddings(&mut self, model: &str, items: &[(ContentHash, &[f32])]) -> Result<(), StoreError> {
+        let path = self.path.clone();
+        let sq = |source| StoreError::Sqlite { path: path.clone(), source };
+        let tx = self.conn.transaction().map_err(sq)?;
+        {
+            let mut stmt = tx
+                .prepare_cached("INSERT OR REPLACE INTO embeddings (model, key, vec) VALUES (?1, ?2, ?3)")
+                .map_err(sq)?;
+            let mut buf = Vec::new();
+            for (k, v) in items {
+                buf.clear();
+                for x in *v {
+                    buf.extend_from_slice(&x.to_le_bytes());
+                }
+                stmt.execute(params![model, &k.0[..], &buf]).map_err(sq)?;
+            }
+        }
+        tx.commit().map_err(sq)
+    }
+
+    /// Number of stored embeddings for a model.
+    pub fn count_embeddings(&self, model: &str) -> Result<i64, StoreError> {
+        self.conn
+            .query_row("SELECT COUNT(*) FROM embeddings WHERE model = ?1", params![model], |r| r.get(0))
+            .map_err(self.sq())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn roundtrip_and_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let k1 = ContentHash::of("a");
+        let k2 = ContentHash::of("b");
+        {
+            let mut s = Store::open(dir.path()).unwrap();
+            s.put_embeddings("m", &[(k1, &[1.0, -2.5])]).unwrap();
+        }
+        let s = Store::open(dir.path()).unwrap();
+        let got = s.get_embeddings("m", &[k1, k2], 2).unwrap();
+        assert_eq!(got, vec![Some(vec![1.0, -2.5]), None]);
+        assert_eq!(s.get_embeddings("other", &[k1], 2).unwrap(), vec![None]);
+        assert!(matches!(s.get_embeddings("m", &[k1], 3), Err(StoreError::Corrupt { .. })));
+        assert_eq!(s.count_embeddings("m").unwrap(), 1);
+    }
+}

@@ -1,0 +1,442 @@
+//! Write: training files in the formats sentence-transformers and FlagEmbedding load as they are.
+//!
+//! Parquet formats carry only training columns (so `load_dataset("parquet", ...)` feeds a loss
+//! without renaming or dropping anything); every row's provenance — query id, document ids, scores,
+//! ranks — sits in a row-aligned `<format>.provenance.parquet` beside it. FlagEmbedding JSONL carries
+//! its own ids. Every file is written to a temporary name in the output folder, synced, and renamed
+//! when complete, so a finished-looking file is never half-written.
+
+use crate::config::Format;
+use crate::ingest::Dataset;
+use crate::mine::{MinedPair, Negative};
+use arrow::array::{
+    ArrayRef, Float32Builder, Int64Builder, ListBuilder, RecordBatch, StringBuilder, UInt32Builder,
+};
+use arrow::datatypes::{Field, Schema};
+use parquet::arrow::ArrowWriter;
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::properties::WriterProperties;
+use serde::Serialize;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// Errors of the write stage.
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    /// A file could not be written (disk full, permissions…).
+    #[error("cannot write {path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// Arrow or Parquet failed.
+    #[error("cannot write {path}: {message}")]
+    Parquet {
+        /// The file.
+        path: PathBuf,
+        /// What failed.
+        message: String,
+    },
+}
+
+/// One written file.
+#[derive(Debug, Clone, Serialize)]
+pub struct OutputFile {
+    /// File name inside the output folder.
+    pub file: String,
+    /// Format (or `provenance`, `manifest`…).
+    pub kind: String,
+    /// Rows (lines for JSONL).
+    pub rows: usize,
+    /// SHA-256 of the file.
+    pub sha256: String,
+}
+
+/// What the write stage produced.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct WriteStats {
+    /// Files written.
+    pub files: Vec<OutputFile>,
+    /// n-tuple rows left out because the pair had fewer than num_negatives negatives.
+    pub ntuple_pairs_dropped: usize,
+    /// Seconds spent.
+    pub seconds: f64,
+}
+
+/// Write `bytes` to `path` atomically (temporary file in the same folder, fsync, rename).
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), WriteError> {
+    let mut f = AtomicFile::create(path)?;
+    f.file().write_all(bytes).map_err(|source| WriteError::Io { path: path.to_path_buf(), source })?;
+    f.commit()
+}
+
+/// A file that appears under its name only when [`AtomicFile::commit`] is called.
+pub struct AtomicFile {
+    tmp: tempfile::NamedTempFile,
+    path: PathBuf,
+}
+
+impl AtomicFile {
+    /// Start writing `path`.
+    pub fn create(path: &Path) -> Result<AtomicFile, WriteError> {
+        let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        let io = |source| WriteError::Io { path: path.to_path_buf(), source };
+        std::fs::create_dir_all(dir).map_err(io)?;
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let tmp = tempfile::Builder::new().prefix(&format!(".{name}.")).suffix(".tmp").tempfile_in(dir).map_err(io)?;
+        Ok(AtomicFile { tmp, path: path.to_path_buf() })
+    }
+
+    /// The file to write to.
+    pub fn file(&mut self) -> &mut std::fs::File {
+        self.tmp.as_file_mut()
+    }
+
+    /// Sync and rename into place.
+    pub fn commit(self) -> Result<(), WriteError> {
+        let io = |source| WriteError::Io { path: self.path.clone(), source };
+        #[cfg(unix)]
+        {
+            // Temporary files are created 0600; a finished output is an ordinary file.
+            use std::os::unix::fs::PermissionsExt;
+            self.tmp.as_file().set_permissions(std::fs::Permissions::from_mode(0o644)).map_err(io)?;
+        }
+        self.tmp.as_file().sync_all().map_err(io)?;
+        self.tmp.persist(&self.path).map_err(|e| WriteError::Io { path: self.path.clone(), source: e.error })?;
+        Ok(())
+    }
+}
+
+/// Write every format of `formats` into `dir`.
+pub fn write_all(
+    dir: &Path,
+    formats: &[Format],
+    num_negatives: usize,
+    row_group_size: usize,
+    ds: &Dataset,
+    pairs: &[MinedPair],
+) -> Result<WriteStats, WriteError> {
+    let start = std::time::Instant::now();
+    let mut stats = WriteStats::default();
+    for &format in formats {
+        match format {
+            Format::FlagJsonl => {
+                let file = "flag.jsonl";
+                let rows = write_flag_jsonl(&dir.join(file), ds, pairs)?;
+                stats.files.push(output_file(dir, file, "flag-jsonl", rows)?);
+            }
+            _ => {
+                let file = format!("{}.parquet", format.name());
+                let prov = format!("{}.provenance.parquet", format.name());
+                let (rows, dropped) =
+                    write_parquet_format(&dir.join(&file), &dir.join(&prov), format, num_negatives, row_group_size, ds, pairs)?;
+                if format == Format::NTuple {
+                    stats.ntuple_pairs_dropped = dropped;
+                }
+                stats.files.push(output_file(dir, &file, format.name(), rows)?);
+                stats.files.push(output_file(dir, &prov, "provenance", rows)?);
+            }
+        }
+    }
+    stats.seconds = start.elapsed().as_secs_f64();
+    Ok(stats)
+}
+
+fn output_file(dir: &Path, file: &str, kind: &str, rows: usize) -> Result<OutputFile, WriteError> {
+    let path = dir.join(file);
+    let sha256 = crate::hash::sha256_file(&path).map_err(|source| WriteError::Io { path, source })?;
+    Ok(OutputFile { file: file.into(), kind: kind.into(), rows, sha256 })
+}
+
+/// Column builders for one format's training columns.
+enum Columns {
+    Triplet { anchor: StringBuilder, positive: StringBuilder, negative: StringBuilder },
+    NTuple { anchor: StringBuilder, positive: StringBuilder, negatives: Vec<StringBuilder> },
+    LabeledPair { anchor: StringBuilder, text: StringBuilder, label: Int64Builder },
+    LabeledList { anchor: StringBuilder, texts: ListBuilder<StringBuilder>, labels: ListBuilder<Int64Builder> },
+}
+
+/// Row-aligned provenance builders.
+struct Provenance {
+    query_id: StringBuilder,
+    positive_id: StringBuilder,
+    positive_score: Float32Builder,
+    negative_ids: ListBuilder<StringBuilder>,
+    negative_scores: ListBuilder<Float32Builder>,
+    negative_ranks: ListBuilder<UInt32Builder>,
+}
+
+impl Provenance {
+    fn new() -> Self {
+        Provenance {
+            query_id: StringBuilder::new(),
+            positive_id: StringBuilder::new(),
+            positive_score: Float32Builder::new(),
+            negative_ids: ListBuilder::new(StringBuilder::new()),
+            negative_scores: ListBuilder::new(Float32Builder::new()),
+            negative_ranks: ListBuilder::new(UInt32Builder::new()),
+        }
+    }
+
+    fn push(&mut self, ds: &Dataset, p: &MinedPair, negs: &[Negative]) {
+        self.query_id.append_value(&ds.queries[p.query].id);
+        self.positive_id.append_value(&ds.docs[p.positive].id);
+        self.positive_score.append_value(p.positive_score);
+        for n in negs {
+            self.negative_ids.values().append_value(&ds.docs[n.doc].id);
+            self.negative_scores.values().append_value(n.score);
+            self.negative_ranks.values().append_value(n.rank as u32);
+        }
+        self.negative_ids.append(true);
+        self.negative_scores.append(true);
+        self.negative_ranks.append(true);
+    }
+
+    fn finish(&mut self) -> Vec<(&'static str, ArrayRef)> {
+        vec![
+            ("query_id", Arc::new(self.query_id.finish()) as ArrayRef),
+            ("positive_id", Arc::new(self.positive_id.finish())),
+            ("positive_score", Arc::new(self.positive_score.finish())),
+            ("negative_ids", Arc::new(self.negative_ids.finish())),
+            ("negative_scores", Arc::new(self.negative_scores.finish())),
+            ("negative_ranks", Arc::new(self.negative_ranks.finish())),
+        ]
+    }
+}
+
+impl Columns {
+    fn new(format: Format, n: usize) -> Self {
+        match format {
+            Format::Triplet => Columns::Triplet {
+                anchor: StringBuilder::new(),
+                positive: StringBuilder::new(),
+                negative: StringBuilder::new(),
+            },
+            Format::NTuple => Columns::NTuple {
+                anchor: StringBuilder::new(),
+                positive: StringBuilder::new(),
+                negatives: (0..n).map(|_| StringBuilder::new()).collect(),
+            },
+            Format::LabeledPair => {
+                Columns::LabeledPair { anchor: StringBuilder::new(), text: StringBuilder::new(), label: Int64Builder::new() }
+            }
+            Format::LabeledList | Format::FlagJsonl => Columns::LabeledList {
+                anchor: StringBuilder::new(),
+                texts: ListBuilder::new(StringBuilder::new()),
+                labels: ListBuilder::new(Int64Builder::new()),
+            },
+        }
+    }
+
+    /// Append the rows of one pair (and their provenance); returns rows added.
+    fn push(&mut self, prov: &mut Provenance, ds: &Dataset, p: &MinedPair) -> usize {
+        let anchor = ds.queries[p.query].text.as_str();
+        let positive = ds.docs[p.positive].text.as_str();
+        match self {
+            Columns::Triplet { anchor: a, positive: pc, negative } => {
+                for n in &p.negatives {
+                    a.append_value(anchor);
+                    pc.append_value(positive);
+                    negative.append_value(&ds.docs[n.doc].text);
+                    prov.push(ds, p, std::slice::from_ref(n));
+                }
+                p.negatives.len()
+            }
+            Columns::NTuple { anchor: a, positive: pc, negatives } => {
+                if p.negatives.len() < negatives.len() {
+                    return 0;
+                }
+                a.append_value(anchor);
+                pc.append_value(positive);
+                for (b, n) in negatives.iter_mut().zip(&p.negatives) {
+                    b.append_value(&ds.docs[n.doc].text);
+                }
+                prov.push(ds, p, &p.negatives[..negatives.len()]);
+                1
+            }
+            Columns::LabeledPair { anchor: a, text, label } => {
+                a.append_value(anchor);
+                text.append_value(positive);
+                label.append_value(1);
+                prov.push(ds, p, &[]);
+                for n in &p.negatives {
+                    a.append_value(anchor);
+                    text.append_value(&ds.docs[n.doc].text);
+                    label.append_value(0);
+                    prov.push(ds, p, std::slice::from_ref(n));
+                }
+                1 + p.negatives.len()
+            }
+            Columns::LabeledList { anchor: a, texts, labels } => {
+                a.append_value(anchor);
+                texts.values().append_value(positive);
+                labels.values().append_value(1);
+                for n in &p.negatives {
+                    texts.values().append_value(&ds.docs[n.doc].text);
+                    labels.values().append_value(0);
+                }
+                texts.append(true);
+                labels.append(true);
+                prov.push(ds, p, &p.negatives);
+                1
+            }
+        }
+    }
+
+    fn finish(&mut self) -> Vec<(String, ArrayRef)> {
+        fn s(b: &mut StringBuilder) -> ArrayRef {
+            Arc::new(b.finish())
+        }
+        match self {
+            Columns::Triplet { anchor, positive, negative } => {
+                vec![("anchor".into(), s(anchor)), ("positive".into(), s(positive)), ("negative".into(), s(negative))]
+            }
+            Columns::NTuple { anchor, positive, negatives } => {
+                let mut v = vec![("anchor".to_string(), s(anchor)), ("positive".into(), s(positive))];
+                for (i, b) in negatives.iter_mut().enumerate() {
+                    v.push((format!("negative_{}", i + 1), s(b)));
+                }
+                v
+            }
+            Columns::LabeledPair { anchor, text, label } => vec![
+                ("anchor".into(), s(anchor)),
+                ("text".into(), s(text)),
+                ("label".into(), Arc::new(label.finish())),
+            ],
+            Columns::LabeledList { anchor, texts, labels } => vec![
+                ("anchor".into(), s(anchor)),
+                ("texts".into(), Arc::new(texts.finish())),
+                ("labels".into(), Arc::new(labels.finish())),
+            ],
+        }
+    }
+}
+
+fn batch(columns: Vec<(String, ArrayRef)>) -> Result<RecordBatch, arrow::error::ArrowError> {
+    let fields: Vec<Field> =
+        columns.iter().map(|(n, a)| Field::new(n, a.data_type().clone(), a.null_count() > 0)).collect();
+    RecordBatch::try_new(Arc::new(Schema::new(fields)), columns.into_iter().map(|(_, a)| a).collect())
+}
+
+/// Streams record batches into a Parquet file that is renamed into place when finished.
+struct ParquetSink {
+    file: Option<AtomicFile>,
+    writer: Option<ArrowWriter<std::fs::File>>,
+    path: PathBuf,
+    row_group_size: usize,
+}
+
+impl ParquetSink {
+    fn new(path: &Path, row_group_size: usize) -> Result<Self, WriteError> {
+        Ok(ParquetSink { file: Some(AtomicFile::create(path)?), writer: None, path: path.to_path_buf(), row_group_size })
+    }
+
+    fn err(&self, e: impl std::fmt::Display) -> WriteError {
+        WriteError::Parquet { path: self.path.clone(), message: e.to_string() }
+    }
+
+    fn write(&mut self, b: RecordBatch) -> Result<(), WriteError> {
+        if self.writer.is_none() {
+            let props = WriterProperties::builder()
+                .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).expect("valid level")))
+                .set_max_row_group_row_count(Some(self.row_group_size))
+                .set_created_by(format!("tripletgen {}", env!("CARGO_PKG_VERSION")))
+                .build();
+            let f = self.file.as_mut().expect("open").file().try_clone().map_err(|e| self.err(e))?;
+            self.writer = Some(ArrowWriter::try_new(f, b.schema(), Some(props)).map_err(|e| self.err(e))?);
+        }
+        let w = self.writer.as_mut().expect("created");
+        w.write(&b).map_err(|e| WriteError::Parquet { path: self.path.clone(), message: e.to_string() })
+    }
+
+    fn finish(mut self) -> Result<(), WriteError> {
+        if let Some(w) = self.writer.take() {
+            w.close().map_err(|e| self.err(e))?;
+        }
+        self.file.take().expect("open").commit()
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn write_parquet_format(
+    path: &Path,
+    prov_path: &Path,
+    format: Format,
+    n: usize,
+    row_group_size: usize,
+    ds: &Dataset,
+    pairs: &[MinedPair],
+) -> Result<(usize, usize), WriteError> {
+    let mut data = ParquetSink::new(path, row_group_size)?;
+    let mut prov_sink = ParquetSink::new(prov_path, row_group_size)?;
+    let mut rows = 0;
+    let mut dropped = 0;
+    let mut cols = Columns::new(format, n);
+    let mut prov = Provenance::new();
+    let mut pending = 0;
+    let flush = |cols: &mut Columns, prov: &mut Provenance, data: &mut ParquetSink, ps: &mut ParquetSink| {
+        let b = batch(cols.finish()).map_err(|e| data.err(e))?;
+        data.write(b)?;
+        let pb = batch(prov.finish().into_iter().map(|(k, v)| (k.to_string(), v)).collect()).map_err(|e| ps.err(e))?;
+        ps.write(pb)
+    };
+    for p in pairs {
+        let added = cols.push(&mut prov, ds, p);
+        if format == Format::NTuple && added == 0 {
+            dropped += 1;
+        }
+        rows += added;
+        pending += added;
+        if pending >= row_group_size {
+            flush(&mut cols, &mut prov, &mut data, &mut prov_sink)?;
+            pending = 0;
+        }
+    }
+    if pending > 0 || rows == 0 {
+        flush(&mut cols, &mut prov, &mut data, &mut prov_sink)?;
+    }
+    data.finish()?;
+    prov_sink.finish()?;
+    Ok((rows, dropped))
+}
+
+#[derive(Serialize)]
+struct FlagLine<'a> {
+    query: &'a str,
+    pos: [&'a str; 1],
+    neg: Vec<&'a str>,
+    pos_scores: [f32; 1],
+    neg_scores: Vec<f32>,
+    query_id: &'a str,
+    pos_ids: [&'a str; 1],
+    neg_ids: Vec<&'a str>,
+}
+
+fn write_flag_jsonl(path: &Path, ds: &Dataset, pairs: &[MinedPair]) -> Result<usize, WriteError> {
+    let mut f = AtomicFile::create(path)?;
+    let io = |source| WriteError::Io { path: path.to_path_buf(), source };
+    let mut w = std::io::BufWriter::new(f.file().try_clone().map_err(io)?);
+    let mut rows = 0;
+    for p in pairs {
+        let line = FlagLine {
+            query: &ds.queries[p.query].text,
+            pos: [&ds.docs[p.positive].text],
+            neg: p.negatives.iter().map(|n| ds.docs[n.doc].text.as_str()).collect(),
+            pos_scores: [p.positive_score],
+            neg_scores: p.negatives.iter().map(|n| n.score).collect(),
+            query_id: &ds.queries[p.query].id,
+            pos_ids: [&ds.docs[p.positive].id],
+            neg_ids: p.negatives.iter().map(|n| ds.docs[n.doc].id.as_str()).collect(),
+        };
+        serde_json::to_writer(&mut w, &line).map_err(|e| io(e.into()))?;
+        w.write_all(b"\n").map_err(io)?;
+        rows += 1;
+    }
+    w.flush().map_err(io)?;
+    drop(w);
+    f.commit()?;
+    Ok(rows)
+}
