@@ -54,8 +54,9 @@ pub enum EmbedError {
 
 static ORT_ENV: OnceLock<Mutex<Option<(PathBuf, ort::environment::Environment)>>> = OnceLock::new();
 
-/// Load ONNX Runtime from `path` once per process and return its environment.
-fn ort_environment(path: &Path) -> Result<ort::environment::Environment, EmbedError> {
+/// Load ONNX Runtime from `path` once per process and return its environment (ONNX Runtime allows
+/// one per process; every session must be built from it).
+pub fn ort_environment(path: &Path) -> Result<ort::environment::Environment, EmbedError> {
     let cell = ORT_ENV.get_or_init(|| Mutex::new(None));
     let mut guard = cell.lock().unwrap_or_else(|e| e.into_inner());
     if let Some((loaded, env)) = guard.as_ref() {
