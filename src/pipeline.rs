@@ -92,12 +92,12 @@ pub fn run(cfg: &Config) -> Result<RunReport, PipelineError> {
 
     let t = Instant::now();
     let out = &cfg.output.dir;
-    let mut write_stats =
+    let write_stats =
         write::write_all(out, &cfg.output.formats, cfg.mine.num_negatives, cfg.output.row_group_size, &ds, &pairs)?;
     timings.write = t.elapsed().as_secs_f64();
     timings.total = t0.elapsed().as_secs_f64();
 
-    let mut report = RunReport {
+    let report = RunReport {
         version: env!("CARGO_PKG_VERSION").into(),
         output_dir: out.clone(),
         ingest: ds.report.clone(),
@@ -106,34 +106,14 @@ pub fn run(cfg: &Config) -> Result<RunReport, PipelineError> {
         index: index_stats,
         mine: mine_stats,
         scores: Scores::of(&pairs),
-        write: write_stats.clone(),
+        write: write_stats,
         timings,
     };
     let report_json = serde_json::to_vec_pretty(&report).expect("report serialises");
     write::write_atomic(&out.join("report.json"), &report_json)?;
-    let manifest = Manifest::new(cfg, &resolved, &report_embedder_info(&resolved, &report), &report)?;
+    let manifest = Manifest::new(cfg, &resolved, &report)?;
     write::write_atomic(&out.join("manifest.json"), &serde_json::to_vec_pretty(&manifest).expect("manifest serialises"))?;
-    write_stats.files.push(write::OutputFile {
-        file: "report.json".into(),
-        kind: "report".into(),
-        rows: 0,
-        sha256: String::new(),
-    });
-    write_stats.files.push(write::OutputFile {
-        file: "manifest.json".into(),
-        kind: "manifest".into(),
-        rows: 0,
-        sha256: String::new(),
-    });
-    report.write = write_stats;
     Ok(report)
-}
-
-fn report_embedder_info(resolved: &models::Resolved, _report: &RunReport) -> String {
-    match &resolved.model {
-        models::ModelSource::Local { dir, .. } => dir.display().to_string(),
-        models::ModelSource::Hub { name, .. } => name.clone(),
-    }
 }
 
 /// What was run, with what, on what, producing what (written as `manifest.json`).
@@ -178,12 +158,11 @@ pub struct InputFile {
 }
 
 impl<'a> Manifest<'a> {
-    fn new(
-        cfg: &'a Config,
-        resolved: &models::Resolved,
-        source: &str,
-        report: &'a RunReport,
-    ) -> Result<Manifest<'a>, WriteError> {
+    fn new(cfg: &'a Config, resolved: &models::Resolved, report: &'a RunReport) -> Result<Manifest<'a>, WriteError> {
+        let source = match &resolved.model {
+            models::ModelSource::Local { dir, .. } => dir.display().to_string(),
+            models::ModelSource::Hub { name, .. } => name.clone(),
+        };
         let mut checksums = std::collections::BTreeMap::new();
         if let models::ModelSource::Local { dir, .. } = &resolved.model {
             for name in ["model.onnx", "tokenizer.json"] {
@@ -214,7 +193,7 @@ impl<'a> Manifest<'a> {
             tool: "tripletgen",
             version: env!("CARGO_PKG_VERSION"),
             config: cfg,
-            model: ModelInfo { source: source.into(), onnxruntime: resolved.runtime.display().to_string(), checksums },
+            model: ModelInfo { source, onnxruntime: resolved.runtime.display().to_string(), checksums },
             inputs,
             report,
         })

@@ -168,6 +168,7 @@ impl RunReport {
         for f in &self.write.files {
             let _ = writeln!(s, "           {:<36} {:>8} rows", f.file, f.rows);
         }
+        let _ = writeln!(s, "           report.json, manifest.json (counts, timings, config, checksums)");
         s
     }
 }
