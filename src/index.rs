@@ -10,7 +10,8 @@
 use crate::config::{IndexConfig, IndexKind};
 use crate::embed::Vectors;
 use crate::progress;
-use hnsw_rs::prelude::{Distance, Hnsw};
+use hnsw_rs::prelude::{Distance, Hnsw, Point};
+use std::sync::Arc;
 use rand::SeedableRng;
 use rayon::prelude::*;
 use serde::Serialize;
@@ -99,15 +100,17 @@ pub enum Index {
     Hnsw(HnswIndex),
 }
 
-/// Brute-force search over a copy-free view of the vectors.
+/// Brute-force search over the document matrix.
 pub struct ExactIndex {
     docs: Vectors,
 }
 
-/// An HNSW graph (hnsw_rs) plus the vectors for re-scoring.
+/// An HNSW graph (hnsw_rs). hnsw_rs keeps its own copy of every vector; we re-score from those
+/// copies (`points[doc]`) instead of keeping a second one.
 pub struct HnswIndex {
     graph: Hnsw<'static, f32, ClampedDot>,
-    docs: Vectors,
+    points: Vec<Arc<Point<'static, f32>>>,
+    dim: usize,
     ef_search: usize,
 }
 
@@ -149,20 +152,7 @@ impl Index {
             IndexKind::Auto => n >= cfg.exact_below,
         };
         let index = if use_hnsw {
-            // Validated in config: m <= 256, so Hnsw::new cannot call process::exit.
-            let max_layer = 16.min((n as f64).ln().ceil().max(1.0) as usize);
-            let graph = Hnsw::new(cfg.m, n, max_layer, cfg.ef_construction, ClampedDot);
-            let pb = progress::bar(n as u64, "index", "docs", show_progress);
-            for i in 0..n {
-                graph.insert_slice((docs.row(i), i));
-                if i % 256 == 255 {
-                    pb.inc(256);
-                }
-            }
-            pb.finish_and_clear();
-            let mut graph = graph;
-            graph.set_searching_mode(true);
-            Index::Hnsw(HnswIndex { graph, docs, ef_search: cfg.ef_search })
+            Index::Hnsw(HnswIndex::build(docs, cfg, show_progress))
         } else {
             Index::Exact(ExactIndex { docs })
         };
@@ -183,23 +173,43 @@ impl Index {
         }
     }
 
-    /// The document vectors.
-    pub fn docs(&self) -> &Vectors {
+    /// Number of documents.
+    pub fn len(&self) -> usize {
         match self {
-            Index::Exact(e) => &e.docs,
-            Index::Hnsw(h) => &h.docs,
+            Index::Exact(e) => e.docs.len(),
+            Index::Hnsw(h) => h.points.len(),
+        }
+    }
+
+    /// True when the index holds no documents (never, once built).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Vector dimension.
+    pub fn dim(&self) -> usize {
+        match self {
+            Index::Exact(e) => e.docs.dim,
+            Index::Hnsw(h) => h.dim,
+        }
+    }
+
+    /// The vector of document `doc`.
+    pub fn vector(&self, doc: usize) -> &[f32] {
+        match self {
+            Index::Exact(e) => e.docs.row(doc),
+            Index::Hnsw(h) => h.points[doc].get_v(),
         }
     }
 
     /// The top `k` documents of every query, best first (parallel over queries; deterministic).
     pub fn search_batch(&self, queries: &Vectors, k: usize) -> Result<Vec<Vec<Hit>>, IndexError> {
-        let docs = self.docs();
-        if !queries.is_empty() && queries.dim != docs.dim {
-            return Err(IndexError::Dimension { query: queries.dim, docs: docs.dim });
+        if !queries.is_empty() && queries.dim != self.dim() {
+            return Err(IndexError::Dimension { query: queries.dim, docs: self.dim() });
         }
-        let k = k.min(docs.len());
+        let k = k.min(self.len());
         Ok(match self {
-            Index::Exact(_) => exact_search(docs, queries, k),
+            Index::Exact(e) => exact_search(&e.docs, queries, k),
             Index::Hnsw(h) => (0..queries.len())
                 .into_par_iter()
                 .map(|q| h.search(queries.row(q), k))
@@ -221,7 +231,7 @@ impl Index {
             sub.data.extend_from_slice(queries.row(i));
         }
         let got = self.search_batch(&sub, k).ok()?;
-        let truth = exact_search(self.docs(), &sub, k.min(self.docs().len()));
+        let truth = self.brute_force(&sub, k.min(self.len()));
         let recall = recall_at_k(&got, &truth);
         Some(Recall { k, queries: n, recall })
     }
@@ -246,14 +256,62 @@ pub fn recall_at_k(got: &[Vec<Hit>], truth: &[Vec<Hit>]) -> f64 {
     total / truth.len() as f64
 }
 
+impl Index {
+    /// Exact top-k by scoring every document (for recall checks; works on either kind).
+    fn brute_force(&self, queries: &Vectors, k: usize) -> Vec<Vec<Hit>> {
+        (0..queries.len())
+            .into_par_iter()
+            .map(|qi| {
+                let q = queries.row(qi);
+                let mut hits: Vec<Hit> =
+                    (0..self.len()).map(|d| Hit { doc: d as u32, score: dot(q, self.vector(d)) }).collect();
+                if k < hits.len() {
+                    hits.select_nth_unstable_by(k - 1, |a, b| b.score.total_cmp(&a.score).then(a.doc.cmp(&b.doc)));
+                    hits.truncate(k);
+                }
+                sort_hits(&mut hits);
+                hits
+            })
+            .collect()
+    }
+}
+
 impl HnswIndex {
+    /// Insert every vector serially (deterministic), last to first, releasing our copy as we go so
+    /// that memory never holds two copies of the corpus.
+    fn build(docs: Vectors, cfg: &IndexConfig, show_progress: bool) -> HnswIndex {
+        let n = docs.len();
+        let dim = docs.dim;
+        // Validated in config: m <= 256, so Hnsw::new cannot call process::exit.
+        let max_layer = 16.min((n as f64).ln().ceil().max(1.0) as usize);
+        let graph = Hnsw::new(cfg.m, n, max_layer, cfg.ef_construction, ClampedDot);
+        let pb = progress::bar(n as u64, "index", "docs", show_progress);
+        let mut data = docs.data;
+        const RELEASE_EVERY: usize = 8192;
+        for i in (0..n).rev() {
+            graph.insert_slice((&data[i * dim..(i + 1) * dim], i));
+            if i % RELEASE_EVERY == 0 {
+                data.truncate(i * dim);
+                data.shrink_to_fit();
+                pb.set_position((n - i) as u64);
+            }
+        }
+        pb.finish_and_clear();
+        let mut graph = graph;
+        graph.set_searching_mode(true);
+        let mut points: Vec<Arc<Point<'static, f32>>> = graph.get_point_indexation().into_iter().collect();
+        points.sort_unstable_by_key(|p| p.get_origin_id());
+        debug_assert!(points.iter().enumerate().all(|(i, p)| p.get_origin_id() == i), "one point per document");
+        HnswIndex { graph, points, dim, ef_search: cfg.ef_search }
+    }
+
     fn search(&self, q: &[f32], k: usize) -> Vec<Hit> {
         let ef = self.ef_search.max(k);
         let mut hits: Vec<Hit> = self
             .graph
             .search(q, k, ef)
             .into_iter()
-            .map(|n| Hit { doc: n.d_id as u32, score: dot(q, self.docs.row(n.d_id)) })
+            .map(|n| Hit { doc: n.d_id as u32, score: dot(q, self.points[n.d_id].get_v()) })
             .collect();
         sort_hits(&mut hits);
         hits.truncate(k);

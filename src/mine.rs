@@ -118,7 +118,6 @@ pub fn mine(
     show_progress: bool,
 ) -> Result<(Vec<MinedPair>, MineStats), MineError> {
     let start = std::time::Instant::now();
-    let docs = index.docs();
     // Documents sharing a normalised text.
     let doc_keys: Vec<ContentHash> = ds.docs.iter().map(|d| text_key(&d.text, cfg.normalize_text_match)).collect();
     let mut by_text: HashMap<ContentHash, Vec<usize>> = HashMap::new();
@@ -143,7 +142,7 @@ pub fn mine(
         })
         .collect();
     let max_excluded = excluded.iter().map(HashSet::len).max().unwrap_or(0);
-    let k = (cfg.range_max + max_excluded).min(docs.len());
+    let k = (cfg.range_max + max_excluded).min(index.len());
 
     let pb = progress::bar(ds.queries.len() as u64, "mine", "queries", show_progress);
     let chunk = 1024;
@@ -182,7 +181,7 @@ pub fn mine(
                     .map(|&p| {
                         counts.known_positive += hit_positive;
                         counts.same_text += hit_same_text;
-                        let pos_score = dot(qv, docs.row(p));
+                        let pos_score = dot(qv, index.vector(p));
                         mine_pair(q, p, pos_score, &candidates, cfg, &ds.queries[q].hash, &ds.docs[p].hash, &mut counts)
                     })
                     .collect();
