@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# The one test command: ./scripts/test.sh [extra `cargo test` arguments, e.g. a test name filter]
+#
+# 1. Creates (or reuses) a Python venv OUTSIDE the repository with the pinned pyarrow + datasets of
+#    scripts/test-requirements.txt, keyed by the Python version and a hash of that file:
+#      ${XDG_CACHE_HOME:-$HOME/.cache}/tripletgen/test-venv-py<X.Y>-<hash>
+#    (override with TRIPLETGEN_TEST_VENV; pick the base Python with PYTHON, default python3).
+# 2. Builds the debug binary once and runs `tripletgen fetch-models` (idempotent, verifies checksums)
+#    into $TRIPLETGEN_CACHE, or ~/.cache/tripletgen (XDG_CACHE_HOME respected) when that is unset.
+# 3. Runs `cargo test` (debug profile: dependencies are built at opt-level 2, see Cargo.toml) with
+#    TRIPLETGEN_TEST_PYTHON set to the venv's python, and exits non-zero on any failure.
+#
+# Only the package registries are used (crates.io through cargo, PyPI through pip).
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+
+log() { printf '[test.sh] %s\n' "$*" >&2; }
+now() { date +%s; }
+T0=$(now)
+
+PY="${PYTHON:-python3}"
+REQ="$ROOT/scripts/test-requirements.txt"
+
+# --- 1. Python venv for the output checks ---------------------------------------------------
+command -v "$PY" >/dev/null || { log "error: $PY not found (set PYTHON to a Python 3.11+ with pip and venv)"; exit 1; }
+PYVER="$("$PY" -c 'import sys; print("%d.%d" % sys.version_info[:2])')"
+REQ_HASH="$(sha256sum "$REQ" | cut -c1-16)"
+CACHE_HOME="${XDG_CACHE_HOME:-$HOME/.cache}"
+VENV="${TRIPLETGEN_TEST_VENV:-$CACHE_HOME/tripletgen/test-venv-py$PYVER-$REQ_HASH}"
+STAMP="$VENV/.tripletgen-requirements-ok"
+
+if [[ -f "$STAMP" && -x "$VENV/bin/python" ]] && "$VENV/bin/python" -c 'import pyarrow, datasets' 2>/dev/null; then
+    log "reusing Python venv $VENV"
+else
+    log "creating Python venv $VENV (pinned pyarrow + datasets)"
+    rm -rf "$VENV"
+    mkdir -p "$(dirname "$VENV")"
+    "$PY" -m venv "$VENV"
+    "$VENV/bin/python" -m pip install --disable-pip-version-check --no-input -q -r "$REQ"
+    "$VENV/bin/python" -c 'import pyarrow, datasets; print("pyarrow", pyarrow.__version__, "datasets", datasets.__version__)' >&2
+    touch "$STAMP"
+fi
+export TRIPLETGEN_TEST_PYTHON="$VENV/bin/python"
+T1=$(now)
+
+# --- 2. Build once (debug) and fetch the pinned model + ONNX Runtime --------------------------
+log "cargo build (debug)"
+cargo build --quiet --bin tripletgen
+TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
+log "fetching models (no-op when cached and verified)"
+"$TARGET_DIR/debug/tripletgen" fetch-models --python "$PY"
+T2=$(now)
+
+# --- 3. The tests --------------------------------------------------------------------------
+log "cargo test (TRIPLETGEN_TEST_PYTHON=$TRIPLETGEN_TEST_PYTHON)"
+status=0
+cargo test --no-fail-fast "$@" || status=$?
+T3=$(now)
+
+log "timings: venv $((T1 - T0))s, build+fetch $((T2 - T1))s, cargo test $((T3 - T2))s, total $((T3 - T0))s"
+if [[ $status -ne 0 ]]; then
+    log "FAILED (cargo test exited with $status)"
+fi
+exit "$status"

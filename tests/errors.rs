@@ -1,0 +1,158 @@
+//! Config errors (exit code 2, naming the key and the file) and model errors (exit code 1, a clear
+//! message, never a panic).
+
+mod common;
+
+use common::*;
+use std::path::{Path, PathBuf};
+
+/// A config for the quickstart fixture with `extra` appended; returns its path.
+fn config_with(dir: &Path, extra: &str) -> PathBuf {
+    let body = format!(
+        "[input]\nbeir = {}\n[output]\ndir = {}\n{extra}\n",
+        tp(&fixture("quickstart")),
+        tp(&dir.join("out"))
+    );
+    write(dir, "my-config.toml", &body)
+}
+
+fn assert_config_error(extra: &str, needles: &[&str]) -> Out {
+    let t = tmpdir();
+    let cfg = config_with(t.path(), extra);
+    let o = run_config(&cfg, &[]);
+    o.assert_code(2);
+    o.assert_stderr_has(&["my-config.toml"]);
+    o.assert_stderr_has(needles);
+    assert_eq!(o.stdout, "");
+    assert!(!t.path().join("out").exists(), "a config error must stop before writing anything");
+    o
+}
+
+#[test]
+fn unknown_key_is_a_config_error_naming_the_key_and_file() {
+    let o = assert_config_error("[index]\nmm = 3", &["mm"]);
+    assert!(o.stderr.contains("unknown"), "{}", o.stderr);
+}
+
+#[test]
+fn unknown_table_is_a_config_error() {
+    assert_config_error("[minning]\nseed = 3", &["minning"]);
+}
+
+#[test]
+fn wrong_type_is_a_config_error_naming_the_key_and_file() {
+    let o = assert_config_error("[index]\nm = \"sixteen\"", &["sixteen"]);
+    // The key is named either as `index.m` or by the offending line of the file.
+    assert!(
+        o.stderr.contains("index.m") || (o.stderr.contains("m = \"sixteen\"") && o.stderr.contains("line 6")),
+        "the key is not named:\n{}",
+        o.stderr
+    );
+}
+
+#[test]
+fn hnsw_m_above_256_is_a_config_error() {
+    assert_config_error("[index]\nm = 300", &["index.m", "300", "256"]);
+}
+
+#[test]
+fn range_min_not_below_range_max_is_a_config_error() {
+    assert_config_error("[mine]\nrange_min = 50\nrange_max = 50", &["mine.range_min", "50"]);
+    assert_config_error("[mine]\nrange_min = 60", &["mine.range_min", "60"]);
+}
+
+#[test]
+fn command_line_values_are_validated_too() {
+    let t = tmpdir();
+    let o = run(tripletgen()
+        .arg("mine")
+        .arg(fixture("quickstart"))
+        .arg("--out")
+        .arg(t.path().join("out"))
+        .args(["--range-min", "30", "--range-max", "30"]));
+    o.assert_code(2);
+    o.assert_stderr_has(&["mine.range_min", "command line"]);
+}
+
+#[test]
+fn missing_config_file_is_a_config_error() {
+    let t = tmpdir();
+    let o = run_config(&t.path().join("nope.toml"), &[]);
+    o.assert_code(2);
+    o.assert_stderr_has(&["nope.toml"]);
+}
+
+/// No runtime and no model in the cache: an error that says which command fixes it.
+#[test]
+fn missing_runtime_says_run_fetch_models() {
+    let t = tmpdir();
+    let cache = t.path().join("empty-cache");
+    std::fs::create_dir_all(&cache).unwrap();
+    let o = run(tripletgen()
+        .env("TRIPLETGEN_CACHE", &cache)
+        .env_remove("ORT_DYLIB_PATH")
+        .arg("run")
+        .arg("--config")
+        .arg(repo().join("configs/quickstart.toml"))
+        .arg("--out")
+        .arg(t.path().join("out")));
+    o.assert_code(1);
+    o.assert_stderr_has(&["tripletgen fetch-models"]);
+    assert_eq!(o.stdout, "");
+}
+
+/// The runtime is there (through $ORT_DYLIB_PATH) but the model files are not.
+#[test]
+fn missing_model_files_say_run_fetch_models() {
+    let ort = ort_lib();
+    let t = tmpdir();
+    let cache = t.path().join("empty-cache");
+    std::fs::create_dir_all(&cache).unwrap();
+    let o = run(tripletgen()
+        .env("TRIPLETGEN_CACHE", &cache)
+        .env("ORT_DYLIB_PATH", &ort)
+        .arg("run")
+        .arg("--config")
+        .arg(repo().join("configs/quickstart.toml"))
+        .arg("--out")
+        .arg(t.path().join("out")));
+    o.assert_code(1);
+    o.assert_stderr_has(&["tripletgen fetch-models", "all-minilm-l6-v2"]);
+}
+
+/// A hub model on a machine without internet access: a clear error about the hub, not a panic.
+fn hub_model_fails_cleanly(name: &str) {
+    let ort = ort_lib();
+    let t = tmpdir();
+    let cache = t.path().join("empty-cache");
+    std::fs::create_dir_all(&cache).unwrap();
+    let cfg = config_with(t.path(), &format!("[model]\nname = \"{name}\"\nonnxruntime = {}\n", tp(&ort)));
+    let o = run(tripletgen().env("TRIPLETGEN_CACHE", &cache).arg("run").arg("--config").arg(&cfg));
+    o.assert_code(1);
+    let lower = o.stderr.to_lowercase();
+    assert!(
+        lower.contains("internet") || lower.contains("hugging face hub"),
+        "the error for hub model {name:?} should say it needs the Hugging Face hub / internet:\n{}",
+        o.stderr
+    );
+    o.assert_stderr_has(&[name]);
+}
+
+#[test]
+fn hub_model_by_hub_name_fails_with_a_message_about_the_hub() {
+    hub_model_fails_cleanly("BAAI/bge-small-en-v1.5");
+}
+
+#[test]
+fn hub_model_by_fastembed_name_fails_with_a_message_about_the_hub() {
+    hub_model_fails_cleanly("BGESmallENV15");
+}
+
+#[test]
+fn fetch_models_is_idempotent_when_cached() {
+    require_models();
+    let o = run(tripletgen().arg("fetch-models"));
+    o.assert_ok();
+    assert_eq!(o.stdout, "");
+    assert!(o.stderr.contains("already"), "expected 'already ... (checksums verified)':\n{}", o.stderr);
+}

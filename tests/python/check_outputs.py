@@ -1,0 +1,225 @@
+#!/usr/bin/env python3
+"""Check tripletgen's outputs the way their consumers read them (run by tests/quickstart.rs).
+
+    check_outputs.py --out OUT_DIR --fixture BEIR_DIR [--num-negatives N] [--relative-margin M]
+
+* every Parquet file is read with pyarrow and its schema is compared exactly;
+* every `<format>.provenance.parquet` is row-aligned with its data file, and the texts in the data
+  file are the fixture's texts for the ids in the provenance (anchor = query text, positive and
+  negatives = corpus "title text", or "text" when the title is empty);
+* negatives are never known positives and obey the relative margin;
+* `datasets.load_dataset("parquet", ...)` loads triplet.parquet with exactly the three string columns
+  sentence-transformers' MultipleNegativesRankingLoss takes (anchor, positive, negative);
+* flag.jsonl lines have FlagEmbedding's keys query / pos / neg / pos_scores / neg_scores.
+
+Prints "all checks passed" and exits 0, or prints every problem found and exits 1.
+"""
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+
+try:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    import datasets
+except ImportError as e:  # pragma: no cover - the Rust test checks this first
+    print(f"missing Python package ({e}); run ./scripts/test.sh, which creates the pinned test venv", file=sys.stderr)
+    sys.exit(2)
+
+PROBLEMS = []
+
+
+def problem(msg):
+    PROBLEMS.append(msg)
+    if len(PROBLEMS) <= 50:
+        print("FAIL:", msg)
+
+
+def check(cond, msg):
+    if not cond:
+        problem(msg)
+    return cond
+
+
+def read_jsonl(path):
+    with open(path, encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def load_fixture(beir):
+    corpus = {}
+    for d in read_jsonl(os.path.join(beir, "corpus.jsonl")):
+        title = (d.get("title") or "").strip()
+        corpus[d["_id"]] = f"{title} {d['text']}" if title else d["text"]
+    queries = {q["_id"]: q["text"] for q in read_jsonl(os.path.join(beir, "queries.jsonl"))}
+    qrels = {}
+    with open(os.path.join(beir, "qrels", "test.tsv"), encoding="utf-8") as f:
+        next(f)
+        for line in f:
+            if not line.strip():
+                continue
+            qid, did, score = line.rstrip("\n").split("\t")
+            if float(score) > 0:
+                qrels.setdefault(qid, set()).add(did)
+    return corpus, queries, qrels
+
+
+S = pa.string()
+PROVENANCE = pa.schema(
+    [
+        ("query_id", S),
+        ("positive_id", S),
+        ("positive_score", pa.float32()),
+        ("negative_ids", pa.list_(S)),
+        ("negative_scores", pa.list_(pa.float32())),
+        ("negative_ranks", pa.list_(pa.uint32())),
+    ]
+)
+
+
+def expected_schema(fmt, n):
+    if fmt == "triplet":
+        return pa.schema([("anchor", S), ("positive", S), ("negative", S)])
+    if fmt == "n-tuple":
+        return pa.schema([("anchor", S), ("positive", S)] + [(f"negative_{i}", S) for i in range(1, n + 1)])
+    if fmt == "labeled-pair":
+        return pa.schema([("anchor", S), ("text", S), ("label", pa.int64())])
+    if fmt == "labeled-list":
+        return pa.schema([("anchor", S), ("texts", pa.list_(S)), ("labels", pa.list_(pa.int64()))])
+    raise ValueError(fmt)
+
+
+def same_types(actual, expected):
+    """Names and types equal, in order (nullability and list item names are not compared)."""
+    if actual.names != expected.names:
+        return False
+    for a, e in zip(actual, expected):
+        at, et = a.type, e.type
+        if pa.types.is_list(et):
+            if not (pa.types.is_list(at) and at.value_type == et.value_type):
+                return False
+        elif at != et:
+            return False
+    return True
+
+
+def check_format(out, fmt, n, corpus, queries, qrels, margin):
+    data_path = os.path.join(out, f"{fmt}.parquet")
+    prov_path = os.path.join(out, f"{fmt}.provenance.parquet")
+    data = pq.read_table(data_path)
+    prov = pq.read_table(prov_path)
+    exp = expected_schema(fmt, n)
+    check(same_types(data.schema, exp), f"{fmt}.parquet schema is\n{data.schema}\nexpected\n{exp}")
+    check(same_types(prov.schema, PROVENANCE), f"{fmt}.provenance.parquet schema is\n{prov.schema}\nexpected\n{PROVENANCE}")
+    if not check(data.num_rows == prov.num_rows, f"{fmt}: {data.num_rows} data rows but {prov.num_rows} provenance rows"):
+        return 0
+    check(data.num_rows > 0, f"{fmt}: no rows")
+    rows = data.to_pylist()
+    provs = prov.to_pylist()
+    for i, (r, p) in enumerate(zip(rows, provs)):
+        where = f"{fmt} row {i}"
+        qid, pid = p["query_id"], p["positive_id"]
+        if not check(qid in queries, f"{where}: unknown query_id {qid!r}"):
+            continue
+        check(pid in qrels.get(qid, ()), f"{where}: positive_id {pid!r} is not a qrels positive of {qid}")
+        check(r["anchor"] == queries[qid], f"{where}: anchor {r['anchor']!r} is not the text of query {qid}")
+        neg_ids, neg_scores, neg_ranks = p["negative_ids"], p["negative_scores"], p["negative_ranks"]
+        check(len(neg_ids) == len(neg_scores) == len(neg_ranks), f"{where}: provenance lists of different lengths")
+        for nid, ns in zip(neg_ids, neg_scores):
+            check(nid in corpus, f"{where}: unknown negative id {nid!r}")
+            check(nid not in qrels[qid], f"{where}: negative {nid} is a known positive of {qid}")
+            pos = p["positive_score"]
+            check(ns <= pos - abs(pos) * margin + 1e-6, f"{where}: negative score {ns} breaks the relative margin (positive {pos})")
+        negs = [corpus.get(x) for x in neg_ids]
+        if fmt == "triplet":
+            check(len(neg_ids) == 1, f"{where}: {len(neg_ids)} negative ids for one triplet")
+            check(r["positive"] == corpus.get(pid), f"{where}: positive text is not the corpus text of {pid}")
+            check(negs[:1] == [r["negative"]], f"{where}: negative text is not the corpus text of {neg_ids}")
+        elif fmt == "n-tuple":
+            check(len(neg_ids) == n, f"{where}: {len(neg_ids)} negative ids, expected {n}")
+            check(r["positive"] == corpus.get(pid), f"{where}: positive text is not the corpus text of {pid}")
+            got = [r[f"negative_{k}"] for k in range(1, n + 1)]
+            check(got == negs, f"{where}: negative texts are not the corpus texts of {neg_ids}")
+        elif fmt == "labeled-pair":
+            if r["label"] == 1:
+                check(neg_ids == [], f"{where}: a label-1 row has negative ids {neg_ids}")
+                check(r["text"] == corpus.get(pid), f"{where}: label-1 text is not the corpus text of {pid}")
+            else:
+                check(r["label"] == 0, f"{where}: label {r['label']}")
+                check(len(neg_ids) == 1 and r["text"] == negs[0], f"{where}: label-0 text is not the corpus text of {neg_ids}")
+        elif fmt == "labeled-list":
+            check(r["labels"] == [1] + [0] * len(neg_ids), f"{where}: labels {r['labels']} for {len(neg_ids)} negatives")
+            check(r["texts"] == [corpus.get(pid)] + negs, f"{where}: texts are not the corpus texts of {[pid] + neg_ids}")
+    return data.num_rows
+
+
+def check_flag(out, corpus, queries, qrels):
+    lines = read_jsonl(os.path.join(out, "flag.jsonl"))
+    check(len(lines) > 0, "flag.jsonl is empty")
+    for i, d in enumerate(lines, 1):
+        where = f"flag.jsonl line {i}"
+        for key in ("query", "pos", "neg", "pos_scores", "neg_scores"):
+            check(key in d, f"{where}: no {key!r}")
+        if not all(k in d for k in ("query", "pos", "neg", "pos_scores", "neg_scores")):
+            continue
+        check(isinstance(d["query"], str), f"{where}: query is not a string")
+        for key in ("pos", "neg", "pos_scores", "neg_scores"):
+            check(isinstance(d[key], list), f"{where}: {key} is not a list")
+        check(all(isinstance(t, str) for t in d["pos"] + d["neg"]), f"{where}: pos/neg hold non-strings")
+        check(all(isinstance(x, (int, float)) for x in d["pos_scores"] + d["neg_scores"]), f"{where}: non-numeric scores")
+        check(len(d["pos"]) == len(d["pos_scores"]) >= 1, f"{where}: pos and pos_scores differ in length")
+        check(len(d["neg"]) == len(d["neg_scores"]), f"{where}: neg and neg_scores differ in length")
+        qid = d.get("query_id")
+        if qid is not None:
+            check(d["query"] == queries.get(qid), f"{where}: query is not the text of {qid}")
+            for nid in d.get("neg_ids", []):
+                check(nid not in qrels.get(qid, ()), f"{where}: negative {nid} is a known positive of {qid}")
+            check([corpus.get(x) for x in d.get("pos_ids", [])] == d["pos"], f"{where}: pos texts do not match pos_ids")
+            check([corpus.get(x) for x in d.get("neg_ids", [])] == d["neg"], f"{where}: neg texts do not match neg_ids")
+    return len(lines)
+
+
+def check_datasets(out, expected_rows):
+    path = os.path.join(out, "triplet.parquet")
+    with tempfile.TemporaryDirectory() as cache:
+        ds = datasets.load_dataset("parquet", data_files={"train": path}, split="train", cache_dir=cache)
+        # MultipleNegativesRankingLoss takes (anchor, positive, negative) text columns and nothing else.
+        check(ds.column_names == ["anchor", "positive", "negative"], f"datasets columns {ds.column_names}")
+        for name, feat in ds.features.items():
+            check(isinstance(feat, datasets.Value) and feat.dtype == "string", f"datasets column {name} is {feat}")
+        check(ds.num_rows == expected_rows, f"datasets sees {ds.num_rows} rows, pyarrow {expected_rows}")
+        first = ds[0]
+        check(all(isinstance(first[c], str) and first[c] for c in ds.column_names), f"first row {first}")
+        nt = datasets.load_dataset(
+            "parquet", data_files={"train": os.path.join(out, "n-tuple.parquet")}, split="train", cache_dir=cache
+        )
+        check(nt.column_names[:2] == ["anchor", "positive"], f"n-tuple columns {nt.column_names}")
+        return ds.num_rows
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--fixture", required=True)
+    ap.add_argument("--num-negatives", type=int, default=5)
+    ap.add_argument("--relative-margin", type=float, default=0.05)
+    a = ap.parse_args()
+    corpus, queries, qrels = load_fixture(a.fixture)
+    counts = {}
+    for fmt in ("triplet", "n-tuple", "labeled-pair", "labeled-list"):
+        counts[fmt] = check_format(a.out, fmt, a.num_negatives, corpus, queries, qrels, a.relative_margin)
+    counts["flag.jsonl"] = check_flag(a.out, corpus, queries, qrels)
+    counts["datasets triplet"] = check_datasets(a.out, counts["triplet"])
+    print("rows:", json.dumps(counts))
+    print(f"pyarrow {pa.__version__}, datasets {datasets.__version__}")
+    if PROBLEMS:
+        print(f"{len(PROBLEMS)} problem(s) found")
+        sys.exit(1)
+    print("all checks passed")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,390 @@
+//! End-to-end runs on the quickstart fixture (310 documents, 82 queries, 99 qrels pairs).
+//!
+//! One full `tripletgen run --config configs/quickstart.toml` is shared by the tests of this file
+//! (it embeds the corpus, the slow part); tests that need another run copy its workspace so they
+//! reuse the cached embeddings, except the determinism test, which makes a second fresh run.
+
+mod common;
+
+use common::*;
+use serde_json::Value;
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+const PARQUET_FORMATS: [&str; 4] = ["triplet", "n-tuple", "labeled-pair", "labeled-list"];
+
+struct Shared {
+    dir: PathBuf,
+    out: Out,
+}
+
+static SHARED: OnceLock<Result<Shared, String>> = OnceLock::new();
+
+/// The shared quickstart run (made once per test process).
+fn shared() -> &'static Shared {
+    let r = SHARED.get_or_init(|| {
+        require_models();
+        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("quickstart-shared");
+        let _ = std::fs::remove_dir_all(&dir);
+        let config = repo().join("configs/quickstart.toml");
+        let out = run(tripletgen().arg("run").arg("--config").arg(&config).arg("--out").arg(&dir));
+        if out.code != Some(0) {
+            return Err(format!("quickstart run failed ({:?}):\n{}", out.code, out.stderr));
+        }
+        Ok(Shared { dir, out })
+    });
+    match r {
+        Ok(s) => s,
+        Err(e) => panic!("{e}"),
+    }
+}
+
+fn quickstart() -> PathBuf {
+    fixture("quickstart")
+}
+
+struct Fixture {
+    corpus: HashMap<String, Doc>,
+    queries: HashMap<String, String>,
+    qrels: HashMap<String, HashSet<String>>,
+}
+
+fn load_fixture(dir: &Path) -> Fixture {
+    Fixture {
+        corpus: read_corpus(&dir.join("corpus.jsonl")),
+        queries: read_queries(&dir.join("queries.jsonl")),
+        qrels: read_qrels(&dir.join("qrels/test.tsv")),
+    }
+}
+
+/// A new output folder whose `workspace/` is a copy of the shared run's (all embeddings cached).
+fn out_with_cached_workspace() -> (tempfile::TempDir, PathBuf) {
+    let s = shared();
+    let t = tmpdir();
+    let out = t.path().join("out");
+    copy_dir(&s.dir.join("workspace"), &out.join("workspace"));
+    (t, out)
+}
+
+#[test]
+fn quickstart_writes_every_file_and_counts_match_the_fixture() {
+    let s = shared();
+    for f in PARQUET_FORMATS {
+        for name in [format!("{f}.parquet"), format!("{f}.provenance.parquet")] {
+            assert!(s.dir.join(&name).is_file(), "{name} is missing in {}", s.dir.display());
+        }
+    }
+    for name in ["flag.jsonl", "report.json", "manifest.json"] {
+        assert!(s.dir.join(name).is_file(), "{name} is missing in {}", s.dir.display());
+    }
+    let report = read_json(&s.dir.join("report.json"));
+    assert_eq!(num_at(&report, "/ingest/documents"), 310.0, "{}", report["ingest"]);
+    assert_eq!(num_at(&report, "/ingest/queries_read"), 82.0, "{}", report["ingest"]);
+    assert_eq!(num_at(&report, "/ingest/queries_with_positives"), 82.0, "{}", report["ingest"]);
+    assert_eq!(num_at(&report, "/ingest/pairs"), 99.0, "{}", report["ingest"]);
+    assert_eq!(num_at(&report, "/ingest/skipped"), 0.0);
+    assert_eq!(num_at(&report, "/embed_documents/texts"), 310.0);
+    assert_eq!(num_at(&report, "/embed_queries/texts"), 82.0);
+    assert_eq!(num_at(&report, "/mine/pairs"), 99.0);
+
+    // Row counts: the files agree with each other and with the report.
+    let negatives = num_at(&report, "/mine/negatives") as usize;
+    assert!(negatives > 0 && negatives <= 99 * 5, "negatives = {negatives}");
+    assert_eq!(parquet_rows(&s.dir.join("triplet.parquet")), negatives);
+    assert_eq!(parquet_rows(&s.dir.join("labeled-pair.parquet")), 99 + negatives);
+    assert_eq!(parquet_rows(&s.dir.join("labeled-list.parquet")), 99);
+    let dropped = num_at(&report, "/write/ntuple_pairs_dropped") as usize;
+    assert_eq!(parquet_rows(&s.dir.join("n-tuple.parquet")), 99 - dropped);
+    assert_eq!(read_jsonl(&s.dir.join("flag.jsonl")).len(), 99);
+    for f in PARQUET_FORMATS {
+        assert_eq!(
+            parquet_rows(&s.dir.join(format!("{f}.parquet"))),
+            parquet_rows(&s.dir.join(format!("{f}.provenance.parquet"))),
+            "{f}: provenance is not row-aligned"
+        );
+    }
+    // The report lists the files it wrote, with their row counts and checksums.
+    let files = report["write"]["files"].as_array().expect("write.files");
+    let listed: HashMap<&str, &Value> = files.iter().map(|f| (f["file"].as_str().unwrap(), f)).collect();
+    assert_eq!(listed["triplet.parquet"]["rows"].as_u64(), Some(negatives as u64));
+    assert_eq!(listed["flag.jsonl"]["rows"].as_u64(), Some(99));
+    let manifest = read_json(&s.dir.join("manifest.json"));
+    assert!(manifest.get("config").is_some() && manifest.get("inputs").is_some(), "manifest: {manifest}");
+}
+
+#[test]
+fn quickstart_negatives_are_never_positives_of_their_query() {
+    let s = shared();
+    let fx = load_fixture(&quickstart());
+    // Every (query, positive) of the qrels appears exactly once in flag.jsonl and provenance.
+    let lines = read_jsonl(&s.dir.join("flag.jsonl"));
+    let mut seen_pairs = HashSet::new();
+    for (i, l) in lines.iter().enumerate() {
+        let qid = l["query_id"].as_str().expect("query_id");
+        let positives = &fx.qrels[qid];
+        let pos_ids = strs(&l["pos_ids"]);
+        for p in &pos_ids {
+            assert!(positives.contains(p), "line {}: pos_id {p} is not a qrels positive of {qid}", i + 1);
+            assert!(seen_pairs.insert((qid.to_string(), p.clone())), "pair ({qid}, {p}) written twice");
+        }
+        for n in strs(&l["neg_ids"]) {
+            assert!(!positives.contains(&n), "flag.jsonl line {}: negative {n} is a known positive of {qid}", i + 1);
+        }
+    }
+    let all_pairs: usize = fx.qrels.values().map(HashSet::len).sum();
+    assert_eq!(seen_pairs.len(), all_pairs);
+
+    for f in PARQUET_FORMATS {
+        let path = s.dir.join(format!("{f}.provenance.parquet"));
+        for (i, r) in read_provenance(&path).iter().enumerate() {
+            let positives = &fx.qrels[&r.query_id];
+            assert!(positives.contains(&r.positive_id), "{f} row {i}: positive_id {} not in qrels", r.positive_id);
+            for n in &r.negative_ids {
+                assert!(!positives.contains(n), "{f} provenance row {i}: negative {n} is a known positive of {}", r.query_id);
+            }
+        }
+    }
+}
+
+#[test]
+fn quickstart_negative_texts_differ_from_every_positive_text_of_the_query() {
+    let s = shared();
+    let fx = load_fixture(&quickstart());
+    let by_full_text: HashMap<String, String> =
+        fx.corpus.iter().map(|(id, d)| (d.full(), id.clone())).collect();
+    for (i, l) in read_jsonl(&s.dir.join("flag.jsonl")).iter().enumerate() {
+        let qid = l["query_id"].as_str().unwrap();
+        let positives = &fx.qrels[qid];
+        let pos_full: HashSet<String> = positives.iter().map(|p| norm(&fx.corpus[p].full())).collect();
+        let pos_raw: HashSet<String> = positives.iter().map(|p| norm(&fx.corpus[p].text)).collect();
+        // The texts written are the corpus texts (title + " " + text) of the ids written.
+        let pos_texts = strs(&l["pos"]);
+        for (t, id) in pos_texts.iter().zip(strs(&l["pos_ids"])) {
+            assert_eq!(t, &fx.corpus[&id].full(), "line {}: pos text of {id}", i + 1);
+        }
+        let neg_texts = strs(&l["neg"]);
+        let neg_ids = strs(&l["neg_ids"]);
+        assert_eq!(neg_texts.len(), neg_ids.len());
+        for (t, id) in neg_texts.iter().zip(&neg_ids) {
+            assert_eq!(t, &fx.corpus[id].full(), "line {}: neg text of {id}", i + 1);
+            assert!(!pos_full.contains(&norm(t)), "line {}: negative {id} has the text of a positive of {qid}", i + 1);
+            let raw = &fx.corpus[by_full_text[t].as_str()].text;
+            assert!(!pos_raw.contains(&norm(raw)), "line {}: negative {id} has the same body text as a positive of {qid}", i + 1);
+            assert_ne!(norm(t), norm(&fx.queries[qid]), "line {}: negative {id} is the query text", i + 1);
+        }
+        let distinct: HashSet<&String> = neg_ids.iter().collect();
+        assert_eq!(distinct.len(), neg_ids.len(), "line {}: repeated negative in {neg_ids:?}", i + 1);
+    }
+}
+
+#[test]
+fn quickstart_negative_scores_obey_the_relative_margin() {
+    let s = shared();
+    let mut checked = 0;
+    for (i, l) in read_jsonl(&s.dir.join("flag.jsonl")).iter().enumerate() {
+        let pos = nums(&l["pos_scores"]);
+        assert_eq!(pos.len(), 1);
+        let negs = nums(&l["neg_scores"]);
+        for w in negs.windows(2) {
+            assert!(w[0] >= w[1], "line {}: top sampling should give scores best first: {negs:?}", i + 1);
+        }
+        for n in negs {
+            assert!(obeys_relative_margin(pos[0], n, 0.05), "line {}: negative score {n} > 0.95 x positive {}", i + 1, pos[0]);
+            checked += 1;
+        }
+    }
+    for r in read_provenance(&s.dir.join("triplet.provenance.parquet")) {
+        assert_eq!(r.negative_ids.len(), 1, "triplet rows carry one negative");
+        let n = r.negative_scores[0] as f64;
+        assert!(obeys_relative_margin(r.positive_score as f64, n, 0.05), "{r:?}");
+        assert!(r.negative_ranks[0] < 50, "rank beyond range_max: {r:?}");
+    }
+    assert!(checked > 400, "only {checked} negatives checked");
+}
+
+#[test]
+fn quickstart_normal_run_prints_nothing_on_stdout() {
+    let s = shared();
+    assert_eq!(s.out.stdout, "", "stdout must stay empty (logs and summary go to stderr)");
+    s.out.assert_no_panic();
+    assert!(s.out.stderr.contains("310 documents"), "summary missing on stderr:\n{}", s.out.stderr);
+}
+
+#[test]
+fn json_flag_prints_the_report_as_json_on_stdout() {
+    let (_t, out) = out_with_cached_workspace();
+    let o = run(tripletgen()
+        .args(["run", "--json", "--config"])
+        .arg(repo().join("configs/quickstart.toml"))
+        .arg("--out")
+        .arg(&out));
+    o.assert_ok();
+    let v: Value = serde_json::from_str(&o.stdout).unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}", o.stdout));
+    assert_eq!(num_at(&v, "/ingest/documents"), 310.0);
+    assert_eq!(num_at(&v, "/ingest/pairs"), 99.0);
+    let file = read_json(&out.join("report.json"));
+    assert_eq!(v["mine"]["negatives"], file["mine"]["negatives"]);
+    assert_eq!(v["ingest"], file["ingest"]);
+}
+
+#[test]
+fn mine_subcommand_obeys_its_flags() {
+    let (_t, out) = out_with_cached_workspace();
+    let o = run(tripletgen()
+        .arg("mine")
+        .arg(quickstart())
+        .arg("--out")
+        .arg(&out)
+        .args(["--num-negatives", "3", "--format", "triplet,n-tuple", "--sampling", "random", "--seed", "7"])
+        .args(["--range-min", "2", "--range-max", "30"]));
+    o.assert_ok();
+    assert_eq!(o.stdout, "");
+    for name in ["triplet.parquet", "triplet.provenance.parquet", "n-tuple.parquet", "n-tuple.provenance.parquet", "report.json"] {
+        assert!(out.join(name).is_file(), "{name} missing");
+    }
+    for name in ["labeled-pair.parquet", "labeled-list.parquet", "flag.jsonl"] {
+        assert!(!out.join(name).exists(), "{name} was written but not asked for");
+    }
+    assert_eq!(
+        parquet_column_names(&out.join("n-tuple.parquet")),
+        ["anchor", "positive", "negative_1", "negative_2", "negative_3"]
+    );
+    assert_eq!(parquet_column_names(&out.join("triplet.parquet")), ["anchor", "positive", "negative"]);
+
+    let fx = load_fixture(&quickstart());
+    let trip = read_provenance(&out.join("triplet.provenance.parquet"));
+    let ntup = read_provenance(&out.join("n-tuple.provenance.parquet"));
+    assert!(!trip.is_empty() && !ntup.is_empty());
+    let mut ranks = Vec::new();
+    for r in trip.iter().chain(&ntup) {
+        for (&rank, (id, &score)) in r.negative_ranks.iter().zip(r.negative_ids.iter().zip(&r.negative_scores)) {
+            assert!((2..30).contains(&rank), "rank {rank} outside [2, 30): {r:?}");
+            assert!(!fx.qrels[&r.query_id].contains(id), "negative {id} is a positive: {r:?}");
+            assert!(obeys_relative_margin(r.positive_score as f64, score as f64, 0.05), "{r:?}");
+            ranks.push(rank);
+        }
+    }
+    for r in &ntup {
+        assert_eq!(r.negative_ids.len(), 3, "n-tuple rows carry exactly 3 negatives: {r:?}");
+    }
+    // Per pair: 3 triplet rows at most.
+    let per_pair = histogram(trip.iter().map(|r| (r.query_id.clone(), r.positive_id.clone())));
+    assert!(per_pair.values().all(|&n| n <= 3), "{per_pair:?}");
+    // Random sampling: not simply the 3 best candidates after range_min every time.
+    let top3 = ntup.iter().filter(|r| r.negative_ranks.iter().copied().collect::<HashSet<_>>() == HashSet::from([2, 3, 4])).count();
+    assert!(top3 < ntup.len() / 2, "{top3} of {} n-tuples are ranks 2,3,4: sampling looks like `top`", ntup.len());
+    assert!(ranks.iter().any(|&r| r >= 10), "no rank >= 10 with random sampling over [2, 30): {:?}", histogram(ranks.clone()));
+
+    let report = read_json(&out.join("report.json"));
+    assert_eq!(num_at(&report, "/ingest/pairs"), 99.0);
+    assert_eq!(num_at(&report, "/embed_documents/embedded"), 0.0, "the copied workspace should have served every document");
+    let manifest = read_json(&out.join("manifest.json"));
+    let m = &manifest["config"]["mine"];
+    assert_eq!(m["num_negatives"], 3, "{m}");
+    assert_eq!(m["seed"], 7, "{m}");
+    assert_eq!(m["sampling"], "random", "{m}");
+}
+
+#[test]
+fn two_fresh_runs_write_byte_identical_outputs() {
+    let s = shared();
+    let t = tmpdir();
+    let b = t.path().join("second");
+    run_config(&repo().join("configs/quickstart.toml"), &["--out", b.to_str().unwrap()]).assert_ok();
+    let b_report = read_json(&b.join("report.json"));
+    assert_eq!(num_at(&b_report, "/embed_documents/cached"), 0.0, "second run must use a fresh workspace");
+    let mut names = vec!["flag.jsonl".to_string()];
+    for f in PARQUET_FORMATS {
+        names.push(format!("{f}.parquet"));
+        names.push(format!("{f}.provenance.parquet"));
+    }
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    let diff = differing_files(&s.dir, &b, &names);
+    assert!(diff.is_empty(), "fresh runs differ in {diff:?}");
+}
+
+#[test]
+fn cache_serves_a_second_run_and_reembeds_only_an_edited_document() {
+    let s = shared();
+    let (t, out) = out_with_cached_workspace();
+    let ws = out.join("workspace");
+    // Same inputs, same workspace: nothing is embedded and the outputs are the same bytes.
+    run_config(&repo().join("configs/quickstart.toml"), &["--out", out.to_str().unwrap()]).assert_ok();
+    let r = read_json(&out.join("report.json"));
+    assert_eq!(num_at(&r, "/embed_documents/embedded"), 0.0, "{}", r["embed_documents"]);
+    assert_eq!(num_at(&r, "/embed_documents/cached"), 310.0, "{}", r["embed_documents"]);
+    assert_eq!(num_at(&r, "/embed_queries/embedded"), 0.0, "{}", r["embed_queries"]);
+    let diff = differing_files(&s.dir, &out, &["triplet.parquet", "triplet.provenance.parquet", "flag.jsonl"]);
+    assert!(diff.is_empty(), "cached run differs from the fresh run in {diff:?}");
+
+    // Edit one document's text in a copy of the corpus: exactly that one is embedded again.
+    let copy = t.path().join("edited");
+    copy_dir(&quickstart(), &copy);
+    let corpus = std::fs::read_to_string(copy.join("corpus.jsonl")).unwrap();
+    let mut edited = 0;
+    let lines: Vec<String> = corpus
+        .lines()
+        .map(|l| {
+            let mut v: Value = serde_json::from_str(l).unwrap();
+            if v["_id"] == "astro-010" {
+                let t = v["text"].as_str().unwrap().to_string();
+                v["text"] = Value::String(format!("{t} (Edited for the cache test.)"));
+                edited += 1;
+            }
+            serde_json::to_string(&v).unwrap()
+        })
+        .collect();
+    assert_eq!(edited, 1);
+    std::fs::write(copy.join("corpus.jsonl"), lines.join("\n") + "\n").unwrap();
+    let out2 = t.path().join("out2");
+    let o = run(tripletgen().arg("mine").arg(&copy).arg("--out").arg(&out2).arg("--workspace").arg(&ws));
+    o.assert_ok();
+    let r = read_json(&out2.join("report.json"));
+    assert_eq!(num_at(&r, "/embed_documents/embedded"), 1.0, "{}", r["embed_documents"]);
+    assert_eq!(num_at(&r, "/embed_documents/cached"), 309.0, "{}", r["embed_documents"]);
+    assert_eq!(num_at(&r, "/embed_queries/embedded"), 0.0, "{}", r["embed_queries"]);
+
+    // And once more: now the edited text is cached too.
+    let out3 = t.path().join("out3");
+    run(tripletgen().arg("mine").arg(&copy).arg("--out").arg(&out3).arg("--workspace").arg(&ws)).assert_ok();
+    let r = read_json(&out3.join("report.json"));
+    assert_eq!(num_at(&r, "/embed_documents/embedded"), 0.0, "{}", r["embed_documents"]);
+}
+
+/// pyarrow reads every Parquet file with the exact schemas, provenance lines up with the data, and
+/// `datasets.load_dataset("parquet", ...)` gives sentence-transformers the columns it needs.
+#[test]
+fn python_pyarrow_and_datasets_read_the_outputs() {
+    let s = shared();
+    let python = std::env::var("TRIPLETGEN_TEST_PYTHON").ok().filter(|p| !p.is_empty()).unwrap_or_else(|| "python3".into());
+    let probe = std::process::Command::new(&python).args(["-c", "import pyarrow, datasets"]).output();
+    match probe {
+        Ok(o) if o.status.success() => {}
+        Ok(o) => panic!(
+            "{python} cannot import pyarrow and datasets ({}). Run ./scripts/test.sh: it creates the pinned test venv \
+             and sets TRIPLETGEN_TEST_PYTHON.",
+            String::from_utf8_lossy(&o.stderr).trim()
+        ),
+        Err(e) => panic!("cannot run {python}: {e}. Run ./scripts/test.sh (it sets TRIPLETGEN_TEST_PYTHON)."),
+    }
+    let t = tmpdir();
+    let o = std::process::Command::new(&python)
+        .arg(repo().join("tests/python/check_outputs.py"))
+        .arg("--out")
+        .arg(&s.dir)
+        .arg("--fixture")
+        .arg(quickstart())
+        .args(["--num-negatives", "5", "--relative-margin", "0.05"])
+        .env("HF_HOME", t.path().join("hf"))
+        .env("HF_DATASETS_CACHE", t.path().join("hf/datasets"))
+        .env("HF_HUB_OFFLINE", "1")
+        .env("HF_DATASETS_OFFLINE", "1")
+        .env("HF_HUB_DISABLE_TELEMETRY", "1")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "check_outputs.py failed:\n--- stdout\n{stdout}\n--- stderr\n{stderr}");
+    assert!(stdout.contains("all checks passed"), "unexpected output:\n{stdout}\n{stderr}");
+}
