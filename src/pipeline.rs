@@ -5,7 +5,12 @@
 //! never oversubscribed.
 
 use crate::config::{Config, IndexKind};
-use crate::embed::{EmbedError, Embedder};
+use crate::config::LexicalStrategy;
+use crate::embed::{EmbedError, Embedder, Vectors};
+use crate::generate::{self, Candidate, GenerateError, StrategyCounts};
+use crate::hash::ContentHash;
+use crate::ingest::{Dataset, Query, QueryOrigin};
+use crate::{filter};
 use crate::index::{Index, IndexError};
 use crate::ingest::{self, IngestError};
 use crate::mine::{self, MineError};
@@ -23,6 +28,9 @@ pub enum PipelineError {
     /// Reading inputs.
     #[error(transparent)]
     Ingest(#[from] IngestError),
+    /// Generating variants.
+    #[error(transparent)]
+    Generate(#[from] GenerateError),
     /// Finding the model or runtime.
     #[error(transparent)]
     Model(#[from] ModelError),
@@ -50,7 +58,7 @@ pub fn run(cfg: &Config) -> Result<RunReport, PipelineError> {
     let show = cfg.progress;
 
     let t = Instant::now();
-    let ds = ingest::load(&cfg.input)?;
+    let mut ds = ingest::load(&cfg.input)?;
     timings.ingest = t.elapsed().as_secs_f64();
     log::info!(
         "read {} documents, {} queries with positives, {} pairs ({} bad records skipped)",
@@ -73,8 +81,17 @@ pub fn run(cfg: &Config) -> Result<RunReport, PipelineError> {
     let query_texts: Vec<&str> = ds.queries.iter().map(|q| q.text.as_str()).collect();
     let (query_vecs, embed_queries) =
         embedder.embed_cached(&mut store, &query_texts, &cfg.embed.query_prefix, "queries", show)?;
-    drop(embedder); // free the ONNX session before the CPU-heavy index build
     timings.embed = t.elapsed().as_secs_f64();
+
+    let t = Instant::now();
+    let lexical = generate_lexical(cfg, &ds, &mut embedder, &mut store)?;
+    timings.generate = t.elapsed().as_secs_f64();
+    let t = Instant::now();
+    let cand_texts: Vec<&str> = lexical.candidates.iter().map(|c| c.text.as_str()).collect();
+    let (cand_vecs, embed_variants) =
+        embedder.embed_cached(&mut store, &cand_texts, &cfg.embed.query_prefix, "variants", show)?;
+    drop(embedder); // free the ONNX session before the CPU-heavy index build
+    timings.embed += t.elapsed().as_secs_f64();
 
     let t = Instant::now();
     let (index, mut index_stats) = Index::build(doc_vecs, &cfg.index, show)?;
@@ -87,13 +104,34 @@ pub fn run(cfg: &Config) -> Result<RunReport, PipelineError> {
     }
 
     let t = Instant::now();
+    let (decisions, filter_stats) =
+        filter::filter(&lexical.candidates, &ds, &query_vecs, &cand_vecs, &index, &cfg.filter)?;
+    let mut query_vecs = query_vecs;
+    for (i, (c, d)) in lexical.candidates.iter().zip(&decisions).enumerate() {
+        if d.accepted {
+            let source = &ds.queries[c.source];
+            let origin = QueryOrigin { source_id: source.id.clone(), strategy: c.strategy.clone() };
+            let q = Query { id: c.id.clone(), text: c.text.clone(), hash: ContentHash::of(&c.text), origin: Some(origin) };
+            let positives = ds.positives[c.source].clone();
+            ds.queries.push(q);
+            ds.positives.push(positives);
+            query_vecs.data.extend_from_slice(cand_vecs.row(i));
+        }
+    }
+    timings.filter = t.elapsed().as_secs_f64();
+
+    let t = Instant::now();
     let (pairs, mine_stats) = mine::mine(&ds, &index, &query_vecs, &cfg.mine, show)?;
     timings.mine = t.elapsed().as_secs_f64();
 
     let t = Instant::now();
     let out = &cfg.output.dir;
-    let write_stats =
+    let mut write_stats =
         write::write_all(out, &cfg.output.formats, cfg.mine.num_negatives, cfg.output.row_group_size, &ds, &pairs)?;
+    if !lexical.candidates.is_empty() {
+        let f = write::write_variants(out, &ds, &lexical.candidates, &decisions)?;
+        write_stats.files.push(f);
+    }
     timings.write = t.elapsed().as_secs_f64();
     timings.total = t0.elapsed().as_secs_f64();
 
@@ -103,6 +141,9 @@ pub fn run(cfg: &Config) -> Result<RunReport, PipelineError> {
         ingest: ds.report.clone(),
         embed_documents,
         embed_queries,
+        embed_variants,
+        generate: lexical.counts,
+        filter: filter_stats,
         index: index_stats,
         mine: mine_stats,
         scores: Scores::of(&pairs),
@@ -114,6 +155,62 @@ pub fn run(cfg: &Config) -> Result<RunReport, PipelineError> {
     let manifest = Manifest::new(cfg, &resolved, &report)?;
     write::write_atomic(&out.join("manifest.json"), &serde_json::to_vec_pretty(&manifest).expect("manifest serialises"))?;
     Ok(report)
+}
+
+/// Lexical candidates and their per-strategy counts.
+struct Lexical {
+    candidates: Vec<Candidate>,
+    counts: std::collections::BTreeMap<String, StrategyCounts>,
+}
+
+/// Run the configured lexical strategies (embedding the vocabulary for embedding-neighbour).
+fn generate_lexical(
+    cfg: &Config,
+    ds: &Dataset,
+    embedder: &mut Embedder,
+    store: &mut Store,
+) -> Result<Lexical, PipelineError> {
+    let lx = &cfg.generate.lexical;
+    if lx.strategies.is_empty() {
+        return Ok(Lexical { candidates: Vec::new(), counts: Default::default() });
+    }
+    let wordnet = generate::load_wordnet_if_needed(lx, &models::cache_root(&cfg.model))?;
+    let stopwords = generate::stopwords(lx)?;
+    let mut neighbours = std::collections::HashMap::new();
+    if lx.strategies.contains(&LexicalStrategy::EmbeddingNeighbour) {
+        let words = generate::query_words(ds, &stopwords);
+        let mut vocab = generate::vocabulary(ds, &stopwords, lx.vocabulary_size);
+        let (word_vecs, vocab_vecs) = match &lx.word_vectors {
+            Some(path) => {
+                let wanted: std::collections::HashSet<String> = words.iter().chain(&vocab).cloned().collect();
+                let table = generate::read_word_vectors(path, &wanted)?;
+                vocab.retain(|w| table.contains_key(w));
+                let pick = |ws: &[String]| Vectors {
+                    dim: table.values().next().map_or(0, Vec::len),
+                    data: ws.iter().flat_map(|w| table.get(w).cloned().unwrap_or_default()).collect(),
+                };
+                let known: Vec<String> = words.iter().filter(|w| table.contains_key(*w)).cloned().collect();
+                let (wv, vv) = (pick(&known), pick(&vocab));
+                neighbours = generate::neighbours(&known, &wv, &vocab, &vv, lx.neighbour_k, lx.neighbour_min_similarity);
+                (None, None)
+            }
+            None => {
+                let w: Vec<&str> = words.iter().map(String::as_str).collect();
+                let v: Vec<&str> = vocab.iter().map(String::as_str).collect();
+                let (wv, _) = embedder.embed_cached(store, &w, "", "words", cfg.progress)?;
+                let (vv, _) = embedder.embed_cached(store, &v, "", "vocab", cfg.progress)?;
+                (Some(wv), Some(vv))
+            }
+        };
+        if let (Some(wv), Some(vv)) = (word_vecs, vocab_vecs) {
+            neighbours = generate::neighbours(&words, &wv, &vocab, &vv, lx.neighbour_k, lx.neighbour_min_similarity);
+        }
+        log::info!("embedding-neighbour: {} of {} query words have neighbours in a vocabulary of {}", neighbours.len(), words.len(), vocab.len());
+    }
+    let lex = generate::lexical::Lexicon { wordnet: wordnet.as_ref(), stopwords, neighbours };
+    let (candidates, counts) = generate::lexical_candidates(ds, lx, &lex);
+    log::info!("generated {} lexical candidates", candidates.len());
+    Ok(Lexical { candidates, counts })
 }
 
 /// What was run, with what, on what, producing what (written as `manifest.json`).

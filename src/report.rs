@@ -1,6 +1,9 @@
 //! Report: what a run did, as JSON (`report.json`, `manifest.json`) and as a terminal summary.
 
 use crate::embed::EmbedStats;
+use crate::filter::FilterStats;
+use crate::generate::StrategyCounts;
+use std::collections::BTreeMap;
 use crate::index::IndexStats;
 use crate::ingest::IngestReport;
 use crate::mine::{MineStats, MinedPair};
@@ -67,6 +70,10 @@ pub struct Timings {
     pub ingest: f64,
     /// Loading the model.
     pub load_model: f64,
+    /// Generating variants.
+    pub generate: f64,
+    /// Filtering variants.
+    pub filter: f64,
     /// Embedding documents and queries.
     pub embed: f64,
     /// Building the index.
@@ -92,6 +99,12 @@ pub struct RunReport {
     pub embed_documents: EmbedStats,
     /// Query embedding.
     pub embed_queries: EmbedStats,
+    /// Generated-variant embedding.
+    pub embed_variants: EmbedStats,
+    /// Generation counts per strategy.
+    pub generate: BTreeMap<String, StrategyCounts>,
+    /// Filter outcomes per strategy.
+    pub filter: FilterStats,
     /// Index.
     pub index: IndexStats,
     /// Mining.
@@ -128,13 +141,31 @@ impl RunReport {
             "  input    {} documents, {} queries with positives ({} read), {} pairs, {} bad records skipped",
             i.documents, i.queries_with_positives, i.queries_read, i.pairs, i.skipped
         );
-        for (label, e) in [("docs", &self.embed_documents), ("queries", &self.embed_queries)] {
+        for (label, e) in [("docs", &self.embed_documents), ("queries", &self.embed_queries), ("variants", &self.embed_variants)] {
+            if label == "variants" && e.texts == 0 {
+                continue;
+            }
             let rate = if e.seconds > 0.0 { e.embedded as f64 / e.seconds } else { 0.0 };
             let _ = writeln!(
                 s,
                 "  embed    {label:<8} {} texts: {} cached, {} embedded ({:.0}/s), {} truncated",
                 e.texts, e.cached, e.embedded, rate, e.truncated
             );
+        }
+        if !self.generate.is_empty() {
+            let _ = writeln!(s, "  variants strategy              made  accepted   mean fidelity  top rejection reasons");
+            for (name, g) in &self.generate {
+                let f = self.filter.get(name).cloned().unwrap_or_default();
+                let mut reasons: Vec<(&String, &usize)> = f.rejected.iter().collect();
+                reasons.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+                let top: Vec<String> = reasons.iter().take(3).map(|(r, n)| format!("{r} {n}")).collect();
+                let pct = if g.produced > 0 { 100.0 * f.accepted as f64 / g.produced as f64 } else { 0.0 };
+                let _ = writeln!(
+                    s,
+                    "           {name:<21} {:>5}  {:>5} {:>3.0}%   {:.3}          {}",
+                    g.produced, f.accepted, pct, f.mean_fidelity, top.join(", ")
+                );
+            }
         }
         let recall = match &self.index.recall {
             Some(r) => format!(", recall@{} {:.3} on {} queries", r.k, r.recall, r.queries),
@@ -161,8 +192,8 @@ impl RunReport {
         let _ = writeln!(s, "           negative  {}", fmt_dist(&self.scores.negative));
         let _ = writeln!(
             s,
-            "  time     ingest {:.2}s, model {:.2}s, embed {:.2}s, index {:.2}s, mine {:.2}s, write {:.2}s",
-            t.ingest, t.load_model, t.embed, t.index, t.mine, t.write
+            "  time     ingest {:.2}s, model {:.2}s, embed {:.2}s, generate {:.2}s, index {:.2}s, filter {:.2}s, mine {:.2}s, write {:.2}s",
+            t.ingest, t.load_model, t.embed, t.generate, t.index, t.filter, t.mine, t.write
         );
         let _ = writeln!(s, "  output   {}", self.output_dir.display());
         for f in &self.write.files {

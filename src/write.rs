@@ -162,6 +162,7 @@ enum Columns {
 /// Row-aligned provenance builders.
 struct Provenance {
     query_id: StringBuilder,
+    query_strategy: StringBuilder,
     positive_id: StringBuilder,
     positive_score: Float32Builder,
     negative_ids: ListBuilder<StringBuilder>,
@@ -173,6 +174,7 @@ impl Provenance {
     fn new() -> Self {
         Provenance {
             query_id: StringBuilder::new(),
+            query_strategy: StringBuilder::new(),
             positive_id: StringBuilder::new(),
             positive_score: Float32Builder::new(),
             negative_ids: ListBuilder::new(StringBuilder::new()),
@@ -183,6 +185,7 @@ impl Provenance {
 
     fn push(&mut self, ds: &Dataset, p: &MinedPair, negs: &[Negative]) {
         self.query_id.append_value(&ds.queries[p.query].id);
+        self.query_strategy.append_value(ds.queries[p.query].strategy());
         self.positive_id.append_value(&ds.docs[p.positive].id);
         self.positive_score.append_value(p.positive_score);
         for n in negs {
@@ -198,6 +201,7 @@ impl Provenance {
     fn finish(&mut self) -> Vec<(&'static str, ArrayRef)> {
         vec![
             ("query_id", Arc::new(self.query_id.finish()) as ArrayRef),
+            ("query_strategy", Arc::new(self.query_strategy.finish())),
             ("positive_id", Arc::new(self.positive_id.finish())),
             ("positive_score", Arc::new(self.positive_score.finish())),
             ("negative_ids", Arc::new(self.negative_ids.finish())),
@@ -315,9 +319,13 @@ impl Columns {
     }
 }
 
-fn batch(columns: Vec<(String, ArrayRef)>) -> Result<RecordBatch, arrow::error::ArrowError> {
-    let fields: Vec<Field> =
-        columns.iter().map(|(n, a)| Field::new(n, a.data_type().clone(), a.null_count() > 0)).collect();
+/// A record batch; only the columns named in `nullable` may hold nulls (a fixed schema whatever the
+/// data).
+fn batch(columns: Vec<(String, ArrayRef)>, nullable: &[&str]) -> Result<RecordBatch, arrow::error::ArrowError> {
+    let fields: Vec<Field> = columns
+        .iter()
+        .map(|(n, a)| Field::new(n, a.data_type().clone(), nullable.contains(&n.as_str())))
+        .collect();
     RecordBatch::try_new(Arc::new(Schema::new(fields)), columns.into_iter().map(|(_, a)| a).collect())
 }
 
@@ -378,9 +386,9 @@ fn write_parquet_format(
     let mut prov = Provenance::new();
     let mut pending = 0;
     let flush = |cols: &mut Columns, prov: &mut Provenance, data: &mut ParquetSink, ps: &mut ParquetSink| {
-        let b = batch(cols.finish()).map_err(|e| data.err(e))?;
+        let b = batch(cols.finish(), &[]).map_err(|e| data.err(e))?;
         data.write(b)?;
-        let pb = batch(prov.finish().into_iter().map(|(k, v)| (k.to_string(), v)).collect()).map_err(|e| ps.err(e))?;
+        let pb = batch(prov.finish().into_iter().map(|(k, v)| (k.to_string(), v)).collect(), &[]).map_err(|e| ps.err(e))?;
         ps.write(pb)
     };
     for p in pairs {
@@ -401,6 +409,60 @@ fn write_parquet_format(
     data.finish()?;
     prov_sink.finish()?;
     Ok((rows, dropped))
+}
+
+/// Write `variants.parquet`: every generated candidate with its verdict and provenance.
+pub fn write_variants(
+    dir: &Path,
+    ds: &Dataset,
+    cands: &[crate::generate::Candidate],
+    decisions: &[crate::filter::Decision],
+) -> Result<OutputFile, WriteError> {
+    use arrow::array::{BooleanBuilder, Int32Builder};
+    let file = "variants.parquet";
+    let path = dir.join(file);
+    let mut sink = ParquetSink::new(&path, 65_536)?;
+    let (mut id, mut source_id, mut strategy, mut text, mut source_text, mut detail, mut reason) = (
+        StringBuilder::new(),
+        StringBuilder::new(),
+        StringBuilder::new(),
+        StringBuilder::new(),
+        StringBuilder::new(),
+        StringBuilder::new(),
+        StringBuilder::new(),
+    );
+    let mut fidelity = Float32Builder::new();
+    let mut rank = Int32Builder::new();
+    let mut accepted = BooleanBuilder::new();
+    for (c, d) in cands.iter().zip(decisions) {
+        let src = &ds.queries[c.source];
+        id.append_value(&c.id);
+        source_id.append_value(&src.id);
+        strategy.append_value(&c.strategy);
+        text.append_value(&c.text);
+        source_text.append_value(&src.text);
+        detail.append_value(&c.detail);
+        fidelity.append_value(d.fidelity);
+        rank.append_option(d.round_trip_rank.map(|r| r as i32));
+        accepted.append_value(d.accepted);
+        reason.append_option(d.reason);
+    }
+    let cols: Vec<(String, ArrayRef)> = vec![
+        ("variant_id".into(), Arc::new(id.finish())),
+        ("source_query_id".into(), Arc::new(source_id.finish())),
+        ("strategy".into(), Arc::new(strategy.finish())),
+        ("text".into(), Arc::new(text.finish())),
+        ("source_text".into(), Arc::new(source_text.finish())),
+        ("detail".into(), Arc::new(detail.finish())),
+        ("fidelity".into(), Arc::new(fidelity.finish())),
+        ("round_trip_rank".into(), Arc::new(rank.finish())),
+        ("accepted".into(), Arc::new(accepted.finish())),
+        ("reason".into(), Arc::new(reason.finish())),
+    ];
+    let b = batch(cols, &["round_trip_rank", "reason"]).map_err(|e| sink.err(e))?;
+    sink.write(b)?;
+    sink.finish()?;
+    output_file(dir, file, "variants", cands.len())
 }
 
 #[derive(Serialize)]

@@ -114,6 +114,24 @@ pub struct Query {
     pub text: String,
     /// Content hash of `text`.
     pub hash: ContentHash,
+    /// For a generated query: where it came from. `None` for input queries.
+    pub origin: Option<QueryOrigin>,
+}
+
+/// Where a generated query came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueryOrigin {
+    /// Id of the source query.
+    pub source_id: String,
+    /// Strategy name.
+    pub strategy: String,
+}
+
+impl Query {
+    /// `given` for input queries, else the generating strategy.
+    pub fn strategy(&self) -> &str {
+        self.origin.as_ref().map_or("given", |o| o.strategy.as_str())
+    }
 }
 
 /// Everything mining needs: documents, queries, and which documents are positives of which query.
@@ -326,7 +344,7 @@ fn load_queries_and_qrels(
     for (_, id, text) in ordered {
         let hash = ContentHash::of(&text);
         ds.positives.push(positives.remove(&id).unwrap_or_default());
-        ds.queries.push(Query { id, text, hash });
+        ds.queries.push(Query { id, text, hash, origin: None });
     }
     Ok(())
 }
@@ -366,7 +384,7 @@ fn load_pairs(
         });
         let qhash = ContentHash::of(&query);
         let q = *query_by_text.entry(qhash).or_insert_with(|| {
-            ds.queries.push(Query { id: format!("pair-q-{}", qhash.short()), text: query, hash: qhash });
+            ds.queries.push(Query { id: format!("pair-q-{}", qhash.short()), text: query, hash: qhash, origin: None });
             ds.positives.push(Vec::new());
             ds.queries.len() - 1
         });

@@ -1,0 +1,197 @@
+//! Filter: accept or reject generated variants, keeping every rejected candidate with its reason.
+//!
+//! Checks, in order (the first failing one is the reason): word count bounds; same text as the
+//! source or an earlier accepted variant of it (after folding case and whitespace); fidelity — the
+//! cosine similarity to the source — below the floor (meaning drifted) or above the ceiling (adds
+//! nothing); near-duplicate of an earlier accepted variant of the same source (embedding cosine); and
+//! round-trip consistency — the variant must retrieve one of its positives within the top k.
+
+use crate::config::FilterConfig;
+use crate::embed::Vectors;
+use crate::generate::Candidate;
+use crate::index::{Index, IndexError, dot};
+use crate::ingest::Dataset;
+use crate::mine::text_key;
+use serde::Serialize;
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+/// The verdict on one candidate.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Decision {
+    /// Kept for mining.
+    pub accepted: bool,
+    /// Why it was rejected.
+    pub reason: Option<&'static str>,
+    /// Cosine similarity to the source.
+    pub fidelity: f32,
+    /// Rank (0-based) of the best positive among the variant's search results, when found within
+    /// `round_trip_k`.
+    pub round_trip_rank: Option<usize>,
+}
+
+/// Per-strategy filter counts.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct StrategyFilterStats {
+    /// Candidates checked.
+    pub candidates: usize,
+    /// Accepted.
+    pub accepted: usize,
+    /// Rejections by reason.
+    pub rejected: BTreeMap<String, usize>,
+    /// Mean fidelity of all candidates.
+    pub mean_fidelity: f32,
+    /// Mean fidelity of the accepted ones.
+    pub mean_fidelity_accepted: f32,
+}
+
+/// Filter counts by strategy.
+pub type FilterStats = BTreeMap<String, StrategyFilterStats>;
+
+/// Judge every candidate. `query_vecs` holds the dataset's queries, `cand_vecs` the candidates, in
+/// order.
+pub fn filter(
+    cands: &[Candidate],
+    ds: &Dataset,
+    query_vecs: &Vectors,
+    cand_vecs: &Vectors,
+    index: &Index,
+    cfg: &FilterConfig,
+) -> Result<(Vec<Decision>, FilterStats), IndexError> {
+    let round_trip: Vec<Option<usize>> = if cfg.round_trip_k > 0 && !cands.is_empty() {
+        index
+            .search_batch(cand_vecs, cfg.round_trip_k)?
+            .into_iter()
+            .zip(cands)
+            .map(|(hits, c)| hits.iter().position(|h| ds.positives[c.source].contains(&(h.doc as usize))))
+            .collect()
+    } else {
+        vec![None; cands.len()]
+    };
+    // Per source: texts and vectors already accepted (the source itself counts for texts).
+    let mut seen_text: HashMap<usize, HashSet<crate::hash::ContentHash>> = HashMap::new();
+    let mut accepted_vecs: HashMap<usize, Vec<usize>> = HashMap::new();
+    let mut decisions = Vec::with_capacity(cands.len());
+    for (i, c) in cands.iter().enumerate() {
+        let v = cand_vecs.row(i);
+        let fidelity = dot(v, query_vecs.row(c.source));
+        let words = c.text.split_whitespace().count();
+        let texts = seen_text
+            .entry(c.source)
+            .or_insert_with(|| HashSet::from([text_key(&ds.queries[c.source].text, true)]));
+        let key = text_key(&c.text, true);
+        let near_dup = || {
+            accepted_vecs
+                .get(&c.source)
+                .is_some_and(|prev| prev.iter().any(|&j| dot(v, cand_vecs.row(j)) >= cfg.dedup_cosine))
+        };
+        let reason = if words < cfg.min_words {
+            Some("too-short")
+        } else if words > cfg.max_words {
+            Some("too-long")
+        } else if texts.contains(&key) {
+            Some("duplicate-text")
+        } else if fidelity < cfg.fidelity_min {
+            Some("fidelity-below-min")
+        } else if fidelity > cfg.fidelity_max {
+            Some("fidelity-above-max")
+        } else if near_dup() {
+            Some("near-duplicate")
+        } else if cfg.round_trip_k > 0 && round_trip[i].is_none() {
+            Some("round-trip-miss")
+        } else {
+            None
+        };
+        if reason.is_none() {
+            texts.insert(key);
+            accepted_vecs.entry(c.source).or_default().push(i);
+        }
+        decisions.push(Decision { accepted: reason.is_none(), reason, fidelity, round_trip_rank: round_trip[i] });
+    }
+    let mut stats = FilterStats::new();
+    let mut sums: BTreeMap<&str, (f64, f64)> = BTreeMap::new();
+    for (c, d) in cands.iter().zip(&decisions) {
+        let s = stats.entry(c.strategy.clone()).or_default();
+        s.candidates += 1;
+        let sum = sums.entry(c.strategy.as_str()).or_default();
+        sum.0 += d.fidelity as f64;
+        if d.accepted {
+            s.accepted += 1;
+            sum.1 += d.fidelity as f64;
+        } else {
+            *s.rejected.entry(d.reason.unwrap_or("").to_string()).or_default() += 1;
+        }
+    }
+    for (name, (all, acc)) in sums {
+        let s = stats.get_mut(name).expect("present");
+        s.mean_fidelity = (all / s.candidates.max(1) as f64) as f32;
+        s.mean_fidelity_accepted = if s.accepted > 0 { (acc / s.accepted as f64) as f32 } else { 0.0 };
+    }
+    Ok((decisions, stats))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{IndexConfig, IndexKind};
+    use crate::hash::ContentHash;
+    use crate::ingest::{Document, Query};
+
+    fn unit(v: &[f32]) -> Vec<f32> {
+        let mut v = v.to_vec();
+        crate::embed::normalize(&mut v);
+        v
+    }
+
+    #[test]
+    fn each_rule_rejects_with_its_reason() {
+        let q = |id: &str, t: &str| Query { id: id.into(), text: t.into(), hash: ContentHash::of(t), origin: None };
+        let d = |id: &str| Document { id: id.into(), text: id.into(), hash: ContentHash::of(id) };
+        let ds = Dataset {
+            docs: vec![d("a"), d("b")],
+            queries: vec![q("q", "red planet mars")],
+            positives: vec![vec![0]],
+            report: Default::default(),
+        };
+        let docs = Vectors { dim: 2, data: [unit(&[1.0, 0.0]), unit(&[0.0, 1.0])].concat() };
+        let (index, _) = Index::build(docs, &IndexConfig { kind: IndexKind::Exact, ..Default::default() }, false).unwrap();
+        let qv = Vectors { dim: 2, data: unit(&[1.0, 0.1]) };
+        let cand = |t: &str| Candidate { id: t.into(), source: 0, strategy: "s".into(), text: t.into(), detail: String::new() };
+        let cands = vec![
+            cand("Red  Planet mars"),      // duplicate of the source text
+            cand("red world mars"),        // accepted
+            cand("red world mars again"),  // near-duplicate of the accepted one
+            cand("blue"),                  // fidelity too low
+            cand("red planet mars!"),      // fidelity too high
+            cand("crimson planet mars"),   // retrieves b first, a second -> round-trip miss with k=1
+        ];
+        let cv = Vectors {
+            dim: 2,
+            data: [
+                unit(&[1.0, 0.1]),
+                unit(&[1.0, 0.3]),
+                unit(&[1.0, 0.3]),
+                unit(&[0.0, 1.0]),
+                unit(&[1.0, 0.1]),
+                unit(&[0.8, 0.9]),
+            ]
+            .concat(),
+        };
+        let cfg = FilterConfig { fidelity_min: 0.6, fidelity_max: 0.999, dedup_cosine: 0.99, round_trip_k: 1, ..Default::default() };
+        let (dec, stats) = filter(&cands, &ds, &qv, &cv, &index, &cfg).unwrap();
+        let reasons: Vec<Option<&str>> = dec.iter().map(|d| d.reason).collect();
+        assert_eq!(
+            reasons,
+            vec![
+                Some("duplicate-text"),
+                None,
+                Some("near-duplicate"),
+                Some("fidelity-below-min"),
+                Some("fidelity-above-max"),
+                Some("round-trip-miss")
+            ]
+        );
+        assert_eq!(dec[1].round_trip_rank, Some(0));
+        assert_eq!(stats["s"].accepted, 1);
+        assert_eq!(stats["s"].candidates, 6);
+    }
+}

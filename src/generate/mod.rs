@@ -1,0 +1,254 @@
+//! Generate: candidate query variants, to be checked by [`crate::filter`] before they are mined.
+//!
+//! Today: LLM-free lexical variants of the given queries ([`lexical`], with [`wordnet`]). A variant
+//! inherits every positive of its source query. Generation is cheap and deterministic, so it is
+//! recomputed on every run; the variants' embeddings are cached like any other text.
+
+pub mod lexical;
+pub mod wordnet;
+
+use crate::config::{LexicalConfig, LexicalStrategy};
+use crate::embed::Vectors;
+use crate::index::exact_search;
+use crate::ingest::Dataset;
+use lexical::{Lexicon, STOPWORDS};
+use rayon::prelude::*;
+use serde::Serialize;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use wordnet::{WordNet, WordNetError};
+
+/// Errors of the generate stage.
+#[derive(Debug, thiserror::Error)]
+pub enum GenerateError {
+    /// WordNet could not be loaded.
+    #[error(transparent)]
+    WordNet(#[from] WordNetError),
+    /// A stop-word or word-vector file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// A word-vector line does not parse.
+    #[error("{path}:{line}: {message}")]
+    WordVectors {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line.
+        line: usize,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// A generated query, before filtering.
+#[derive(Debug, Clone, Serialize)]
+pub struct Candidate {
+    /// `<source id>#<strategy>-<n>`.
+    pub id: String,
+    /// Index of the source query in the dataset.
+    pub source: usize,
+    /// Strategy name.
+    pub strategy: String,
+    /// The generated text.
+    pub text: String,
+    /// What changed.
+    pub detail: String,
+}
+
+/// Per-strategy generation counts.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct StrategyCounts {
+    /// Candidates produced.
+    pub produced: usize,
+    /// Attempts that could not change the query (no eligible word, too short…).
+    pub inapplicable: usize,
+}
+
+/// Where to find WordNet: config, `$WORDNET_DIR`, the fetched copy, /usr/share/wordnet.
+pub fn wordnet_dir(cfg: &LexicalConfig, cache_root: &Path) -> PathBuf {
+    if let Some(d) = &cfg.wordnet_dir {
+        return d.clone();
+    }
+    if let Some(d) = std::env::var_os("WORDNET_DIR").filter(|v| !v.is_empty()) {
+        return PathBuf::from(d);
+    }
+    let cached = crate::models::wordnet_cache_dir(cache_root);
+    if cached.join("index.noun").is_file() {
+        return cached;
+    }
+    let system = PathBuf::from("/usr/share/wordnet");
+    if system.join("index.noun").is_file() { system } else { cached }
+}
+
+/// The stop-word list: the configured file, or the built-in English list.
+pub fn stopwords(cfg: &LexicalConfig) -> Result<HashSet<String>, GenerateError> {
+    match &cfg.stopwords {
+        None => Ok(STOPWORDS.iter().map(|s| s.to_string()).collect()),
+        Some(p) => {
+            let text = std::fs::read_to_string(p).map_err(|source| GenerateError::Io { path: p.clone(), source })?;
+            Ok(text.lines().map(|l| l.trim().to_lowercase()).filter(|l| !l.is_empty() && !l.starts_with('#')).collect())
+        }
+    }
+}
+
+/// Distinct lowercase content words of the queries (the words that may be replaced).
+pub fn query_words(ds: &Dataset, stop: &HashSet<String>) -> Vec<String> {
+    let mut set = std::collections::BTreeSet::new();
+    for q in &ds.queries {
+        for t in lexical::tokenize(&q.text) {
+            let w = t.word.to_lowercase();
+            if w.chars().count() > 1 && w.chars().all(char::is_alphabetic) && !stop.contains(&w) {
+                set.insert(w);
+            }
+        }
+    }
+    set.into_iter().collect()
+}
+
+/// The `size` most frequent content words of documents and queries (ties alphabetical).
+pub fn vocabulary(ds: &Dataset, stop: &HashSet<String>, size: usize) -> Vec<String> {
+    let mut freq: HashMap<String, usize> = HashMap::new();
+    let texts = ds.docs.iter().map(|d| d.text.as_str()).chain(ds.queries.iter().map(|q| q.text.as_str()));
+    for text in texts {
+        for t in lexical::tokenize(text) {
+            let w = t.word.to_lowercase();
+            if w.chars().count() > 2 && w.chars().all(char::is_alphabetic) && !stop.contains(&w) {
+                *freq.entry(w).or_default() += 1;
+            }
+        }
+    }
+    let mut v: Vec<(String, usize)> = freq.into_iter().collect();
+    v.sort_unstable_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    v.truncate(size);
+    v.into_iter().map(|(w, _)| w).collect()
+}
+
+/// Nearest vocabulary words of each query word (cosine, normalised vectors), excluding itself.
+pub fn neighbours(
+    words: &[String],
+    word_vecs: &Vectors,
+    vocab: &[String],
+    vocab_vecs: &Vectors,
+    k: usize,
+    min_similarity: f32,
+) -> HashMap<String, Vec<(String, f32)>> {
+    let hits = exact_search(vocab_vecs, word_vecs, k + 1);
+    words
+        .iter()
+        .zip(hits)
+        .map(|(w, hs)| {
+            let list: Vec<(String, f32)> = hs
+                .into_iter()
+                .map(|h| (vocab[h.doc as usize].clone(), h.score))
+                .filter(|(v, s)| v != w && *s >= min_similarity && !is_inflection(w, v))
+                .take(k)
+                .collect();
+            (w.clone(), list)
+        })
+        .filter(|(_, l)| !l.is_empty())
+        .collect()
+}
+
+/// "planet"/"planets", "run"/"running": an inflection is not a useful replacement.
+fn is_inflection(a: &str, b: &str) -> bool {
+    let (short, long) = if a.len() <= b.len() { (a, b) } else { (b, a) };
+    long.starts_with(short) && long.len() - short.len() <= 3
+}
+
+/// Read word vectors (GloVe/word2vec text format) for the given words only, normalised.
+pub fn read_word_vectors(path: &Path, wanted: &HashSet<String>) -> Result<HashMap<String, Vec<f32>>, GenerateError> {
+    use std::io::BufRead;
+    let f = std::fs::File::open(path).map_err(|source| GenerateError::Io { path: path.into(), source })?;
+    let mut out = HashMap::new();
+    let mut dim = None;
+    for (i, line) in std::io::BufReader::new(f).lines().enumerate() {
+        let line = line.map_err(|source| GenerateError::Io { path: path.into(), source })?;
+        let mut it = line.split_whitespace();
+        let Some(word) = it.next() else { continue };
+        let rest: Vec<&str> = it.collect();
+        if i == 0 && rest.len() == 1 {
+            continue; // word2vec header "count dim"
+        }
+        if !wanted.contains(&word.to_lowercase()) {
+            continue;
+        }
+        let bad = |message: String| GenerateError::WordVectors { path: path.into(), line: i + 1, message };
+        let mut v: Vec<f32> = rest
+            .iter()
+            .map(|x| x.parse::<f32>().map_err(|_| bad(format!("{x:?} is not a number"))))
+            .collect::<Result<_, _>>()?;
+        match dim {
+            None => dim = Some(v.len()),
+            Some(d) if d != v.len() => return Err(bad(format!("has {} values, earlier lines {d}", v.len()))),
+            _ => {}
+        }
+        crate::embed::normalize(&mut v);
+        out.entry(word.to_lowercase()).or_insert(v);
+    }
+    Ok(out)
+}
+
+/// Generate `variants_per_query` candidates per query and strategy (deterministic, parallel).
+pub fn lexical_candidates(
+    ds: &Dataset,
+    cfg: &LexicalConfig,
+    lex: &Lexicon<'_>,
+) -> (Vec<Candidate>, BTreeMap<String, StrategyCounts>) {
+    let per_query: Vec<(Vec<Candidate>, Vec<(LexicalStrategy, bool)>)> = (0..ds.queries.len())
+        .into_par_iter()
+        .map(|q| {
+            let query = &ds.queries[q];
+            let mut out = Vec::new();
+            let mut tally = Vec::new();
+            for &s in &cfg.strategies {
+                for n in 0..cfg.variants_per_query {
+                    let mut rng = lexical::rng_for(cfg.seed, &query.text, s, n);
+                    match lexical::apply(&query.text, s, lex, cfg, &mut rng) {
+                        Some(v) => {
+                            tally.push((s, true));
+                            out.push(Candidate {
+                                id: format!("{}#{}-{}", query.id, s.name(), n),
+                                source: q,
+                                strategy: s.name().into(),
+                                text: v.text,
+                                detail: v.detail,
+                            });
+                        }
+                        None => tally.push((s, false)),
+                    }
+                }
+            }
+            (out, tally)
+        })
+        .collect();
+    let mut counts: BTreeMap<String, StrategyCounts> =
+        cfg.strategies.iter().map(|s| (s.name().to_string(), StrategyCounts::default())).collect();
+    let mut all = Vec::new();
+    for (cands, tally) in per_query {
+        all.extend(cands);
+        for (s, ok) in tally {
+            let c = counts.get_mut(s.name()).expect("strategy listed");
+            if ok {
+                c.produced += 1;
+            } else {
+                c.inapplicable += 1;
+            }
+        }
+    }
+    (all, counts)
+}
+
+/// Load WordNet if any configured strategy needs it.
+pub fn load_wordnet_if_needed(cfg: &LexicalConfig, cache_root: &Path) -> Result<Option<WordNet>, GenerateError> {
+    if !cfg.strategies.iter().any(|s| s.needs_wordnet()) {
+        return Ok(None);
+    }
+    let dir = wordnet_dir(cfg, cache_root);
+    let wn = WordNet::load(&dir)?;
+    log::info!("WordNet: {} lemmas from {}", wn.len(), dir.display());
+    Ok(Some(wn))
+}
