@@ -6,11 +6,11 @@
 
 use crate::config::{Config, IndexKind};
 use crate::config::LexicalStrategy;
-use crate::embed::{EmbedError, Embedder, Vectors};
+use crate::embed::{EmbedError, Embedder};
 use crate::generate::{self, Candidate, GenerateError, StrategyCounts};
 use crate::hash::ContentHash;
 use crate::ingest::{Dataset, Query, QueryOrigin};
-use crate::{filter};
+use crate::filter;
 use crate::index::{Index, IndexError};
 use crate::ingest::{self, IngestError};
 use crate::mine::{self, MineError};
@@ -176,37 +176,13 @@ fn generate_lexical(
     }
     let wordnet = generate::load_wordnet_if_needed(lx, &models::cache_root(&cfg.model))?;
     let stopwords = generate::stopwords(lx)?;
-    let mut neighbours = std::collections::HashMap::new();
-    if lx.strategies.contains(&LexicalStrategy::EmbeddingNeighbour) {
-        let words = generate::query_words(ds, &stopwords);
-        let mut vocab = generate::vocabulary(ds, &stopwords, lx.vocabulary_size);
-        let (word_vecs, vocab_vecs) = match &lx.word_vectors {
-            Some(path) => {
-                let wanted: std::collections::HashSet<String> = words.iter().chain(&vocab).cloned().collect();
-                let table = generate::read_word_vectors(path, &wanted)?;
-                vocab.retain(|w| table.contains_key(w));
-                let pick = |ws: &[String]| Vectors {
-                    dim: table.values().next().map_or(0, Vec::len),
-                    data: ws.iter().flat_map(|w| table.get(w).cloned().unwrap_or_default()).collect(),
-                };
-                let known: Vec<String> = words.iter().filter(|w| table.contains_key(*w)).cloned().collect();
-                let (wv, vv) = (pick(&known), pick(&vocab));
-                neighbours = generate::neighbours(&known, &wv, &vocab, &vv, lx.neighbour_k, lx.neighbour_min_similarity);
-                (None, None)
-            }
-            None => {
-                let w: Vec<&str> = words.iter().map(String::as_str).collect();
-                let v: Vec<&str> = vocab.iter().map(String::as_str).collect();
-                let (wv, _) = embedder.embed_cached(store, &w, "", "words", cfg.progress)?;
-                let (vv, _) = embedder.embed_cached(store, &v, "", "vocab", cfg.progress)?;
-                (Some(wv), Some(vv))
-            }
-        };
-        if let (Some(wv), Some(vv)) = (word_vecs, vocab_vecs) {
-            neighbours = generate::neighbours(&words, &wv, &vocab, &vv, lx.neighbour_k, lx.neighbour_min_similarity);
-        }
-        log::info!("embedding-neighbour: {} of {} query words have neighbours in a vocabulary of {}", neighbours.len(), words.len(), vocab.len());
-    }
+    let neighbours = if lx.strategies.contains(&LexicalStrategy::EmbeddingNeighbour) {
+        generate::neighbour_table(ds, lx, &stopwords, |texts, label| {
+            Ok::<_, PipelineError>(embedder.embed_cached(store, texts, "", label, cfg.progress)?.0)
+        })?
+    } else {
+        Default::default()
+    };
     let lex = generate::lexical::Lexicon { wordnet: wordnet.as_ref(), stopwords, neighbours };
     let (candidates, counts) = generate::lexical_candidates(ds, lx, &lex);
     log::info!("generated {} lexical candidates", candidates.len());

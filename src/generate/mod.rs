@@ -159,6 +159,42 @@ fn is_inflection(a: &str, b: &str) -> bool {
     long.starts_with(short) && long.len() - short.len() <= 3
 }
 
+/// The embedding-neighbour table for the query words: from `lx.word_vectors` when set, else from
+/// vectors that `embed(texts, label)` computes for the query words and the corpus vocabulary.
+pub fn neighbour_table<E: From<GenerateError>>(
+    ds: &Dataset,
+    lx: &LexicalConfig,
+    stop: &HashSet<String>,
+    mut embed: impl FnMut(&[&str], &str) -> Result<Vectors, E>,
+) -> Result<HashMap<String, Vec<(String, f32)>>, E> {
+    let mut words = query_words(ds, stop);
+    let mut vocab = vocabulary(ds, stop, lx.vocabulary_size);
+    let (word_vecs, vocab_vecs) = match &lx.word_vectors {
+        Some(path) => {
+            let wanted: HashSet<String> = words.iter().chain(&vocab).cloned().collect();
+            let table = read_word_vectors(path, &wanted)?;
+            words.retain(|w| table.contains_key(w));
+            vocab.retain(|w| table.contains_key(w));
+            let dim = table.values().next().map_or(0, Vec::len);
+            let pick = |ws: &[String]| Vectors { dim, data: ws.iter().flat_map(|w| table[w].iter().copied()).collect() };
+            (pick(&words), pick(&vocab))
+        }
+        None => {
+            let w: Vec<&str> = words.iter().map(String::as_str).collect();
+            let v: Vec<&str> = vocab.iter().map(String::as_str).collect();
+            (embed(&w, "words")?, embed(&v, "vocab")?)
+        }
+    };
+    let table = neighbours(&words, &word_vecs, &vocab, &vocab_vecs, lx.neighbour_k, lx.neighbour_min_similarity);
+    log::info!(
+        "embedding-neighbour: {} of {} query words have neighbours in a vocabulary of {}",
+        table.len(),
+        words.len(),
+        vocab.len()
+    );
+    Ok(table)
+}
+
 /// Read word vectors (GloVe/word2vec text format) for the given words only, normalised.
 pub fn read_word_vectors(path: &Path, wanted: &HashSet<String>) -> Result<HashMap<String, Vec<f32>>, GenerateError> {
     use std::io::BufRead;
@@ -251,4 +287,39 @@ pub fn load_wordnet_if_needed(cfg: &LexicalConfig, cache_root: &Path) -> Result<
     let wn = WordNet::load(&dir)?;
     log::info!("WordNet: {} lemmas from {}", wn.len(), dir.display());
     Ok(Some(wn))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hash::ContentHash;
+    use crate::ingest::{Document, Query};
+
+    #[test]
+    fn word_vector_file_gives_neighbours_and_skips_inflections() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("vec.txt");
+        std::fs::write(&p, "4 2\nplanet 1 0\nplanets 1 0.01\nworld 0.9 0.2\nbanana 0 1\n").unwrap();
+        let q = |t: &str| Query { id: t.into(), text: t.into(), hash: ContentHash::of(t), origin: None };
+        let d = |t: &str| Document { id: t.into(), text: t.into(), hash: ContentHash::of(t) };
+        let ds = Dataset {
+            docs: vec![d("planets world banana"), d("world")],
+            queries: vec![q("red planet")],
+            positives: vec![vec![0]],
+            report: Default::default(),
+        };
+        let lx = LexicalConfig { word_vectors: Some(p), neighbour_min_similarity: 0.5, ..Default::default() };
+        let stop = stopwords(&lx).unwrap();
+        let table = neighbour_table(&ds, &lx, &stop, |_, _| -> Result<Vectors, GenerateError> {
+            panic!("the model is not used when word vectors are given")
+        })
+        .unwrap();
+        let n: Vec<&str> = table["planet"].iter().map(|(w, _)| w.as_str()).collect();
+        assert_eq!(n, vec!["world"], "planets is an inflection, banana too far");
+        assert!(!table.contains_key("red"), "red has no vector");
+
+        std::fs::write(dir.path().join("bad.txt"), "planet 1 x\n").unwrap();
+        let e = read_word_vectors(&dir.path().join("bad.txt"), &HashSet::from(["planet".to_string()])).unwrap_err();
+        assert!(e.to_string().contains("bad.txt:1"), "{e}");
+    }
 }
