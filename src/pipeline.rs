@@ -4,18 +4,16 @@
 //! own threads (ONNX Runtime's pool, rayon for search and mining), one at a time, so the cores are
 //! never oversubscribed.
 
-use crate::config::{Config, IndexKind};
-use crate::config::LexicalStrategy;
+use crate::config::{Config, IndexKind, LexicalStrategy};
 use crate::embed::{EmbedError, Embedder};
+use crate::filter;
 use crate::generate::{self, Candidate, GenerateError, StrategyCounts};
 use crate::hash::ContentHash;
-use crate::ingest::{Dataset, Query, QueryOrigin};
-use crate::filter;
 use crate::index::{Index, IndexError};
-use crate::ingest::{self, IngestError};
+use crate::ingest::{self, Dataset, IngestError, Query, QueryOrigin};
 use crate::mine::{self, MineError};
 use crate::models::{self, ModelError};
-use crate::report::{RunReport, Scores, Timings};
+use crate::report::{InputChanges, RunReport, Scores, Timings};
 use crate::workspace::{Store, StoreError};
 use crate::write::{self, WriteError};
 use serde::Serialize;
@@ -73,8 +71,18 @@ pub fn run(cfg: &Config) -> Result<RunReport, PipelineError> {
     let mut embedder = Embedder::load(&resolved, cfg)?;
     timings.load_model = t.elapsed().as_secs_f64();
 
-    let t = Instant::now();
     let mut store = Store::open(&cfg.workspace_dir())?;
+    let doc_items: Vec<(String, ContentHash)> = ds.docs.iter().map(|d| (d.id.clone(), d.hash)).collect();
+    let query_items: Vec<(String, ContentHash)> = ds.queries.iter().map(|q| (q.id.clone(), q.hash)).collect();
+    let changes = InputChanges {
+        documents: store.compare_snapshot("document", &doc_items)?,
+        queries: store.compare_snapshot("query", &query_items)?,
+    };
+    if !changes.documents.first_run {
+        log::info!("since the last run: documents {}; queries {}", changes.documents, changes.queries);
+    }
+
+    let t = Instant::now();
     let doc_texts: Vec<&str> = ds.docs.iter().map(|d| d.text.as_str()).collect();
     let (doc_vecs, embed_documents) =
         embedder.embed_cached(&mut store, &doc_texts, &cfg.embed.document_prefix, "docs", show)?;
@@ -139,6 +147,7 @@ pub fn run(cfg: &Config) -> Result<RunReport, PipelineError> {
         version: env!("CARGO_PKG_VERSION").into(),
         output_dir: out.clone(),
         ingest: ds.report.clone(),
+        changes,
         embed_documents,
         embed_queries,
         embed_variants,
@@ -150,6 +159,8 @@ pub fn run(cfg: &Config) -> Result<RunReport, PipelineError> {
         write: write_stats,
         timings,
     };
+    store.save_snapshot("document", &doc_items)?;
+    store.save_snapshot("query", &query_items)?;
     let report_json = serde_json::to_vec_pretty(&report).expect("report serialises");
     write::write_atomic(&out.join("report.json"), &report_json)?;
     let manifest = Manifest::new(cfg, &resolved, &report)?;

@@ -1,6 +1,7 @@
 //! Report: what a run did, as JSON (`report.json`, `manifest.json`) and as a terminal summary.
 
 use crate::embed::EmbedStats;
+use crate::workspace::Changes;
 use crate::filter::FilterStats;
 use crate::generate::StrategyCounts;
 use std::collections::BTreeMap;
@@ -63,6 +64,21 @@ impl Scores {
     }
 }
 
+/// Input changes since the last completed run with the same workspace.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct InputChanges {
+    /// Documents.
+    pub documents: Changes,
+    /// Given queries.
+    pub queries: Changes,
+}
+
+impl std::fmt::Display for Changes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} added, {} changed, {} deleted, {} unchanged", self.added, self.changed, self.deleted, self.unchanged)
+    }
+}
+
 /// Seconds per stage.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Timings {
@@ -95,6 +111,8 @@ pub struct RunReport {
     pub output_dir: PathBuf,
     /// Ingest counts and skipped records.
     pub ingest: IngestReport,
+    /// What changed since the last run with this workspace.
+    pub changes: InputChanges,
     /// Document embedding.
     pub embed_documents: EmbedStats,
     /// Query embedding.
@@ -141,6 +159,9 @@ impl RunReport {
             "  input    {} documents, {} queries with positives ({} read), {} pairs, {} bad records skipped",
             i.documents, i.queries_with_positives, i.queries_read, i.pairs, i.skipped
         );
+        if !self.changes.documents.first_run {
+            let _ = writeln!(s, "  changes  documents {}; queries {}", self.changes.documents, self.changes.queries);
+        }
         for (label, e) in [("docs", &self.embed_documents), ("queries", &self.embed_queries), ("variants", &self.embed_variants)] {
             if label == "variants" && e.texts == 0 {
                 continue;

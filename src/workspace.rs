@@ -52,7 +52,28 @@ CREATE TABLE IF NOT EXISTS embeddings (
     vec   BLOB NOT NULL,
     PRIMARY KEY (model, key)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS snapshot (
+    kind TEXT NOT NULL,
+    id   TEXT NOT NULL,
+    hash BLOB NOT NULL,
+    PRIMARY KEY (kind, id)
+) WITHOUT ROWID;
 ";
+
+/// How the inputs changed since the last completed run with this workspace.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Changes {
+    /// True when the workspace had no previous run.
+    pub first_run: bool,
+    /// Ids new since the last run.
+    pub added: usize,
+    /// Ids whose text changed.
+    pub changed: usize,
+    /// Ids gone since the last run.
+    pub deleted: usize,
+    /// Ids with the same text.
+    pub unchanged: usize,
+}
 
 impl Store {
     /// Open (or create) the store in `dir`.
@@ -119,6 +140,41 @@ impl Store {
         tx.commit().map_err(sq)
     }
 
+    /// Compare `items` (id, content hash) of `kind` ("document", "query") with the last snapshot.
+    pub fn compare_snapshot(&self, kind: &str, items: &[(String, ContentHash)]) -> Result<Changes, StoreError> {
+        let mut stmt = self.conn.prepare("SELECT id, hash FROM snapshot WHERE kind = ?1").map_err(self.sq())?;
+        let mut previous: std::collections::HashMap<String, Vec<u8>> = stmt
+            .query_map(params![kind], |r| Ok((r.get::<_, String>(0)?, r.get::<_, Vec<u8>>(1)?)))
+            .map_err(self.sq())?
+            .collect::<Result<_, _>>()
+            .map_err(self.sq())?;
+        let mut c = Changes { first_run: previous.is_empty(), ..Changes::default() };
+        for (id, hash) in items {
+            match previous.remove(id) {
+                None => c.added += 1,
+                Some(h) if h == hash.0 => c.unchanged += 1,
+                Some(_) => c.changed += 1,
+            }
+        }
+        c.deleted = previous.len();
+        Ok(c)
+    }
+
+    /// Replace the snapshot of `kind` with `items`, in one transaction (call after a run completed).
+    pub fn save_snapshot(&mut self, kind: &str, items: &[(String, ContentHash)]) -> Result<(), StoreError> {
+        let path = self.path.clone();
+        let sq = |source| StoreError::Sqlite { path: path.clone(), source };
+        let tx = self.conn.transaction().map_err(sq)?;
+        tx.execute("DELETE FROM snapshot WHERE kind = ?1", params![kind]).map_err(sq)?;
+        {
+            let mut stmt = tx.prepare_cached("INSERT OR REPLACE INTO snapshot (kind, id, hash) VALUES (?1, ?2, ?3)").map_err(sq)?;
+            for (id, h) in items {
+                stmt.execute(params![kind, id, &h.0[..]]).map_err(sq)?;
+            }
+        }
+        tx.commit().map_err(sq)
+    }
+
     /// Number of stored embeddings for a model.
     pub fn count_embeddings(&self, model: &str) -> Result<i64, StoreError> {
         self.conn
@@ -146,5 +202,19 @@ mod tests {
         assert_eq!(s.get_embeddings("other", &[k1], 2).unwrap(), vec![None]);
         assert!(matches!(s.get_embeddings("m", &[k1], 3), Err(StoreError::Corrupt { .. })));
         assert_eq!(s.count_embeddings("m").unwrap(), 1);
+    }
+
+    #[test]
+    fn snapshot_diff_counts_added_changed_deleted_unchanged() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::open(dir.path()).unwrap();
+        let h = |id: &str, t: &str| (id.to_string(), ContentHash::of(t));
+        let first = [h("a", "1"), h("b", "2"), h("c", "3")];
+        assert!(s.compare_snapshot("document", &first).unwrap().first_run);
+        s.save_snapshot("document", &first).unwrap();
+        let now = [h("a", "1"), h("b", "2b"), h("d", "4")];
+        let c = s.compare_snapshot("document", &now).unwrap();
+        assert_eq!(c, Changes { first_run: false, added: 1, changed: 1, deleted: 1, unchanged: 1 });
+        assert!(s.compare_snapshot("query", &now).unwrap().first_run, "kinds are separate");
     }
 }
