@@ -229,11 +229,10 @@ impl Embedder {
         let keys: Vec<ContentHash> =
             texts.iter().map(|t| ContentHash::of_parts(&[prefix.as_bytes(), t.as_bytes()])).collect();
         let mut found: HashMap<ContentHash, Vec<f32>> = HashMap::new();
-        for (chunk_keys, got) in keys.chunks(4096).map(|c| (c, store.get_embeddings(&self.model_id, c, self.dim))) {
-            for (k, v) in chunk_keys.iter().zip(got?) {
-                if let Some(v) = v {
-                    found.insert(*k, v);
-                }
+        let stored = store.get_embeddings(&self.model_id, &keys, self.dim)?;
+        for (k, v) in keys.iter().zip(stored) {
+            if let Some(v) = v {
+                found.insert(*k, v);
             }
         }
         let mut stats = EmbedStats { texts: texts.len(), ..Default::default() };
