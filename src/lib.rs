@@ -15,6 +15,7 @@ pub mod generate;
 pub mod hash;
 pub mod index;
 pub mod ingest;
+pub mod llm;
 pub mod mine;
 pub mod models;
 pub mod pipeline;
