@@ -21,6 +21,9 @@ use std::ops::ControlFlow;
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 
+/// Longest wait a server's `Retry-After` can impose on one retry.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(900);
+
 /// Longest excerpt of a server body kept in an error.
 const EXCERPT_CHARS: usize = 200;
 
@@ -367,17 +370,13 @@ impl Client {
                 LlmError::Status { retry_after, .. } => *retry_after,
                 _ => None,
             };
-            let max = Duration::from_millis(self.cfg.max_backoff_ms);
             let delay = match retry_after {
-                Some(d) if d > max => {
-                    log::warn!(
-                        "llm: the server asks to wait {:.0} s; waiting llm.max_backoff_ms ({:.0} s) instead",
-                        d.as_secs_f64(),
-                        max.as_secs_f64()
-                    );
-                    max
+                Some(d) => {
+                    if d > Duration::from_millis(self.cfg.max_backoff_ms) {
+                        log::warn!("llm: the server asks to wait {:.0} s before retrying", d.as_secs_f64().min(MAX_RETRY_AFTER.as_secs_f64()));
+                    }
+                    d.min(MAX_RETRY_AFTER)
                 }
-                Some(d) => d,
                 None => self.backoff(attempt),
             };
             let status = match &err {

@@ -51,7 +51,8 @@ pub struct LlmConfig {
     pub max_retries: u32,
     /// First backoff before a retry, in milliseconds (doubles each retry, with full jitter).
     pub initial_backoff_ms: u64,
-    /// Longest backoff, in milliseconds. Also caps a server's `Retry-After`.
+    /// Longest backoff, in milliseconds. A server's `Retry-After` is honoured even when longer
+    /// (up to 15 minutes, with a warning).
     pub max_backoff_ms: u64,
     /// Timeout of one HTTP attempt (connect + answer), in seconds.
     pub timeout_secs: f64,
