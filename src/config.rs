@@ -482,6 +482,10 @@ pub struct FilterConfig {
     pub fidelity_min: f32,
     /// Reject a variant whose cosine similarity to its source is above this (adds nothing).
     pub fidelity_max: f32,
+    /// Queries generated from a document: reject below this cosine similarity to the document.
+    pub document_fidelity_min: f32,
+    /// Queries generated from a document: reject above this cosine similarity to the document.
+    pub document_fidelity_max: f32,
     /// Reject a variant this similar (cosine) to an already accepted variant of the same source.
     pub dedup_cosine: f32,
     /// Reject variants with fewer words.
@@ -495,7 +499,16 @@ pub struct FilterConfig {
 
 impl Default for FilterConfig {
     fn default() -> Self {
-        Self { fidelity_min: 0.75, fidelity_max: 0.995, dedup_cosine: 0.98, min_words: 1, max_words: 64, round_trip_k: 20 }
+        Self {
+            fidelity_min: 0.75,
+            fidelity_max: 0.995,
+            document_fidelity_min: 0.3,
+            document_fidelity_max: 0.98,
+            dedup_cosine: 0.98,
+            min_words: 1,
+            max_words: 64,
+            round_trip_k: 20,
+        }
     }
 }
 
@@ -782,6 +795,18 @@ impl Config {
             return Err(bad(
                 "filter.fidelity_min",
                 format!("{} / filter.fidelity_max {}: valid is -1 <= min <= max <= 1", fl.fidelity_min, fl.fidelity_max),
+            ));
+        }
+        if !(-1.0..=1.0).contains(&fl.document_fidelity_min)
+            || !(-1.0..=1.0).contains(&fl.document_fidelity_max)
+            || fl.document_fidelity_min > fl.document_fidelity_max
+        {
+            return Err(bad(
+                "filter.document_fidelity_min",
+                format!(
+                    "{} / filter.document_fidelity_max {}: valid is -1 <= min <= max <= 1",
+                    fl.document_fidelity_min, fl.document_fidelity_max
+                ),
             ));
         }
         if !(-1.0..=1.0).contains(&fl.dedup_cosine) {

@@ -1,14 +1,16 @@
 //! Filter: accept or reject generated variants, keeping every rejected candidate with its reason.
 //!
-//! Checks, in order (the first failing one is the reason): word count bounds; same text as the
-//! source or an earlier accepted variant of it (after folding case and whitespace); fidelity — the
-//! cosine similarity to the source — below the floor (meaning drifted) or above the ceiling (adds
-//! nothing); near-duplicate of an earlier accepted variant of the same source (embedding cosine); and
-//! round-trip consistency — the variant must retrieve one of its positives within the top k.
+//! Checks, in order (the first failing one is the reason): a rejection made at generation (an answer
+//! that could not be parsed); word count bounds; same text as the source or an earlier accepted
+//! variant of it (after folding case and whitespace); for queries generated from a document, a
+//! verbatim copy of the document; fidelity — the cosine similarity to the source query or document —
+//! below the floor (meaning drifted) or above the ceiling (adds nothing); near-duplicate of an earlier
+//! accepted variant of the same source (embedding cosine); and round-trip consistency — the variant
+//! must retrieve one of its positives within the top k.
 
 use crate::config::FilterConfig;
 use crate::embed::Vectors;
-use crate::generate::Candidate;
+use crate::generate::{Candidate, Source};
 use crate::index::{Index, IndexError, dot};
 use crate::ingest::Dataset;
 use crate::mine::text_key;
@@ -48,7 +50,7 @@ pub struct StrategyFilterStats {
 pub type FilterStats = BTreeMap<String, StrategyFilterStats>;
 
 /// Judge every candidate. `query_vecs` holds the dataset's queries, `cand_vecs` the candidates, in
-/// order.
+/// order; document vectors come from the index.
 pub fn filter(
     cands: &[Candidate],
     ds: &Dataset,
@@ -62,37 +64,48 @@ pub fn filter(
             .search_batch(cand_vecs, cfg.round_trip_k)?
             .into_iter()
             .zip(cands)
-            .map(|(hits, c)| hits.iter().position(|h| ds.positives[c.source].contains(&(h.doc as usize))))
+            .map(|(hits, c)| {
+                let pos = c.source.positives(ds);
+                hits.iter().position(|h| pos.contains(&(h.doc as usize)))
+            })
             .collect()
     } else {
         vec![None; cands.len()]
     };
     // Per source: texts and vectors already accepted (the source itself counts for texts).
-    let mut seen_text: HashMap<usize, HashSet<crate::hash::ContentHash>> = HashMap::new();
-    let mut accepted_vecs: HashMap<usize, Vec<usize>> = HashMap::new();
+    let mut seen_text: HashMap<Source, HashSet<crate::hash::ContentHash>> = HashMap::new();
+    let mut accepted_vecs: HashMap<Source, Vec<usize>> = HashMap::new();
     let mut decisions = Vec::with_capacity(cands.len());
     for (i, c) in cands.iter().enumerate() {
         let v = cand_vecs.row(i);
-        let fidelity = dot(v, query_vecs.row(c.source));
+        let (source_vec, lo, hi) = match c.source {
+            Source::Query(q) => (query_vecs.row(q), cfg.fidelity_min, cfg.fidelity_max),
+            Source::Document(d) => (index.vector(d), cfg.document_fidelity_min, cfg.document_fidelity_max),
+        };
+        let fidelity = dot(v, source_vec);
         let words = c.text.split_whitespace().count();
         let texts = seen_text
             .entry(c.source)
-            .or_insert_with(|| HashSet::from([text_key(&ds.queries[c.source].text, true)]));
+            .or_insert_with(|| HashSet::from([text_key(c.source.text(ds), true)]));
         let key = text_key(&c.text, true);
         let near_dup = || {
             accepted_vecs
                 .get(&c.source)
                 .is_some_and(|prev| prev.iter().any(|&j| dot(v, cand_vecs.row(j)) >= cfg.dedup_cosine))
         };
-        let reason = if words < cfg.min_words {
+        let reason = if c.rejected.is_some() {
+            c.rejected
+        } else if words < cfg.min_words {
             Some("too-short")
         } else if words > cfg.max_words {
             Some("too-long")
         } else if texts.contains(&key) {
             Some("duplicate-text")
-        } else if fidelity < cfg.fidelity_min {
+        } else if matches!(c.source, Source::Document(_)) && copied_from(&c.text, c.source.text(ds)) {
+            Some("copied-from-document")
+        } else if fidelity < lo {
             Some("fidelity-below-min")
-        } else if fidelity > cfg.fidelity_max {
+        } else if fidelity > hi {
             Some("fidelity-above-max")
         } else if near_dup() {
             Some("near-duplicate")
@@ -129,6 +142,14 @@ pub fn filter(
     Ok((decisions, stats))
 }
 
+/// A query copied verbatim from its document: its folded text (at least four words) occurs in the
+/// document's folded text.
+fn copied_from(query: &str, doc: &str) -> bool {
+    let fold = |t: &str| t.split_whitespace().map(|w| w.trim_matches(|c: char| !c.is_alphanumeric()).to_lowercase()).collect::<Vec<_>>().join(" ");
+    let q = fold(query);
+    q.split(' ').count() >= 4 && fold(doc).contains(&q)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -155,7 +176,15 @@ mod tests {
         let docs = Vectors { dim: 2, data: [unit(&[1.0, 0.0]), unit(&[0.0, 1.0])].concat() };
         let (index, _) = Index::build(docs, &IndexConfig { kind: IndexKind::Exact, ..Default::default() }, false).unwrap();
         let qv = Vectors { dim: 2, data: unit(&[1.0, 0.1]) };
-        let cand = |t: &str| Candidate { id: t.into(), source: 0, strategy: "s".into(), text: t.into(), detail: String::new() };
+        let cand = |t: &str| Candidate {
+            id: t.into(),
+            source: Source::Query(0),
+            strategy: "s".into(),
+            text: t.into(),
+            detail: String::new(),
+            llm: None,
+            rejected: None,
+        };
         let cands = vec![
             cand("Red  Planet mars"),      // duplicate of the source text
             cand("red world mars"),        // accepted
@@ -193,5 +222,12 @@ mod tests {
         assert_eq!(dec[1].round_trip_rank, Some(0));
         assert_eq!(stats["s"].accepted, 1);
         assert_eq!(stats["s"].candidates, 6);
+    }
+
+    #[test]
+    fn verbatim_copies_of_the_document_are_caught() {
+        assert!(copied_from("The Mercury is the smallest planet!", "Mercury: the mercury is the smallest planet in the Solar System."));
+        assert!(!copied_from("smallest planet", "the smallest planet in the Solar System"), "too short to call a copy");
+        assert!(!copied_from("which planet is the smallest one", "Mercury is the smallest planet"));
     }
 }

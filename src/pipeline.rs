@@ -117,10 +117,9 @@ pub fn run(cfg: &Config) -> Result<RunReport, PipelineError> {
     let mut query_vecs = query_vecs;
     for (i, (c, d)) in lexical.candidates.iter().zip(&decisions).enumerate() {
         if d.accepted {
-            let source = &ds.queries[c.source];
-            let origin = QueryOrigin { source_id: source.id.clone(), strategy: c.strategy.clone() };
+            let origin = QueryOrigin { source_id: c.source.id(&ds).to_string(), strategy: c.strategy.clone() };
             let q = Query { id: c.id.clone(), text: c.text.clone(), hash: ContentHash::of(&c.text), origin: Some(origin) };
-            let positives = ds.positives[c.source].clone();
+            let positives = c.source.positives(&ds);
             ds.queries.push(q);
             ds.positives.push(positives);
             query_vecs.data.extend_from_slice(cand_vecs.row(i));

@@ -422,44 +422,47 @@ pub fn write_variants(
     let file = "variants.parquet";
     let path = dir.join(file);
     let mut sink = ParquetSink::new(&path, 65_536)?;
-    let (mut id, mut source_id, mut strategy, mut text, mut source_text, mut detail, mut reason) = (
-        StringBuilder::new(),
-        StringBuilder::new(),
-        StringBuilder::new(),
-        StringBuilder::new(),
-        StringBuilder::new(),
-        StringBuilder::new(),
-        StringBuilder::new(),
-    );
+    let names = [
+        "variant_id", "source_kind", "source_id", "strategy", "text", "source_text", "detail", "model",
+        "template_hash", "pivot_language", "pivot_text", "raw_answer", "reason",
+    ];
+    let mut strings: Vec<StringBuilder> = names.iter().map(|_| StringBuilder::new()).collect();
     let mut fidelity = Float32Builder::new();
     let mut rank = Int32Builder::new();
     let mut accepted = BooleanBuilder::new();
     for (c, d) in cands.iter().zip(decisions) {
-        let src = &ds.queries[c.source];
-        id.append_value(&c.id);
-        source_id.append_value(&src.id);
-        strategy.append_value(&c.strategy);
-        text.append_value(&c.text);
-        source_text.append_value(&src.text);
-        detail.append_value(&c.detail);
+        let llm = c.llm.as_ref();
+        let values: [Option<&str>; 13] = [
+            Some(&c.id),
+            Some(c.source.kind()),
+            Some(c.source.id(ds)),
+            Some(&c.strategy),
+            Some(&c.text),
+            Some(c.source.text(ds)),
+            Some(&c.detail),
+            llm.map(|l| l.model.as_str()),
+            llm.map(|l| l.template_hash.as_str()),
+            llm.and_then(|l| l.pivot_language.as_deref()),
+            llm.and_then(|l| l.pivot_text.as_deref()),
+            llm.and_then(|l| l.raw.as_deref()),
+            d.reason,
+        ];
+        for (b, v) in strings.iter_mut().zip(values) {
+            b.append_option(v);
+        }
         fidelity.append_value(d.fidelity);
         rank.append_option(d.round_trip_rank.map(|r| r as i32));
         accepted.append_value(d.accepted);
-        reason.append_option(d.reason);
     }
-    let cols: Vec<(String, ArrayRef)> = vec![
-        ("variant_id".into(), Arc::new(id.finish())),
-        ("source_query_id".into(), Arc::new(source_id.finish())),
-        ("strategy".into(), Arc::new(strategy.finish())),
-        ("text".into(), Arc::new(text.finish())),
-        ("source_text".into(), Arc::new(source_text.finish())),
-        ("detail".into(), Arc::new(detail.finish())),
-        ("fidelity".into(), Arc::new(fidelity.finish())),
-        ("round_trip_rank".into(), Arc::new(rank.finish())),
-        ("accepted".into(), Arc::new(accepted.finish())),
-        ("reason".into(), Arc::new(reason.finish())),
-    ];
-    let b = batch(cols, &["round_trip_rank", "reason"]).map_err(|e| sink.err(e))?;
+    let mut cols: Vec<(String, ArrayRef)> =
+        names.iter().zip(strings.iter_mut()).map(|(n, b)| (n.to_string(), Arc::new(b.finish()) as ArrayRef)).collect();
+    let reason = cols.pop().expect("reason column");
+    cols.push(("fidelity".into(), Arc::new(fidelity.finish())));
+    cols.push(("round_trip_rank".into(), Arc::new(rank.finish())));
+    cols.push(("accepted".into(), Arc::new(accepted.finish())));
+    cols.push(reason);
+    let nullable = ["model", "template_hash", "pivot_language", "pivot_text", "raw_answer", "round_trip_rank", "reason"];
+    let b = batch(cols, &nullable).map_err(|e| sink.err(e))?;
     sink.write(b)?;
     sink.finish()?;
     output_file(dir, file, "variants", cands.len())

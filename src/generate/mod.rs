@@ -44,19 +44,78 @@ pub enum GenerateError {
     },
 }
 
+/// What a candidate was generated from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+pub enum Source {
+    /// A query (index into `Dataset::queries`): a variant inherits its positives.
+    Query(usize),
+    /// A document (index into `Dataset::docs`): a synthetic query whose positive is the document.
+    Document(usize),
+}
+
+impl Source {
+    /// The source's id.
+    pub fn id(self, ds: &Dataset) -> &str {
+        match self {
+            Source::Query(q) => &ds.queries[q].id,
+            Source::Document(d) => &ds.docs[d].id,
+        }
+    }
+    /// The source's text.
+    pub fn text(self, ds: &Dataset) -> &str {
+        match self {
+            Source::Query(q) => &ds.queries[q].text,
+            Source::Document(d) => &ds.docs[d].text,
+        }
+    }
+    /// The positives a query generated from this source gets.
+    pub fn positives(self, ds: &Dataset) -> Vec<usize> {
+        match self {
+            Source::Query(q) => ds.positives[q].clone(),
+            Source::Document(d) => vec![d],
+        }
+    }
+    /// `query` or `document`.
+    pub fn kind(self) -> &'static str {
+        match self {
+            Source::Query(_) => "query",
+            Source::Document(_) => "document",
+        }
+    }
+}
+
+/// How an LLM candidate was made.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct LlmProvenance {
+    /// The model that answered.
+    pub model: String,
+    /// BLAKE3 of the prompt template (part of the cache key).
+    pub template_hash: String,
+    /// Backtranslation: the pivot language.
+    pub pivot_language: Option<String>,
+    /// Backtranslation: the text in the pivot language.
+    pub pivot_text: Option<String>,
+    /// The raw answer, kept when it could not be parsed.
+    pub raw: Option<String>,
+}
+
 /// A generated query, before filtering.
 #[derive(Debug, Clone, Serialize)]
 pub struct Candidate {
     /// `<source id>#<strategy>-<n>`.
     pub id: String,
-    /// Index of the source query in the dataset.
-    pub source: usize,
+    /// What it was generated from.
+    pub source: Source,
     /// Strategy name.
     pub strategy: String,
     /// The generated text.
     pub text: String,
-    /// What changed.
+    /// What changed (lexical) or how it was asked (LLM).
     pub detail: String,
+    /// LLM provenance (None for lexical strategies).
+    pub llm: Option<LlmProvenance>,
+    /// Rejected before filtering (an answer that could not be parsed, a failed call…).
+    pub rejected: Option<&'static str>,
 }
 
 /// Per-strategy generation counts.
@@ -248,10 +307,12 @@ pub fn lexical_candidates(
                             tally.push((s, true));
                             out.push(Candidate {
                                 id: format!("{}#{}-{}", query.id, s.name(), n),
-                                source: q,
+                                source: Source::Query(q),
                                 strategy: s.name().into(),
                                 text: v.text,
                                 detail: v.detail,
+                                llm: None,
+                                rejected: None,
                             });
                         }
                         None => tally.push((s, false)),
