@@ -143,7 +143,11 @@ async fn connection(
             return Ok(());
         }
         tokio::time::sleep(r.delay).await;
-        let mut out = format!("HTTP/1.1 {} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\n", r.status, r.body.len());
+        let mut out = format!(
+            "HTTP/1.1 {} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\n",
+            r.status,
+            r.body.len()
+        );
         for (k, v) in &r.headers {
             out.push_str(&format!("{k}: {v}\r\n"));
         }
@@ -238,7 +242,10 @@ async fn every_answer_slow_gives_a_final_timeout_with_the_attempt_count() {
     let s = serve(|_, _| ok("late").after(Duration::from_secs(3)));
     let c = Client::new(&LlmConfig { timeout_secs: 0.2, max_retries: 2, ..cfg(&s) }).unwrap();
     let e = c.chat(&req("q")).await.unwrap_err();
-    assert!(matches!(&e, LlmError::RetriesExhausted { attempts: 3, last } if matches!(**last, LlmError::Timeout { .. })), "{e:?}");
+    assert!(
+        matches!(&e, LlmError::RetriesExhausted { attempts: 3, last } if matches!(**last, LlmError::Timeout { .. })),
+        "{e:?}"
+    );
     let msg = e.to_string();
     assert!(msg.contains("3 attempts") && msg.contains("no answer within 0.2 s"), "{msg}");
     assert_eq!(s.count(), 3);
@@ -283,7 +290,10 @@ async fn empty_choices_are_retried_then_final() {
     let s = serve(|_, _| reply(200, r#"{"choices": [], "usage": {"prompt_tokens": 3, "completion_tokens": 0}}"#));
     let c = Client::new(&LlmConfig { max_retries: 2, ..cfg(&s) }).unwrap();
     let e = c.chat(&req("q")).await.unwrap_err();
-    assert!(matches!(&e, LlmError::RetriesExhausted { attempts: 3, last } if matches!(**last, LlmError::EmptyChoices)), "{e}");
+    assert!(
+        matches!(&e, LlmError::RetriesExhausted { attempts: 3, last } if matches!(**last, LlmError::EmptyChoices)),
+        "{e}"
+    );
     assert_eq!(s.count(), 3);
 }
 
@@ -324,7 +334,9 @@ async fn client_errors_are_final() {
         assert_eq!(s.count(), 1);
     }
 
-    let s = serve(|_, _| reply(429, r#"{"error":{"code":"insufficient_quota","message":"You exceeded your current quota"}}"#));
+    let s = serve(|_, _| {
+        reply(429, r#"{"error":{"code":"insufficient_quota","message":"You exceeded your current quota"}}"#)
+    });
     let c = Client::new(&cfg(&s)).unwrap();
     assert!(matches!(c.chat(&req("q")).await, Err(LlmError::QuotaExhausted { .. })));
     assert_eq!(s.count(), 1);
@@ -352,7 +364,12 @@ async fn a_429_pauses_every_worker() {
     let t429 = a[0];
     let during_pause =
         a.iter().filter(|&&t| t > t429 + Duration::from_millis(50) && t < t429 + Duration::from_millis(950)).count();
-    assert_eq!(during_pause, 0, "requests sent during the pause: {:?}", a.iter().map(|t| *t - t429).collect::<Vec<_>>());
+    assert_eq!(
+        during_pause,
+        0,
+        "requests sent during the pause: {:?}",
+        a.iter().map(|t| *t - t429).collect::<Vec<_>>()
+    );
     assert!(a[4..].iter().all(|&t| t >= t429 + Duration::from_millis(950)));
 }
 
@@ -362,11 +379,12 @@ async fn requests_per_minute_spaces_requests() {
     let c = Client::new(&LlmConfig { requests_per_minute: Some(600), concurrency: 4, ..cfg(&s) }).unwrap();
     let items: Vec<(usize, ChatRequest)> = (0..20).map(|i| (i, req("q"))).collect();
     let t = Instant::now();
-    let summary = c.run_all(items, |_, r| {
-        assert!(r.is_ok());
-        ControlFlow::Continue(())
-    })
-    .await;
+    let summary = c
+        .run_all(items, |_, r| {
+            assert!(r.is_ok());
+            ControlFlow::Continue(())
+        })
+        .await;
     assert_eq!(summary.delivered, 20);
     assert!(t.elapsed() >= Duration::from_millis(1850), "{:?}", t.elapsed());
     let a = s.arrivals();
@@ -466,7 +484,8 @@ async fn the_api_key_never_leaks() {
     let logs = capture_logs();
     // The server echoes the Authorization header back in every body, as some proxies do.
     let s = serve(|n, text| {
-        let auth = text.lines().find(|l| l.to_ascii_lowercase().starts_with("authorization:")).unwrap_or("").to_string();
+        let auth =
+            text.lines().find(|l| l.to_ascii_lowercase().starts_with("authorization:")).unwrap_or("").to_string();
         let echo = serde_json::json!({"error": {"message": format!("key rejected: {auth}")}}).to_string();
         match n {
             0 => ok("fine"),
@@ -510,7 +529,15 @@ async fn the_api_key_never_leaks() {
     let kinds: Vec<String> = errors.iter().map(|e| e.kind()).collect();
     assert_eq!(
         kinds,
-        ["http_401", "http_500", "quota_exhausted", "invalid_response", "invalid_response", "content_filter", "empty_choices"]
+        [
+            "http_401",
+            "http_500",
+            "quota_exhausted",
+            "invalid_response",
+            "invalid_response",
+            "content_filter",
+            "empty_choices"
+        ]
     );
     errors.push(c.chat(&req("q")).await.unwrap_err()); // timeouts
     errors.push(c.chat(&req("q")).await.unwrap_err()); // resets

@@ -79,7 +79,7 @@ pub enum LlmError {
     #[error("llm: the answer was blocked by the server's content filter (not retried)")]
     ContentFilter,
     /// The retry budget is spent.
-    #[error("llm: gave up after {attempts} attempts; last error: {last}")]
+    #[error("llm: gave up after {attempts} attempts; last error: {}", last.to_string().trim_start_matches("llm: "))]
     RetriesExhausted {
         /// HTTP attempts made.
         attempts: u32,
@@ -296,7 +296,11 @@ impl Client {
             url,
             cfg: cfg.clone(),
             secret,
-            limiter: Limiter::new(cfg.requests_per_minute, cfg.tokens_per_minute),
+            limiter: Limiter::new(
+                cfg.requests_per_minute,
+                cfg.tokens_per_minute,
+                Duration::from_millis(cfg.initial_backoff_ms.min(1000)),
+            ),
             stats: Mutex::new(UsageStats::default()),
         })
     }
@@ -373,7 +377,10 @@ impl Client {
             let delay = match retry_after {
                 Some(d) => {
                     if d > Duration::from_millis(self.cfg.max_backoff_ms) {
-                        log::warn!("llm: the server asks to wait {:.0} s before retrying", d.as_secs_f64().min(MAX_RETRY_AFTER.as_secs_f64()));
+                        log::warn!(
+                            "llm: the server asks to wait {:.0} s before retrying",
+                            d.as_secs_f64().min(MAX_RETRY_AFTER.as_secs_f64())
+                        );
                     }
                     d.min(MAX_RETRY_AFTER)
                 }
@@ -383,11 +390,11 @@ impl Client {
                 LlmError::Status { status, .. } => *status,
                 _ => 0,
             };
-            if status == 429 || (status == 503 && retry_after.is_some()) {
-                if self.limiter.pause_until(tokio::time::Instant::now() + delay) {
-                    self.stats().pauses += 1;
-                    log::info!("llm: HTTP {status}: pausing all requests for {:.2} s", delay.as_secs_f64());
-                }
+            if (status == 429 || (status == 503 && retry_after.is_some()))
+                && self.limiter.pause_until(tokio::time::Instant::now() + delay)
+            {
+                self.stats().pauses += 1;
+                log::info!("llm: HTTP {status}: pausing all requests for {:.2} s", delay.as_secs_f64());
             }
             {
                 let mut s = self.stats();
@@ -503,11 +510,12 @@ impl Client {
                 });
             }
             let Some((key, result)) = in_flight.next().await else { break };
-            if let Err(e) = &result {
-                if e.stops_run() && summary.stopped_by.is_none() {
-                    log::warn!("llm: stopping the run: {e}");
-                    summary.stopped_by = Some(e.to_string());
-                }
+            if let Err(e) = &result
+                && e.stops_run()
+                && summary.stopped_by.is_none()
+            {
+                log::warn!("llm: stopping the run: {e}");
+                summary.stopped_by = Some(e.to_string());
             }
             summary.delivered += 1;
             if on_result(key, result).is_break() && summary.stopped_by.is_none() {
@@ -548,10 +556,10 @@ fn blocking_runtime() -> Result<tokio::runtime::Runtime, LlmError> {
 fn error_chain_has_timeout(err: &(dyn std::error::Error + 'static)) -> bool {
     let mut cause = Some(err);
     while let Some(c) = cause {
-        if let Some(io) = c.downcast_ref::<std::io::Error>() {
-            if io.kind() == std::io::ErrorKind::TimedOut {
-                return true;
-            }
+        if let Some(io) = c.downcast_ref::<std::io::Error>()
+            && io.kind() == std::io::ErrorKind::TimedOut
+        {
+            return true;
         }
         cause = c.source();
     }
@@ -560,11 +568,7 @@ fn error_chain_has_timeout(err: &(dyn std::error::Error + 'static)) -> bool {
 
 /// The first characters of a body, on one line.
 fn excerpt(s: &str) -> String {
-    let mut out: String = s
-        .chars()
-        .take(EXCERPT_CHARS)
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect();
+    let mut out: String = s.chars().take(EXCERPT_CHARS).map(|c| if c.is_control() { ' ' } else { c }).collect();
     if s.chars().nth(EXCERPT_CHARS).is_some() {
         out.push('…');
     }
@@ -573,12 +577,12 @@ fn excerpt(s: &str) -> String {
 
 /// `retry-after-ms` (OpenAI), or `Retry-After` as seconds or an HTTP date.
 pub(crate) fn parse_retry_after(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
-    if let Some(ms) = headers.get("retry-after-ms").and_then(|v| v.to_str().ok()) {
-        if let Ok(ms) = ms.trim().parse::<f64>() {
-            if ms.is_finite() && ms >= 0.0 {
-                return Some(Duration::from_secs_f64(ms.min(1e9) / 1000.0));
-            }
-        }
+    if let Some(ms) = headers.get("retry-after-ms").and_then(|v| v.to_str().ok())
+        && let Ok(ms) = ms.trim().parse::<f64>()
+        && ms.is_finite()
+        && ms >= 0.0
+    {
+        return Some(Duration::from_secs_f64(ms.min(1e9) / 1000.0));
     }
     let v = headers.get(header::RETRY_AFTER)?.to_str().ok()?.trim();
     if let Ok(secs) = v.parse::<f64>() {
@@ -590,10 +594,8 @@ pub(crate) fn parse_retry_after(headers: &HeaderMap, now: SystemTime) -> Option<
 
 /// Parse a 200 body. Never panics on any input.
 pub(crate) fn parse_response(bytes: &[u8], prompt_est: u64) -> Result<ChatResponse, LlmError> {
-    let invalid = |message: String| LlmError::InvalidResponse {
-        message,
-        body: excerpt(&String::from_utf8_lossy(bytes)),
-    };
+    let invalid =
+        |message: String| LlmError::InvalidResponse { message, body: excerpt(&String::from_utf8_lossy(bytes)) };
     let v: Value = serde_json::from_slice(bytes).map_err(|e| invalid(format!("the body is not JSON ({e})")))?;
     let Some(choices) = v.get("choices").and_then(Value::as_array) else {
         let detail = v
@@ -625,11 +627,11 @@ pub(crate) fn parse_response(bytes: &[u8], prompt_est: u64) -> Result<ChatRespon
     };
     let usage = v.get("usage");
     let count = |k: &str| usage.and_then(|u| u.get(k)).and_then(Value::as_u64);
-    let (prompt_tokens, completion_tokens, usage_estimated) =
-        match (count("prompt_tokens"), count("completion_tokens")) {
-            (Some(p), Some(c)) => (p, c, false),
-            _ => (prompt_est, (content.chars().count() as u64).div_ceil(4), true),
-        };
+    let (prompt_tokens, completion_tokens, usage_estimated) = match (count("prompt_tokens"), count("completion_tokens"))
+    {
+        (Some(p), Some(c)) => (p, c, false),
+        _ => (prompt_est, (content.chars().count() as u64).div_ceil(4), true),
+    };
     Ok(ChatResponse {
         content,
         finish_reason,
@@ -700,7 +702,8 @@ mod tests {
     #[test]
     fn request_body_shape() {
         let msgs = vec![super::super::Message::user("q")];
-        let b = Body { model: "m", messages: &msgs, temperature: 0.5, max_tokens: 9, seed: Some(1), response_format: true };
+        let b =
+            Body { model: "m", messages: &msgs, temperature: 0.5, max_tokens: 9, seed: Some(1), response_format: true };
         let v: Value = serde_json::to_value(&b).unwrap();
         assert_eq!(v["response_format"]["type"], "json_object");
         assert_eq!(v["messages"][0]["role"], "user");

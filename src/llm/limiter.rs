@@ -55,11 +55,18 @@ struct State {
 #[derive(Debug)]
 pub(crate) struct Limiter {
     state: Mutex<State>,
+    /// Workers released from a pause each wait a further uniform random delay up to this, so they
+    /// do not all hit the server in the same millisecond.
+    resume_jitter: Duration,
 }
 
 impl Limiter {
     /// A limiter for these per-minute limits (`None`: unlimited).
-    pub(crate) fn new(requests_per_minute: Option<u32>, tokens_per_minute: Option<u32>) -> Self {
+    pub(crate) fn new(
+        requests_per_minute: Option<u32>,
+        tokens_per_minute: Option<u32>,
+        resume_jitter: Duration,
+    ) -> Self {
         let now = Instant::now();
         Self {
             state: Mutex::new(State {
@@ -68,6 +75,7 @@ impl Limiter {
                 tokens: tokens_per_minute.map(|t| Bucket::new(f64::from(t), f64::from(t) / 60.0, now)),
                 resume_at: None,
             }),
+            resume_jitter,
         }
     }
 
@@ -110,12 +118,20 @@ impl Limiter {
 
     /// Sleep while a shared pause is in force.
     async fn wait_resume(&self) {
+        let mut paused = false;
         loop {
             let until = self.lock().resume_at;
             match until {
-                Some(t) if t > Instant::now() => tokio::time::sleep_until(t).await,
-                _ => return,
+                Some(t) if t > Instant::now() => {
+                    paused = true;
+                    tokio::time::sleep_until(t).await;
+                }
+                _ => break,
             }
+        }
+        if paused && !self.resume_jitter.is_zero() {
+            let max = self.resume_jitter.as_secs_f64();
+            tokio::time::sleep(Duration::from_secs_f64(rand::random::<f64>() * max)).await;
         }
     }
 
@@ -148,7 +164,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn requests_are_spaced() {
-        let l = Limiter::new(Some(600), None);
+        let l = Limiter::new(Some(600), None, Duration::ZERO);
         let t0 = Instant::now();
         for _ in 0..11 {
             l.acquire(0).await;
@@ -159,7 +175,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn tokens_refill_and_corrections_count() {
-        let l = Limiter::new(None, Some(6000)); // 100 tokens/s, a bucket of 6000
+        let l = Limiter::new(None, Some(6000), Duration::ZERO); // 100 tokens/s, a bucket of 6000
         let t0 = Instant::now();
         l.acquire(6000).await; // the full minute at once
         assert!(t0.elapsed() < Duration::from_millis(1));
@@ -178,11 +194,15 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn pause_holds_everyone() {
-        let l = Limiter::new(None, None);
+        let l = Limiter::new(None, None, Duration::from_millis(100));
         let t0 = Instant::now();
         assert!(l.pause_until(t0 + Duration::from_secs(2)));
         assert!(!l.pause_until(t0 + Duration::from_secs(1)), "a shorter pause does not shorten it");
         l.acquire(10).await;
-        assert!(t0.elapsed() >= Duration::from_secs(2));
+        let dt = t0.elapsed();
+        assert!(dt >= Duration::from_secs(2) && dt <= Duration::from_millis(2100), "{dt:?}");
+        let t1 = Instant::now();
+        l.acquire(10).await;
+        assert!(t1.elapsed().is_zero(), "no jitter without a pause");
     }
 }

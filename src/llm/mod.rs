@@ -141,7 +141,9 @@ impl LlmConfig {
                 Err(std::env::VarError::NotPresent) => {
                     return Err(bad(
                         "api_key_env",
-                        format!("names ${var}, which is not set: export it, or remove llm.api_key_env for a server without a key"),
+                        format!(
+                            "names ${var}, which is not set: export it, or remove llm.api_key_env for a server without a key"
+                        ),
                     ));
                 }
                 Err(std::env::VarError::NotUnicode(_)) => {
@@ -199,10 +201,10 @@ impl LlmConfig {
             ("price_per_million_input", self.price_per_million_input),
             ("price_per_million_output", self.price_per_million_output),
         ] {
-            if let Some(p) = price {
-                if !(p.is_finite() && p >= 0.0) {
-                    return Err(bad(key, format!("is {p}; use a price of 0 or more")));
-                }
+            if let Some(p) = price
+                && !(p.is_finite() && p >= 0.0)
+            {
+                return Err(bad(key, format!("is {p}; use a price of 0 or more")));
             }
         }
         Ok(())

@@ -43,11 +43,11 @@ pub fn parse_list(content: &str, expected_key: Option<&str>) -> Result<Vec<Strin
             None => {}
         }
     }
-    let body = unfenced(text);
-    if body.starts_with('{') || body.starts_with('[') {
-        // It tried to be JSON and failed: its lines are syntax, not items.
-        return Err(failure(json_problem.unwrap_or_else(|| "malformed JSON".into()), content));
-    }
+    // It tried to be JSON and failed: its plain lines are syntax, not items.
+    let json_like = {
+        let body = unfenced(text);
+        (body.starts_with('{') || body.starts_with('[')) && strip_marker(body.lines().next().unwrap_or("")).is_none()
+    };
     // 2. Numbered / bulleted lines; 3. plain lines.
     let mut marked = Vec::new();
     let mut plain = Vec::new();
@@ -57,7 +57,7 @@ pub fn parse_list(content: &str, expected_key: Option<&str>) -> Result<Vec<Strin
             continue;
         }
         if let Some(rest) = strip_marker(l) {
-            let item = clean(rest);
+            let item = clean(strip_label(rest.trim()));
             if !item.is_empty() && !item.ends_with(':') {
                 marked.push(item);
             }
@@ -67,6 +67,9 @@ pub fn parse_list(content: &str, expected_key: Option<&str>) -> Result<Vec<Strin
     }
     if !marked.is_empty() {
         return Ok(marked);
+    }
+    if json_like {
+        return Err(failure(json_problem.unwrap_or_else(|| "malformed JSON".into()), content));
     }
     plain.retain(|s| !s.is_empty());
     if plain.len() >= 2 {
@@ -95,13 +98,17 @@ pub fn parse_single(content: &str) -> Result<String, ParseFailure> {
             }
         };
         let s = s.map(clean).unwrap_or_default();
-        return if s.is_empty() { Err(failure("no non-empty `text` field in the JSON object", content)) } else { Ok(s) };
+        return if s.is_empty() {
+            Err(failure("no non-empty `text` field in the JSON object", content))
+        } else {
+            Ok(s)
+        };
     }
-    if text.starts_with('"') {
-        if let Ok(s) = serde_json::from_str::<String>(text) {
-            let s = clean(&s);
-            return if s.is_empty() { Err(failure("the answer is an empty string", content)) } else { Ok(s) };
-        }
+    if text.starts_with('"')
+        && let Ok(s) = serde_json::from_str::<String>(text)
+    {
+        let s = clean(&s);
+        return if s.is_empty() { Err(failure("the answer is an empty string", content)) } else { Ok(s) };
     }
     let mut kept = Vec::new();
     for line in text.lines() {
@@ -156,10 +163,10 @@ fn json_list(text: &str, key: Option<&str>) -> Option<Result<Vec<String>, String
     let open = text.as_bytes()[start];
     let close = if open == b'{' { '}' } else { ']' };
     let end = text.rfind(close).filter(|&e| e > start);
-    if let Some(end) = end {
-        if let Ok(v) = serde_json::from_str::<Value>(&text[start..=end]) {
-            return Some(value_list(&v, key));
-        }
+    if let Some(end) = end
+        && let Ok(v) = serde_json::from_str::<Value>(&text[start..=end])
+    {
+        return Some(value_list(&v, key));
     }
     // Python-style or trailing-comma arrays: ['a', "b",]
     let from = text.find('[')?;
@@ -179,14 +186,14 @@ fn value_list(v: &Value, key: Option<&str>) -> Result<Vec<String>, String> {
     match v {
         Value::Array(a) => strings_of(a),
         Value::Object(o) => {
-            if let Some(k) = key {
-                if let Some(found) = find_key(v, k, 3) {
-                    return match found {
-                        Value::Array(a) => strings_of(a),
-                        Value::String(s) => nonempty(vec![clean(s)]),
-                        _ => Err(format!("`{k}` is not a list of strings")),
-                    };
-                }
+            if let Some(k) = key
+                && let Some(found) = find_key(v, k, 3)
+            {
+                return match found {
+                    Value::Array(a) => strings_of(a),
+                    Value::String(s) => nonempty(vec![clean(s)]),
+                    _ => Err(format!("`{k}` is not a list of strings")),
+                };
             }
             let arrays: Vec<&Vec<Value>> = o.values().filter_map(Value::as_array).collect();
             match (arrays.len(), key) {
@@ -274,10 +281,10 @@ fn lenient_array(s: &str) -> Option<Vec<String>> {
 fn strip_marker(line: &str) -> Option<&str> {
     let l = line.trim_start_matches("**").trim_start();
     for bullet in ['-', '*', '•', '+', '–', '·'] {
-        if let Some(rest) = l.strip_prefix(bullet) {
-            if rest.starts_with(char::is_whitespace) {
-                return Some(rest);
-            }
+        if let Some(rest) = l.strip_prefix(bullet)
+            && rest.starts_with(char::is_whitespace)
+        {
+            return Some(rest);
         }
     }
     let numbered = |s: &str| -> Option<usize> {
@@ -296,9 +303,10 @@ fn strip_marker(line: &str) -> Option<&str> {
     if let Some(n) = numbered(l) {
         return Some(&l[n..]);
     }
-    if let Some(inner) = l.strip_prefix('(') {
+    for (open, close) in [('(', ')'), ('[', ']')] {
+        let Some(inner) = l.strip_prefix(open) else { continue };
         let digits = inner.chars().take_while(char::is_ascii_digit).count();
-        if (1..=3).contains(&digits) && inner[digits..].starts_with(')') {
+        if (1..=3).contains(&digits) && inner[digits..].starts_with(close) {
             let rest = &inner[digits + 1..];
             if rest.starts_with(char::is_whitespace) {
                 return Some(rest);
@@ -309,10 +317,10 @@ fn strip_marker(line: &str) -> Option<&str> {
     for word in ["query", "question", "q"] {
         if lower.starts_with(word) {
             let rest = l[word.len()..].trim_start();
-            if rest.starts_with(|c: char| c.is_ascii_digit()) {
-                if let Some(n) = numbered(rest) {
-                    return Some(&rest[n..]);
-                }
+            if rest.starts_with(|c: char| c.is_ascii_digit())
+                && let Some(n) = numbered(rest)
+            {
+                return Some(&rest[n..]);
             }
         }
     }
@@ -326,9 +334,31 @@ fn is_chatter(line: &str) -> bool {
         return true;
     }
     const OPENERS: [&str; 26] = [
-        "here are", "here is", "here's", "sure", "certainly", "of course", "okay", "ok,", "ok.", "i hope",
-        "hope this", "let me know", "note:", "i cannot", "i can't", "i can not", "i'm sorry", "i am sorry",
-        "sorry", "as an ai", "i apologize", "feel free", "below are", "these queries", "these questions",
+        "here are",
+        "here is",
+        "here's",
+        "sure",
+        "certainly",
+        "of course",
+        "okay",
+        "ok,",
+        "ok.",
+        "i hope",
+        "hope this",
+        "let me know",
+        "note:",
+        "i cannot",
+        "i can't",
+        "i can not",
+        "i'm sorry",
+        "i am sorry",
+        "sorry",
+        "as an ai",
+        "i apologize",
+        "feel free",
+        "below are",
+        "these queries",
+        "these questions",
         "the following",
     ];
     OPENERS.iter().any(|o| l.starts_with(o))
@@ -364,8 +394,18 @@ fn clean(s: &str) -> String {
 /// Remove a leading "Translation:" style label (optionally in bold).
 fn strip_label(line: &str) -> &str {
     const LABELS: [&str; 12] = [
-        "translation", "translated text", "translated query", "paraphrase", "paraphrased query",
-        "paraphrased", "rewritten query", "rewrite", "query", "output", "answer", "result",
+        "translation",
+        "translated text",
+        "translated query",
+        "paraphrase",
+        "paraphrased query",
+        "paraphrased",
+        "rewritten query",
+        "rewrite",
+        "query",
+        "output",
+        "answer",
+        "result",
     ];
     let l = line.trim_start_matches("**").trim_start();
     let lower = l.to_lowercase();
@@ -398,7 +438,10 @@ mod tests {
     fn json_forms() {
         assert_eq!(list(r#"{"queries": ["a b", " c "]}"#), ["a b", "c"]);
         assert_eq!(list("```json\n{\"queries\": [\"a\", \"b\"]}\n```"), ["a", "b"]);
-        assert_eq!(list("Sure! Here are 2 queries:\n[\"what is x\", \"why y\"]\nHope this helps."), ["what is x", "why y"]);
+        assert_eq!(
+            list("Sure! Here are 2 queries:\n[\"what is x\", \"why y\"]\nHope this helps."),
+            ["what is x", "why y"]
+        );
         assert_eq!(list(r#"{"questions": ["a", "b"]}"#), ["a", "b"], "one list under another key");
         assert_eq!(list(r#"{"result": {"queries": ["a"]}}"#), ["a"]);
         assert_eq!(list(r#"{"queries": "only one"}"#), ["only one"]);
@@ -411,14 +454,29 @@ mod tests {
 
     #[test]
     fn line_forms() {
-        let answer = "Sure! Here are 3 queries:\n\n1. What is X?\n2) \"How does Y work?\"\n3. **Why Z?**\n\nI hope this helps!";
+        let answer =
+            "Sure! Here are 3 queries:\n\n1. What is X?\n2) \"How does Y work?\"\n3. **Why Z?**\n\nI hope this helps!";
         assert_eq!(list(answer), ["What is X?", "How does Y work?", "Why Z?"]);
         assert_eq!(list("- alpha\n* beta\n• gamma"), ["alpha", "beta", "gamma"]);
         assert_eq!(list("Queries:\n(1) a\n(2) b"), ["a", "b"]);
-        assert_eq!(list("Query 1: cheap flights to oslo\nQuery 2: oslo hotels"), ["cheap flights to oslo", "oslo hotels"]);
+        assert_eq!(
+            list("Query 1: cheap flights to oslo\nQuery 2: oslo hotels"),
+            ["cheap flights to oslo", "oslo hotels"]
+        );
         assert_eq!(list("Q1. a\nQ2. b"), ["a", "b"]);
-        assert_eq!(list("1. 1.5 million people live where?\n2. 2024 results"), ["1.5 million people live where?", "2024 results"]);
-        assert_eq!(list("what is rust ownership\nhow do lifetimes work"), ["what is rust ownership", "how do lifetimes work"]);
+        assert_eq!(list("[1] first query\n[2] second query"), ["first query", "second query"]);
+        assert_eq!(
+            list("1. **Query:** cheap flights\n2. **Query:** \"oslo hotels\""),
+            ["cheap flights", "oslo hotels"]
+        );
+        assert_eq!(
+            list("1. 1.5 million people live where?\n2. 2024 results"),
+            ["1.5 million people live where?", "2024 results"]
+        );
+        assert_eq!(
+            list("what is rust ownership\nhow do lifetimes work"),
+            ["what is rust ownership", "how do lifetimes work"]
+        );
         assert_eq!(list("Here are the queries:\n\"a b\",\n\"c d\","), ["a b", "c d"]);
         assert_eq!(list("## Queries\n1. a\nNote: these are diverse."), ["a"]);
     }
@@ -448,7 +506,10 @@ mod tests {
         assert_eq!(parse_single("**Paraphrase:** \"how late is it\"").unwrap(), "how late is it");
         assert_eq!(parse_single("{\"text\": \"abc\"}").unwrap(), "abc");
         assert_eq!(parse_single("```json\n{\"paraphrase\": \"abc\"}\n```").unwrap(), "abc");
-        assert_eq!(parse_single("Sure! Here is the paraphrase:\nwhat time is it\n\nNote: I kept the meaning.").unwrap(), "what time is it");
+        assert_eq!(
+            parse_single("Sure! Here is the paraphrase:\nwhat time is it\n\nNote: I kept the meaning.").unwrap(),
+            "what time is it"
+        );
         assert_eq!(parse_single("\"quoted \\\"inner\\\"\"").unwrap(), "quoted \"inner\"");
         assert_eq!(parse_single("what's the time").unwrap(), "what's the time");
         assert!(parse_single("").is_err());
@@ -461,7 +522,10 @@ mod tests {
 
     #[test]
     fn never_panics_on_odd_input() {
-        for s in ["```", "```json", "[", "{", "]", "[\"", "['a'", "(", "1.", "-", "**", "\"", "“", "1)\u{0}", "é:", "Q", "[1,", "{]"] {
+        for s in [
+            "```", "```json", "[", "{", "]", "[\"", "['a'", "(", "1.", "-", "**", "\"", "“", "1)\u{0}", "é:", "Q",
+            "[1,", "{]",
+        ] {
             let _ = parse_list(s, Some("queries"));
             let _ = parse_list(s, None);
             let _ = parse_single(s);
