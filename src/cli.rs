@@ -96,6 +96,10 @@ pub struct CommonFlags {
     /// Print the run report as JSON on stdout.
     #[arg(long)]
     pub json: bool,
+    /// Plan the LLM calls (count, tokens, cost; how many are already answered in the workspace) and
+    /// stop before sending any.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 /// Mining flags of `mine`.
@@ -310,6 +314,27 @@ fn run_config(mut cfg: Config, origin: &str, common: CommonFlags, show_progress:
     }
     cfg.progress = show_progress;
     cfg.validate(origin)?;
+    if common.dry_run {
+        match pipeline::dry_run(&cfg)? {
+            None => eprintln!("dry run: no LLM strategy is configured; nothing would be sent"),
+            Some(plan) => {
+                let e = &plan.estimate;
+                let calls: Vec<String> = plan.calls.iter().map(|(k, v)| format!("{k} {v}")).collect();
+                eprintln!("dry run: {} LLM calls planned ({}); {} already answered in the workspace", plan.calls.values().sum::<usize>(), calls.join(", "), plan.cached);
+                eprintln!(
+                    "         to send: {} calls, ~{} prompt tokens, at most {} completion tokens{}",
+                    e.calls,
+                    e.prompt_tokens_est,
+                    e.completion_tokens_max,
+                    e.cost_est.map(|c| format!(", at most ${c:.4}")).unwrap_or_else(|| " (set llm.price_per_million_input/output for a cost)".into())
+                );
+                if common.json {
+                    println!("{}", serde_json::to_string_pretty(&plan)?);
+                }
+            }
+        }
+        return Ok(());
+    }
     let report = pipeline::run(&cfg)?;
     progress::MULTI.clear().ok();
     eprint!("{}", report.summary());

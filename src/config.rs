@@ -56,6 +56,11 @@ pub struct Config {
     pub generate: GenerateConfig,
     /// Quality control of generated variants.
     pub filter: FilterConfig,
+    /// The OpenAI-compatible LLM server (needed by `generate.llm` strategies).
+    pub llm: Option<crate::llm::LlmConfig>,
+    /// Plan the LLM calls, print their number, tokens and cost, and stop before sending any.
+    #[serde(skip)]
+    pub dry_run: bool,
     /// Hard-negative mining rules.
     pub mine: MineConfig,
     /// What to write and where.
@@ -368,6 +373,98 @@ impl Default for MineConfig {
 pub struct GenerateConfig {
     /// LLM-free variants of the given queries.
     pub lexical: LexicalConfig,
+    /// LLM strategies (need an `[llm]` section).
+    pub llm: LlmGenerateConfig,
+}
+
+/// An LLM generation strategy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LlmStrategy {
+    /// GPL/InPars-style synthetic queries written from a document.
+    Synthetic,
+    /// Paraphrases of queries (given and accepted synthetic ones).
+    Paraphrase,
+    /// Translation to a pivot language and back (two calls).
+    Backtranslation,
+}
+
+impl LlmStrategy {
+    /// The name used in config, ids and reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            LlmStrategy::Synthetic => "synthetic",
+            LlmStrategy::Paraphrase => "paraphrase",
+            LlmStrategy::Backtranslation => "backtranslation",
+        }
+    }
+}
+
+/// Which documents get synthetic queries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DocumentSelection {
+    /// Every document.
+    All,
+    /// Only documents that are a positive of some given query.
+    Positives,
+}
+
+/// LLM query generation.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LlmGenerateConfig {
+    /// Strategies to run; empty turns LLM generation off.
+    pub strategies: Vec<LlmStrategy>,
+    /// synthetic: queries asked for per call (one call per document and style).
+    pub queries_per_document: usize,
+    /// synthetic: query styles, one call each: `question`, `keywords`, `claim` (or your own word,
+    /// used as is in the prompt).
+    pub styles: Vec<String>,
+    /// synthetic: aim for this many queries per document, counting its given queries (0 = off: every
+    /// selected document gets `queries_per_document` per style). Documents with enough given
+    /// queries get no call.
+    pub target_queries_per_document: usize,
+    /// synthetic: `all` documents or only `positives` of given queries.
+    pub documents: DocumentSelection,
+    /// synthetic: at most this many documents (the first ones, in input order).
+    pub max_documents: Option<usize>,
+    /// synthetic: few-shot examples, JSONL `{"document": "...", "query": "..."}`.
+    pub few_shot: Option<PathBuf>,
+    /// synthetic: how many few-shot examples go into each prompt.
+    pub few_shot_count: usize,
+    /// Documents longer than this many characters are cut (at a word boundary) in prompts.
+    pub max_document_chars: usize,
+    /// paraphrase: paraphrases asked for per query.
+    pub paraphrases_per_query: usize,
+    /// backtranslation: pivot languages (two calls each per query).
+    pub pivot_languages: Vec<String>,
+    /// backtranslation: the language of the queries.
+    pub source_language: String,
+    /// Folder with `synthetic.txt`, `paraphrase.txt`, `translate.txt` prompt templates (default: the
+    /// templates of configs/prompts/ built into the binary). The template's hash is part of every
+    /// cache key.
+    pub prompts_dir: Option<PathBuf>,
+}
+
+impl Default for LlmGenerateConfig {
+    fn default() -> Self {
+        Self {
+            strategies: Vec::new(),
+            queries_per_document: 3,
+            styles: vec!["question".into()],
+            target_queries_per_document: 0,
+            documents: DocumentSelection::All,
+            max_documents: None,
+            few_shot: None,
+            few_shot_count: 3,
+            max_document_chars: 2000,
+            paraphrases_per_query: 2,
+            pivot_languages: vec!["French".into()],
+            source_language: "English".into(),
+            prompts_dir: None,
+        }
+    }
 }
 
 /// A lexical augmentation strategy.
@@ -601,6 +698,8 @@ impl Config {
         fix(&mut self.generate.lexical.wordnet_dir);
         fix(&mut self.generate.lexical.stopwords);
         fix(&mut self.generate.lexical.word_vectors);
+        fix(&mut self.generate.llm.few_shot);
+        fix(&mut self.generate.llm.prompts_dir);
         if self.output.dir.is_relative() {
             self.output.dir = clean_path(&base.join(&self.output.dir));
         }
@@ -648,13 +747,15 @@ impl Config {
         if !corpus.exists() {
             return Err(bad("input.corpus", format!("is {}, which does not exist", corpus.display())));
         }
+        let synthetic = self.generate.llm.strategies.contains(&LlmStrategy::Synthetic);
         match (&self.input.queries, &self.input.qrels, &self.input.pairs) {
             (_, _, Some(_)) => {}
             (Some(_), Some(_), None) => {}
+            (None, None, None) if synthetic => {}
             _ => {
                 return Err(bad(
                     "input",
-                    "needs either `queries` and `qrels` (or `beir`), or `pairs`".into(),
+                    "needs either `queries` and `qrels` (or `beir`), or `pairs`, or generate.llm.strategies with \"synthetic\" (corpus only)".into(),
                 ));
             }
         }
@@ -787,6 +888,48 @@ impl Config {
             if let Some(p) = p {
                 if !p.exists() {
                     return Err(bad(key, format!("is {}, which does not exist", p.display())));
+                }
+            }
+        }
+        let g = &self.generate.llm;
+        if !g.strategies.is_empty() {
+            let mut seen = std::collections::HashSet::new();
+            for st in &g.strategies {
+                if !seen.insert(*st) {
+                    return Err(bad("generate.llm.strategies", format!("lists {} twice", st.name())));
+                }
+            }
+            match &self.llm {
+                None => {
+                    return Err(bad(
+                        "generate.llm.strategies",
+                        "needs an [llm] section (base_url, model, api_key_env…)".into(),
+                    ));
+                }
+                Some(l) => l.validate(origin)?,
+            }
+            if !(1..=50).contains(&g.queries_per_document) || !(1..=50).contains(&g.paraphrases_per_query) {
+                return Err(bad(
+                    "generate.llm.queries_per_document",
+                    "and paraphrases_per_query must be between 1 and 50".into(),
+                ));
+            }
+            if g.styles.is_empty() || g.styles.iter().any(|s| s.trim().is_empty()) {
+                return Err(bad("generate.llm.styles", "must name at least one non-empty style".into()));
+            }
+            if g.strategies.contains(&LlmStrategy::Backtranslation)
+                && (g.pivot_languages.is_empty() || g.pivot_languages.iter().any(|l| l.trim().is_empty()))
+            {
+                return Err(bad("generate.llm.pivot_languages", "must name at least one language".into()));
+            }
+            if g.max_document_chars < 100 {
+                return Err(bad("generate.llm.max_document_chars", "must be at least 100".into()));
+            }
+            for (key, p) in [("generate.llm.few_shot", &g.few_shot), ("generate.llm.prompts_dir", &g.prompts_dir)] {
+                if let Some(p) = p {
+                    if !p.exists() {
+                        return Err(bad(key, format!("is {}, which does not exist", p.display())));
+                    }
                 }
             }
         }

@@ -111,6 +111,18 @@ pub struct EmbedStats {
     pub seconds: f64,
 }
 
+impl EmbedStats {
+    /// Add another call's counts.
+    pub fn add(&mut self, o: &EmbedStats) {
+        self.texts += o.texts;
+        self.cached += o.cached;
+        self.embedded += o.embedded;
+        self.tokens += o.tokens;
+        self.truncated += o.truncated;
+        self.seconds += o.seconds;
+    }
+}
+
 impl Embedder {
     /// Load the model that `resolved` names with the settings of `cfg`.
     pub fn load(resolved: &Resolved, cfg: &Config) -> Result<Embedder, EmbedError> {

@@ -120,9 +120,15 @@ pub fn filter(
         }
         decisions.push(Decision { accepted: reason.is_none(), reason, fidelity, round_trip_rank: round_trip[i] });
     }
+    let stats = summarize(cands, &decisions);
+    Ok((decisions, stats))
+}
+
+/// Per-strategy counts and mean fidelities of judged candidates.
+pub fn summarize(cands: &[Candidate], decisions: &[Decision]) -> FilterStats {
     let mut stats = FilterStats::new();
     let mut sums: BTreeMap<&str, (f64, f64)> = BTreeMap::new();
-    for (c, d) in cands.iter().zip(&decisions) {
+    for (c, d) in cands.iter().zip(decisions) {
         let s = stats.entry(c.strategy.clone()).or_default();
         s.candidates += 1;
         let sum = sums.entry(c.strategy.as_str()).or_default();
@@ -139,7 +145,7 @@ pub fn filter(
         s.mean_fidelity = (all / s.candidates.max(1) as f64) as f32;
         s.mean_fidelity_accepted = if s.accepted > 0 { (acc / s.accepted as f64) as f32 } else { 0.0 };
     }
-    Ok((decisions, stats))
+    stats
 }
 
 /// A query copied verbatim from its document: its folded text (at least four words) occurs in the

@@ -4,8 +4,9 @@
 //! own threads (ONNX Runtime's pool, rayon for search and mining), one at a time, so the cores are
 //! never oversubscribed.
 
-use crate::config::{Config, IndexKind, LexicalStrategy};
-use crate::embed::{EmbedError, Embedder};
+use crate::config::{Config, IndexKind, LexicalStrategy, LlmStrategy};
+use crate::embed::{EmbedError, EmbedStats, Embedder, Vectors};
+use crate::generate::llm::{DryRun, LlmGenerator, LlmStageError};
 use crate::filter;
 use crate::generate::{self, Candidate, GenerateError, StrategyCounts};
 use crate::hash::ContentHash;
@@ -29,6 +30,9 @@ pub enum PipelineError {
     /// Generating variants.
     #[error(transparent)]
     Generate(#[from] GenerateError),
+    /// LLM generation.
+    #[error(transparent)]
+    Llm(#[from] LlmStageError),
     /// Finding the model or runtime.
     #[error(transparent)]
     Model(#[from] ModelError),
@@ -49,6 +53,22 @@ pub enum PipelineError {
     Write(#[from] WriteError),
 }
 
+/// True when synthetic generation may supply all queries.
+fn corpus_only(cfg: &Config) -> bool {
+    cfg.llm.is_some() && cfg.generate.llm.strategies.contains(&LlmStrategy::Synthetic)
+}
+
+/// Plan the LLM calls of a run without sending any (reads the inputs and the workspace only).
+pub fn dry_run(cfg: &Config) -> Result<Option<DryRun>, PipelineError> {
+    let Some(llm) = cfg.llm.as_ref().filter(|_| !cfg.generate.llm.strategies.is_empty()) else {
+        return Ok(None);
+    };
+    let ds = ingest::load(&cfg.input, corpus_only(cfg))?;
+    let store = Store::open(&cfg.workspace_dir())?;
+    let g = LlmGenerator::new(&cfg.generate.llm, llm)?;
+    Ok(Some(g.dry_run(&ds, &store)?))
+}
+
 /// Run the whole pipeline with a validated config.
 pub fn run(cfg: &Config) -> Result<RunReport, PipelineError> {
     let t0 = Instant::now();
@@ -56,7 +76,7 @@ pub fn run(cfg: &Config) -> Result<RunReport, PipelineError> {
     let show = cfg.progress;
 
     let t = Instant::now();
-    let mut ds = ingest::load(&cfg.input)?;
+    let mut ds = ingest::load(&cfg.input, corpus_only(cfg))?;
     timings.ingest = t.elapsed().as_secs_f64();
     log::info!(
         "read {} documents, {} queries with positives, {} pairs ({} bad records skipped)",
@@ -86,46 +106,50 @@ pub fn run(cfg: &Config) -> Result<RunReport, PipelineError> {
     let doc_texts: Vec<&str> = ds.docs.iter().map(|d| d.text.as_str()).collect();
     let (doc_vecs, embed_documents) =
         embedder.embed_cached(&mut store, &doc_texts, &cfg.embed.document_prefix, "docs", show)?;
-    let query_texts: Vec<&str> = ds.queries.iter().map(|q| q.text.as_str()).collect();
-    let (query_vecs, embed_queries) =
-        embedder.embed_cached(&mut store, &query_texts, &cfg.embed.query_prefix, "queries", show)?;
     timings.embed = t.elapsed().as_secs_f64();
 
     let t = Instant::now();
-    let lexical = generate_lexical(cfg, &ds, &mut embedder, &mut store)?;
-    timings.generate = t.elapsed().as_secs_f64();
-    let t = Instant::now();
-    let cand_texts: Vec<&str> = lexical.candidates.iter().map(|c| c.text.as_str()).collect();
-    let (cand_vecs, embed_variants) =
-        embedder.embed_cached(&mut store, &cand_texts, &cfg.embed.query_prefix, "variants", show)?;
-    drop(embedder); // free the ONNX session before the CPU-heavy index build
-    timings.embed += t.elapsed().as_secs_f64();
-
-    let t = Instant::now();
     let (index, mut index_stats) = Index::build(doc_vecs, &cfg.index, show)?;
-    if index.kind() == "hnsw" && cfg.index.recall_sample > 0 {
-        index_stats.recall = index.measure_recall(&query_vecs, cfg.mine.range_max, cfg.index.recall_sample, cfg.mine.seed);
-    }
     timings.index = t.elapsed().as_secs_f64();
     if cfg.index.kind == IndexKind::Auto {
         log::info!("index: {} ({} documents; exact below {})", index.kind(), ds.docs.len(), cfg.index.exact_below);
     }
 
-    let t = Instant::now();
-    let (decisions, filter_stats) =
-        filter::filter(&lexical.candidates, &ds, &query_vecs, &cand_vecs, &index, &cfg.filter)?;
-    let mut query_vecs = query_vecs;
-    for (i, (c, d)) in lexical.candidates.iter().zip(&decisions).enumerate() {
-        if d.accepted {
-            let origin = QueryOrigin { source_id: c.source.id(&ds).to_string(), strategy: c.strategy.clone() };
-            let q = Query { id: c.id.clone(), text: c.text.clone(), hash: ContentHash::of(&c.text), origin: Some(origin) };
-            let positives = c.source.positives(&ds);
-            ds.queries.push(q);
-            ds.positives.push(positives);
-            query_vecs.data.extend_from_slice(cand_vecs.row(i));
-        }
+    let mut llm_gen = match (&cfg.llm, cfg.generate.llm.strategies.is_empty()) {
+        (Some(l), false) => Some(LlmGenerator::new(&cfg.generate.llm, l)?),
+        _ => None,
+    };
+    let mut rounds = Rounds::default();
+    let no_queries = Vectors { dim: index.dim(), data: Vec::new() };
+
+    // Round 1: synthetic queries from documents; accepted ones join the queries.
+    if let Some(g) = llm_gen.as_mut() {
+        let t = Instant::now();
+        let cands = g.synthetic(&ds, &mut store)?;
+        timings.generate += t.elapsed().as_secs_f64();
+        rounds.judge(cfg, &mut ds, &mut embedder, &mut store, &index, &no_queries, None, cands, &mut timings)?;
     }
-    timings.filter = t.elapsed().as_secs_f64();
+
+    let t = Instant::now();
+    let query_texts: Vec<&str> = ds.queries.iter().map(|q| q.text.as_str()).collect();
+    let (mut query_vecs, embed_queries) =
+        embedder.embed_cached(&mut store, &query_texts, &cfg.embed.query_prefix, "queries", show)?;
+    timings.embed += t.elapsed().as_secs_f64();
+    if index.kind() == "hnsw" && cfg.index.recall_sample > 0 {
+        index_stats.recall = index.measure_recall(&query_vecs, cfg.mine.range_max, cfg.index.recall_sample, cfg.mine.seed);
+    }
+
+    // Round 2: variants of every query (given and synthetic): lexical, paraphrase, backtranslation.
+    let t = Instant::now();
+    let lexical = generate_lexical(cfg, &ds, &mut embedder, &mut store)?;
+    let mut cands = lexical.candidates;
+    if let Some(g) = llm_gen.as_mut() {
+        cands.extend(g.query_variants(&ds, &mut store)?);
+    }
+    timings.generate += t.elapsed().as_secs_f64();
+    let vecs = query_vecs.clone();
+    rounds.judge(cfg, &mut ds, &mut embedder, &mut store, &index, &vecs, Some(&mut query_vecs), cands, &mut timings)?;
+    drop(embedder);
 
     let t = Instant::now();
     let (pairs, mine_stats) = mine::mine(&ds, &index, &query_vecs, &cfg.mine, show)?;
@@ -135,8 +159,8 @@ pub fn run(cfg: &Config) -> Result<RunReport, PipelineError> {
     let out = &cfg.output.dir;
     let mut write_stats =
         write::write_all(out, &cfg.output.formats, cfg.mine.num_negatives, cfg.output.row_group_size, &ds, &pairs)?;
-    if !lexical.candidates.is_empty() {
-        let f = write::write_variants(out, &ds, &lexical.candidates, &decisions)?;
+    if !rounds.candidates.is_empty() {
+        let f = write::write_variants(out, &ds, &rounds.candidates, &rounds.decisions)?;
         write_stats.files.push(f);
     }
     timings.write = t.elapsed().as_secs_f64();
@@ -149,9 +173,10 @@ pub fn run(cfg: &Config) -> Result<RunReport, PipelineError> {
         changes,
         embed_documents,
         embed_queries,
-        embed_variants,
-        generate: lexical.counts,
-        filter: filter_stats,
+        embed_variants: rounds.embed.clone(),
+        generate: generation_counts(&lexical.counts, &rounds.candidates),
+        filter: filter::summarize(&rounds.candidates, &rounds.decisions),
+        llm: llm_gen.map(|g| g.stats),
         index: index_stats,
         mine: mine_stats,
         scores: Scores::of(&pairs),
@@ -165,6 +190,72 @@ pub fn run(cfg: &Config) -> Result<RunReport, PipelineError> {
     let manifest = Manifest::new(cfg, &resolved, &report)?;
     write::write_atomic(&out.join("manifest.json"), &serde_json::to_vec_pretty(&manifest).expect("manifest serialises"))?;
     Ok(report)
+}
+
+/// Everything generated in this run, with verdicts, in generation order.
+#[derive(Default)]
+struct Rounds {
+    candidates: Vec<Candidate>,
+    decisions: Vec<filter::Decision>,
+    embed: EmbedStats,
+}
+
+impl Rounds {
+    /// Embed, filter and accept one round of candidates: accepted ones become queries (with their
+    /// vectors appended to `query_vecs` when given).
+    #[allow(clippy::too_many_arguments)]
+    fn judge(
+        &mut self,
+        cfg: &Config,
+        ds: &mut Dataset,
+        embedder: &mut Embedder,
+        store: &mut Store,
+        index: &Index,
+        source_query_vecs: &Vectors,
+        mut query_vecs: Option<&mut Vectors>,
+        cands: Vec<Candidate>,
+        timings: &mut Timings,
+    ) -> Result<(), PipelineError> {
+        if cands.is_empty() {
+            return Ok(());
+        }
+        let t = Instant::now();
+        let texts: Vec<&str> = cands.iter().map(|c| c.text.as_str()).collect();
+        let (cand_vecs, stats) = embedder.embed_cached(store, &texts, &cfg.embed.query_prefix, "variants", cfg.progress)?;
+        self.embed.add(&stats);
+        timings.embed += t.elapsed().as_secs_f64();
+        let t = Instant::now();
+        let (decisions, _) = filter::filter(&cands, ds, source_query_vecs, &cand_vecs, index, &cfg.filter)?;
+        for (i, (c, d)) in cands.iter().zip(&decisions).enumerate() {
+            if d.accepted {
+                let origin = QueryOrigin { source_id: c.source.id(ds).to_string(), strategy: c.strategy.clone() };
+                let q = Query { id: c.id.clone(), text: c.text.clone(), hash: ContentHash::of(&c.text), origin: Some(origin) };
+                let positives = c.source.positives(ds);
+                ds.queries.push(q);
+                ds.positives.push(positives);
+                if let Some(v) = query_vecs.as_deref_mut() {
+                    v.data.extend_from_slice(cand_vecs.row(i));
+                }
+            }
+        }
+        timings.filter += t.elapsed().as_secs_f64();
+        self.candidates.extend(cands);
+        self.decisions.extend(decisions);
+        Ok(())
+    }
+}
+
+/// Per-strategy generation counts: lexical counts (with their inapplicable attempts) plus the
+/// candidates of LLM strategies.
+fn generation_counts(
+    lexical: &std::collections::BTreeMap<String, StrategyCounts>,
+    cands: &[Candidate],
+) -> std::collections::BTreeMap<String, StrategyCounts> {
+    let mut out = lexical.clone();
+    for c in cands.iter().filter(|c| c.llm.is_some()) {
+        out.entry(c.strategy.clone()).or_default().produced += 1;
+    }
+    out
 }
 
 /// Lexical candidates and their per-strategy counts.

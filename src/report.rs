@@ -123,6 +123,8 @@ pub struct RunReport {
     pub generate: BTreeMap<String, StrategyCounts>,
     /// Filter outcomes per strategy.
     pub filter: FilterStats,
+    /// LLM calls, cache hits, tokens and cost (when LLM strategies ran).
+    pub llm: Option<crate::generate::llm::LlmStats>,
     /// Index.
     pub index: IndexStats,
     /// Mining.
@@ -187,6 +189,15 @@ impl RunReport {
                     g.produced, f.accepted, pct, f.mean_fidelity, top.join(", ")
                 );
             }
+        }
+        if let Some(l) = &self.llm {
+            let failed: usize = l.failed.values().sum();
+            let cost = l.cost.map(|c| format!(", ${c:.4}")).unwrap_or_default();
+            let _ = writeln!(
+                s,
+                "  llm      {} calls: {} from the workspace, {} sent ({} HTTP attempts), {} failed, {} not started; {} + {} tokens{cost}; {} truncated, {} unparseable",
+                l.planned, l.cached, l.sent, l.attempts, failed, l.not_started, l.prompt_tokens, l.completion_tokens, l.truncated, l.unparseable
+            );
         }
         let recall = match &self.index.recall {
             Some(r) => format!(", recall@{} {:.3} on {} queries", r.k, r.recall, r.queries),

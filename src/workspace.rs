@@ -52,6 +52,12 @@ CREATE TABLE IF NOT EXISTS embeddings (
     vec   BLOB NOT NULL,
     PRIMARY KEY (model, key)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS llm_cache (
+    key      BLOB NOT NULL PRIMARY KEY,
+    strategy TEXT NOT NULL,
+    model    TEXT NOT NULL,
+    response TEXT NOT NULL
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS snapshot (
     kind TEXT NOT NULL,
     id   TEXT NOT NULL,
@@ -173,6 +179,28 @@ impl Store {
             }
         }
         tx.commit().map_err(sq)
+    }
+
+    /// A stored LLM answer (JSON of the response) for a request key.
+    pub fn get_llm(&self, key: &ContentHash) -> Result<Option<String>, StoreError> {
+        self.conn
+            .prepare_cached("SELECT response FROM llm_cache WHERE key = ?1")
+            .and_then(|mut st| st.query_row(params![&key.0[..]], |r| r.get(0)).optional())
+            .map_err(self.sq())
+    }
+
+    /// Store one LLM answer the moment it arrives (its own transaction).
+    pub fn put_llm(&mut self, key: &ContentHash, strategy: &str, model: &str, response: &str) -> Result<(), StoreError> {
+        self.conn
+            .prepare_cached("INSERT OR REPLACE INTO llm_cache (key, strategy, model, response) VALUES (?1, ?2, ?3, ?4)")
+            .and_then(|mut st| st.execute(params![&key.0[..], strategy, model, response]))
+            .map(|_| ())
+            .map_err(self.sq())
+    }
+
+    /// Number of stored LLM answers.
+    pub fn count_llm(&self) -> Result<i64, StoreError> {
+        self.conn.query_row("SELECT COUNT(*) FROM llm_cache", [], |r| r.get(0)).map_err(self.sq())
     }
 
     /// Number of stored embeddings for a model.

@@ -5,6 +5,7 @@
 //! recomputed on every run; the variants' embeddings are cached like any other text.
 
 pub mod lexical;
+pub mod llm;
 pub mod wordnet;
 
 use crate::config::{LexicalConfig, LexicalStrategy};

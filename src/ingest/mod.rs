@@ -209,8 +209,9 @@ fn required(rec: &RawRecord, i: usize, name: &str) -> Result<String, BadRecord> 
     }
 }
 
-/// Read the inputs named by `cfg` (already validated).
-pub fn load(cfg: &InputConfig) -> Result<Dataset, IngestError> {
+/// Read the inputs named by `cfg` (already validated). With `corpus_only`, having no queries is not
+/// an error (synthetic queries will be generated from the documents).
+pub fn load(cfg: &InputConfig, corpus_only: bool) -> Result<Dataset, IngestError> {
     let mut ds = Dataset::default();
     let mut report = IngestReport::default();
     let mut col = Collector { policy: cfg.on_bad_record, report: &mut report };
@@ -248,7 +249,7 @@ pub fn load(cfg: &InputConfig) -> Result<Dataset, IngestError> {
 
     if let Some(pairs) = &cfg.pairs {
         load_pairs(cfg, pairs, &mut ds, &mut doc_index, &mut col)?;
-    } else {
+    } else if cfg.queries.is_some() {
         load_queries_and_qrels(cfg, &mut ds, &doc_index, &mut col)?;
     }
     drop(col);
@@ -258,7 +259,7 @@ pub fn load(cfg: &InputConfig) -> Result<Dataset, IngestError> {
     if ds.docs.is_empty() {
         return Err(IngestError::Empty(format!("{}: no usable documents", corpus.display())));
     }
-    if report.pairs == 0 {
+    if report.pairs == 0 && !corpus_only {
         return Err(IngestError::Empty("no (query, positive) pairs: check the qrels/pairs input and field names".into()));
     }
     ds.report = report;
@@ -427,11 +428,11 @@ mod tests {
         let q = write(dir.path(), "q.jsonl", "{\"_id\":\"q1\",\"text\":\"find alpha\"}\n{\"_id\":\"q2\",\"text\":\"no qrels\"}\n");
         let r = write(dir.path(), "r.tsv", "query-id\tcorpus-id\tscore\nq1\ta\t1\nq1\tzzz\t1\nq1\tc\t2\nq1\tc\t0\n");
         let mut cfg = cfg_for(&c, &q, &r);
-        let e = load(&cfg).unwrap_err().to_string();
+        let e = load(&cfg, false).unwrap_err().to_string();
         assert!(e.contains("c.jsonl:2") && e.contains("`text`") && e.contains("whitespace"), "{e}");
 
         cfg.on_bad_record = BadRecordPolicy::Skip;
-        let ds = load(&cfg).unwrap();
+        let ds = load(&cfg, false).unwrap();
         assert_eq!(ds.docs.len(), 2);
         assert_eq!(ds.docs[1].text, "T gamma");
         assert_eq!(ds.report.skipped, 3, "{:?}", ds.report.bad_records);
@@ -453,7 +454,7 @@ mod tests {
             "{\"query\":\"q one\",\"positive\":\"alpha\"}\n{\"query\":\"q one\",\"positive\":\"new text\"}\n{\"query\":\"q two\",\"positive\":\"beta\"}\n",
         );
         let cfg = InputConfig { corpus: Some(c), pairs: Some(p), ..InputConfig::default() };
-        let ds = load(&cfg).unwrap();
+        let ds = load(&cfg, false).unwrap();
         assert_eq!(ds.docs.len(), 3);
         assert_eq!(ds.report.documents_from_pairs, 1);
         assert_eq!(ds.queries.len(), 2);

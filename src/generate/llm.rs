@@ -1,0 +1,593 @@
+//! LLM strategies: synthetic queries from documents (GPL/InPars style), paraphrases and
+//! backtranslation of queries, through any OpenAI-compatible server ([`crate::llm::Client`]).
+//!
+//! Every call has a key — BLAKE3 of (model, template hash, strategy, input text, parameters, sample
+//! index) — and every answer is written to the workspace the moment it arrives. A call whose key is
+//! stored is never sent again, so a rerun after a crash, a kill or an exhausted quota pays only for
+//! what is missing. Answers are parsed without guessing: an answer that cannot be parsed, a failed
+//! call, or the possibly cut last item of a truncated answer become rejected candidates that keep the
+//! raw text, never silently dropped.
+
+use super::{Candidate, GenerateError, LlmProvenance, Source};
+use crate::config::{DocumentSelection, LlmGenerateConfig, LlmStrategy};
+use crate::hash::ContentHash;
+use crate::ingest::Dataset;
+use crate::llm::{ChatRequest, ChatResponse, Client, LlmConfig, LlmError, estimate, parse_list, parse_single};
+use crate::workspace::{Store, StoreError};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::ops::ControlFlow;
+use std::path::Path;
+
+/// A prompt template and its hash.
+#[derive(Debug, Clone)]
+pub struct Template {
+    /// The text with `{placeholders}`.
+    pub text: String,
+    /// First 16 hex digits of BLAKE3 of the text.
+    pub hash: String,
+}
+
+impl Template {
+    fn new(text: String) -> Self {
+        let hash = ContentHash::of(&text).short();
+        Template { text, hash }
+    }
+
+    /// Replace each `{name}` by its value (values are inserted once, never re-scanned).
+    pub fn render(&self, vars: &[(&str, &str)]) -> String {
+        let mut out = String::with_capacity(self.text.len() + 256);
+        let mut rest = self.text.as_str();
+        while let Some(open) = rest.find('{') {
+            out.push_str(&rest[..open]);
+            let after = &rest[open + 1..];
+            match after.find('}').map(|close| (&after[..close], close)) {
+                Some((name, close)) if vars.iter().any(|(n, _)| *n == name) => {
+                    out.push_str(vars.iter().find(|(n, _)| *n == name).map(|(_, v)| *v).unwrap_or(""));
+                    rest = &after[close + 1..];
+                }
+                _ => {
+                    out.push('{');
+                    rest = after;
+                }
+            }
+        }
+        out.push_str(rest);
+        out
+    }
+}
+
+/// The three templates.
+#[derive(Debug, Clone)]
+pub struct Templates {
+    /// Synthetic queries from a document.
+    pub synthetic: Template,
+    /// Paraphrases of a query.
+    pub paraphrase: Template,
+    /// Translation (both directions of backtranslation).
+    pub translate: Template,
+}
+
+impl Templates {
+    /// From `dir` (synthetic.txt, paraphrase.txt, translate.txt), or the built-in copies of
+    /// configs/prompts/.
+    pub fn load(dir: Option<&Path>) -> Result<Templates, GenerateError> {
+        let read = |name: &str, builtin: &str| -> Result<Template, GenerateError> {
+            match dir {
+                None => Ok(Template::new(builtin.to_string())),
+                Some(d) => {
+                    let p = d.join(name);
+                    std::fs::read_to_string(&p).map(Template::new).map_err(|source| GenerateError::Io { path: p, source })
+                }
+            }
+        };
+        Ok(Templates {
+            synthetic: read("synthetic.txt", include_str!("../../configs/prompts/synthetic.txt"))?,
+            paraphrase: read("paraphrase.txt", include_str!("../../configs/prompts/paraphrase.txt"))?,
+            translate: read("translate.txt", include_str!("../../configs/prompts/translate.txt"))?,
+        })
+    }
+}
+
+/// What one call is for.
+#[derive(Debug, Clone)]
+enum Job {
+    Synthetic { doc: usize, style: String, n: usize, sample: usize },
+    Paraphrase { query: usize },
+    Forward { query: usize, lang: String },
+    Back { query: usize, lang: String, pivot: String },
+}
+
+#[derive(Debug, Clone)]
+struct Call {
+    key: ContentHash,
+    strategy: LlmStrategy,
+    request: ChatRequest,
+    job: Job,
+}
+
+/// LLM counts of a run.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct LlmStats {
+    /// Calls planned.
+    pub planned: usize,
+    /// Calls answered from the workspace (no request sent).
+    pub cached: usize,
+    /// Calls sent to the server (each may have taken several HTTP attempts).
+    pub sent: usize,
+    /// HTTP attempts, retries included.
+    pub attempts: u64,
+    /// Calls that failed after their retries, by kind.
+    pub failed: BTreeMap<String, usize>,
+    /// Calls not started because the run stopped early (bad key, quota…).
+    pub not_started: usize,
+    /// Prompt tokens of the calls sent now.
+    pub prompt_tokens: u64,
+    /// Completion tokens of the calls sent now.
+    pub completion_tokens: u64,
+    /// Cost of the calls sent now, when prices are configured.
+    pub cost: Option<f64>,
+    /// Answers that hit max_tokens.
+    pub truncated: usize,
+    /// Answers that could not be parsed.
+    pub unparseable: usize,
+}
+
+/// A dry run's plan.
+#[derive(Debug, Clone, Serialize)]
+pub struct DryRun {
+    /// Calls per strategy.
+    pub calls: BTreeMap<String, usize>,
+    /// Of which already answered in the workspace (no cost).
+    pub cached: usize,
+    /// Estimate of what would be sent (paraphrase and backtranslation of synthetic queries that do
+    /// not exist yet are estimated from the planned synthetic count).
+    pub estimate: crate::llm::Estimate,
+}
+
+/// Runs the LLM strategies with caching.
+pub struct LlmGenerator<'a> {
+    cfg: &'a LlmGenerateConfig,
+    llm: &'a LlmConfig,
+    client: Client,
+    templates: Templates,
+    examples: Vec<(String, String)>,
+    /// Counts so far.
+    pub stats: LlmStats,
+}
+
+/// Errors that end the LLM stage (a failed call does not: it becomes a rejected candidate).
+#[derive(Debug, thiserror::Error)]
+pub enum LlmStageError {
+    /// Templates or few-shot examples could not be read.
+    #[error(transparent)]
+    Generate(#[from] GenerateError),
+    /// The client could not be built.
+    #[error("LLM client: {0}")]
+    Client(#[from] LlmError),
+    /// An answer could not be persisted (disk full…): the run stops; answers stored so far are kept.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+fn cut(text: &str, max: usize) -> &str {
+    if text.len() <= max {
+        return text;
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    match text[..end].rfind(char::is_whitespace) {
+        Some(i) if i > max / 2 => &text[..i],
+        _ => &text[..end],
+    }
+}
+
+fn style_hint(style: &str) -> &'static str {
+    match style {
+        "question" => "Write them as natural questions.",
+        "keywords" => "Write them as short keyword queries of 2 to 6 words, without question marks.",
+        "claim" => "Write them as short factual statements that the document supports.",
+        _ => "",
+    }
+}
+
+fn style_plural(style: &str) -> String {
+    match style {
+        "question" => "questions".into(),
+        "keywords" => "keyword queries".into(),
+        "claim" => "claims".into(),
+        other => format!("{other} queries"),
+    }
+}
+
+impl<'a> LlmGenerator<'a> {
+    /// Build the client and load templates and few-shot examples.
+    pub fn new(cfg: &'a LlmGenerateConfig, llm: &'a LlmConfig) -> Result<Self, LlmStageError> {
+        let templates = Templates::load(cfg.prompts_dir.as_deref())?;
+        let examples = match &cfg.few_shot {
+            None => Vec::new(),
+            Some(p) => read_examples(p, cfg.few_shot_count)?,
+        };
+        Ok(LlmGenerator { cfg, llm, client: Client::new(llm)?, templates, examples, stats: LlmStats::default() })
+    }
+
+    fn key(&self, strategy: LlmStrategy, template: &Template, input: &str, params: &str, sample: usize) -> ContentHash {
+        ContentHash::of_parts(&[
+            self.llm.model.as_bytes(),
+            template.hash.as_bytes(),
+            strategy.name().as_bytes(),
+            input.as_bytes(),
+            params.as_bytes(),
+            format!("t={};max={};json={};seed={:?}", self.llm.temperature, self.llm.max_tokens, self.llm.json_mode, self.llm.seed)
+                .as_bytes(),
+            &(sample as u64).to_le_bytes(),
+        ])
+    }
+
+    fn synthetic_calls(&self, ds: &Dataset) -> Vec<Call> {
+        if !self.cfg.strategies.contains(&LlmStrategy::Synthetic) {
+            return Vec::new();
+        }
+        let mut given = vec![0usize; ds.docs.len()];
+        for ps in &ds.positives {
+            for &d in ps {
+                given[d] += 1;
+            }
+        }
+        let examples: String = self
+            .examples
+            .iter()
+            .map(|(d, q)| format!("Example document: {}\nExample query: {q}\n", cut(d, 400)))
+            .collect();
+        let n = self.cfg.queries_per_document;
+        let mut calls = Vec::new();
+        let docs = (0..ds.docs.len())
+            .filter(|&d| self.cfg.documents == DocumentSelection::All || given[d] > 0)
+            .take(self.cfg.max_documents.unwrap_or(usize::MAX));
+        for d in docs {
+            let n_calls = if self.cfg.target_queries_per_document > 0 {
+                self.cfg.target_queries_per_document.saturating_sub(given[d]).div_ceil(n)
+            } else {
+                self.cfg.styles.len()
+            };
+            let doc = cut(&ds.docs[d].text, self.cfg.max_document_chars);
+            for sample in 0..n_calls {
+                let style = self.cfg.styles[sample % self.cfg.styles.len()].clone();
+                let ns = n.to_string();
+                let prompt = self.templates.synthetic.render(&[
+                    ("n", &ns),
+                    ("style", &style_plural(&style)),
+                    ("style_hint", style_hint(&style)),
+                    ("examples", &examples),
+                    ("document", doc),
+                ]);
+                let params = format!("n={n};style={style};examples={}", ContentHash::of(&examples).short());
+                let key = self.key(LlmStrategy::Synthetic, &self.templates.synthetic, doc, &params, sample);
+                let request = ChatRequest::user(prompt);
+                calls.push(Call { key, strategy: LlmStrategy::Synthetic, request, job: Job::Synthetic { doc: d, style, n, sample } });
+            }
+        }
+        calls
+    }
+
+    fn query_calls(&self, ds: &Dataset) -> Vec<Call> {
+        let mut calls = Vec::new();
+        for (q, query) in ds.queries.iter().enumerate() {
+            if self.cfg.strategies.contains(&LlmStrategy::Paraphrase) {
+                let n = self.cfg.paraphrases_per_query;
+                let ns = n.to_string();
+                let prompt = self.templates.paraphrase.render(&[("n", &ns), ("query", &query.text)]);
+                let key = self.key(LlmStrategy::Paraphrase, &self.templates.paraphrase, &query.text, &format!("n={n}"), 0);
+                calls.push(Call { key, strategy: LlmStrategy::Paraphrase, request: ChatRequest::user(prompt), job: Job::Paraphrase { query: q } });
+            }
+            if self.cfg.strategies.contains(&LlmStrategy::Backtranslation) {
+                for lang in &self.cfg.pivot_languages {
+                    let (key, request) = self.translate(&query.text, &self.cfg.source_language, lang);
+                    calls.push(Call { key, strategy: LlmStrategy::Backtranslation, request, job: Job::Forward { query: q, lang: lang.clone() } });
+                }
+            }
+        }
+        calls
+    }
+
+    fn translate(&self, text: &str, from: &str, to: &str) -> (ContentHash, ChatRequest) {
+        let prompt = self.templates.translate.render(&[("from", from), ("to", to), ("text", text)]);
+        let key = self.key(LlmStrategy::Backtranslation, &self.templates.translate, text, &format!("from={from};to={to}"), 0);
+        let mut request = ChatRequest::user(prompt);
+        request.json_mode = Some(false);
+        (key, request)
+    }
+
+    /// Plan every call without sending any: counts, cached share, tokens and cost.
+    pub fn dry_run(&self, ds: &Dataset, store: &Store) -> Result<DryRun, StoreError> {
+        let synthetic = self.synthetic_calls(ds);
+        let mut planned = synthetic.clone();
+        planned.extend(self.query_calls(ds));
+        // Variants of synthetic queries that do not exist yet: one stand-in query per expected one.
+        let expected: usize = synthetic.iter().map(|c| if let Job::Synthetic { n, .. } = c.job { n } else { 0 }).sum();
+        let per_query = self.query_calls_per_query();
+        let mut calls: BTreeMap<String, usize> = BTreeMap::new();
+        let mut to_send = Vec::new();
+        let mut cached = 0;
+        for c in &planned {
+            *calls.entry(c.strategy.name().into()).or_default() += 1;
+            if store.get_llm(&c.key)?.is_some() {
+                cached += 1;
+            } else {
+                to_send.push(c.request.clone());
+            }
+        }
+        for (strategy, per) in per_query {
+            *calls.entry(strategy.into()).or_default() += per * expected;
+            for _ in 0..per * expected {
+                to_send.push(ChatRequest::user(format!("{}{}", self.templates.paraphrase.text, "x".repeat(60))));
+            }
+        }
+        // The second half of backtranslation: one call per forward call.
+        let forwards = planned.iter().filter(|c| matches!(c.job, Job::Forward { .. })).count()
+            + expected * self.cfg.pivot_languages.len() * self.cfg.strategies.contains(&LlmStrategy::Backtranslation) as usize;
+        if forwards > 0 {
+            *calls.entry("backtranslation".into()).or_default() += forwards;
+            for _ in 0..forwards {
+                to_send.push(ChatRequest::user(format!("{}{}", self.templates.translate.text, "x".repeat(60))));
+            }
+        }
+        Ok(DryRun { calls, cached, estimate: estimate(&to_send, self.llm) })
+    }
+
+    fn query_calls_per_query(&self) -> Vec<(&'static str, usize)> {
+        let mut v = Vec::new();
+        if self.cfg.strategies.contains(&LlmStrategy::Paraphrase) {
+            v.push(("paraphrase", 1));
+        }
+        if self.cfg.strategies.contains(&LlmStrategy::Backtranslation) {
+            v.push(("backtranslation", self.cfg.pivot_languages.len()));
+        }
+        v
+    }
+
+    /// Run calls: answers from the workspace where stored, the rest through the client, each answer
+    /// persisted as it arrives. Returns (call, answer or error message) in call order.
+    fn execute(&mut self, calls: Vec<Call>, store: &mut Store) -> Result<Vec<(Call, Result<ChatResponse, String>)>, LlmStageError> {
+        self.stats.planned += calls.len();
+        let mut results: Vec<Option<Result<ChatResponse, String>>> = vec![None; calls.len()];
+        let mut to_send = Vec::new();
+        for (i, c) in calls.iter().enumerate() {
+            match store.get_llm(&c.key)?.and_then(|json| serde_json::from_str::<ChatResponse>(&json).ok()) {
+                Some(r) => {
+                    results[i] = Some(Ok(r));
+                    self.stats.cached += 1;
+                }
+                None => to_send.push((i, c.request.clone())),
+            }
+        }
+        if !to_send.is_empty() {
+            log::info!("llm: sending {} requests ({} answered from the workspace)", to_send.len(), calls.len() - to_send.len());
+            let pb = crate::progress::bar(to_send.len() as u64, "llm", "calls", true);
+            let mut persist_error = None;
+            let model = self.llm.model.clone();
+            let stats = &mut self.stats;
+            let summary = self.client.run_blocking(to_send, |i, res| {
+                pb.inc(1);
+                stats.sent += 1;
+                match res {
+                    Ok(r) => {
+                        stats.attempts += u64::from(r.attempts);
+                        stats.prompt_tokens += r.prompt_tokens;
+                        stats.completion_tokens += r.completion_tokens;
+                        let json = serde_json::to_string(&r).expect("response serialises");
+                        if let Err(e) = store.put_llm(&calls[i].key, calls[i].strategy.name(), &model, &json) {
+                            persist_error = Some(e);
+                            return ControlFlow::Break(());
+                        }
+                        results[i] = Some(Ok(r));
+                    }
+                    Err(e) => {
+                        *stats.failed.entry(e.kind()).or_default() += 1;
+                        results[i] = Some(Err(e.to_string()));
+                    }
+                }
+                ControlFlow::Continue(())
+            })?;
+            pb.finish_and_clear();
+            self.stats.not_started += summary.not_started;
+            if let Some(why) = &summary.stopped_by {
+                log::warn!("llm: stopped early ({why}); {} calls not sent — rerun to finish them", summary.not_started);
+            }
+            if let Some(e) = persist_error {
+                return Err(e.into());
+            }
+        }
+        self.stats.cost = self.llm.cost(self.stats.prompt_tokens, self.stats.completion_tokens);
+        Ok(calls
+            .into_iter()
+            .zip(results)
+            .map(|(c, r)| (c, r.unwrap_or_else(|| Err("not sent: the run stopped early".into()))))
+            .collect())
+    }
+
+    fn provenance(&self, template: &Template) -> LlmProvenance {
+        LlmProvenance { model: self.llm.model.clone(), template_hash: template.hash.clone(), ..Default::default() }
+    }
+
+    /// Synthetic queries for the selected documents.
+    pub fn synthetic(&mut self, ds: &Dataset, store: &mut Store) -> Result<Vec<Candidate>, LlmStageError> {
+        let calls = self.synthetic_calls(ds);
+        let mut out = Vec::new();
+        for (call, res) in self.execute(calls, store)? {
+            let Job::Synthetic { doc, style, sample, .. } = &call.job else { continue };
+            let base = format!("{}#synthetic-{style}-{sample}", ds.docs[*doc].id);
+            let prov = self.provenance(&self.templates.synthetic);
+            let detail = format!("style={style}");
+            self.list_candidates(&mut out, &base, Source::Document(*doc), "synthetic", &detail, prov, res, "queries");
+        }
+        Ok(out)
+    }
+
+    /// Paraphrases and backtranslations of every query of `ds`.
+    pub fn query_variants(&mut self, ds: &Dataset, store: &mut Store) -> Result<Vec<Candidate>, LlmStageError> {
+        let calls = self.query_calls(ds);
+        let mut out = Vec::new();
+        let mut back = Vec::new();
+        for (call, res) in self.execute(calls, store)? {
+            match &call.job {
+                Job::Paraphrase { query } => {
+                    let base = format!("{}#paraphrase", ds.queries[*query].id);
+                    let prov = self.provenance(&self.templates.paraphrase);
+                    self.list_candidates(&mut out, &base, Source::Query(*query), "paraphrase", "", prov, res, "paraphrases");
+                }
+                Job::Forward { query, lang } => {
+                    let id = format!("{}#backtranslation-{}", ds.queries[*query].id, lang.to_lowercase());
+                    match res.map_err(|e| (e, None)).and_then(|r| parse_single(&r.content).map_err(|f| (f.to_string(), Some(f.raw)))) {
+                        Ok(pivot) => {
+                            let (key, request) = self.translate(&pivot, lang, &self.cfg.source_language);
+                            back.push(Call { key, strategy: LlmStrategy::Backtranslation, request, job: Job::Back { query: *query, lang: lang.clone(), pivot } });
+                        }
+                        Err((why, raw)) => {
+                            let mut prov = self.provenance(&self.templates.translate);
+                            prov.pivot_language = Some(lang.clone());
+                            prov.raw = raw.or(Some(why.clone()));
+                            if prov.raw.is_some() {
+                                self.stats.unparseable += 1;
+                            }
+                            out.push(rejected(id, Source::Query(*query), "backtranslation", &why, prov, "failed-forward-translation"));
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        for (call, res) in self.execute(back, store)? {
+            let Job::Back { query, lang, pivot } = &call.job else { continue };
+            let id = format!("{}#backtranslation-{}", ds.queries[*query].id, lang.to_lowercase());
+            let mut prov = self.provenance(&self.templates.translate);
+            prov.pivot_language = Some(lang.clone());
+            prov.pivot_text = Some(pivot.clone());
+            let detail = format!("via {lang}");
+            match res {
+                Ok(r) => match parse_single(&r.content) {
+                    Ok(text) => out.push(Candidate {
+                        id,
+                        source: Source::Query(*query),
+                        strategy: "backtranslation".into(),
+                        text,
+                        detail,
+                        llm: Some(prov),
+                        rejected: None,
+                    }),
+                    Err(f) => {
+                        self.stats.unparseable += 1;
+                        prov.raw = Some(f.raw.clone());
+                        out.push(rejected(id, Source::Query(*query), "backtranslation", &detail, prov, "unparseable-answer"));
+                    }
+                },
+                Err(e) => {
+                    prov.raw = Some(e);
+                    out.push(rejected(id, Source::Query(*query), "backtranslation", &detail, prov, "llm-error"));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Turn a list answer into candidates (or one rejected candidate that keeps the raw answer).
+    #[allow(clippy::too_many_arguments)]
+    fn list_candidates(
+        &mut self,
+        out: &mut Vec<Candidate>,
+        base: &str,
+        source: Source,
+        strategy: &str,
+        detail: &str,
+        mut prov: LlmProvenance,
+        res: Result<ChatResponse, String>,
+        key: &str,
+    ) {
+        let r = match res {
+            Ok(r) => r,
+            Err(e) => {
+                prov.raw = Some(e);
+                out.push(rejected(base.into(), source, strategy, detail, prov, "llm-error"));
+                return;
+            }
+        };
+        if r.truncated {
+            self.stats.truncated += 1;
+        }
+        match parse_list(&r.content, Some(key)) {
+            Ok(items) if !items.is_empty() => {
+                let last = items.len() - 1;
+                for (i, text) in items.into_iter().enumerate() {
+                    let cut_off = r.truncated && i == last;
+                    out.push(Candidate {
+                        id: format!("{base}-{i}"),
+                        source,
+                        strategy: strategy.into(),
+                        text,
+                        detail: detail.into(),
+                        llm: Some(prov.clone()),
+                        rejected: cut_off.then_some("truncated-answer"),
+                    });
+                }
+            }
+            Ok(_) => {
+                prov.raw = Some(r.content);
+                out.push(rejected(base.into(), source, strategy, detail, prov, "empty-answer"));
+            }
+            Err(f) => {
+                self.stats.unparseable += 1;
+                prov.raw = Some(f.raw);
+                out.push(rejected(base.into(), source, strategy, detail, prov, "unparseable-answer"));
+            }
+        }
+    }
+}
+
+fn rejected(id: String, source: Source, strategy: &str, detail: &str, prov: LlmProvenance, reason: &'static str) -> Candidate {
+    Candidate { id, source, strategy: strategy.into(), text: String::new(), detail: detail.into(), llm: Some(prov), rejected: Some(reason) }
+}
+
+fn read_examples(path: &Path, count: usize) -> Result<Vec<(String, String)>, GenerateError> {
+    let text = std::fs::read_to_string(path).map_err(|source| GenerateError::Io { path: path.into(), source })?;
+    let mut out = Vec::new();
+    for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+        let bad = |message: String| GenerateError::WordVectors { path: path.into(), line: i + 1, message };
+        let v: serde_json::Value = serde_json::from_str(line).map_err(|e| bad(format!("invalid JSON: {e}")))?;
+        let field = |k: &str| v.get(k).and_then(|x| x.as_str()).map(String::from).ok_or_else(|| bad(format!("field `{k}` is missing or not a string")));
+        out.push((field("document")?, field("query")?));
+        if out.len() == count {
+            break;
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn render_inserts_values_once_and_keeps_unknown_braces() {
+        let t = Template::new("a {x} b {y} {\"queries\": []} {x}".into());
+        assert_eq!(t.render(&[("x", "{y}"), ("y", "2")]), "a {y} b 2 {\"queries\": []} {y}");
+    }
+
+    #[test]
+    fn builtin_templates_have_their_placeholders() {
+        let t = Templates::load(None).unwrap();
+        for p in ["{n}", "{style}", "{document}", "{examples}"] {
+            assert!(t.synthetic.text.contains(p), "{p}");
+        }
+        assert!(t.paraphrase.text.contains("{query}") && t.translate.text.contains("{text}"));
+        assert_ne!(t.synthetic.hash, t.paraphrase.hash);
+    }
+
+    #[test]
+    fn cut_respects_words_and_char_boundaries() {
+        assert_eq!(cut("hello world again", 12), "hello world");
+        assert_eq!(cut("ééééé", 3), "é");
+        assert_eq!(cut("short", 100), "short");
+    }
+}
