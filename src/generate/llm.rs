@@ -168,6 +168,16 @@ pub enum LlmStageError {
     /// An answer could not be persisted (disk full…): the run stops; answers stored so far are kept.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The server stopped answering usefully (bad key, quota, unreachable): nothing more was sent.
+    #[error("LLM calls stopped: {why}. {stored} answers of this run are stored in the workspace; {not_sent} calls were not sent. Rerun to send only those")]
+    Stopped {
+        /// Why.
+        why: String,
+        /// Answers stored by this run.
+        stored: usize,
+        /// Calls not sent.
+        not_sent: usize,
+    },
 }
 
 fn cut(text: &str, max: usize) -> &str {
@@ -369,6 +379,9 @@ impl<'a> LlmGenerator<'a> {
             let mut persist_error = None;
             let model = self.llm.model.clone();
             let stats = &mut self.stats;
+            // Calls failing in a row, after their retries: past this, the server is down or refusing.
+            let give_up_after = (2 * self.llm.concurrency).max(4);
+            let (mut failing, mut stored, mut gave_up) = (0usize, 0usize, None);
             let summary = self.client.run_blocking(to_send, |i, res| {
                 pb.inc(1);
                 stats.sent += 1;
@@ -382,22 +395,36 @@ impl<'a> LlmGenerator<'a> {
                             persist_error = Some(e);
                             return ControlFlow::Break(());
                         }
+                        stored += 1;
+                        failing = 0;
                         results[i] = Some(Ok(r));
                     }
                     Err(e) => {
                         *stats.failed.entry(e.kind()).or_default() += 1;
-                        results[i] = Some(Err(e.to_string()));
+                        failing += 1;
+                        let msg = e.to_string();
+                        if failing >= give_up_after && gave_up.is_none() {
+                            gave_up = Some(format!("{failing} calls in a row failed (last: {msg})"));
+                            results[i] = Some(Err(msg));
+                            return ControlFlow::Break(());
+                        }
+                        results[i] = Some(Err(msg));
                     }
                 }
                 ControlFlow::Continue(())
             })?;
             pb.finish_and_clear();
             self.stats.not_started += summary.not_started;
-            if let Some(why) = &summary.stopped_by {
-                log::warn!("llm: stopped early ({why}); {} calls not sent — rerun to finish them", summary.not_started);
-            }
             if let Some(e) = persist_error {
                 return Err(e.into());
+            }
+            let stopped = match (&summary.stopped_by, gave_up) {
+                (_, Some(why)) => Some(why),
+                (Some(why), None) if summary.not_started > 0 => Some(why.clone()),
+                _ => None,
+            };
+            if let Some(why) = stopped {
+                return Err(LlmStageError::Stopped { why, stored, not_sent: summary.not_started });
             }
         }
         self.stats.cost = self.llm.cost(self.stats.prompt_tokens, self.stats.completion_tokens);
