@@ -391,6 +391,38 @@ async fn requests_per_minute_spaces_requests() {
     assert!(a[19] - a[0] >= Duration::from_millis(1850));
 }
 
+/// An answer with this usage.
+fn ok_usage(prompt: u64, completion: u64) -> Reply {
+    let body = serde_json::json!({
+        "choices": [{"message": {"role": "assistant", "content": "x"}, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": prompt, "completion_tokens": completion}
+    });
+    reply(200, body.to_string())
+}
+
+#[tokio::test]
+async fn tokens_per_minute_is_charged_up_front_and_corrected_with_usage() {
+    // 6000 tokens/min = 100/s. Each call is charged 7 (prompt estimate) + 290 (max_tokens) up front.
+    let cfg = |s: &Server| LlmConfig { tokens_per_minute: Some(6000), max_tokens: 290, concurrency: 1, ..cfg(s) };
+    // Real usage of 15 tokens gives 282 back each time: 40 calls (11,880 charged) do not wait.
+    let s = serve(|_, _| ok_usage(10, 5));
+    let c = Client::new(&cfg(&s)).unwrap();
+    let t = Instant::now();
+    for _ in 0..40 {
+        c.chat(&req("q")).await.unwrap();
+    }
+    assert!(t.elapsed() < Duration::from_millis(800), "{:?}", t.elapsed());
+    // Real usage far above the charge puts the bucket in debt: 6000 - 297 - (5810 - 297) = 190 left,
+    // so the next call (297) waits about 1.07 s.
+    let s = serve(|_, _| ok_usage(10, 5800));
+    let c = Client::new(&cfg(&s)).unwrap();
+    c.chat(&req("q")).await.unwrap();
+    let t = Instant::now();
+    c.chat(&req("q")).await.unwrap();
+    assert!(t.elapsed() >= Duration::from_millis(950), "{:?}", t.elapsed());
+    assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
+}
+
 #[tokio::test]
 async fn results_are_delivered_as_they_arrive() {
     let s = serve(|_, text| if text.contains("slow") { ok("s").after(Duration::from_millis(1500)) } else { ok("f") });
@@ -427,6 +459,24 @@ async fn a_fatal_error_or_the_callback_stops_the_run_without_losing_in_flight_re
     let summary = c.run_all(items, |_, _| ControlFlow::Break(())).await;
     assert_eq!(summary.delivered, 3, "the calls in flight are still delivered");
     assert_eq!(summary.not_started, 47);
+}
+
+#[tokio::test]
+async fn a_server_that_stays_down_stops_the_run() {
+    let s = serve(|_, _| reply(502, "bad gateway"));
+    let c = Client::new(&LlmConfig { concurrency: 2, max_retries: 0, ..cfg(&s) }).unwrap();
+    let items: Vec<(usize, ChatRequest)> = (0..50).map(|i| (i, req("q"))).collect();
+    let mut delivered = 0;
+    let summary = c
+        .run_all(items, |_, r| {
+            assert!(matches!(r, Err(LlmError::RetriesExhausted { attempts: 1, .. })));
+            delivered += 1;
+            ControlFlow::Continue(())
+        })
+        .await;
+    assert!(summary.stopped_by.as_deref().unwrap_or("").contains("8 calls in a row"), "{summary:?}");
+    assert!((8..=9).contains(&delivered), "{delivered}");
+    assert_eq!(summary.not_started, 50 - delivered);
 }
 
 #[test]

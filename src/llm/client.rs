@@ -24,6 +24,9 @@ use std::time::{Duration, SystemTime};
 /// Longest wait a server's `Retry-After` can impose on one retry.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(900);
 
+/// Fewest consecutive calls that exhaust their retries before [`Client::run_all`] stops.
+const DOWN_AFTER_CONSECUTIVE: usize = 8;
+
 /// Longest excerpt of a server body kept in an error.
 const EXCERPT_CHARS: usize = 200;
 
@@ -79,7 +82,11 @@ pub enum LlmError {
     #[error("llm: the answer was blocked by the server's content filter (not retried)")]
     ContentFilter,
     /// The retry budget is spent.
-    #[error("llm: gave up after {attempts} attempts; last error: {}", last.to_string().trim_start_matches("llm: "))]
+    #[error(
+        "llm: gave up after {attempts} attempt{}; last error: {}",
+        if *attempts == 1 { "" } else { "s" },
+        last.to_string().trim_start_matches("llm: ")
+    )]
     RetriesExhausted {
         /// HTTP attempts made.
         attempts: u32,
@@ -490,9 +497,10 @@ impl Client {
 
     /// Run `items` with at most `llm.concurrency` calls in flight, handing each result to
     /// `on_result` the moment it arrives (in completion order, on the caller's task, so the callback
-    /// need not be `Send`). Returning `ControlFlow::Break` from the callback, or an error that would
-    /// fail every request ([`LlmError::stops_run`]), stops starting new items; calls already in
-    /// flight still finish and are delivered, so nothing paid for is lost.
+    /// need not be `Send`). New items stop being started when the callback returns
+    /// `ControlFlow::Break`, when an error would fail every request ([`LlmError::stops_run`]), or
+    /// when the server looks down (max(8, 2 × concurrency) calls in a row exhausted their retries);
+    /// calls already in flight still finish and are delivered, so nothing paid for is lost.
     pub async fn run_all<K, F>(&self, items: Vec<(K, ChatRequest)>, mut on_result: F) -> RunSummary
     where
         F: FnMut(K, Result<ChatResponse, LlmError>) -> ControlFlow<()>,
@@ -501,6 +509,8 @@ impl Client {
         let mut in_flight = FuturesUnordered::new();
         let mut summary = RunSummary::default();
         let limit = self.cfg.concurrency.max(1);
+        let give_up_after = (2 * limit).max(DOWN_AFTER_CONSECUTIVE);
+        let mut consecutive_exhausted = 0usize;
         loop {
             while summary.stopped_by.is_none() && in_flight.len() < limit {
                 let Some((key, req)) = pending.next() else { break };
@@ -510,12 +520,26 @@ impl Client {
                 });
             }
             let Some((key, result)) = in_flight.next().await else { break };
-            if let Err(e) = &result
-                && e.stops_run()
-                && summary.stopped_by.is_none()
-            {
-                log::warn!("llm: stopping the run: {e}");
-                summary.stopped_by = Some(e.to_string());
+            match &result {
+                Ok(_) => consecutive_exhausted = 0,
+                Err(LlmError::RetriesExhausted { .. }) => consecutive_exhausted += 1,
+                Err(_) => {}
+            }
+            if summary.stopped_by.is_none() {
+                if let Err(e) = &result
+                    && e.stops_run()
+                {
+                    log::warn!("llm: stopping the run: {e}");
+                    summary.stopped_by = Some(e.to_string());
+                } else if consecutive_exhausted >= give_up_after
+                    && let Err(e) = &result
+                {
+                    let why = format!(
+                        "the server looks down: {consecutive_exhausted} calls in a row failed after all retries; last: {e}"
+                    );
+                    log::warn!("llm: stopping the run: {why}");
+                    summary.stopped_by = Some(why);
+                }
             }
             summary.delivered += 1;
             if on_result(key, result).is_break() && summary.stopped_by.is_none() {
