@@ -164,13 +164,23 @@ pub fn fetch_wordnet(root: &Path) -> Result<bool, ModelError> {
         ),
     };
     log::info!("fetching {pkg} ...");
-    let out = Command::new("apt-get")
-        .args(["download", "-q", pkg])
-        .current_dir(tmp.path())
-        .output()
-        .map_err(|e| fail("apt-get download", format!("cannot run apt-get: {e}")))?;
+    let download = || {
+        Command::new("apt-get")
+            .args(["download", "-q", pkg])
+            .current_dir(tmp.path())
+            .output()
+            .map_err(|e| fail("apt-get download", format!("cannot run apt-get: {e}")))
+    };
+    let mut out = download()?;
+    if !out.status.success() && is_root() {
+        // A fresh machine may have no package lists yet: refresh them once and retry.
+        log::info!("apt-get download failed; refreshing the package lists (apt-get update) and retrying");
+        let _ = Command::new("apt-get").args(["update", "-qq"]).output();
+        out = download()?;
+    }
     if !out.status.success() {
-        return Err(fail("apt-get download", String::from_utf8_lossy(&out.stderr).trim().to_string()));
+        let hint = if is_root() { "" } else { " (run `sudo apt-get update` first if the package lists are empty)" };
+        return Err(fail("apt-get download", format!("{}{hint}", String::from_utf8_lossy(&out.stderr).trim())));
     }
     let deb = std::fs::read_dir(tmp.path())
         .map_err(io(tmp.path()))?
@@ -197,6 +207,10 @@ pub fn fetch_wordnet(root: &Path) -> Result<bool, ModelError> {
     }
     std::fs::rename(&src, &dest).map_err(io(&dest))?;
     Ok(true)
+}
+
+fn is_root() -> bool {
+    Command::new("id").arg("-u").output().map(|o| o.stdout.starts_with(b"0")).unwrap_or(false)
 }
 
 /// The cache root: config, then `$TRIPLETGEN_CACHE`, then the user cache dir.
