@@ -5,7 +5,7 @@
 #    scripts/test-requirements.txt, keyed by the Python version and a hash of that file:
 #      ${XDG_CACHE_HOME:-$HOME/.cache}/tripletgen/test-venv-py<X.Y>-<hash>
 #    (override with TRIPLETGEN_TEST_VENV; pick the base Python with PYTHON, default python3).
-# 2. Builds the debug binary once and runs `tripletgen fetch-models` (idempotent, verifies checksums)
+# 2. Builds the debug binary and tests once and runs `tripletgen fetch-models` (idempotent, verifies checksums)
 #    into $TRIPLETGEN_CACHE, or ~/.cache/tripletgen (XDG_CACHE_HOME respected) when that is unset.
 # 3. Runs `cargo test` (debug profile: dependencies are built at opt-level 2, see Cargo.toml) with
 #    TRIPLETGEN_TEST_PYTHON set to the venv's python, and exits non-zero on any failure.
@@ -46,8 +46,11 @@ export TRIPLETGEN_TEST_PYTHON="$VENV/bin/python"
 T1=$(now)
 
 # --- 2. Build once (debug) and fetch the pinned model + ONNX Runtime --------------------------
-log "cargo build (debug)"
-cargo build --quiet --bin tripletgen
+# `cargo test --no-run` builds the binary and every test target with the features the tests use, so
+# the `cargo test` below compiles nothing more (a plain `cargo build` would unify features
+# differently and rebuild some crates twice).
+log "cargo test --no-run (debug build of the binary and the tests)"
+cargo test --no-run --quiet
 TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
 log "fetching models (no-op when cached and verified)"
 "$TARGET_DIR/debug/tripletgen" fetch-models --python "$PY"

@@ -156,3 +156,24 @@ fn fetch_models_is_idempotent_when_cached() {
     assert_eq!(o.stdout, "");
     assert!(o.stderr.contains("already"), "expected 'already ... (checksums verified)':\n{}", o.stderr);
 }
+
+/// A bad value for a mining flag is a usage error like a bad value in the config file (exit 2), as
+/// clap already does for `--num-negatives abc`.
+#[test]
+fn bad_flag_values_exit_2_like_config_errors() {
+    let t = tmpdir();
+    let base = || {
+        let mut c = tripletgen();
+        c.arg("mine").arg(fixture("quickstart")).arg("--out").arg(t.path().join("out"));
+        c
+    };
+    let o = run(base().args(["--num-negatives", "abc"]));
+    o.assert_code(2);
+    for (flag, value) in [("--sampling", "best"), ("--index", "faiss"), ("--format", "csv"), ("--relative-margin", "lots")] {
+        let o = run(base().args([flag, value]));
+        o.assert_no_panic();
+        o.assert_stderr_has(&[flag, value]);
+        assert_eq!(o.code, Some(2), "{flag} {value}: expected exit code 2 (usage/config error)\n{}", o.stderr);
+    }
+    assert!(!t.path().join("out").exists());
+}

@@ -44,17 +44,51 @@ fn quickstart() -> PathBuf {
     fixture("quickstart")
 }
 
+/// The fixture, plus the query variants a run generated (from its `variants.parquet`, if any).
 struct Fixture {
     corpus: HashMap<String, Doc>,
     queries: HashMap<String, String>,
     qrels: HashMap<String, HashSet<String>>,
+    variants: HashMap<String, Variant>,
+    /// Known positives of every fixture query and every accepted variant.
+    positives: HashMap<String, HashSet<String>>,
 }
 
-fn load_fixture(dir: &Path) -> Fixture {
+impl Fixture {
+    /// Known positives of a query or accepted variant (panics for anything else).
+    fn positives(&self, qid: &str) -> &HashSet<String> {
+        if let Some(v) = self.variants.get(qid) {
+            assert!(v.accepted, "query {qid:?} was mined but variants.parquet says it was rejected");
+        }
+        self.positives.get(qid).unwrap_or_else(|| panic!("query id {qid:?} is neither a fixture query nor a variant"))
+    }
+    /// The text of a query or variant.
+    fn query_text(&self, qid: &str) -> &str {
+        match self.queries.get(qid) {
+            Some(t) => t,
+            None => &self.variants[qid].text,
+        }
+    }
+}
+
+fn load_fixture(dir: &Path, out: &Path) -> Fixture {
+    let qrels = read_qrels(&dir.join("qrels/test.tsv"));
+    let variants = read_variants(out);
+    let mut positives = qrels.clone();
+    for (id, v) in variants.iter().filter(|(_, v)| v.accepted) {
+        let p = match v.source_kind.as_str() {
+            "query" => qrels.get(&v.source_id).cloned().unwrap_or_default(),
+            "document" => HashSet::from([v.source_id.clone()]),
+            other => panic!("variant {id}: unknown source_kind {other:?}"),
+        };
+        positives.insert(id.clone(), p);
+    }
     Fixture {
         corpus: read_corpus(&dir.join("corpus.jsonl")),
         queries: read_queries(&dir.join("queries.jsonl")),
-        qrels: read_qrels(&dir.join("qrels/test.tsv")),
+        qrels,
+        variants,
+        positives,
     }
 }
 
@@ -86,17 +120,28 @@ fn quickstart_writes_every_file_and_counts_match_the_fixture() {
     assert_eq!(num_at(&report, "/ingest/skipped"), 0.0);
     assert_eq!(num_at(&report, "/embed_documents/texts"), 310.0);
     assert_eq!(num_at(&report, "/embed_queries/texts"), 82.0);
-    assert_eq!(num_at(&report, "/mine/pairs"), 99.0);
+
+    // Mined pairs: the 99 qrels pairs plus one per (accepted variant, positive it inherits).
+    let fx = load_fixture(&quickstart(), &s.dir);
+    let variant_pairs: usize =
+        fx.variants.iter().filter(|(_, v)| v.accepted).map(|(id, _)| fx.positives(id).len()).sum();
+    let pairs = num_at(&report, "/mine/pairs") as usize;
+    assert_eq!(pairs, 99 + variant_pairs, "mine.pairs vs qrels + accepted variants");
+    let given = read_provenance(&s.dir.join("labeled-list.provenance.parquet"))
+        .iter()
+        .filter(|r| fx.queries.contains_key(&r.query_id))
+        .count();
+    assert_eq!(given, 99, "labeled-list rows for the fixture's own queries");
 
     // Row counts: the files agree with each other and with the report.
     let negatives = num_at(&report, "/mine/negatives") as usize;
-    assert!(negatives > 0 && negatives <= 99 * 5, "negatives = {negatives}");
+    assert!(negatives > 0 && negatives <= pairs * 5, "negatives = {negatives}");
     assert_eq!(parquet_rows(&s.dir.join("triplet.parquet")), negatives);
-    assert_eq!(parquet_rows(&s.dir.join("labeled-pair.parquet")), 99 + negatives);
-    assert_eq!(parquet_rows(&s.dir.join("labeled-list.parquet")), 99);
+    assert_eq!(parquet_rows(&s.dir.join("labeled-pair.parquet")), pairs + negatives);
+    assert_eq!(parquet_rows(&s.dir.join("labeled-list.parquet")), pairs);
     let dropped = num_at(&report, "/write/ntuple_pairs_dropped") as usize;
-    assert_eq!(parquet_rows(&s.dir.join("n-tuple.parquet")), 99 - dropped);
-    assert_eq!(read_jsonl(&s.dir.join("flag.jsonl")).len(), 99);
+    assert_eq!(parquet_rows(&s.dir.join("n-tuple.parquet")), pairs - dropped);
+    assert_eq!(read_jsonl(&s.dir.join("flag.jsonl")).len(), pairs);
     for f in PARQUET_FORMATS {
         assert_eq!(
             parquet_rows(&s.dir.join(format!("{f}.parquet"))),
@@ -108,21 +153,45 @@ fn quickstart_writes_every_file_and_counts_match_the_fixture() {
     let files = report["write"]["files"].as_array().expect("write.files");
     let listed: HashMap<&str, &Value> = files.iter().map(|f| (f["file"].as_str().unwrap(), f)).collect();
     assert_eq!(listed["triplet.parquet"]["rows"].as_u64(), Some(negatives as u64));
-    assert_eq!(listed["flag.jsonl"]["rows"].as_u64(), Some(99));
+    assert_eq!(listed["flag.jsonl"]["rows"].as_u64(), Some(pairs as u64));
+    // ... and their checksums are the files' SHA-256.
+    for f in files {
+        let (name, sum) = (f["file"].as_str().unwrap(), f["sha256"].as_str().unwrap_or(""));
+        if !sum.is_empty() {
+            assert_eq!(sum, sha256_hex(&s.dir.join(name)), "report.json write.files: wrong sha256 for {name}");
+        }
+    }
+    assert!(!listed["triplet.parquet"]["sha256"].as_str().unwrap_or("").is_empty(), "no checksum for triplet.parquet");
+
+    // The manifest names the inputs with their checksums and the pinned model.
     let manifest = read_json(&s.dir.join("manifest.json"));
-    assert!(manifest.get("config").is_some() && manifest.get("inputs").is_some(), "manifest: {manifest}");
+    let inputs = manifest["inputs"].as_array().unwrap_or_else(|| panic!("manifest.inputs: {manifest}"));
+    let corpus = inputs.iter().find(|i| i["role"] == "corpus").expect("manifest input with role corpus");
+    assert_eq!(corpus["sha256"].as_str(), Some(sha256_hex(&quickstart().join("corpus.jsonl")).as_str()), "{corpus}");
+    assert!(manifest["config"]["mine"].is_object(), "manifest.config: {manifest}");
+    assert_eq!(
+        manifest.pointer("/model/checksums/model.onnx").and_then(Value::as_str),
+        Some("8199be6f699a395f99f89df973f9dc5285fbcfcdb2ae1a4e1201dab014f3d2a6"),
+        "manifest.model: {}",
+        manifest["model"]
+    );
+}
+
+fn sha256_hex(path: &Path) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(std::fs::read(path).unwrap()))
 }
 
 #[test]
 fn quickstart_negatives_are_never_positives_of_their_query() {
     let s = shared();
-    let fx = load_fixture(&quickstart());
+    let fx = load_fixture(&quickstart(), &s.dir);
     // Every (query, positive) of the qrels appears exactly once in flag.jsonl and provenance.
     let lines = read_jsonl(&s.dir.join("flag.jsonl"));
     let mut seen_pairs = HashSet::new();
     for (i, l) in lines.iter().enumerate() {
         let qid = l["query_id"].as_str().expect("query_id");
-        let positives = &fx.qrels[qid];
+        let positives = fx.positives(qid);
         let pos_ids = strs(&l["pos_ids"]);
         for p in &pos_ids {
             assert!(positives.contains(p), "line {}: pos_id {p} is not a qrels positive of {qid}", i + 1);
@@ -133,12 +202,13 @@ fn quickstart_negatives_are_never_positives_of_their_query() {
         }
     }
     let all_pairs: usize = fx.qrels.values().map(HashSet::len).sum();
-    assert_eq!(seen_pairs.len(), all_pairs);
+    let given = seen_pairs.iter().filter(|(q, _)| fx.queries.contains_key(q)).count();
+    assert_eq!(given, all_pairs, "every qrels pair is mined once");
 
     for f in PARQUET_FORMATS {
         let path = s.dir.join(format!("{f}.provenance.parquet"));
         for (i, r) in read_provenance(&path).iter().enumerate() {
-            let positives = &fx.qrels[&r.query_id];
+            let positives = fx.positives(&r.query_id);
             assert!(positives.contains(&r.positive_id), "{f} row {i}: positive_id {} not in qrels", r.positive_id);
             for n in &r.negative_ids {
                 assert!(!positives.contains(n), "{f} provenance row {i}: negative {n} is a known positive of {}", r.query_id);
@@ -150,12 +220,13 @@ fn quickstart_negatives_are_never_positives_of_their_query() {
 #[test]
 fn quickstart_negative_texts_differ_from_every_positive_text_of_the_query() {
     let s = shared();
-    let fx = load_fixture(&quickstart());
+    let fx = load_fixture(&quickstart(), &s.dir);
     let by_full_text: HashMap<String, String> =
         fx.corpus.iter().map(|(id, d)| (d.full(), id.clone())).collect();
     for (i, l) in read_jsonl(&s.dir.join("flag.jsonl")).iter().enumerate() {
         let qid = l["query_id"].as_str().unwrap();
-        let positives = &fx.qrels[qid];
+        assert_eq!(l["query"].as_str(), Some(fx.query_text(qid)), "line {}: query text of {qid}", i + 1);
+        let positives = fx.positives(qid);
         let pos_full: HashSet<String> = positives.iter().map(|p| norm(&fx.corpus[p].full())).collect();
         let pos_raw: HashSet<String> = positives.iter().map(|p| norm(&fx.corpus[p].text)).collect();
         // The texts written are the corpus texts (title + " " + text) of the ids written.
@@ -171,7 +242,7 @@ fn quickstart_negative_texts_differ_from_every_positive_text_of_the_query() {
             assert!(!pos_full.contains(&norm(t)), "line {}: negative {id} has the text of a positive of {qid}", i + 1);
             let raw = &fx.corpus[by_full_text[t].as_str()].text;
             assert!(!pos_raw.contains(&norm(raw)), "line {}: negative {id} has the same body text as a positive of {qid}", i + 1);
-            assert_ne!(norm(t), norm(&fx.queries[qid]), "line {}: negative {id} is the query text", i + 1);
+            assert_ne!(norm(t), norm(fx.query_text(qid)), "line {}: negative {id} is the query text", i + 1);
         }
         let distinct: HashSet<&String> = neg_ids.iter().collect();
         assert_eq!(distinct.len(), neg_ids.len(), "line {}: repeated negative in {neg_ids:?}", i + 1);
@@ -252,7 +323,7 @@ fn mine_subcommand_obeys_its_flags() {
     );
     assert_eq!(parquet_column_names(&out.join("triplet.parquet")), ["anchor", "positive", "negative"]);
 
-    let fx = load_fixture(&quickstart());
+    let fx = load_fixture(&quickstart(), &out);
     let trip = read_provenance(&out.join("triplet.provenance.parquet"));
     let ntup = read_provenance(&out.join("n-tuple.provenance.parquet"));
     assert!(!trip.is_empty() && !ntup.is_empty());
@@ -260,7 +331,7 @@ fn mine_subcommand_obeys_its_flags() {
     for r in trip.iter().chain(&ntup) {
         for (&rank, (id, &score)) in r.negative_ranks.iter().zip(r.negative_ids.iter().zip(&r.negative_scores)) {
             assert!((2..30).contains(&rank), "rank {rank} outside [2, 30): {r:?}");
-            assert!(!fx.qrels[&r.query_id].contains(id), "negative {id} is a positive: {r:?}");
+            assert!(!fx.positives(&r.query_id).contains(id), "negative {id} is a positive: {r:?}");
             assert!(obeys_relative_margin(r.positive_score as f64, score as f64, 0.05), "{r:?}");
             ranks.push(rank);
         }
@@ -387,4 +458,46 @@ fn python_pyarrow_and_datasets_read_the_outputs() {
     let stderr = String::from_utf8_lossy(&o.stderr);
     assert!(o.status.success(), "check_outputs.py failed:\n--- stdout\n{stdout}\n--- stderr\n{stderr}");
     assert!(stdout.contains("all checks passed"), "unexpected output:\n{stdout}\n{stderr}");
+}
+
+/// HNSW search on the fixture: deterministic (serial insertion), positive-aware, and close to exact.
+#[test]
+fn hnsw_index_is_deterministic_positive_aware_and_close_to_exact() {
+    let mut outs = Vec::new();
+    let mut keep = Vec::new();
+    for index in ["hnsw", "hnsw", "exact"] {
+        let (t, out) = out_with_cached_workspace();
+        let o = run(tripletgen()
+            .arg("mine")
+            .arg(quickstart())
+            .arg("--out")
+            .arg(&out)
+            .args(["--index", index, "--format", "triplet,flag-jsonl"]));
+        o.assert_ok();
+        let r = read_json(&out.join("report.json"));
+        assert_eq!(r["index"]["kind"], index, "{}", r["index"]);
+        outs.push(out);
+        keep.push(t);
+    }
+    let diff = differing_files(&outs[0], &outs[1], &["triplet.parquet", "triplet.provenance.parquet", "flag.jsonl"]);
+    assert!(diff.is_empty(), "two HNSW runs differ in {diff:?}");
+
+    let fx = load_fixture(&quickstart(), &outs[0]);
+    let hnsw = read_jsonl(&outs[0].join("flag.jsonl"));
+    let exact = read_jsonl(&outs[2].join("flag.jsonl"));
+    assert_eq!(hnsw.len(), exact.len());
+    let (mut same, mut total) = (0, 0);
+    for (h, e) in hnsw.iter().zip(&exact) {
+        assert_eq!(h["query_id"], e["query_id"]);
+        let qid = h["query_id"].as_str().unwrap();
+        let hn = strs(&h["neg_ids"]);
+        for n in &hn {
+            assert!(!fx.positives(qid).contains(n), "HNSW negative {n} is a positive of {qid}");
+        }
+        let en: HashSet<String> = strs(&e["neg_ids"]).into_iter().collect();
+        same += hn.iter().filter(|n| en.contains(*n)).count();
+        total += en.len();
+    }
+    assert!(total > 0);
+    assert!(same as f64 >= 0.9 * total as f64, "HNSW found only {same} of the {total} exact negatives");
 }

@@ -324,7 +324,55 @@ pub fn read_provenance(path: &Path) -> Vec<ProvRow> {
     rows
 }
 
-/// SHA-256-free byte comparison of the named files in two folders; returns the names that differ.
+/// A generated query variant (a row of `variants.parquet`).
+#[derive(Debug, Clone)]
+pub struct Variant {
+    /// `query` (a variant of a query: it inherits the query's positives) or `document` (a synthetic
+    /// query whose positive is the document).
+    pub source_kind: String,
+    pub source_id: String,
+    pub strategy: String,
+    pub text: String,
+    pub accepted: bool,
+}
+
+/// `variants.parquet` of an output folder, by variant id (empty when the run generated none).
+pub fn read_variants(out: &Path) -> HashMap<String, Variant> {
+    let path = out.join("variants.parquet");
+    if !path.exists() {
+        return HashMap::new();
+    }
+    let (_, batches) = read_parquet(&path);
+    let mut m = HashMap::new();
+    for b in &batches {
+        let col = |n: &str| b.column_by_name(n).unwrap_or_else(|| panic!("variants.parquet has no column {n}")).clone();
+        let (id, kind, src, strat, text, acc) =
+            (col("variant_id"), col("source_kind"), col("source_id"), col("strategy"), col("text"), col("accepted"));
+        let (id, kind, src, strat, text, acc) = (
+            id.as_string::<i32>(),
+            kind.as_string::<i32>(),
+            src.as_string::<i32>(),
+            strat.as_string::<i32>(),
+            text.as_string::<i32>(),
+            acc.as_boolean(),
+        );
+        for i in 0..b.num_rows() {
+            m.insert(
+                id.value(i).to_string(),
+                Variant {
+                    source_kind: kind.value(i).to_string(),
+                    source_id: src.value(i).to_string(),
+                    strategy: strat.value(i).to_string(),
+                    text: text.value(i).to_string(),
+                    accepted: acc.value(i),
+                },
+            );
+        }
+    }
+    m
+}
+
+/// Byte comparison of the named files in two folders; returns the names that differ.
 pub fn differing_files(a: &Path, b: &Path, names: &[&str]) -> Vec<String> {
     names
         .iter()

@@ -8,6 +8,8 @@
   file are the fixture's texts for the ids in the provenance (anchor = query text, positive and
   negatives = corpus "title text", or "text" when the title is empty);
 * negatives are never known positives and obey the relative margin;
+* generated queries (variants.parquet) are mined only when accepted, with the positives they
+  inherit, their own text as anchor and their strategy in `query_strategy`;
 * `datasets.load_dataset("parquet", ...)` loads triplet.parquet with exactly the three string columns
   sentence-transformers' MultipleNegativesRankingLoss takes (anchor, positive, negative);
 * flag.jsonl lines have FlagEmbedding's keys query / pos / neg / pos_scores / neg_scores.
@@ -71,6 +73,7 @@ S = pa.string()
 PROVENANCE = pa.schema(
     [
         ("query_id", S),
+        ("query_strategy", S),  # "given" for input queries, else the generating strategy
         ("positive_id", S),
         ("positive_score", pa.float32()),
         ("negative_ids", pa.list_(S)),
@@ -106,7 +109,39 @@ def same_types(actual, expected):
     return True
 
 
-def check_format(out, fmt, n, corpus, queries, qrels, margin):
+def load_variants(out, corpus, queries, qrels):
+    """Add the accepted variants of variants.parquet (if any) to queries and qrels.
+
+    Returns query id -> strategy ("given" for the fixture's own queries). A variant of a query
+    inherits the query's positives; a query generated from a document has that document as positive.
+    """
+    strategy = {qid: "given" for qid in queries}
+    path = os.path.join(out, "variants.parquet")
+    if not os.path.exists(path):
+        return strategy
+    originals = dict(queries)
+    for v in pq.read_table(path).to_pylist():
+        vid, kind, src = v["variant_id"], v["source_kind"], v["source_id"]
+        if kind == "query":
+            check(src in originals, f"variant {vid}: unknown source query {src}")
+            check(v["source_text"] == originals.get(src), f"variant {vid}: source_text differs from query {src}")
+            positives = qrels.get(src, set())
+        else:
+            check(kind == "document", f"variant {vid}: source_kind {kind!r}")
+            check(src in corpus, f"variant {vid}: unknown source document {src}")
+            check(v["source_text"] == corpus.get(src), f"variant {vid}: source_text differs from document {src}")
+            positives = {src}
+        if v["accepted"]:
+            check(v["reason"] is None, f"variant {vid}: accepted with reason {v['reason']!r}")
+            queries[vid] = v["text"]
+            qrels[vid] = positives
+            strategy[vid] = v["strategy"]
+        else:
+            check(bool(v["reason"]), f"variant {vid}: rejected without a reason")
+    return strategy
+
+
+def check_format(out, fmt, n, corpus, queries, qrels, margin, strategy):
     data_path = os.path.join(out, f"{fmt}.parquet")
     prov_path = os.path.join(out, f"{fmt}.provenance.parquet")
     data = pq.read_table(data_path)
@@ -122,8 +157,9 @@ def check_format(out, fmt, n, corpus, queries, qrels, margin):
     for i, (r, p) in enumerate(zip(rows, provs)):
         where = f"{fmt} row {i}"
         qid, pid = p["query_id"], p["positive_id"]
-        if not check(qid in queries, f"{where}: unknown query_id {qid!r}"):
+        if not check(qid in queries, f"{where}: unknown query_id {qid!r} (not a fixture query nor an accepted variant)"):
             continue
+        check(p.get("query_strategy") == strategy[qid], f"{where}: query_strategy {p.get('query_strategy')!r} for {qid}")
         check(pid in qrels.get(qid, ()), f"{where}: positive_id {pid!r} is not a qrels positive of {qid}")
         check(r["anchor"] == queries[qid], f"{where}: anchor {r['anchor']!r} is not the text of query {qid}")
         neg_ids, neg_scores, neg_ranks = p["negative_ids"], p["negative_scores"], p["negative_ranks"]
@@ -208,9 +244,10 @@ def main():
     ap.add_argument("--relative-margin", type=float, default=0.05)
     a = ap.parse_args()
     corpus, queries, qrels = load_fixture(a.fixture)
-    counts = {}
+    strategy = load_variants(a.out, corpus, queries, qrels)
+    counts = {"variants accepted": sum(1 for s in strategy.values() if s != "given")}
     for fmt in ("triplet", "n-tuple", "labeled-pair", "labeled-list"):
-        counts[fmt] = check_format(a.out, fmt, a.num_negatives, corpus, queries, qrels, a.relative_margin)
+        counts[fmt] = check_format(a.out, fmt, a.num_negatives, corpus, queries, qrels, a.relative_margin, strategy)
     counts["flag.jsonl"] = check_flag(a.out, corpus, queries, qrels)
     counts["datasets triplet"] = check_datasets(a.out, counts["triplet"])
     print("rows:", json.dumps(counts))
