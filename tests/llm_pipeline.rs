@@ -1,0 +1,136 @@
+//! Query generation end to end through a REAL llama.cpp server (SmolLM2-135M): synthetic queries from
+//! documents, paraphrases and backtranslations, answers parsed or rejected with reasons, answers
+//! stored in the workspace, triplets written; a second run sends nothing; a run killed mid-way is
+//! finished by the next one without paying twice.
+//!
+//! A 135M model writes poor queries: these tests check the plumbing and the promises, not quality.
+
+mod common;
+#[path = "common/llama.rs"]
+mod llama;
+
+use common::*;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+fn config(dir: &Path, server: &llama::LlamaServer, strategies: &str, max_documents: usize) -> std::path::PathBuf {
+    let mut llm = server.config();
+    llm.max_tokens = 96;
+    let body = format!(
+        "[input]\ncorpus = {}\n\n[generate.llm]\nstrategies = [{strategies}]\nqueries_per_document = 2\n\
+         max_documents = {max_documents}\nparaphrases_per_query = 1\npivot_languages = [\"French\"]\n\n\
+         [filter]\ndocument_fidelity_min = 0.0\nfidelity_min = 0.0\nround_trip_k = 0\n\n\
+         [output]\ndir = {}\nformats = [\"triplet\", \"flag-jsonl\"]\n\n[llm]\n{}",
+        tp(&fixture("quickstart/corpus.jsonl")),
+        tp(&dir.join("out")),
+        toml::to_string(&llm).unwrap(),
+    );
+    write(dir, "llm.toml", &body)
+}
+
+/// Chat requests the server has logged so far (llama-server logs one line per request).
+fn requests_seen(server: &llama::LlamaServer) -> usize {
+    server.log().matches("/chat/completions").count()
+}
+
+#[test]
+fn generation_end_to_end_then_a_rerun_sends_no_request() {
+    require_models();
+    let Some(server) = llama::LlamaServer::shared() else { return llama::skipped("generation_end_to_end") };
+    let t = tmpdir();
+    let cfg = config(t.path(), server, "\"synthetic\", \"paraphrase\", \"backtranslation\"", 3);
+    let out = t.path().join("out");
+
+    let before = requests_seen(server);
+    run_config(&cfg, &[]).assert_ok();
+    let report = read_json(&out.join("report.json"));
+    let llm = &report["llm"];
+    let sent = num_at(&report, "/llm/sent");
+    assert!(sent >= 3.0, "3 synthetic calls at least: {llm}");
+    assert_eq!(num_at(&report, "/llm/cached"), 0.0, "{llm}");
+    assert!(num_at(&report, "/llm/prompt_tokens") > 0.0, "{llm}");
+    let seen = requests_seen(server) - before;
+    assert!(seen as f64 >= sent, "the server saw {seen} requests, the client counted {sent}");
+
+    // Every candidate is in variants.parquet with its provenance; rejected ones with a reason, and
+    // unparseable answers with the raw text.
+    let v = out.join("variants.parquet");
+    let strategies = string_column(&v, "strategy");
+    assert!(strategies.iter().any(|s| s == "synthetic"), "{strategies:?}");
+    let models = string_column(&v, "model");
+    assert!(models.iter().all(|m| m == llama::MODEL), "{models:?}");
+    assert!(string_column(&v, "template_hash").iter().all(|h| h.len() == 16));
+    let (_, batches) = read_parquet(&v);
+    for b in &batches {
+        use arrow::array::{Array, AsArray};
+        let acc = b.column_by_name("accepted").unwrap().as_boolean();
+        let reason = b.column_by_name("reason").unwrap().as_string::<i32>();
+        let raw = b.column_by_name("raw_answer").unwrap().as_string::<i32>();
+        for i in 0..b.num_rows() {
+            assert_eq!(acc.value(i), reason.is_null(i), "row {i}: accepted iff no reason");
+            if !reason.is_null(i) && reason.value(i) == "unparseable-answer" {
+                assert!(!raw.is_null(i) && !raw.value(i).is_empty(), "unparseable answers keep the raw text");
+            }
+        }
+    }
+    let accepted: f64 = report["filter"].as_object().unwrap().values().map(|s| s["accepted"].as_f64().unwrap()).sum();
+    if accepted > 0.0 {
+        assert!(parquet_rows(&out.join("triplet.parquet")) > 0, "accepted queries are mined");
+    }
+    let triplets = std::fs::read(out.join("triplet.parquet")).unwrap();
+    let variants = std::fs::read(&v).unwrap();
+
+    // Second run, same workspace: every answer comes from the workspace; same outputs.
+    let before = requests_seen(server);
+    run_config(&cfg, &[]).assert_ok();
+    let report2 = read_json(&out.join("report.json"));
+    assert_eq!(num_at(&report2, "/llm/sent"), 0.0, "{}", report2["llm"]);
+    assert_eq!(num_at(&report2, "/llm/cached"), num_at(&report2, "/llm/planned"));
+    assert_eq!(requests_seen(server), before, "the server saw no request on the rerun");
+    assert_eq!(std::fs::read(out.join("triplet.parquet")).unwrap(), triplets);
+    assert_eq!(std::fs::read(&v).unwrap(), variants);
+}
+
+#[test]
+fn a_run_killed_mid_generation_is_finished_without_paying_twice() {
+    require_models();
+    let Some(server) = llama::LlamaServer::shared() else { return llama::skipped("killed_mid_generation") };
+    let t = tmpdir();
+    let cfg = config(t.path(), server, "\"synthetic\"", 12);
+    let ws = t.path().join("out/workspace");
+
+    // Start, wait until a few answers are stored, kill -9.
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_tripletgen"))
+        .args(["-q", "run", "--config"])
+        .arg(&cfg)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    let stored_before_kill = loop {
+        std::thread::sleep(Duration::from_millis(200));
+        let n = if ws.join("tripletgen.sqlite").is_file() {
+            tripletgen::workspace::Store::open(&ws).and_then(|s| s.count_llm()).unwrap_or(0)
+        } else {
+            0
+        };
+        if n >= 3 {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            break n;
+        }
+        assert!(child.try_wait().unwrap().is_none(), "the run ended before it could be killed");
+        assert!(start.elapsed() < Duration::from_secs(300), "no answer stored after 5 minutes");
+    };
+    assert!(!t.path().join("out/triplet.parquet").exists(), "no output from the killed run");
+
+    // The rerun sends only what is missing.
+    run_config(&cfg, &[]).assert_ok();
+    let report = read_json(&t.path().join("out/report.json"));
+    let planned = num_at(&report, "/llm/planned");
+    let cached = num_at(&report, "/llm/cached");
+    let sent = num_at(&report, "/llm/sent");
+    assert_eq!(planned, 12.0, "{}", report["llm"]);
+    assert!(cached >= stored_before_kill as f64, "{cached} cached, {stored_before_kill} stored before the kill");
+    assert_eq!(cached + sent, planned, "{}", report["llm"]);
+}
