@@ -347,7 +347,12 @@ cmd_start() {
         nohup bash -c '
             alive() { local st; [[ -r /proc/$1/stat ]] || return 1; st="$(sed -E "s/^.*\) //" /proc/$1/stat 2>/dev/null | cut -d" " -f1)"; [[ -n "$st" && "$st" != Z && "$st" != X ]]; }
             while alive "$1" && alive "$2"; do sleep 1; done
-            if alive "$2"; then kill -TERM "$2" 2>/dev/null; sleep 5; alive "$2" && kill -KILL "$2" 2>/dev/null; rm -f "$3"; fi
+            if alive "$2"; then
+                kill -TERM "$2" 2>/dev/null
+                for i in $(seq 40); do alive "$2" || break; sleep 0.25; done
+                alive "$2" && kill -KILL "$2" 2>/dev/null
+                rm -f "$3"
+            fi
             exit 0' tripletgen-llama-watchdog "$owner" "$pid" "$srvlog" </dev/null >/dev/null 2>&1 &
     fi
 
