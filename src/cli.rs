@@ -5,7 +5,7 @@
 
 use crate::config::{Config, Format, IndexKind, Sampling};
 use crate::{bench, models, pipeline, progress};
-use anyhow::{Context, Result, bail};
+use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -141,7 +141,13 @@ pub struct MineFlags {
 }
 
 impl MineFlags {
-    fn apply(&self, cfg: &mut Config) -> Result<()> {
+    /// Apply the flags; a bad value is a configuration error (exit code 2).
+    fn apply(&self, cfg: &mut Config) -> Result<(), crate::config::ConfigError> {
+        let bad = |flag: &str, message: String| crate::config::ConfigError::Invalid {
+            origin: "command line".into(),
+            key: flag.into(),
+            message,
+        };
         let m = &mut cfg.mine;
         if let Some(v) = self.num_negatives {
             m.num_negatives = v;
@@ -156,7 +162,7 @@ impl MineFlags {
             m.relative_margin = if v == "none" {
                 None
             } else {
-                Some(v.parse().with_context(|| format!("--relative-margin {v:?} is not a number or \"none\""))?)
+                Some(v.parse().map_err(|_| bad("--relative-margin", format!("is {v:?}, not a number or \"none\"")))?)
             };
         }
         if self.absolute_margin.is_some() {
@@ -172,7 +178,7 @@ impl MineFlags {
             m.sampling = match s.as_str() {
                 "top" => Sampling::Top,
                 "random" => Sampling::Random,
-                _ => bail!("--sampling {s:?}: valid values are top, random"),
+                _ => return Err(bad("--sampling", format!("is {s:?}; valid values are top, random"))),
             };
         }
         if let Some(v) = self.seed {
@@ -183,19 +189,19 @@ impl MineFlags {
                 .format
                 .iter()
                 .map(|f| {
-                    Format::parse(f).with_context(|| {
+                    Format::parse(f).ok_or_else(|| {
                         let all: Vec<&str> = Format::ALL.iter().map(|f| f.name()).collect();
-                        format!("--format {f:?}: valid formats are {}", all.join(", "))
+                        bad("--format", format!("is {f:?}; valid formats are {}", all.join(", ")))
                     })
                 })
-                .collect::<Result<_>>()?;
+                .collect::<Result<_, _>>()?;
         }
         if let Some(i) = &self.index {
             cfg.index.kind = match i.as_str() {
                 "auto" => IndexKind::Auto,
                 "exact" => IndexKind::Exact,
                 "hnsw" => IndexKind::Hnsw,
-                _ => bail!("--index {i:?}: valid values are auto, exact, hnsw"),
+                _ => return Err(bad("--index", format!("is {i:?}; valid values are auto, exact, hnsw"))),
             };
         }
         Ok(())

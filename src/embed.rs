@@ -170,10 +170,7 @@ impl Embedder {
                 (model, dir.display().to_string(), id)
             }
             ModelSource::Hub { name, cache_dir } => {
-                let which: fastembed::EmbeddingModel = name.parse().map_err(|e: String| EmbedError::Model {
-                    model: name.clone(),
-                    message: format!("{e}; use `all-minilm-l6-v2` (local) or set model.dir"),
-                })?;
+                let which = hub_model(name).map_err(|message| EmbedError::Model { model: name.clone(), message })?;
                 let mut opts = TextInitOptions::new(which)
                     .with_cache_dir(cache_dir.clone())
                     .with_environment(env)
@@ -286,6 +283,27 @@ impl Embedder {
         stats.seconds = start.elapsed().as_secs_f64();
         Ok((Vectors { dim: self.dim, data }, stats))
     }
+}
+
+/// A fastembed model by its hub name (`Xenova/bge-small-en-v1.5`), the name after the slash
+/// (`BAAI/bge-small-en-v1.5` finds the same model), or fastembed's enum name (`BGESmallENV15`).
+fn hub_model(name: &str) -> Result<fastembed::EmbeddingModel, String> {
+    let models = TextEmbedding::list_supported_models();
+    let tail = |s: &str| s.rsplit('/').next().unwrap_or(s).to_ascii_lowercase();
+    models
+        .iter()
+        .find(|m| m.model_code.eq_ignore_ascii_case(name))
+        .or_else(|| models.iter().find(|m| format!("{:?}", m.model).eq_ignore_ascii_case(name)))
+        .or_else(|| models.iter().find(|m| tail(&m.model_code) == tail(name)))
+        .map(|m| m.model.clone())
+        .ok_or_else(|| {
+            let known: Vec<&str> = models.iter().map(|m| m.model_code.as_str()).take(12).collect();
+            format!(
+                "not a model fastembed can download from the Hugging Face hub (known: {}, …); use `all-minilm-l6-v2` \
+                 (local, from `tripletgen fetch-models`) or set model.dir to an ONNX model folder",
+                known.join(", ")
+            )
+        })
 }
 
 /// Scale `v` to unit length (left as is when it is all zeros).

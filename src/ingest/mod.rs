@@ -217,6 +217,8 @@ pub fn load(cfg: &InputConfig, corpus_only: bool) -> Result<Dataset, IngestError
     let mut col = Collector { policy: cfg.on_bad_record, report: &mut report };
     let mut doc_index: HashMap<String, usize> = HashMap::new();
     let mut doc_seen_at: HashMap<String, Location> = HashMap::new();
+    // Hash of the text without the title, for matching pair positives written without it.
+    let mut raw_text_index: HashMap<ContentHash, usize> = HashMap::new();
 
     // Corpus.
     let corpus = cfg.corpus.as_deref().expect("validated: corpus is set");
@@ -239,6 +241,7 @@ pub fn load(cfg: &InputConfig, corpus_only: bool) -> Result<Dataset, IngestError
             return col.reject(BadRecord { loc: rec.loc, field: Some(f.id.clone()), message: msg });
         }
         let title = rec.values[1].as_deref().map(str::trim).unwrap_or("");
+        raw_text_index.entry(ContentHash::of(&text)).or_insert(ds.docs.len());
         let full = if cfg.include_title && !title.is_empty() { format!("{title} {text}") } else { text };
         doc_seen_at.insert(id.clone(), rec.loc);
         doc_index.insert(id.clone(), ds.docs.len());
@@ -248,7 +251,7 @@ pub fn load(cfg: &InputConfig, corpus_only: bool) -> Result<Dataset, IngestError
     })?;
 
     if let Some(pairs) = &cfg.pairs {
-        load_pairs(cfg, pairs, &mut ds, &mut doc_index, &mut col)?;
+        load_pairs(cfg, pairs, &mut ds, &mut doc_index, raw_text_index, &mut col)?;
     } else if cfg.queries.is_some() {
         load_queries_and_qrels(cfg, &mut ds, &doc_index, &mut col)?;
     }
@@ -355,10 +358,12 @@ fn load_pairs(
     path: &Path,
     ds: &mut Dataset,
     doc_index: &mut HashMap<String, usize>,
+    raw_text_index: HashMap<ContentHash, usize>,
     col: &mut Collector<'_>,
 ) -> Result<(), IngestError> {
     let pf = &cfg.pair_fields;
-    let mut doc_by_text: HashMap<ContentHash, usize> = HashMap::new();
+    // A positive matches a document by its text with or without the title.
+    let mut doc_by_text = raw_text_index;
     for (i, d) in ds.docs.iter().enumerate() {
         doc_by_text.entry(d.hash).or_insert(i);
     }
@@ -447,7 +452,7 @@ mod tests {
     #[test]
     fn pairs_match_corpus_text_and_group_queries() {
         let dir = tempfile::tempdir().unwrap();
-        let c = write(dir.path(), "c.jsonl", "{\"_id\":\"a\",\"text\":\"alpha\"}\n{\"_id\":\"b\",\"text\":\"beta\"}\n");
+        let c = write(dir.path(), "c.jsonl", "{\"_id\":\"a\",\"text\":\"alpha\"}\n{\"_id\":\"b\",\"title\":\"B\",\"text\":\"beta\"}\n");
         let p = write(
             dir.path(),
             "p.jsonl",

@@ -134,14 +134,20 @@ fn read_jsonl(
         let text = match std::str::from_utf8(line) {
             Ok(t) => t,
             Err(e) => {
-                sink(Err(bad(loc, None, format!("invalid UTF-8 at byte {} of the line", e.valid_up_to() + 1))))?;
+                let at = e.valid_up_to();
+                let field = field_before(&line[..at]);
+                sink(Err(bad(loc, field.as_deref(), format!("has invalid UTF-8 at byte {} of the line", at + 1))))?;
                 continue;
             }
         };
         let value: serde_json::Value = match serde_json::from_str(text) {
             Ok(v) => v,
             Err(e) => {
-                sink(Err(bad(loc, None, format!("invalid JSON: {e}"))))?;
+                // Name the field being read where the JSON broke, when there is one.
+                let at = text.char_indices().nth(e.column()).map_or(text.len(), |(i, _)| i);
+                let field = if e.line() == 1 { field_before(&text.as_bytes()[..at]) } else { None };
+                let what = if field.is_some() { "is cut short or malformed: invalid JSON" } else { "invalid JSON" };
+                sink(Err(bad(loc, field.as_deref(), format!("{what}: {e}"))))?;
                 continue;
             }
         };
@@ -173,6 +179,26 @@ fn read_jsonl(
         })?;
     }
     Ok(())
+}
+
+/// The last `"key":` of a JSON object before a byte position: the field being read there.
+fn field_before(prefix: &[u8]) -> Option<String> {
+    let text = String::from_utf8_lossy(prefix);
+    let mut best = None;
+    let mut rest = text.as_ref();
+    while let Some(q) = rest.find('"') {
+        let after = &rest[q + 1..];
+        let Some(end) = after.find('"') else { break };
+        let key = &after[..end];
+        let tail = after[end + 1..].trim_start();
+        if tail.starts_with(':') && !key.contains('\\') {
+            best = Some(key.to_string());
+            rest = tail;
+        } else {
+            rest = &after[end + 1..];
+        }
+    }
+    best
 }
 
 fn json_kind(v: &serde_json::Value) -> &'static str {
@@ -398,8 +424,10 @@ mod tests {
         assert_eq!(e.loc.line, 3);
         assert_eq!(e.field.as_deref(), Some("text"));
         assert!(e.message.contains("object"));
-        assert!(items[2].as_ref().unwrap_err().message.contains("UTF-8"));
-        assert!(items[3].as_ref().unwrap_err().message.contains("JSON"));
+        let utf = items[2].as_ref().unwrap_err();
+        assert!(utf.message.contains("UTF-8") && utf.field.as_deref() == Some("text"), "{utf}");
+        let js = items[3].as_ref().unwrap_err();
+        assert!(js.message.contains("JSON") && js.field.as_deref() == Some("_id"), "{js}");
         assert!(items[4].as_ref().unwrap_err().message.contains("object"));
     }
 
