@@ -72,12 +72,24 @@ T2=$(now)
 
 # --- 3. The tests --------------------------------------------------------------------------
 log "cargo test (TRIPLETGEN_TEST_PYTHON=$TRIPLETGEN_TEST_PYTHON)"
+LOG="$(mktemp "${TMPDIR:-/tmp}/tripletgen-test.XXXXXX.log")"
 status=0
-cargo test --no-fail-fast "$@" || status=$?
+cargo test --no-fail-fast "$@" 2>&1 | tee "$LOG" || status=$?
 T3=$(now)
 
 log "timings: venv $((T1 - T0))s, build+fetch(+llama-server) $((T2 - T1))s, cargo test $((T3 - T2))s, total $((T3 - T0))s"
 if [[ $status -ne 0 ]]; then
     log "FAILED (cargo test exited with $status)"
+    grep -E '^test .* FAILED$' "$LOG" | sed 's/^/[test.sh]   /' >&2 || true
 fi
+# One closing line over every test binary: "total: N passed, N failed, N skipped" (ignored = skipped).
+awk '/^test result:/ {
+        for (i = 1; i <= NF; i++) {
+            if ($(i) ~ /^passed;?$/)  p += $(i-1)
+            if ($(i) ~ /^failed;?$/)  f += $(i-1)
+            if ($(i) ~ /^ignored;?$/) s += $(i-1)
+        }
+     }
+     END { printf "total: %d passed, %d failed, %d skipped\n", p, f, s }' "$LOG"
+rm -f "$LOG"
 exit "$status"
