@@ -20,10 +20,10 @@ fn config(dir: &Path, server: &llama::LlamaServer, strategies: &str, max_documen
         "[input]\ncorpus = {}\n\n[generate.llm]\nstrategies = [{strategies}]\nqueries_per_document = 2\n\
          max_documents = {max_documents}\nparaphrases_per_query = 1\npivot_languages = [\"French\"]\n\n\
          [filter]\ndocument_fidelity_min = 0.0\nfidelity_min = 0.0\nround_trip_k = 0\n\n\
-         [output]\ndir = {}\nformats = [\"triplet\", \"flag-jsonl\"]\n\n[llm]\n{}",
+         [output]\ndir = {}\nformats = [\"triplet\", \"flag-jsonl\"]\n\n{}",
         tp(&fixture("quickstart/corpus.jsonl")),
         tp(&dir.join("out")),
-        toml::to_string(&llm).unwrap(),
+        toml::to_string(&std::collections::BTreeMap::from([("llm", llm)])).unwrap(),
     );
     write(dir, "llm.toml", &body)
 }

@@ -568,3 +568,38 @@ fn a_killed_run_resumes_from_the_committed_embeddings() {
     let diff = differing_files(&out, &clean, &["triplet.parquet", "triplet.provenance.parquet"]);
     assert!(diff.is_empty(), "the resumed run differs from an uninterrupted one in {diff:?}");
 }
+
+/// Two runs at once on one (empty) workspace: both succeed (SQLite waits for its lock) and write the
+/// same bytes.
+#[test]
+fn two_concurrent_runs_can_share_one_workspace() {
+    require_models();
+    let t = tmpdir();
+    let ws = t.path().join("ws");
+    let spawn = |name: &str| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_tripletgen"))
+            .arg("mine")
+            .arg(quickstart())
+            .arg("--out")
+            .arg(t.path().join(name))
+            .arg("--workspace")
+            .arg(&ws)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (a, b) = (spawn("a"), spawn("b"));
+    for (name, child) in [("a", a), ("b", b)] {
+        let o = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert!(o.status.success(), "run {name} failed:\n{stderr}");
+        assert!(!stderr.contains("panicked"), "{stderr}");
+    }
+    let diff = differing_files(&t.path().join("a"), &t.path().join("b"), &["triplet.parquet", "triplet.provenance.parquet"]);
+    assert!(diff.is_empty(), "concurrent runs differ in {diff:?}");
+    let ra = read_json(&t.path().join("a/report.json"));
+    let rb = read_json(&t.path().join("b/report.json"));
+    let embedded = num_at(&ra, "/embed_documents/embedded") + num_at(&rb, "/embed_documents/embedded");
+    assert!(embedded >= 310.0, "documents embedded by the two runs together: {embedded}");
+}
