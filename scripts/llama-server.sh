@@ -339,7 +339,9 @@ cmd_start() {
         </dev/null >"$tmplog" 2>&1 &
     pid=$!
     local srvlog="$LOG_DIR/tripletgen-llama-server-$pid.log"
-    mv -f "$tmplog" "$srvlog"
+    # A link, not a rename: the background child may open "$tmplog" for its output only after this
+    # line runs (a rename would then leave the server writing to a new file the log name misses).
+    ln -sf "$tmplog" "$srvlog"
     log "started llama-server pid $pid (log: $srvlog)"
 
     if [[ -n "$owner" ]]; then
@@ -351,7 +353,7 @@ cmd_start() {
                 kill -TERM "$2" 2>/dev/null
                 for i in $(seq 40); do alive "$2" || break; sleep 0.25; done
                 alive "$2" && kill -KILL "$2" 2>/dev/null
-                rm -f "$3"
+                rm -f "$(readlink -f "$3")" "$3"
             fi
             exit 0' tripletgen-llama-watchdog "$owner" "$pid" "$srvlog" </dev/null >/dev/null 2>&1 &
     fi
@@ -389,7 +391,7 @@ cmd_stop() {
     local pid="$1"
     local srvlog="$LOG_DIR/tripletgen-llama-server-$pid.log"
     if ! alive "$pid"; then
-        rm -f "$srvlog"
+        rm -f "$(readlink -f "$srvlog")" "$srvlog"
         log "pid $pid is not running"
         return 0
     fi
@@ -406,7 +408,7 @@ cmd_stop() {
         log "pid $pid ignored SIGTERM for 10 s; sending SIGKILL"
         kill -KILL "$pid" 2>/dev/null || true
     fi
-    rm -f "$srvlog"
+    rm -f "$(readlink -f "$srvlog")" "$srvlog"
 }
 
 case "${1:-}" in

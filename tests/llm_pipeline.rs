@@ -28,9 +28,10 @@ fn config(dir: &Path, server: &llama::LlamaServer, strategies: &str, max_documen
     write(dir, "llm.toml", &body)
 }
 
-/// Chat requests the server has logged so far (llama-server logs one line per request).
+/// Completion tasks the server has logged so far (llama-server logs "processing task" once per
+/// request it serves).
 fn requests_seen(server: &llama::LlamaServer) -> usize {
-    server.log().matches("/chat/completions").count()
+    server.log().matches("processing task").count()
 }
 
 #[test]
