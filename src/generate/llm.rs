@@ -548,6 +548,7 @@ impl<'a> LlmGenerator<'a> {
                 let last = items.len() - 1;
                 for (i, text) in items.into_iter().enumerate() {
                     let cut_off = r.truncated && i == last;
+                    let junk = junk_item(&text);
                     out.push(Candidate {
                         id: format!("{base}-{i}"),
                         source,
@@ -555,7 +556,7 @@ impl<'a> LlmGenerator<'a> {
                         text,
                         detail: detail.into(),
                         llm: Some(prov.clone()),
-                        rejected: cut_off.then_some("truncated-answer"),
+                        rejected: if cut_off { Some("truncated-answer") } else { junk },
                     });
                 }
             }
@@ -570,6 +571,19 @@ impl<'a> LlmGenerator<'a> {
             }
         }
     }
+}
+
+/// Items that are pieces of the prompt or of JSON rather than queries (small models echo both).
+fn junk_item(text: &str) -> Option<&'static str> {
+    let t = text.trim();
+    if ["<<<", ">>>", "DOCUMENT", "QUERY>>", "TEXT>>"].iter().any(|m| t.contains(m)) {
+        return Some("prompt-echo");
+    }
+    let key_value = t.starts_with('"') && t[1..].find('"').is_some_and(|q| t[1 + q + 1..].trim_start().starts_with(':'));
+    if key_value || t.starts_with('{') || t.starts_with('[') {
+        return Some("json-fragment");
+    }
+    None
 }
 
 fn rejected(id: String, source: Source, strategy: &str, detail: &str, prov: LlmProvenance, reason: &'static str) -> Candidate {
@@ -609,6 +623,15 @@ mod tests {
         }
         assert!(t.paraphrase.text.contains("{query}") && t.translate.text.contains("{text}"));
         assert_ne!(t.synthetic.hash, t.paraphrase.hash);
+    }
+
+    #[test]
+    fn prompt_echoes_and_json_fragments_are_not_queries() {
+        assert_eq!(junk_item("DOCUMENT>>"), Some("prompt-echo"));
+        assert_eq!(junk_item("\"name\": \"Mercury\""), Some("json-fragment"));
+        assert_eq!(junk_item("{\"queries\": []}"), Some("json-fragment"));
+        assert_eq!(junk_item("\"Why is Mars red?\""), None);
+        assert_eq!(junk_item("which planet is closest to the sun"), None);
     }
 
     #[test]
