@@ -70,6 +70,8 @@ pub enum BenchCommand {
     Embed(EmbedBenchArgs),
     /// Index: HNSW build time, HNSW vs exact search speed, recall@k and peak memory.
     Index(IndexBenchArgs),
+    /// Lexical variants per second, per strategy (`generate.lexical`).
+    Lexical(LexicalBenchArgs),
     /// Both benchmarks.
     All {
         /// Embedding options.
@@ -79,6 +81,17 @@ pub enum BenchCommand {
         #[command(flatten)]
         index: IndexBenchArgs,
     },
+}
+
+/// Options of the lexical benchmark.
+#[derive(Debug, Args, Clone)]
+pub struct LexicalBenchArgs {
+    /// Generated queries.
+    #[arg(long, default_value_t = 100_000)]
+    pub queries: usize,
+    /// WordNet folder (default: as the pipeline finds it).
+    #[arg(long)]
+    pub wordnet_dir: Option<std::path::PathBuf>,
 }
 
 /// Options of the embedding benchmark.
@@ -407,6 +420,7 @@ pub struct MemoryReport {
 /// Run the benchmarks.
 pub fn run(args: BenchArgs, show_progress: bool) -> Result<()> {
     let (embed_args, index_args) = match args.which {
+        Some(BenchCommand::Lexical(l)) => return run_lexical(&l, args.json),
         Some(BenchCommand::Embed(e)) => (Some(e), None),
         Some(BenchCommand::Index(i)) => (None, Some(i)),
         Some(BenchCommand::All { embed, index }) => (Some(embed), Some(index)),
@@ -442,6 +456,35 @@ pub fn run(args: BenchArgs, show_progress: bool) -> Result<()> {
     if args.json {
         eprint!("{text}");
         println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{text}");
+    }
+    Ok(())
+}
+
+fn run_lexical(a: &LexicalBenchArgs, json: bool) -> Result<()> {
+    if a.queries == 0 {
+        bail!("--queries must be at least 1");
+    }
+    let dir = match &a.wordnet_dir {
+        Some(d) => d.clone(),
+        None => {
+            let root = crate::models::cache_root(&crate::config::ModelConfig::default());
+            crate::generate::wordnet_dir(&crate::config::LexicalConfig::default(), &root)
+        }
+    };
+    let results = crate::bench_lexical::run(a.queries, &dir)?;
+    let m = machine();
+    let mut text = format!(
+        "lexical variants on {} generated queries, one thread ({} build, {} cores, load {})\n{:<22} {:>10} {:>9} {:>14}\n",
+        a.queries, m.build, m.cores, m.load_average, "strategy", "variants", "seconds", "variants/s"
+    );
+    for r in &results {
+        text.push_str(&format!("{:<22} {:>10} {:>9.3} {:>14.0}\n", r.strategy, r.variants, r.seconds, r.variants_per_sec));
+    }
+    if json {
+        eprint!("{text}");
+        println!("{}", serde_json::to_string_pretty(&results)?);
     } else {
         print!("{text}");
     }

@@ -7,6 +7,8 @@
 #![warn(missing_docs)]
 
 pub mod bench;
+pub mod bench_lexical;
+pub mod bench_llm;
 pub mod cli;
 pub mod config;
 pub mod embed;
