@@ -72,6 +72,9 @@ pub enum BenchCommand {
     Index(IndexBenchArgs),
     /// Lexical variants per second, per strategy (`generate.lexical`).
     Lexical(LexicalBenchArgs),
+    /// LLM client overhead: against an instant local server, and against the real llama.cpp server
+    /// next to a plain load generator (needs `scripts/llama-server.sh build`).
+    Llm(LlmBenchArgs),
     /// Both benchmarks.
     All {
         /// Embedding options.
@@ -92,6 +95,20 @@ pub struct LexicalBenchArgs {
     /// WordNet folder (default: as the pipeline finds it).
     #[arg(long)]
     pub wordnet_dir: Option<std::path::PathBuf>,
+}
+
+/// Options of the LLM client benchmark.
+#[derive(Debug, Args, Clone)]
+pub struct LlmBenchArgs {
+    /// Requests per round against llama.cpp.
+    #[arg(long, default_value_t = 40)]
+    pub requests: usize,
+    /// Requests in flight against llama.cpp (its slot count).
+    #[arg(long, default_value_t = 2)]
+    pub concurrency: usize,
+    /// Only the instant local server (no llama.cpp).
+    #[arg(long)]
+    pub instant_only: bool,
 }
 
 /// Options of the embedding benchmark.
@@ -421,6 +438,16 @@ pub struct MemoryReport {
 pub fn run(args: BenchArgs, show_progress: bool) -> Result<()> {
     let (embed_args, index_args) = match args.which {
         Some(BenchCommand::Lexical(l)) => return run_lexical(&l, args.json),
+        Some(BenchCommand::Llm(l)) => {
+            if l.requests == 0 || l.concurrency == 0 {
+                bail!("--requests and --concurrency must be at least 1");
+            }
+            let results = crate::bench_llm::run(l.requests, l.concurrency, !l.instant_only, args.json)?;
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&results)?);
+            }
+            return Ok(());
+        }
         Some(BenchCommand::Embed(e)) => (Some(e), None),
         Some(BenchCommand::Index(i)) => (None, Some(i)),
         Some(BenchCommand::All { embed, index }) => (Some(embed), Some(index)),

@@ -75,6 +75,8 @@ pub struct LlmBenchOptions {
     pub llama_warmup: usize,
     /// Timed runs per client and target; the order of the two clients flips every round.
     pub rounds: usize,
+    /// Print the table on stderr (when the caller prints JSON on stdout).
+    pub table_to_stderr: bool,
 }
 
 impl Default for LlmBenchOptions {
@@ -89,6 +91,7 @@ impl Default for LlmBenchOptions {
             llama_max_tokens: 16,
             llama_warmup: 4,
             rounds: 4,
+            table_to_stderr: false,
         }
     }
 }
@@ -123,9 +126,10 @@ pub struct LlmBenchResult {
 /// real llama.cpp server (4 rounds, `max_tokens` 16, temperature 0, seed 42). Prints the table and
 /// the verdicts to stdout; returns every timed run. Call it from synchronous code (it builds its own
 /// runtimes).
-pub fn run(requests: usize, concurrency: usize, llama: bool) -> Result<Vec<LlmBenchResult>> {
+pub fn run(requests: usize, concurrency: usize, llama: bool, json: bool) -> Result<Vec<LlmBenchResult>> {
     run_with(&LlmBenchOptions {
         llama,
+        table_to_stderr: json,
         llama_requests: requests,
         llama_concurrency: concurrency,
         ..LlmBenchOptions::default()
@@ -207,7 +211,12 @@ pub fn run_with(opts: &LlmBenchOptions) -> Result<Vec<LlmBenchResult>> {
         drop(server);
     }
 
-    print!("{}", table(&results));
+    // The table is the answer unless JSON was asked for (then the JSON is, and the table is for people).
+    if opts.table_to_stderr {
+        eprint!("{}", table(&results));
+    } else {
+        print!("{}", table(&results));
+    }
     Ok(results)
 }
 
