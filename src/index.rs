@@ -105,13 +105,151 @@ pub struct ExactIndex {
     docs: Vectors,
 }
 
-/// An HNSW graph (hnsw_rs). hnsw_rs keeps its own copy of every vector; we re-score from those
-/// copies (`points[doc]`) instead of keeping a second one.
+/// An HNSW graph built by hnsw_rs. hnsw_rs keeps its own copy of every vector; we score from those
+/// copies (`points[doc]`) instead of keeping a second one. Searches run on [`Links`], a compact copy
+/// of the graph's links (u32 ids), not through hnsw_rs's search, whose per-query bookkeeping (an
+/// allocated entry per visited candidate) costs several times the distance computations.
 pub struct HnswIndex {
-    graph: Hnsw<'static, f32, ClampedDot>,
+    _graph: Hnsw<'static, f32, ClampedDot>,
     points: Vec<Arc<Point<'static, f32>>>,
+    links: Links,
     dim: usize,
     ef_search: usize,
+}
+
+/// The graph's links as plain ids: layer 0 in one flat array, upper layers per node.
+struct Links {
+    offsets: Vec<u32>,
+    layer0: Vec<u32>,
+    upper: std::collections::HashMap<u32, Vec<Vec<u32>>>,
+    entry: u32,
+    max_level: usize,
+}
+
+/// An f32 that orders totally (for heaps).
+#[derive(Clone, Copy, PartialEq)]
+struct Ord32(f32);
+impl Eq for Ord32 {}
+impl PartialOrd for Ord32 {
+    fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(o))
+    }
+}
+impl Ord for Ord32 {
+    fn cmp(&self, o: &Self) -> std::cmp::Ordering {
+        self.0.total_cmp(&o.0)
+    }
+}
+
+thread_local! {
+    /// Per-thread visited marks (generation-stamped, so no clearing between queries).
+    static VISITED: std::cell::RefCell<(Vec<u32>, u32)> = const { std::cell::RefCell::new((Vec::new(), 0)) };
+}
+
+impl Links {
+    fn from_points(points: &[Arc<Point<'static, f32>>]) -> Links {
+        let n = points.len();
+        let mut offsets = Vec::with_capacity(n + 1);
+        let mut layer0 = Vec::new();
+        let mut upper = std::collections::HashMap::new();
+        let (mut entry, mut max_level) = (0u32, 0usize);
+        offsets.push(0u32);
+        for (i, p) in points.iter().enumerate() {
+            let hood = p.get_neighborhood_id();
+            let level = p.get_point_id().0 as usize;
+            if let Some(l0) = hood.first() {
+                layer0.extend(l0.iter().map(|nb| nb.d_id as u32));
+            }
+            offsets.push(layer0.len() as u32);
+            if level > 0 {
+                let ups: Vec<Vec<u32>> =
+                    (1..=level).map(|l| hood.get(l).map(|v| v.iter().map(|nb| nb.d_id as u32).collect()).unwrap_or_default()).collect();
+                upper.insert(i as u32, ups);
+            }
+            if level > max_level || i == 0 {
+                max_level = max_level.max(level);
+                if level >= max_level {
+                    entry = i as u32;
+                }
+            }
+        }
+        Links { offsets, layer0, upper, entry, max_level }
+    }
+
+    fn neighbours0(&self, node: u32) -> &[u32] {
+        &self.layer0[self.offsets[node as usize] as usize..self.offsets[node as usize + 1] as usize]
+    }
+
+    /// Greedy descent through the upper layers, then a beam of width `ef` on layer 0. Distances are
+    /// negated dot products; ties go to the lower id.
+    fn search<'v>(&self, q: &[f32], k: usize, ef: usize, vector: impl Fn(u32) -> &'v [f32]) -> Vec<Hit> {
+        use std::cmp::Reverse;
+        use std::collections::BinaryHeap;
+        let dist = |id: u32| Ord32(-dot(q, vector(id)));
+        let n = self.offsets.len() - 1;
+        let mut ep = self.entry;
+        let mut ep_d = dist(ep);
+        for l in (1..=self.max_level).rev() {
+            loop {
+                let mut moved = false;
+                for &nb in self.upper.get(&ep).and_then(|v| v.get(l - 1)).map(Vec::as_slice).unwrap_or_default() {
+                    let d = dist(nb);
+                    if (d, nb) < (ep_d, ep) {
+                        ep = nb;
+                        ep_d = d;
+                        moved = true;
+                    }
+                }
+                if !moved {
+                    break;
+                }
+            }
+        }
+        VISITED.with(|cell| {
+            let mut guard = cell.borrow_mut();
+            let (marks, generation) = &mut *guard;
+            if marks.len() < n {
+                marks.clear();
+                marks.resize(n, 0);
+                *generation = 0;
+            }
+            *generation = generation.wrapping_add(1);
+            if *generation == 0 {
+                marks.iter_mut().for_each(|m| *m = 0);
+                *generation = 1;
+            }
+            let generation = *generation;
+            let mut candidates = BinaryHeap::with_capacity(ef * 4);
+            let mut results: BinaryHeap<(Ord32, u32)> = BinaryHeap::with_capacity(ef + 1);
+            marks[ep as usize] = generation;
+            candidates.push(Reverse((ep_d, ep)));
+            results.push((ep_d, ep));
+            while let Some(Reverse((d, c))) = candidates.pop() {
+                if results.len() >= ef && results.peek().is_some_and(|&worst| (d, c) > worst) {
+                    break;
+                }
+                for &nb in self.neighbours0(c) {
+                    let slot = &mut marks[nb as usize];
+                    if *slot == generation {
+                        continue;
+                    }
+                    *slot = generation;
+                    let dn = dist(nb);
+                    if results.len() < ef || results.peek().is_some_and(|&worst| (dn, nb) < worst) {
+                        candidates.push(Reverse((dn, nb)));
+                        results.push((dn, nb));
+                        if results.len() > ef {
+                            results.pop();
+                        }
+                    }
+                }
+            }
+            let mut hits: Vec<Hit> = results.into_iter().map(|(d, id)| Hit { doc: id, score: -d.0 }).collect();
+            sort_hits(&mut hits);
+            hits.truncate(k);
+            hits
+        })
+    }
 }
 
 /// What was built and how it went.
@@ -302,20 +440,13 @@ impl HnswIndex {
         let mut points: Vec<Arc<Point<'static, f32>>> = graph.get_point_indexation().into_iter().collect();
         points.sort_unstable_by_key(|p| p.get_origin_id());
         debug_assert!(points.iter().enumerate().all(|(i, p)| p.get_origin_id() == i), "one point per document");
-        HnswIndex { graph, points, dim, ef_search: cfg.ef_search }
+        let links = Links::from_points(&points);
+        HnswIndex { _graph: graph, points, links, dim, ef_search: cfg.ef_search }
     }
 
     fn search(&self, q: &[f32], k: usize) -> Vec<Hit> {
         let ef = self.ef_search.max(k);
-        let mut hits: Vec<Hit> = self
-            .graph
-            .search(q, k, ef)
-            .into_iter()
-            .map(|n| Hit { doc: n.d_id as u32, score: dot(q, self.points[n.d_id].get_v()) })
-            .collect();
-        sort_hits(&mut hits);
-        hits.truncate(k);
-        hits
+        self.links.search(q, k, ef, |id| self.points[id as usize].get_v())
     }
 }
 
