@@ -734,6 +734,27 @@ struct RawOrt {
     token_type_ids: bool,
 }
 
+/// One tokenized batch, row-major `[batch, len]`.
+struct Encoded {
+    ids: Vec<i64>,
+    mask: Vec<i64>,
+    types: Vec<i64>,
+    batch: usize,
+    len: usize,
+}
+
+/// One timed raw ONNX Runtime pass over the corpus.
+struct RawRun {
+    /// Vectors in input order.
+    vectors: Vec<Vec<f32>>,
+    /// Real tokens.
+    tokens: usize,
+    /// Tokens in the batch tensors, padding included.
+    padded: usize,
+    seconds: f64,
+    cpu_seconds: f64,
+}
+
 fn ort_err<E: std::fmt::Display>(e: E) -> anyhow::Error {
     anyhow!("ONNX Runtime: {e}")
 }
@@ -785,8 +806,8 @@ impl RawOrt {
         Ok(RawOrt { session, tokenizer, output, token_type_ids })
     }
 
-    /// Tokenize one batch: (ids, mask, type ids, batch, sequence length).
-    fn encode(&self, texts: &[&str]) -> Result<(Vec<i64>, Vec<i64>, Vec<i64>, usize, usize)> {
+    /// Tokenize one batch into padded `[batch, len]` tensors.
+    fn encode(&self, texts: &[&str]) -> Result<Encoded> {
         let enc = self.tokenizer.encode_batch(texts.to_vec(), true).map_err(|e| anyhow!("tokenize: {e}"))?;
         let b = enc.len();
         let l = enc.first().map_or(0, |e| e.len());
@@ -797,13 +818,13 @@ impl RawOrt {
             mask.extend(e.get_attention_mask().iter().map(|&x| x as i64));
             types.extend(e.get_type_ids().iter().map(|&x| x as i64));
         }
-        Ok((ids, mask, types, b, l))
+        Ok(Encoded { ids, mask, types, batch: b, len: l })
     }
 
     /// Embed one batch; also returns (real tokens, padded tokens).
     fn embed(&mut self, texts: &[&str]) -> Result<(Vec<Vec<f32>>, usize, usize)> {
         use ort::value::Tensor;
-        let (ids, mask, types, b, l) = self.encode(texts)?;
+        let Encoded { ids, mask, types, batch: b, len: l } = self.encode(texts)?;
         let shape = vec![b as i64, l as i64];
         let mut inputs = ort::inputs![
             "input_ids" => Tensor::from_array((shape.clone(), ids)).map_err(ort_err)?,
@@ -844,9 +865,9 @@ fn padding_efficiency(raw: &RawOrt, texts: &[&str], order: &[usize], batch: usiz
     let (mut real, mut padded) = (0usize, 0usize);
     for chunk in order.chunks(batch) {
         let strs: Vec<&str> = chunk.iter().map(|&i| texts[i]).collect();
-        let (_, mask, _, b, l) = raw.encode(&strs)?;
-        real += mask.iter().filter(|&&m| m != 0).count();
-        padded += b * l;
+        let enc = raw.encode(&strs)?;
+        real += enc.mask.iter().filter(|&&m| m != 0).count();
+        padded += enc.batch * enc.len;
     }
     Ok(real as f64 / padded.max(1) as f64)
 }
@@ -885,15 +906,8 @@ fn time_tripletgen(
     Ok((vectors, stats, seconds, cpu))
 }
 
-/// Time raw ONNX Runtime over `texts` in `order`, `batch` at a time: (vectors in input order,
-/// real tokens, padded tokens, seconds, CPU seconds).
-fn time_raw(
-    raw: &mut RawOrt,
-    texts: &[&str],
-    order: &[usize],
-    batch: usize,
-    show_progress: bool,
-) -> Result<(Vec<Vec<f32>>, usize, usize, f64, f64)> {
+/// Time raw ONNX Runtime over `texts` in `order`, `batch` at a time.
+fn time_raw(raw: &mut RawOrt, texts: &[&str], order: &[usize], batch: usize, show_progress: bool) -> Result<RawRun> {
     let pb = progress::bar(texts.len() as u64, "bench (b)", "texts", show_progress);
     let mut vectors: Vec<Vec<f32>> = vec![Vec::new(); texts.len()];
     let (mut real, mut padded) = (0usize, 0usize);
@@ -911,7 +925,7 @@ fn time_raw(
     let seconds = start.elapsed().as_secs_f64();
     let cpu = cpu_seconds() - cpu;
     pb.finish_and_clear();
-    Ok((vectors, real, padded, seconds, cpu))
+    Ok(RawRun { vectors, tokens: real, padded, seconds, cpu_seconds: cpu })
 }
 
 fn run_embed(a: &EmbedBenchArgs, seed: u64, show_progress: bool) -> Result<EmbedReport> {
@@ -955,7 +969,7 @@ fn run_embed(a: &EmbedBenchArgs, seed: u64, show_progress: bool) -> Result<Embed
 
     // (a) and (b) alternate `repeat` times; the fastest run of each counts.
     let mut best_a: Option<(Vectors, crate::embed::EmbedStats, f64, f64)> = None;
-    let mut best_b: Option<(Vec<Vec<f32>>, usize, usize, f64, f64)> = None;
+    let mut best_b: Option<RawRun> = None;
     for rep in 1..=a.repeat {
         log::info!(
             "embed (a) {rep}/{}: tripletgen embed_cached, sorted by length, batch {}, {} threads",
@@ -970,15 +984,15 @@ fn run_embed(a: &EmbedBenchArgs, seed: u64, show_progress: bool) -> Result<Embed
         }
         log::info!("embed (b) {rep}/{}: raw ONNX Runtime on the same sorted batches", a.repeat);
         let run_b = time_raw(&mut raw, &texts, &order, a.batch_size, show_progress)?;
-        log::info!("embed (b): {:.1} s", run_b.3);
-        if best_b.as_ref().is_none_or(|b| run_b.3 < b.3) {
+        log::info!("embed (b): {:.1} s", run_b.seconds);
+        if best_b.as_ref().is_none_or(|b| run_b.seconds < b.seconds) {
             best_b = Some(run_b);
         }
     }
-    let (Some((vec_a, stats_a, secs_a, cpu_a)), Some((vec_b, tokens_b, padded_b, secs_b, cpu_b))) = (best_a, best_b)
-    else {
+    let (Some((vec_a, stats_a, secs_a, cpu_a)), Some(run_b)) = (best_a, best_b) else {
         bail!("--repeat must be at least 1");
     };
+    let RawRun { vectors: vec_b, tokens: tokens_b, padded: padded_b, seconds: secs_b, cpu_seconds: cpu_b } = run_b;
     if tokens_b != stats_a.tokens {
         log::warn!("token counts differ: tripletgen {} vs raw {}", stats_a.tokens, tokens_b);
     }
@@ -1585,7 +1599,7 @@ pub fn render(r: &BenchReport) -> String {
             "hnsw_rs parallel_insert on all cores (benchmark only; the pipeline inserts serially)".to_string()
         };
         let _ = writeln!(s, "  build: {build}");
-        let _ = writeln!(s, "  {:<36} {:>28}   {}", "metric", "value", "target");
+        let _ = writeln!(s, "  {:<36} {:>28}   target", "metric", "value");
         let mut row = |k: &str, v: String, t: String| {
             let _ = writeln!(s, "  {:<36} {:>28}   {}", k, v, t);
         };
