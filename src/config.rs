@@ -340,7 +340,8 @@ pub struct MineConfig {
     /// Keep a negative only if `score <= positive_score - absolute_margin`.
     pub absolute_margin: Option<f32>,
     /// Keep a negative only if `score <= positive_score - |positive_score| * relative_margin`
-    /// (NV-Retriever's TopK-PercPos; 0.05 = below 95 % of the positive).
+    /// (NV-Retriever's TopK-PercPos; 0.05 = below 95 % of the positive). `false` turns it off.
+    #[serde(deserialize_with = "number_or_off")]
     pub relative_margin: Option<f32>,
     /// Drop candidates scoring above this.
     pub max_score: Option<f32>,
@@ -990,6 +991,21 @@ fn clean_path(p: &Path) -> PathBuf {
     if out.as_os_str().is_empty() { PathBuf::from(".") } else { out }
 }
 
+/// A number, or `false` for "off" (TOML has no null).
+fn number_or_off<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<f32>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum NumberOrOff {
+        Number(f32),
+        Off(bool),
+    }
+    match NumberOrOff::deserialize(d)? {
+        NumberOrOff::Number(x) => Ok(Some(x)),
+        NumberOrOff::Off(false) => Ok(None),
+        NumberOrOff::Off(true) => Err(serde::de::Error::custom("expected a number, or false to turn it off")),
+    }
+}
+
 fn list_splits(dir: &Path) -> Vec<String> {
     let mut v: Vec<String> = std::fs::read_dir(dir)
         .map(|rd| {
@@ -1014,6 +1030,14 @@ mod tests {
     fn unknown_key_is_refused_with_its_name() {
         let e = parse("[index]\nmm = 3\n").unwrap_err();
         assert!(e.contains("mm"), "{e}");
+    }
+
+    #[test]
+    fn relative_margin_can_be_turned_off() {
+        assert_eq!(parse("[mine]\nrelative_margin = false\n").unwrap().mine.relative_margin, None);
+        assert_eq!(parse("[mine]\nrelative_margin = 0.1\n").unwrap().mine.relative_margin, Some(0.1));
+        assert_eq!(parse("").unwrap().mine.relative_margin, Some(0.05));
+        assert!(parse("[mine]\nrelative_margin = true\n").is_err());
     }
 
     #[test]
