@@ -37,7 +37,9 @@ fn requests_seen(server: &llama::LlamaServer) -> usize {
 #[test]
 fn generation_end_to_end_then_a_rerun_sends_no_request() {
     require_models();
-    let Some(server) = llama::LlamaServer::shared() else { return llama::skipped("generation_end_to_end") };
+    // A private server: the request counts read from its log must not include other tests' requests.
+    let Some(own) = llama::LlamaServer::start() else { return llama::skipped("generation_end_to_end") };
+    let server = &own;
     let t = tmpdir();
     let cfg = config(t.path(), server, "\"synthetic\", \"paraphrase\", \"backtranslation\"", 3);
     let out = t.path().join("out");
