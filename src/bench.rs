@@ -1263,9 +1263,7 @@ fn build_parallel(docs: Vectors, cfg: &IndexConfig, show_progress: bool) -> Buil
     const CHUNK: usize = 16_384;
     let n = docs.len();
     let dim = docs.dim;
-    // The same layer count as Index::build.
-    let max_layer = 16.min((n as f64).ln().ceil().max(1.0) as usize);
-    let graph = Hnsw::new(cfg.m, n, max_layer, cfg.ef_construction, ClampedDot);
+    let graph = crate::index::new_graph(n, cfg);
     let pb = progress::bar(n as u64, "index", "docs", show_progress);
     let mut data = docs.data;
     let mut end = n;
@@ -1282,8 +1280,7 @@ fn build_parallel(docs: Vectors, cfg: &IndexConfig, show_progress: bool) -> Buil
     pb.finish_and_clear();
     let mut graph = graph;
     graph.set_searching_mode(true);
-    let mut points: Vec<Arc<Point<'static, f32>>> = graph.get_point_indexation().into_iter().collect();
-    points.sort_unstable_by_key(|p| p.get_origin_id());
+    let points = crate::index::points_by_id(&graph);
     Built::Parallel { graph, points, ef_search: cfg.ef_search }
 }
 

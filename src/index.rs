@@ -420,9 +420,7 @@ impl HnswIndex {
     fn build(docs: Vectors, cfg: &IndexConfig, show_progress: bool) -> HnswIndex {
         let n = docs.len();
         let dim = docs.dim;
-        // Validated in config: m <= 256, so Hnsw::new cannot call process::exit.
-        let max_layer = 16.min((n as f64).ln().ceil().max(1.0) as usize);
-        let graph = Hnsw::new(cfg.m, n, max_layer, cfg.ef_construction, ClampedDot);
+        let graph = new_graph(n, cfg);
         let pb = progress::bar(n as u64, "index", "docs", show_progress);
         let mut data = docs.data;
         const RELEASE_EVERY: usize = 8192;
@@ -437,8 +435,7 @@ impl HnswIndex {
         pb.finish_and_clear();
         let mut graph = graph;
         graph.set_searching_mode(true);
-        let mut points: Vec<Arc<Point<'static, f32>>> = graph.get_point_indexation().into_iter().collect();
-        points.sort_unstable_by_key(|p| p.get_origin_id());
+        let points = points_by_id(&graph);
         debug_assert!(points.iter().enumerate().all(|(i, p)| p.get_origin_id() == i), "one point per document");
         let links = Links::from_points(&points);
         HnswIndex { _graph: graph, points, links, dim, ef_search: cfg.ef_search }
@@ -448,6 +445,20 @@ impl HnswIndex {
         let ef = self.ef_search.max(k);
         self.links.search(q, k, ef, |id| self.points[id as usize].get_v())
     }
+}
+
+/// An empty hnsw_rs graph for `n` points with the configured M and ef_construction. `cfg` must be
+/// validated: `m <= 256`, so `Hnsw::new` cannot call `process::exit`.
+pub fn new_graph(n: usize, cfg: &IndexConfig) -> Hnsw<'static, f32, ClampedDot> {
+    let max_layer = 16.min((n as f64).ln().ceil().max(1.0) as usize);
+    Hnsw::new(cfg.m, n, max_layer, cfg.ef_construction, ClampedDot)
+}
+
+/// Every point of a built graph, indexed by its document number (its origin id).
+pub fn points_by_id(graph: &Hnsw<'static, f32, ClampedDot>) -> Vec<Arc<Point<'static, f32>>> {
+    let mut points: Vec<Arc<Point<'static, f32>>> = graph.get_point_indexation().into_iter().collect();
+    points.sort_unstable_by_key(|p| p.get_origin_id());
+    points
 }
 
 /// Best first; equal scores by document number.
