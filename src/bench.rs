@@ -22,20 +22,18 @@
 
 use crate::config::{Config, IndexConfig, IndexKind};
 use crate::embed::{Embedder, Vectors, normalize, ort_environment};
-use crate::index::{self, ClampedDot, Hit, Index};
+use crate::index::{self, Index};
 use crate::models::{self, ModelSource};
 use crate::progress;
 use crate::workspace::Store;
 use anyhow::{Context, Result, anyhow, bail};
 use clap::{Args, Subcommand};
-use hnsw_rs::prelude::{Hnsw, Point};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 use serde::Serialize;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Instant;
 
 /// Target: tripletgen's embedding path at most this much slower than raw ONNX Runtime (percent).
@@ -184,12 +182,12 @@ pub struct IndexBenchArgs {
     /// Cluster centres of the synthetic vectors (default: n / 30, between 50 and 4000).
     #[arg(long)]
     pub clusters: Option<usize>,
-    /// Build with hnsw_rs `parallel_insert` on all cores instead of the pipeline's serial inserts
-    /// (faster on large n; not deterministic; not what `tripletgen run` does).
+    /// Build with hnsw_rs `parallel_insert` on all cores (`index.parallel_build = true`) instead of
+    /// serial inserts (faster on large n; not deterministic).
     #[arg(long)]
     pub parallel_build: bool,
     /// Also search the same graph with these ef_search values (comma list) and report recall and
-    /// speed for each; needs --parallel-build (the pipeline's index fixes ef_search when built).
+    /// speed for each.
     #[arg(long, value_delimiter = ',')]
     pub ef_sweep: Vec<usize>,
 }
@@ -371,8 +369,6 @@ pub struct IndexReport {
     pub recall: f64,
     /// Mean cosine of the k-th exact neighbour (how tight the synthetic neighbourhoods are).
     pub mean_kth_cosine: f64,
-    /// Mean layer-0 links per node, when the graph could be inspected (parallel build only).
-    pub mean_layer0_links: Option<f64>,
     /// Recall and speed at other ef_search values on the same graph (`--ef-sweep`).
     pub ef_sweep: Vec<EfPoint>,
     /// Memory.
@@ -553,9 +549,6 @@ fn validate_index(a: &IndexBenchArgs) -> Result<()> {
     }
     if a.ef_construction == 0 || a.ef_search == 0 {
         bail!("--ef-construction and --ef-search must be at least 1");
-    }
-    if !a.ef_sweep.is_empty() && !a.parallel_build {
-        bail!("--ef-sweep needs --parallel-build (the pipeline's index fixes ef_search when it is built)");
     }
     if a.ef_sweep.contains(&0) {
         bail!("--ef-sweep values must be at least 1");
@@ -1178,21 +1171,6 @@ fn cpu_seconds() -> f64 {
     (ticks(11) + ticks(12)) / 100.0
 }
 
-/// Give freed heap back to the kernel (glibc keeps it otherwise), so that one phase's leftovers do
-/// not count in the next phase's peak.
-fn release_free_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    {
-        unsafe extern "C" {
-            fn malloc_trim(pad: usize) -> i32;
-        }
-        // SAFETY: malloc_trim only returns unused memory of glibc's arenas to the kernel.
-        unsafe {
-            malloc_trim(0);
-        }
-    }
-}
-
 fn rss() -> u64 {
     proc_status("VmRSS").unwrap_or(0)
 }
@@ -1216,81 +1194,13 @@ fn malloc_chunk(n: u64) -> u64 {
     ((n + 8).div_ceil(16) * 16).max(32)
 }
 
-/// The graph the benchmark searches: the pipeline's index, or one built here with parallel_insert.
-enum Built {
-    Pipeline(Index),
-    Parallel { graph: Hnsw<'static, f32, ClampedDot>, points: Vec<Arc<Point<'static, f32>>>, ef_search: usize },
-}
-
-impl Built {
-    fn search(&self, queries: &Vectors, k: usize) -> Result<Vec<Vec<Hit>>> {
-        self.search_ef(queries, k, None)
-    }
-
-    /// Search with another ef_search (only for a graph built here; the pipeline's index fixes it).
-    fn search_ef(&self, queries: &Vectors, k: usize, ef: Option<usize>) -> Result<Vec<Vec<Hit>>> {
-        match self {
-            Built::Pipeline(i) => Ok(i.search_batch(queries, k)?),
-            // Like the pipeline's HNSW search: ef raised to k, scores recomputed from hnsw_rs's copy
-            // of the vectors, best first with ties by document number.
-            Built::Parallel { graph, points, ef_search } => Ok((0..queries.len())
-                .into_par_iter()
-                .map(|q| {
-                    let qv = queries.row(q);
-                    let mut hits: Vec<Hit> = graph
-                        .search(qv, k, ef.unwrap_or(*ef_search).max(k))
-                        .into_iter()
-                        .map(|nb| Hit { doc: nb.d_id as u32, score: index::dot(qv, points[nb.d_id].get_v()) })
-                        .collect();
-                    index::sort_hits(&mut hits);
-                    hits.truncate(k);
-                    hits
-                })
-                .collect()),
-        }
-    }
-
-    fn mean_layer0_links(&self) -> Option<f64> {
-        let Built::Parallel { points, .. } = self else { return None };
-        let links: usize = points.iter().map(|p| p.get_neighborhood_id().first().map_or(0, Vec::len)).sum();
-        Some(links as f64 / points.len().max(1) as f64)
-    }
-}
-
-/// hnsw_rs `parallel_insert` over all cores, last chunk first, releasing our copy of the vectors as
-/// it goes (as the pipeline's serial build does), then re-scoring from hnsw_rs's copies.
-fn build_parallel(docs: Vectors, cfg: &IndexConfig, show_progress: bool) -> Built {
-    const CHUNK: usize = 16_384;
-    let n = docs.len();
-    let dim = docs.dim;
-    let graph = crate::index::new_graph(n, cfg);
-    let pb = progress::bar(n as u64, "index", "docs", show_progress);
-    let mut data = docs.data;
-    let mut end = n;
-    while end > 0 {
-        let start = end.saturating_sub(CHUNK);
-        let items: Vec<(&[f32], usize)> = (start..end).map(|i| (&data[i * dim..(i + 1) * dim], i)).collect();
-        graph.parallel_insert_slice(&items);
-        drop(items);
-        data.truncate(start * dim);
-        data.shrink_to_fit();
-        pb.inc((end - start) as u64);
-        end = start;
-    }
-    pb.finish_and_clear();
-    let mut graph = graph;
-    graph.set_searching_mode(true);
-    let points = crate::index::points_by_id(&graph);
-    Built::Parallel { graph, points, ef_search: cfg.ef_search }
-}
-
 fn default_clusters(n: usize) -> usize {
     (n / 30).clamp(50, 4000).min(n)
 }
 
 fn run_index(a: &IndexBenchArgs, n: usize, seed: u64, show_progress: bool) -> Result<IndexReport> {
     let clusters = a.clusters.unwrap_or_else(|| default_clusters(n));
-    release_free_memory();
+    index::release_free_memory();
     let reset_ok = reset_peak();
     if !reset_ok {
         log::warn!("cannot reset VmHWM through /proc/self/clear_refs: peaks below are process-lifetime peaks");
@@ -1309,6 +1219,7 @@ fn run_index(a: &IndexBenchArgs, n: usize, seed: u64, show_progress: bool) -> Re
         m: a.m,
         ef_construction: a.ef_construction,
         ef_search: a.ef_search,
+        parallel_build: a.parallel_build,
         ..IndexConfig::default()
     };
     let build_mode = if a.parallel_build { "parallel_insert" } else { "serial" };
@@ -1319,11 +1230,7 @@ fn run_index(a: &IndexBenchArgs, n: usize, seed: u64, show_progress: bool) -> Re
     );
     reset_peak();
     let (start, cpu) = (Instant::now(), cpu_seconds());
-    let built = if a.parallel_build {
-        build_parallel(docs, &cfg, show_progress)
-    } else {
-        Built::Pipeline(Index::build(docs, &cfg, show_progress)?.0)
-    };
+    let built = Index::build(docs, &cfg, None, show_progress)?.0;
     let build_seconds = start.elapsed().as_secs_f64();
     let build_cpu_seconds = cpu_seconds() - cpu;
     let peak_build = peak();
@@ -1332,21 +1239,20 @@ fn run_index(a: &IndexBenchArgs, n: usize, seed: u64, show_progress: bool) -> Re
 
     reset_peak();
     let (start, cpu) = (Instant::now(), cpu_seconds());
-    let got = built.search(&queries, a.k)?;
+    let got = built.search_batch(&queries, a.k)?;
     let hnsw_seconds = start.elapsed().as_secs_f64();
     let hnsw_cpu_seconds = cpu_seconds() - cpu;
     let peak_hnsw_search = peak();
     log::info!("index n={n}: HNSW search {hnsw_seconds:.2} s");
-    let mean_layer0_links = built.mean_layer0_links();
     let mut sweep_results = Vec::new();
     for &ef in &a.ef_sweep {
         let start = Instant::now();
-        let hits = built.search_ef(&queries, a.k, Some(ef))?;
+        let hits = built.search_batch_ef(&queries, a.k, Some(ef))?;
         sweep_results.push((ef, start.elapsed().as_secs_f64(), hits));
         log::info!("index n={n}: HNSW search with ef_search={ef}: {:.2} s", sweep_results.last().map_or(0.0, |r| r.1));
     }
     drop(built);
-    release_free_memory();
+    index::release_free_memory();
     let rss_after_drop = rss();
 
     // Exact search on the same documents: the index gave its copy to hnsw_rs, so generate them
@@ -1432,7 +1338,6 @@ fn run_index(a: &IndexBenchArgs, n: usize, seed: u64, show_progress: bool) -> Re
         break_even_queries,
         recall,
         mean_kth_cosine,
-        mean_layer0_links,
         ef_sweep,
         memory,
     })
@@ -1638,9 +1543,6 @@ pub fn render(r: &BenchReport) -> String {
                 format!("{:.0} q/s, {:.1}x, recall {:.4}", p.queries_per_s, p.speedup, p.recall),
                 String::new(),
             );
-        }
-        if let Some(l) = x.mean_layer0_links {
-            row("mean layer-0 links per node", format!("{l:.1} (max {})", 2 * x.m), String::new());
         }
         row(
             "peak RSS, HNSW build + search",

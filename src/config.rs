@@ -299,6 +299,15 @@ pub struct IndexConfig {
     pub ef_search: usize,
     /// Measure HNSW recall against exact search on this many sampled queries (0 = off).
     pub recall_sample: usize,
+    /// HNSW: build with hnsw_rs's parallel insertion (faster on several cores, but the graph, and
+    /// so the mined negatives, may differ between runs).
+    pub parallel_build: bool,
+    /// HNSW: keep the graph in the workspace and update it on the next run (insert new documents,
+    /// skip gone ones) instead of building it again.
+    pub persist: bool,
+    /// HNSW: rebuild instead of updating once (gone + inserted since the last build) / nodes would
+    /// pass this share.
+    pub rebuild_share: f64,
 }
 impl Default for IndexConfig {
     fn default() -> Self {
@@ -309,6 +318,9 @@ impl Default for IndexConfig {
             ef_construction: 200,
             ef_search: 128,
             recall_sample: 0,
+            parallel_build: false,
+            persist: true,
+            rebuild_share: 0.2,
         }
     }
 }
@@ -808,6 +820,9 @@ impl Config {
         }
         if !(1..=100_000).contains(&ix.ef_search) {
             return Err(bad("index.ef_search", format!("is {}; valid: 1 to 100000", ix.ef_search)));
+        }
+        if !(0.0..=1.0).contains(&ix.rebuild_share) {
+            return Err(bad("index.rebuild_share", format!("is {}; valid: 0 (always rebuild) to 1", ix.rebuild_share)));
         }
         let mn = &self.mine;
         if mn.num_negatives == 0 {

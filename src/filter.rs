@@ -180,7 +180,7 @@ mod tests {
             report: Default::default(),
         };
         let docs = Vectors { dim: 2, data: [unit(&[1.0, 0.0]), unit(&[0.0, 1.0])].concat() };
-        let (index, _) = Index::build(docs, &IndexConfig { kind: IndexKind::Exact, ..Default::default() }, false).unwrap();
+        let (index, _) = Index::build(docs, &IndexConfig { kind: IndexKind::Exact, ..Default::default() }, None, false).unwrap();
         let qv = Vectors { dim: 2, data: unit(&[1.0, 0.1]) };
         let cand = |t: &str| Candidate {
             id: t.into(),

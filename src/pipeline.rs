@@ -10,7 +10,7 @@ use crate::generate::llm::{DryRun, LlmGenerator, LlmStageError};
 use crate::filter;
 use crate::generate::{self, Candidate, GenerateError, StrategyCounts};
 use crate::hash::ContentHash;
-use crate::index::{Index, IndexError};
+use crate::index::{Index, IndexError, Persist};
 use crate::ingest::{self, Dataset, IngestError, Query, QueryOrigin};
 use crate::mine::{self, MineError};
 use crate::models::{self, ModelError};
@@ -109,7 +109,16 @@ pub fn run(cfg: &Config) -> Result<RunReport, PipelineError> {
     timings.embed = t.elapsed().as_secs_f64();
 
     let t = Instant::now();
-    let (index, mut index_stats) = Index::build(doc_vecs, &cfg.index, show)?;
+    let doc_keys: Vec<ContentHash> = ds.docs.iter().map(|d| d.hash).collect();
+    let persist = cfg.index.persist.then(|| Persist {
+        path: cfg.workspace_dir().join("index").join("hnsw.bin"),
+        fingerprint: format!(
+            "model={} prefix={:?} m={} ef_construction={}",
+            embedder.model_id, cfg.embed.document_prefix, cfg.index.m, cfg.index.ef_construction
+        ),
+        keys: &doc_keys,
+    });
+    let (index, mut index_stats) = Index::build(doc_vecs, &cfg.index, persist, show)?;
     timings.index = t.elapsed().as_secs_f64();
     if cfg.index.kind == IndexKind::Auto {
         log::info!("index: {} ({} documents; exact below {})", index.kind(), ds.docs.len(), cfg.index.exact_below);
