@@ -14,6 +14,10 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 fn config(dir: &Path, server: &llama::LlamaServer, strategies: &str, max_documents: usize) -> std::path::PathBuf {
+    config_for(dir, &fixture("quickstart/corpus.jsonl"), server, strategies, max_documents)
+}
+
+fn config_for(dir: &Path, corpus: &Path, server: &llama::LlamaServer, strategies: &str, max_documents: usize) -> std::path::PathBuf {
     let mut llm = server.config();
     llm.max_tokens = 96;
     let body = format!(
@@ -21,7 +25,7 @@ fn config(dir: &Path, server: &llama::LlamaServer, strategies: &str, max_documen
          max_documents = {max_documents}\nparaphrases_per_query = 1\npivot_languages = [\"French\"]\n\n\
          [filter]\ndocument_fidelity_min = 0.0\nfidelity_min = 0.0\nround_trip_k = 0\n\n\
          [output]\ndir = {}\nformats = [\"triplet\", \"flag-jsonl\"]\n\n{}",
-        tp(&fixture("quickstart/corpus.jsonl")),
+        tp(corpus),
         tp(&dir.join("out")),
         toml::to_string(&std::collections::BTreeMap::from([("llm", llm)])).unwrap(),
     );
@@ -136,4 +140,48 @@ fn a_run_killed_mid_generation_is_finished_without_paying_twice() {
     assert_eq!(planned, 12.0, "{}", report["llm"]);
     assert!(cached >= stored_before_kill as f64, "{cached} cached, {stored_before_kill} stored before the kill");
     assert_eq!(cached + sent, planned, "{}", report["llm"]);
+}
+
+#[test]
+fn a_refresh_asks_the_llm_only_for_added_and_edited_documents() {
+    require_models();
+    let Some(own) = llama::LlamaServer::start() else { return llama::skipped("refresh_asks_only_for_changes") };
+    let server = &own;
+    let t = tmpdir();
+    let corpus = t.path().join("corpus.jsonl");
+    let lines: Vec<String> =
+        std::fs::read_to_string(fixture("quickstart/corpus.jsonl")).unwrap().lines().take(6).map(String::from).collect();
+    std::fs::write(&corpus, lines.join("\n") + "\n").unwrap();
+    let cfg = config_for(t.path(), &corpus, server, "\"synthetic\"", 100);
+    let out = t.path().join("out");
+
+    let before = requests_seen(server);
+    run_config(&cfg, &[]).assert_ok();
+    let first = read_json(&out.join("report.json"));
+    assert_eq!(num_at(&first, "/llm/sent"), 6.0, "one synthetic call per document: {}", first["llm"]);
+    assert_eq!(requests_seen(server) - before, 6);
+
+    // Delete document 0, edit document 1, add one: two new calls, four from the workspace.
+    let id = |l: &str| serde_json::from_str::<serde_json::Value>(l).unwrap()["_id"].as_str().unwrap().to_string();
+    let (deleted, edited) = (id(&lines[0]), id(&lines[1]));
+    let mut v: serde_json::Value = serde_json::from_str(&lines[1]).unwrap();
+    v["text"] = format!("{} It was revised.", v["text"].as_str().unwrap()).into();
+    let mut new_lines = vec![v.to_string()];
+    new_lines.extend(lines[2..].iter().cloned());
+    new_lines.push(serde_json::json!({"_id": "added-1", "title": "Tides", "text": "Tides rise and fall twice a day because of the Moon's gravity."}).to_string());
+    std::fs::write(&corpus, new_lines.join("\n") + "\n").unwrap();
+
+    let before = requests_seen(server);
+    run_config(&cfg, &[]).assert_ok();
+    let r = read_json(&out.join("report.json"));
+    assert_eq!((num_at(&r, "/llm/sent"), num_at(&r, "/llm/cached")), (2.0, 4.0), "{}", r["llm"]);
+    assert_eq!(requests_seen(server) - before, 2, "the server saw only the edited and the added document's calls");
+    let docs = &r["changes"]["documents"];
+    assert_eq!((docs["added"].as_u64(), docs["changed"].as_u64(), docs["deleted"].as_u64()), (Some(1), Some(1), Some(1)), "{docs}");
+
+    // Queries generated from the deleted document are gone; the edited one's come from its new text.
+    let variants = read_variants(&out);
+    assert!(variants.values().all(|v| v.source_id != deleted), "a query of the deleted document survived");
+    let synthetic: Vec<&String> = variants.values().map(|v| &v.source_id).collect();
+    assert!(synthetic.contains(&&edited) && synthetic.contains(&&"added-1".to_string()), "{synthetic:?}");
 }
