@@ -15,7 +15,7 @@ use crate::ingest::{self, Dataset, IngestError, Query, QueryOrigin};
 use crate::mine::{self, MineError};
 use crate::models::{self, ModelError};
 use crate::report::{InputChanges, RunReport, Scores, Timings};
-use crate::workspace::{Store, StoreError};
+use crate::workspace::{Produced, Store, StoreError};
 use crate::write::{self, WriteError};
 use serde::Serialize;
 use std::path::Path;
@@ -192,13 +192,38 @@ pub fn run(cfg: &Config) -> Result<RunReport, PipelineError> {
         write: write_stats,
         timings,
     };
-    store.save_snapshot("document", &doc_items)?;
-    store.save_snapshot("query", &query_items)?;
+    let (docs_produced, queries_produced) = produced(&ds, &rounds, &pairs);
+    store.save_snapshot("document", &docs_produced)?;
+    store.save_snapshot("query", &queries_produced)?;
     let report_json = serde_json::to_vec_pretty(&report).expect("report serialises");
     write::write_atomic(&out.join("report.json"), &report_json)?;
     let manifest = Manifest::new(cfg, &resolved, &report)?;
     write::write_atomic(&out.join("manifest.json"), &serde_json::to_vec_pretty(&manifest).expect("manifest serialises"))?;
     Ok(report)
+}
+
+/// What this run produced from each document and each given query (for the workspace snapshot).
+fn produced(ds: &Dataset, rounds: &Rounds, pairs: &[mine::MinedPair]) -> (Vec<Produced>, Vec<Produced>) {
+    let row = |id: &str, hash| Produced { id: id.to_string(), hash, generated: 0, negatives: 0 };
+    let mut docs: Vec<Produced> = ds.docs.iter().map(|d| row(&d.id, d.hash)).collect();
+    let given = ds.queries.iter().take_while(|q| q.origin.is_none()).count();
+    let mut queries: Vec<Produced> = ds.queries[..given].iter().map(|q| row(&q.id, q.hash)).collect();
+    for c in rounds.candidates.iter().zip(&rounds.decisions).filter(|(_, d)| d.accepted).map(|(c, _)| c) {
+        match c.source {
+            generate::Source::Document(i) => docs[i].generated += 1,
+            generate::Source::Query(i) if i < given => queries[i].generated += 1,
+            generate::Source::Query(_) => {}
+        }
+    }
+    for p in pairs {
+        for n in &p.negatives {
+            docs[n.doc].negatives += 1;
+        }
+        if p.query < given {
+            queries[p.query].negatives += p.negatives.len();
+        }
+    }
+    (docs, queries)
 }
 
 /// Everything generated in this run, with verdicts, in generation order.

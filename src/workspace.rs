@@ -59,12 +59,31 @@ CREATE TABLE IF NOT EXISTS llm_cache (
     response TEXT NOT NULL
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS snapshot (
-    kind TEXT NOT NULL,
-    id   TEXT NOT NULL,
-    hash BLOB NOT NULL,
+    kind      TEXT NOT NULL,
+    id        TEXT NOT NULL,
+    hash      BLOB NOT NULL,
+    generated INTEGER NOT NULL DEFAULT 0,
+    negatives INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (kind, id)
 ) WITHOUT ROWID;
 ";
+
+/// Columns added to `snapshot` after its first version (added to older workspaces on open).
+const SNAPSHOT_ADDED: &[&str] = &["generated", "negatives"];
+
+/// One input (document or query) as the last completed run saw it: its content hash and what the
+/// run produced from it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Produced {
+    /// Document or query id.
+    pub id: String,
+    /// Content hash of its text.
+    pub hash: ContentHash,
+    /// Accepted generated queries made from it (synthetic queries of a document, variants of a query).
+    pub generated: usize,
+    /// Mined negatives: of a query, all its rows' negatives; of a document, the rows that use it as one.
+    pub negatives: usize,
+}
 
 /// How the inputs changed since the last completed run with this workspace.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
@@ -92,6 +111,13 @@ impl Store {
         conn.pragma_update(None, "journal_mode", "WAL").map_err(sq)?;
         conn.pragma_update(None, "synchronous", "NORMAL").map_err(sq)?;
         conn.execute_batch(SCHEMA).map_err(sq)?;
+        let columns: Vec<String> = conn
+            .prepare("SELECT name FROM pragma_table_info('snapshot')")
+            .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect())
+            .map_err(sq)?;
+        for col in SNAPSHOT_ADDED.iter().filter(|c| !columns.iter().any(|x| x == *c)) {
+            conn.execute_batch(&format!("ALTER TABLE snapshot ADD COLUMN {col} INTEGER NOT NULL DEFAULT 0")).map_err(sq)?;
+        }
         Ok(Store { conn, path })
     }
 
@@ -167,18 +193,37 @@ impl Store {
     }
 
     /// Replace the snapshot of `kind` with `items`, in one transaction (call after a run completed).
-    pub fn save_snapshot(&mut self, kind: &str, items: &[(String, ContentHash)]) -> Result<(), StoreError> {
+    pub fn save_snapshot(&mut self, kind: &str, items: &[Produced]) -> Result<(), StoreError> {
         let path = self.path.clone();
         let sq = |source| StoreError::Sqlite { path: path.clone(), source };
         let tx = self.conn.transaction().map_err(sq)?;
         tx.execute("DELETE FROM snapshot WHERE kind = ?1", params![kind]).map_err(sq)?;
         {
-            let mut stmt = tx.prepare_cached("INSERT OR REPLACE INTO snapshot (kind, id, hash) VALUES (?1, ?2, ?3)").map_err(sq)?;
-            for (id, h) in items {
-                stmt.execute(params![kind, id, &h.0[..]]).map_err(sq)?;
+            let mut stmt = tx
+                .prepare_cached("INSERT OR REPLACE INTO snapshot (kind, id, hash, generated, negatives) VALUES (?1, ?2, ?3, ?4, ?5)")
+                .map_err(sq)?;
+            for p in items {
+                stmt.execute(params![kind, p.id, &p.hash.0[..], p.generated as i64, p.negatives as i64]).map_err(sq)?;
             }
         }
         tx.commit().map_err(sq)
+    }
+
+    /// The snapshot of `kind`, by id.
+    pub fn snapshot(&self, kind: &str) -> Result<Vec<Produced>, StoreError> {
+        let mut stmt = self.conn.prepare("SELECT id, hash, generated, negatives FROM snapshot WHERE kind = ?1 ORDER BY id").map_err(self.sq())?;
+        stmt.query_map(params![kind], |r| {
+            let hash: Vec<u8> = r.get(1)?;
+            Ok(Produced {
+                id: r.get(0)?,
+                hash: ContentHash(hash.try_into().unwrap_or([0; 32])),
+                generated: r.get::<_, i64>(2)? as usize,
+                negatives: r.get::<_, i64>(3)? as usize,
+            })
+        })
+        .map_err(self.sq())?
+        .collect::<Result<_, _>>()
+        .map_err(self.sq())
     }
 
     /// A stored LLM answer (JSON of the response) for a request key.
@@ -239,10 +284,28 @@ mod tests {
         let h = |id: &str, t: &str| (id.to_string(), ContentHash::of(t));
         let first = [h("a", "1"), h("b", "2"), h("c", "3")];
         assert!(s.compare_snapshot("document", &first).unwrap().first_run);
-        s.save_snapshot("document", &first).unwrap();
+        let produced: Vec<Produced> = first
+            .iter()
+            .enumerate()
+            .map(|(i, (id, hash))| Produced { id: id.clone(), hash: *hash, generated: i, negatives: 2 * i })
+            .collect();
+        s.save_snapshot("document", &produced).unwrap();
+        assert_eq!(s.snapshot("document").unwrap(), produced);
         let now = [h("a", "1"), h("b", "2b"), h("d", "4")];
         let c = s.compare_snapshot("document", &now).unwrap();
         assert_eq!(c, Changes { first_run: false, added: 1, changed: 1, deleted: 1, unchanged: 1 });
         assert!(s.compare_snapshot("query", &now).unwrap().first_run, "kinds are separate");
+    }
+
+    #[test]
+    fn a_workspace_of_the_first_version_gains_the_new_snapshot_columns() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = Connection::open(dir.path().join("tripletgen.sqlite")).unwrap();
+        conn.execute_batch("CREATE TABLE snapshot (kind TEXT NOT NULL, id TEXT NOT NULL, hash BLOB NOT NULL, PRIMARY KEY (kind, id)) WITHOUT ROWID;
+             INSERT INTO snapshot VALUES ('document', 'a', zeroblob(32));").unwrap();
+        drop(conn);
+        let s = Store::open(dir.path()).unwrap();
+        let rows = s.snapshot("document").unwrap();
+        assert_eq!((rows.len(), rows[0].generated, rows[0].negatives), (1, 0, 0));
     }
 }

@@ -131,6 +131,16 @@ fn a_refresh_embeds_only_what_changed_and_equals_a_full_run_on_the_new_corpus() 
         assert!(ids.clone().all(|id| !deleted.contains(id)), "a row of query {} references a deleted document", p.query_id);
     }
 
+    // The workspace records each input's hash and what was produced from it.
+    let store = tripletgen::workspace::Store::open(&ws).unwrap();
+    let docs = store.snapshot("document").unwrap();
+    assert_eq!(docs.len(), 310 - 2 + 4);
+    assert!(docs.iter().all(|d| !deleted.contains(&d.id)));
+    let triplet_rows = parquet_rows(&t.path().join("refresh/triplet.parquet"));
+    assert_eq!(docs.iter().map(|d| d.negatives).sum::<usize>(), triplet_rows, "one triplet row per (query, negative) use");
+    let queries = store.snapshot("query").unwrap();
+    assert_eq!(queries.iter().map(|q| q.negatives).sum::<usize>(), triplet_rows);
+
     // A full run on the new corpus in a fresh workspace writes the same files, byte for byte.
     run_config(&config(t.path(), "full", &beir, &t.path().join("ws-full"), "kind = \"exact\""), &[]).assert_ok();
     let diff = differing_files(&t.path().join("refresh"), &t.path().join("full"), DATA_FILES);
