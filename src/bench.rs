@@ -70,6 +70,9 @@ pub enum BenchCommand {
     Index(IndexBenchArgs),
     /// Lexical variants per second, per strategy (`generate.lexical`).
     Lexical(LexicalBenchArgs),
+    /// A refresh after a small corpus change against the full run before it (embedding and index
+    /// stages, LLM requests).
+    Refresh(crate::bench_refresh::RefreshBenchArgs),
     /// LLM client overhead: against an instant local server, and against the real llama.cpp server
     /// next to a plain load generator (needs `scripts/llama-server.sh build`).
     Llm(LlmBenchArgs),
@@ -434,6 +437,7 @@ pub struct MemoryReport {
 pub fn run(args: BenchArgs, show_progress: bool) -> Result<()> {
     let (embed_args, index_args) = match args.which {
         Some(BenchCommand::Lexical(l)) => return run_lexical(&l, args.json),
+        Some(BenchCommand::Refresh(r)) => return crate::bench_refresh::run(&r, args.seed, show_progress, args.json).map(drop),
         Some(BenchCommand::Llm(l)) => {
             if l.requests == 0 || l.concurrency == 0 {
                 bail!("--requests and --concurrency must be at least 1");

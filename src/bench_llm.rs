@@ -519,14 +519,14 @@ const MAX_HEAD: usize = 64 * 1024;
 
 /// An HTTP/1.1 keep-alive server on 127.0.0.1 answering every request at once with
 /// [`INSTANT_BODY`], on its own thread and current-thread tokio runtime. Stopped when dropped.
-struct InstantServer {
+pub(crate) struct InstantServer {
     addr: SocketAddr,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl InstantServer {
-    fn start() -> Result<InstantServer> {
+    pub(crate) fn start() -> Result<InstantServer> {
         let std_listener = std::net::TcpListener::bind("127.0.0.1:0")?;
         std_listener.set_nonblocking(true)?;
         let addr = std_listener.local_addr()?;
@@ -567,7 +567,7 @@ impl InstantServer {
         Ok(InstantServer { addr, stop: Some(stop), thread: Some(thread) })
     }
 
-    fn base_url(&self) -> String {
+    pub(crate) fn base_url(&self) -> String {
         format!("http://{}/v1", self.addr)
     }
 }

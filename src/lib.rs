@@ -9,6 +9,7 @@
 pub mod bench;
 pub mod bench_lexical;
 pub mod bench_llm;
+pub mod bench_refresh;
 pub mod cli;
 pub mod config;
 pub mod embed;
