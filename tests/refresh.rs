@@ -173,6 +173,15 @@ fn a_refresh_updates_the_saved_hnsw_graph_and_rebuilds_past_the_share() {
     assert!(!full.is_empty());
     assert_eq!(refreshed, full, "the refreshed graph mines the same triplets as a graph built from scratch");
 
+    // Another mining setting reuses everything before mining: no embedding, the graph as saved.
+    let fewer = "kind = \"hnsw\"\nrebuild_share = 0.2\n\n[mine]\nnum_negatives = 2";
+    run_config(&config(t.path(), "fewer", &beir, &ws, fewer), &[]).assert_ok();
+    let r = read_json(&t.path().join("fewer/report.json"));
+    assert_eq!((r["index"]["graph"]["mode"].as_str(), r["index"]["graph"]["inserted"].as_u64()), (Some("updated"), Some(0)), "{}", r["index"]);
+    assert_eq!(num_at(&r, "/embed_documents/embedded") + num_at(&r, "/embed_queries/embedded"), 0.0);
+    let cols = parquet_column_names(&t.path().join("fewer/n-tuple.parquet"));
+    assert_eq!(cols, ["anchor", "positive", "negative_1", "negative_2"], "the new mining setting took effect");
+
     // Past the share: deleting a quarter of the (unreferenced) documents rebuilds the graph.
     let free: HashSet<String> = unreferenced_docs().into_iter().take(80).collect();
     let path = beir.join("corpus.jsonl");
