@@ -41,20 +41,20 @@ thread_local! {
     static VISITED: std::cell::RefCell<(Vec<u32>, u32)> = const { std::cell::RefCell::new((Vec::new(), 0)) };
 }
 
-/// Hint the CPU to start loading the first cache lines of `v`.
+/// Hint the CPU to start loading every cache line of `v`.
 #[inline(always)]
 fn prefetch(v: &[f32]) {
     #[cfg(target_arch = "x86_64")]
     {
         use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
         let p = v.as_ptr() as *const i8;
-        // SAFETY: prefetching is a hint; it never faults, whatever the address. SSE is baseline on x86_64.
-        #[allow(unused_unsafe)]
-        unsafe {
-            _mm_prefetch(p, _MM_HINT_T0);
-            _mm_prefetch(p.wrapping_add(64), _MM_HINT_T0);
-            _mm_prefetch(p.wrapping_add(128), _MM_HINT_T0);
-            _mm_prefetch(p.wrapping_add(192), _MM_HINT_T0);
+        for line in (0..std::mem::size_of_val(v)).step_by(64) {
+            // SAFETY: prefetching is a hint; it never faults, whatever the address. SSE is baseline
+            // on x86_64.
+            #[allow(unused_unsafe)]
+            unsafe {
+                _mm_prefetch(p.wrapping_add(line), _MM_HINT_T0)
+            };
         }
     }
 }
@@ -217,8 +217,12 @@ impl Graph {
                         fresh.push(nb);
                     }
                 }
+                // Two vectors in flight ahead of the one being scored.
+                for &nb in fresh.iter().take(2) {
+                    prefetch(self.vector(nb));
+                }
                 for (i, &nb) in fresh.iter().enumerate() {
-                    if let Some(&next) = fresh.get(i + 1) {
+                    if let Some(&next) = fresh.get(i + 2) {
                         prefetch(self.vector(next));
                     }
                     let d = (Ord32(-dot(q, self.vector(nb))), nb);
