@@ -341,7 +341,8 @@ impl Graph {
     pub fn save(&self, path: &Path, keys: &[ContentHash], fingerprint: &str, inserted_since_build: u64) -> std::io::Result<()> {
         let dir = path.parent().unwrap_or(Path::new("."));
         std::fs::create_dir_all(dir)?;
-        let tmp = tempfile::NamedTempFile::new_in(dir)?;
+        remove_orphans(dir);
+        let tmp = tempfile::Builder::new().prefix(&format!("{TMP_PREFIX}{}-", std::process::id())).tempfile_in(dir)?;
         {
             let mut w = BufWriter::with_capacity(1 << 20, tmp.as_file());
             let u64s = |w: &mut BufWriter<_>, v: u64| w.write_all(&v.to_le_bytes());
@@ -455,6 +456,22 @@ impl Graph {
     }
 }
 
+/// Prefix of the temporary files `save` writes (followed by the writer's process id).
+const TMP_PREFIX: &str = ".hnsw-tmp-";
+
+/// Remove temporary graph files left by killed processes (whose process id is gone), so that a
+/// killed save does not leave a corpus-sized file behind for good.
+fn remove_orphans(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name.strip_prefix(TMP_PREFIX).and_then(|r| r.split('-').next()) else { continue };
+        if pid.parse::<u32>().is_ok() && !Path::new("/proc").join(pid).exists() {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
+}
+
 fn write_u32s<W: Write>(w: &mut W, v: &[u32]) -> std::io::Result<()> {
     for x in v {
         w.write_all(&x.to_le_bytes())?;
@@ -529,6 +546,13 @@ mod tests {
         assert_eq!(s.keys, keys);
         assert_eq!((s.graph.vectors.clone(), s.graph.layer0.clone(), s.graph.count0.clone()), (g.vectors.clone(), g.layer0.clone(), g.count0.clone()));
         assert_eq!((s.graph.upper.clone(), s.graph.entry, s.graph.max_level), (g.upper.clone(), g.entry, g.max_level));
+        // A temporary file of a dead process is removed by the next save; a live one's is kept.
+        let orphan = dir.path().join(format!("{TMP_PREFIX}4294967-abc"));
+        let live = dir.path().join(format!("{TMP_PREFIX}{}-abc", std::process::id()));
+        std::fs::write(&orphan, b"x").unwrap();
+        std::fs::write(&live, b"x").unwrap();
+        g.save(&path, &keys, "fp", 7).unwrap();
+        assert!(!orphan.exists() && live.exists());
         let bytes = std::fs::read(&path).unwrap();
         for cut in [0, 7, 100, bytes.len() / 2, bytes.len() - 1] {
             std::fs::write(&path, &bytes[..cut]).unwrap();
