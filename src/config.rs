@@ -350,6 +350,13 @@ pub struct MineConfig {
     /// Compare texts after trimming, folding whitespace and case when excluding candidates whose
     /// text equals a positive or the query.
     pub normalize_text_match: bool,
+    /// Write `review.jsonl`: per pair, every candidate scoring above the positive (or within
+    /// `review_margin` below it) with ids, texts, scores, ranks and the rule that removed it — the
+    /// candidates most likely to be false negatives.
+    pub review: bool,
+    /// How far below the positive's score a candidate still counts as suspicious (0 = only those
+    /// scoring above it).
+    pub review_margin: f32,
 }
 impl Default for MineConfig {
     fn default() -> Self {
@@ -364,6 +371,8 @@ impl Default for MineConfig {
             max_score: None,
             min_score: None,
             normalize_text_match: true,
+            review: false,
+            review_margin: 0.0,
         }
     }
 }
@@ -836,6 +845,9 @@ impl Config {
                     return Err(bad(key, "must be a finite number".into()));
                 }
             }
+        }
+        if !(0.0..=2.0).contains(&mn.review_margin) {
+            return Err(bad("mine.review_margin", format!("is {}; valid: 0 to 2 (a cosine difference)", mn.review_margin)));
         }
         if let Some(r) = mn.relative_margin {
             if !(0.0..1.0).contains(&r) {
