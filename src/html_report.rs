@@ -354,9 +354,12 @@ fn bars(
     series: &[(&str, RGBColor, Vec<f64>)],
     horizontal: bool,
 ) -> Result<String, HtmlReportError> {
+    // plotters' integer ranges include their end: 0..n-1 makes n slots.
     let n = categories.len().max(1);
     let totals: Vec<f64> = (0..n).map(|i| series.iter().map(|(_, _, v)| v.get(i).copied().unwrap_or(0.0)).sum()).collect();
-    let vmax = totals.iter().fold(0f64, |a, &b| a.max(b)).max(1.0) * 1.12;
+    // Room on the right for the legend when horizontal bars have one.
+    let room = if horizontal && series.len() > 1 { 1.45 } else { 1.12 };
+    let vmax = totals.iter().fold(0f64, |a, &b| a.max(b)).max(1.0) * room;
     // Horizontal bars list the first category on top (the y axis grows upwards).
     let slot = |i: usize| if horizontal { n - 1 - i } else { i };
     let label = |v: &SegmentValue<usize>| match v {
@@ -367,7 +370,7 @@ fn bars(
     let shown = if horizontal || n <= 16 { n } else { 12 };
     svg(plot, |root| {
         let mut b = ChartBuilder::on(root);
-        b.margin(10);
+        b.margin(10).margin_right(30);
         let count = |v: &f64| if *v >= 1000.0 { format!("{:.0}k", v / 1000.0) } else { format!("{v:.0}") };
         let mut legend_at = SeriesLabelPosition::UpperRight;
         macro_rules! finish {
@@ -391,7 +394,7 @@ fn bars(
             let mut chart = b
                 .x_label_area_size(38)
                 .y_label_area_size((longest * 8 + 12).min(220))
-                .build_cartesian_2d(0f64..vmax, (0..n).into_segmented())
+                .build_cartesian_2d(0f64..vmax, (0..n - 1).into_segmented())
                 .map_err(e)?;
             chart
                 .configure_mesh()
@@ -433,13 +436,13 @@ fn bars(
                     Text::new(format!("{t:.0}"), (*t + vmax * 0.01, SegmentValue::CenterOf(slot(i))), ("sans-serif", 12).into_font())
                 }))
                 .map_err(e)?;
-            legend_at = SeriesLabelPosition::LowerRight;
+            legend_at = SeriesLabelPosition::MiddleRight;
             finish!(chart)
         } else {
             let mut chart = b
                 .x_label_area_size(44)
                 .y_label_area_size(52)
-                .build_cartesian_2d((0..n).into_segmented(), 0f64..vmax)
+                .build_cartesian_2d((0..n - 1).into_segmented(), 0f64..vmax)
                 .map_err(e)?;
             chart
                 .configure_mesh()
