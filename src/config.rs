@@ -1085,6 +1085,11 @@ mod tests {
         assert!(e.contains("model.onnxruntime"), "{e}");
 
         let mut c = valid_base();
+        c.mine.review_margin = -0.1;
+        let e = c.validate("x.toml").unwrap_err().to_string();
+        assert!(e.contains("mine.review_margin") && e.contains("0 to 2"), "{e}");
+
+        let mut c = valid_base();
         c.input.split = "nosuch".into();
         let e = c.validate("x.toml").unwrap_err().to_string();
         assert!(e.contains("input.split") && e.contains("test"), "{e}");

@@ -802,6 +802,27 @@ mod tests {
     }
 
     #[test]
+    fn an_empty_run_renders_every_mining_plot_and_says_no_variants() {
+        let (report, cfg, ds) = (RunReport::default(), Config::default(), Dataset::default());
+        let page = render(&Inputs { report: &report, cfg: &cfg, ds: &ds, pairs: &[], candidates: &[], decisions: &[] }).unwrap();
+        for id in plot_ids(false) {
+            assert!(page.contains(&format!("<figure id=\"{id}\">\n<svg")), "{id} missing");
+        }
+        for id in ["plot-fidelity", "plot-round-trip", "plot-strategies"] {
+            assert!(!page.contains(id), "{id} drawn without variants");
+        }
+        assert!(page.contains("No query variants were generated"));
+        assert_eq!(page, render(&Inputs { report: &report, cfg: &cfg, ds: &ds, pairs: &[], candidates: &[], decisions: &[] }).unwrap());
+    }
+
+    #[test]
+    fn spread_picks_evenly_and_never_twice() {
+        assert_eq!(spread(10, 3).collect::<Vec<_>>(), [0, 3, 6]);
+        assert_eq!(spread(2, 30).collect::<Vec<_>>(), [0, 1]);
+        assert_eq!(spread(0, 30).count(), 0);
+    }
+
+    #[test]
     fn above_positive_buckets_group_the_tail() {
         let d = BTreeMap::from([(0, 10), (1, 3), (7, 2), (12, 1)]);
         let b = above_positive_buckets(&d);
