@@ -3,7 +3,8 @@
 //! Reads `<format>.parquet` and its row-aligned `<format>.provenance.parquet`, keeps the rows whose
 //! query strategy / query id match, and prints a slice (`--offset`, `-n`) or a seeded random sample
 //! (`--seed`) either as text blocks for people or as JSON lines for tools. Data columns are printed
-//! as they are in the file, whatever the format, so what you see is what a trainer reads.
+//! as they are in the file, whatever the format, so what you see is what a trainer reads; rows of
+//! generated queries also show where the query came from (variants.parquet).
 
 use crate::config::Format;
 use arrow::array::{Array, AsArray, RecordBatch};
@@ -96,8 +97,26 @@ pub struct Row {
     pub negative_scores: Vec<f32>,
     /// Their ranks among the query's non-positive candidates.
     pub negative_ranks: Vec<u32>,
+    /// How a generated query was made (from variants.parquet; None for input queries).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub variant: Option<VariantInfo>,
     /// The training columns, as written.
     pub data: Vec<(String, Value)>,
+}
+
+/// Where a generated query came from (a row of variants.parquet).
+#[derive(Debug, Clone, Serialize)]
+pub struct VariantInfo {
+    /// `query` or `document`.
+    pub source_kind: String,
+    /// The source query or document id.
+    pub source_id: String,
+    /// The source text.
+    pub source_text: String,
+    /// What changed (lexical) or how it was asked (LLM).
+    pub detail: String,
+    /// Cosine similarity to the source.
+    pub fidelity: f32,
 }
 
 /// The selected rows and what they were selected from.
@@ -153,13 +172,15 @@ pub fn select(dir: &Path, opts: &InspectOptions) -> Result<Selection, InspectErr
     for (r, d) in rows.iter_mut().zip(data) {
         r.data = d;
     }
+    let variants_path = dir.join("variants.parquet");
+    let variants = if variants_path.is_file() { read_variants(&variants_path)? } else { Default::default() };
     let total = rows.len();
     let strategies: BTreeSet<String> = rows.iter().map(|r| r.query_strategy.clone()).collect();
     rows.retain(|r| {
         opts.strategy.as_ref().is_none_or(|s| &r.query_strategy == s) && opts.query_id.as_ref().is_none_or(|q| &r.query_id == q)
     });
     let matching = rows.len();
-    let rows = match opts.seed {
+    let rows: Vec<Row> = match opts.seed {
         Some(seed) => {
             let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
             let mut idx = rand::seq::index::sample(&mut rng, rows.len(), opts.n.min(rows.len())).into_vec();
@@ -168,6 +189,13 @@ pub fn select(dir: &Path, opts: &InspectOptions) -> Result<Selection, InspectErr
         }
         None => rows.into_iter().skip(opts.offset).take(opts.n).collect(),
     };
+    let rows = rows
+        .into_iter()
+        .map(|mut r: Row| {
+            r.variant = variants.get(&r.query_id).cloned();
+            r
+        })
+        .collect();
     Ok(Selection { file, total, matching, strategies: strategies.into_iter().collect(), rows })
 }
 
@@ -215,11 +243,40 @@ fn read_provenance(path: &Path) -> Result<Vec<Row>, InspectError> {
                 negative_ids: (0..ids.len()).map(|j| ids.value(j).to_string()).collect(),
                 negative_scores: sc.values().to_vec(),
                 negative_ranks: rk.values().to_vec(),
+                variant: None,
                 data: Vec::new(),
             });
         }
     }
     Ok(rows)
+}
+
+/// variants.parquet: variant id -> where it came from.
+fn read_variants(path: &Path) -> Result<std::collections::HashMap<String, VariantInfo>, InspectError> {
+    let mut out = std::collections::HashMap::new();
+    for b in parquet_batches(path)? {
+        let bad = |name: &str| InspectError::Read { path: path.to_path_buf(), message: format!("no text column {name:?}") };
+        let text = |name: &str| b.column_by_name(name).and_then(|c| c.as_string_opt::<i32>().cloned()).ok_or_else(|| bad(name));
+        let (id, kind, src, src_text, detail) =
+            (text("variant_id")?, text("source_kind")?, text("source_id")?, text("source_text")?, text("detail")?);
+        let fidelity = b
+            .column_by_name("fidelity")
+            .and_then(|c| c.as_primitive_opt::<Float32Type>().cloned())
+            .ok_or_else(|| bad("fidelity"))?;
+        for i in 0..b.num_rows() {
+            out.insert(
+                id.value(i).to_string(),
+                VariantInfo {
+                    source_kind: kind.value(i).to_string(),
+                    source_id: src.value(i).to_string(),
+                    source_text: src_text.value(i).to_string(),
+                    detail: detail.value(i).to_string(),
+                    fidelity: fidelity.value(i),
+                },
+            );
+        }
+    }
+    Ok(out)
 }
 
 fn read_data(path: &Path) -> Result<Vec<Vec<(String, Value)>>, InspectError> {
@@ -286,6 +343,12 @@ impl Selection {
                 .zip(&r.negative_ranks)
                 .map(|((id, sc), rk)| format!("{id} ({sc:.3}, rank {rk})"))
                 .collect();
+            if let Some(v) = &r.variant {
+                let _ = writeln!(s, "   generated from {} {} (fidelity {:.3}): {}", v.source_kind, v.source_id, v.fidelity, short(&v.source_text, w));
+                if !v.detail.is_empty() {
+                    let _ = writeln!(s, "   how: {}", short(&v.detail, w));
+                }
+            }
             if !negs.is_empty() {
                 let _ = writeln!(s, "   negatives: {}", negs.join(", "));
             }

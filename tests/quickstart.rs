@@ -869,6 +869,10 @@ fn inspect_shows_rows_with_their_provenance() {
         assert_eq!(r["data"]["anchor"].as_str(), Some(anchors[i].as_str()));
         assert_eq!(r["data"]["anchor"].as_str(), Some(fx.query_text(&prov[i].query_id)));
         assert_eq!(r["data"]["negative"].as_str(), Some(fx.corpus[&prov[i].negative_ids[0]].full().as_str()));
+        // Generated queries carry where they came from (variants.parquet).
+        let v = &fx.variants[&prov[i].query_id];
+        assert_eq!(r["variant"]["source_id"].as_str(), Some(v.source_id.as_str()), "{r}");
+        assert_eq!(r["variant"]["source_text"].as_str(), Some(fx.queries[&v.source_id].as_str()), "{r}");
     }
     // Text: one query's labeled-list rows, one per positive.
     let o = run(tripletgen().arg("inspect").arg(&s.dir).args(["--format", "labeled-list", "--query-id", "q002", "-n", "50"]));
@@ -877,6 +881,7 @@ fn inspect_shows_rows_with_their_provenance() {
     assert!(o.stdout.starts_with(&format!("labeled-list.parquet: {} rows, {n} match, showing {n}", read_provenance(&s.dir.join("labeled-list.provenance.parquet")).len())), "{}", o.stdout);
     assert_eq!(o.stdout.matches("── row ").count(), n);
     assert!(o.stdout.contains(&fx.queries["q002"]) && o.stdout.contains("labels"), "{}", o.stdout);
+    assert!(!o.stdout.contains("generated from"), "q002 is an input query:\n{}", o.stdout);
     // Seeded samples repeat; different seeds differ.
     let sample = |seed: &str| run(tripletgen().arg("inspect").arg(&s.dir).args(["-n", "5", "--seed", seed])).assert_ok().stdout.clone();
     assert_eq!(sample("1"), sample("1"));
