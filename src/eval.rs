@@ -6,7 +6,8 @@
 //!
 //! Conventions (those of trec_eval / pytrec_eval, which the integration test checks against):
 //! * a document is relevant when its qrels grade is > 0; a (query, document) judged twice keeps the
-//!   higher grade; queries without a relevant document are skipped and counted;
+//!   higher grade; queries of the split without a relevant document are skipped and counted
+//!   (queries.jsonl may hold queries of other splits: they are read, not evaluated);
 //! * `ndcg@k`: gain = the grade, discount 1 / log2(rank + 1) (rank from 1), divided by the DCG of the
 //!   ideal ordering of the query's judged grades, cut at k;
 //! * `recall@k`: relevant documents in the top k / all relevant documents of the query;
@@ -117,7 +118,7 @@ pub struct EvalReport {
     pub queries_read: usize,
     /// Queries with at least one relevant document (evaluated).
     pub queries_evaluated: usize,
-    /// Queries without a relevant document (skipped).
+    /// Queries judged in the split without a relevant document (skipped).
     pub queries_skipped: usize,
     /// Retrieval depth.
     pub depth: usize,
@@ -301,7 +302,7 @@ pub fn evaluate(cfg: &Config, models: &[crate::config::ModelConfig], opts: &Eval
         documents: ds.docs.len(),
         queries_read: ds.report.queries_read,
         queries_evaluated: ds.queries.len(),
-        queries_skipped: ds.report.queries_read - ds.queries.len(),
+        queries_skipped: grades.values().filter(|j| !j.values().any(|&g| g > 0.0)).count(),
         depth,
         metrics: metric_names(&opts.ks, depth),
         models: results,
@@ -314,11 +315,12 @@ impl EvalReport {
         let mut s = String::new();
         let _ = writeln!(
             s,
-            "{} (split {}): {} queries evaluated, {} without relevant documents skipped, {} documents, depth {}",
+            "{} (split {}): {} queries evaluated, {} judged without a relevant document skipped ({} read), {} documents, depth {}",
             self.dataset.display(),
             self.split,
             self.queries_evaluated,
             self.queries_skipped,
+            self.queries_read,
             self.documents,
             self.depth
         );

@@ -632,7 +632,8 @@ fn variants(h: &mut String, i: &Inputs<'_>) -> Result<(), HtmlReportError> {
     let k = f.round_trip_k;
     if k > 0 {
         let mut counts = vec![0f64; k + 1];
-        for d in i.decisions {
+        // Candidates rejected at generation (unparseable answers) have no meaningful text to search with.
+        for (_, d) in i.candidates.iter().zip(i.decisions).filter(|(c, _)| c.rejected.is_none()) {
             counts[d.round_trip_rank.unwrap_or(k).min(k)] += 1.0;
         }
         let mut labels: Vec<String> = (0..k).map(|r| r.to_string()).collect();

@@ -9,14 +9,15 @@ use serde_json::Value;
 use std::path::{Path, PathBuf};
 
 /// A copy of the quickstart fixture with graded qrels: grades 1-3, a judged-non-relevant (0) document
-/// for every query, and one query whose judgements are all 0 (it must be skipped and counted).
+/// for every query, one query whose judgements are all 0 (it must be skipped and counted), and one
+/// query of another split (in queries.jsonl, not in the qrels: read, not evaluated).
 fn graded_fixture(dir: &Path) -> PathBuf {
     let src = fixture("quickstart");
     let beir = dir.join("graded");
     std::fs::create_dir_all(beir.join("qrels")).unwrap();
-    for f in ["corpus.jsonl", "queries.jsonl"] {
-        std::fs::copy(src.join(f), beir.join(f)).unwrap();
-    }
+    std::fs::copy(src.join("corpus.jsonl"), beir.join("corpus.jsonl")).unwrap();
+    let queries = std::fs::read_to_string(src.join("queries.jsonl")).unwrap();
+    std::fs::write(beir.join("queries.jsonl"), queries + "{\"_id\": \"train-1\", \"text\": \"a query of another split\"}\n").unwrap();
     let qrels = std::fs::read_to_string(src.join("qrels/test.tsv")).unwrap();
     let mut lines: Vec<(String, String, u32)> = qrels
         .lines()
@@ -76,7 +77,7 @@ fn eval_matches_pytrec_eval_per_query_on_graded_qrels() {
     let report: Value = serde_json::from_str(&o.stdout).unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}", o.stdout));
     assert!(o.stderr.contains("ndcg@10"), "the table goes to stderr with --json:\n{}", o.stderr);
     assert_eq!(num_at(&report, "/documents"), 310.0);
-    assert_eq!(num_at(&report, "/queries_read"), 82.0);
+    assert_eq!(num_at(&report, "/queries_read"), 83.0);
     assert_eq!(num_at(&report, "/queries_evaluated"), 81.0);
     assert_eq!(num_at(&report, "/queries_skipped"), 1.0);
     assert_eq!(num_at(&report, "/depth"), 100.0);
