@@ -133,7 +133,7 @@ pub fn render(i: &Inputs<'_>) -> Result<String, HtmlReportError> {
         "plot-negative-ranks",
         "Rank at which the chosen negatives were found",
         "0 = the most similar non-positive document of the query.",
-        bars("plot-negative-ranks", "negatives", "rank among non-positive candidates", &rank_labels, &[("negatives", NEUTRAL, ranks)], false)?,
+        bars("plot-negative-ranks", "negatives", "rank among non-positive candidates", &rank_labels, &[("negatives", NEUTRAL, ranks)], false, None)?,
     );
     let rc = &m.removed;
     let rules: [(&str, u64); 7] = [
@@ -154,7 +154,7 @@ pub fn render(i: &Inputs<'_>) -> Result<String, HtmlReportError> {
             "Each candidate is counted once, against the first rule that removed it (top to bottom). Not shown: {} allowed candidates left unpicked beyond num_negatives.",
             rc.not_sampled
         ),
-        bars("plot-removed", "candidates", "", &labels, &[("removed", REJECTED, rules.iter().map(|(_, c)| *c as f64).collect())], true)?,
+        bars("plot-removed", "candidates", "", &labels, &[("removed", REJECTED, rules.iter().map(|(_, c)| *c as f64).collect())], true, None)?,
     );
     let above = above_positive_buckets(&m.candidates_above_positive);
     figure(
@@ -169,6 +169,7 @@ pub fn render(i: &Inputs<'_>) -> Result<String, HtmlReportError> {
             &above.iter().map(|(l, _)| l.clone()).collect::<Vec<_>>(),
             &[("pairs", NEUTRAL, above.iter().map(|(_, c)| *c as f64).collect())],
             false,
+            None,
         )?,
     );
     h.push_str("</div>\n");
@@ -345,7 +346,8 @@ fn histogram(
     })
 }
 
-/// Bars per category, series stacked; horizontal puts the categories on the y axis.
+/// Bars per category, series stacked; horizontal puts the categories on the y axis. `threshold`
+/// draws a labelled line before category `i` (vertical bars only).
 fn bars(
     plot: &'static str,
     value_desc: &str,
@@ -353,6 +355,7 @@ fn bars(
     categories: &[String],
     series: &[(&str, RGBColor, Vec<f64>)],
     horizontal: bool,
+    threshold: Option<(usize, String)>,
 ) -> Result<String, HtmlReportError> {
     // plotters' integer ranges include their end: 0..n-1 makes n slots.
     let n = categories.len().max(1);
@@ -376,7 +379,7 @@ fn bars(
         macro_rules! finish {
             ($chart:expr) => {{
                 let mut chart = $chart;
-                if series.len() > 1 {
+                if series.len() > 1 || threshold.is_some() {
                     chart
                         .configure_series_labels()
                         .position(legend_at)
@@ -480,6 +483,14 @@ fn bars(
                     .map_err(e)?
                     .label(*name)
                     .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 12, y + 5)], c.filled()));
+            }
+            if let Some((at, name)) = &threshold {
+                let x = SegmentValue::Exact(*at);
+                chart
+                    .draw_series(std::iter::once(PathElement::new([(x.clone(), 0.0), (x, vmax)], THRESHOLD.stroke_width(2))))
+                    .map_err(e)?
+                    .label(name.as_str())
+                    .legend(|(x, y)| PathElement::new([(x, y), (x + 12, y)], THRESHOLD.stroke_width(2)));
             }
             finish!(chart)
         }
@@ -643,7 +654,15 @@ fn variants(h: &mut String, i: &Inputs<'_>) -> Result<(), HtmlReportError> {
             "plot-round-trip",
             "Round trip: rank of the first positive among the variant's results",
             &format!("A variant must retrieve one of its positives within round_trip_k = {k}; the last bar counts the ones that did not."),
-            bars("plot-round-trip", "candidates", "rank of the first positive", &labels, &[("candidates", NEUTRAL, counts)], false)?,
+            bars(
+                "plot-round-trip",
+                "candidates",
+                "rank of the first positive",
+                &labels,
+                &[("candidates", NEUTRAL, counts)],
+                false,
+                Some((k, format!("round_trip_k = {k}"))),
+            )?,
         );
     } else {
         figure(
@@ -651,7 +670,7 @@ fn variants(h: &mut String, i: &Inputs<'_>) -> Result<(), HtmlReportError> {
             "plot-round-trip",
             "Round trip",
             "filter.round_trip_k = 0: the round-trip check is off.",
-            bars("plot-round-trip", "candidates", "", &["off".to_string()], &[("candidates", NEUTRAL, vec![0.0])], false)?,
+            bars("plot-round-trip", "candidates", "", &["off".to_string()], &[("candidates", NEUTRAL, vec![0.0])], false, None)?,
         );
     }
     let stats = &i.report.filter;
@@ -671,6 +690,7 @@ fn variants(h: &mut String, i: &Inputs<'_>) -> Result<(), HtmlReportError> {
                 ("rejected", REJECTED, stats.values().map(|s| (s.candidates - s.accepted) as f64).collect()),
             ],
             true,
+            None,
         )?,
     );
     h.push_str("</div>\n<table><tr><th>strategy</th><th class=\"num\">produced</th><th class=\"num\">accepted</th><th class=\"num\">mean fidelity</th><th>rejections by reason</th></tr>\n");
@@ -797,9 +817,11 @@ mod tests {
         let s = histogram("t", "x", &[("a", POSITIVE, &[0.1, 0.2, 0.2, 0.9]), ("b", NEGATIVE, &[])], &[("line".into(), 0.5)]).unwrap();
         assert!(s.starts_with("<svg") && s.contains("<rect") && s.contains("<polyline"), "{s}");
         assert!(s.contains("a (n=4)") && s.contains("line = 0.500"), "legend missing: {s}");
-        let b = bars("t", "v", "c", &["x&y".into(), "z".into()], &[("s", NEUTRAL, vec![3.0, 0.0])], true).unwrap();
+        let b = bars("t", "v", "c", &["x&y".into(), "z".into()], &[("s", NEUTRAL, vec![3.0, 0.0])], true, None).unwrap();
         assert!(b.contains("x&amp;y"), "labels are escaped by the SVG backend: {b}");
         assert_eq!(b.matches("<rect").count(), 2, "background + one bar (a zero draws nothing; one series, no legend): {b}");
+        let v = bars("t", "v", "c", &["0".into(), "1".into(), "miss".into()], &[("s", NEUTRAL, vec![3.0, 1.0, 2.0])], false, Some((2, "k = 2".into()))).unwrap();
+        assert!(v.contains("k = 2") && v.contains("<polyline"), "threshold line and its legend: {v}");
     }
 
     #[test]

@@ -763,23 +763,40 @@ fn report_html_renders_in_headless_chromium() {
         assert!(f.contains("<svg"), "{id}: no <svg> in Chromium's DOM");
         assert!(drawn_rects(f) >= 3, "{id}: {} drawn rectangles in Chromium's DOM", drawn_rects(f));
     }
-    // The pixels: the page is not blank and the plots' colours are painted.
+    // The pixels of the whole page: not blank, and the plots' colours are painted.
     let t = tmpdir();
     let shot = t.path().join("report.png");
     headless(&chromium, &page, &[format!("--screenshot={}", shot.display()), "--window-size=1300,9000".into()]);
     let blend = |c: [u8; 3]| c.map(|x| (x as f64 * 0.55 + 255.0 * 0.45).round() as u8);
-    let colours = [
-        [0x45, 0x6b, 0xa8],       // ranks, above-positive and round-trip bars
-        [0xc0, 0x39, 0x2b],       // removed-per-rule and rejected bars
-        [0x1b, 0x9e, 0x77],       // accepted bars
-        blend([0x1b, 0x9e, 0x77]), // positive-score histogram (55 % opaque on white)
-        blend([0xd9, 0x5f, 0x02]), // negative-score histogram
-    ];
+    let (neutral, rejected, accepted) = ([0x45, 0x6b, 0xa8], [0xc0, 0x39, 0x2b], [0x1b, 0x9e, 0x77]);
+    let (pos, neg) = (blend([0x1b, 0x9e, 0x77]), blend([0xd9, 0x5f, 0x02])); // 55 % opaque on white
+    let colours = [neutral, rejected, accepted, pos, neg];
     let (pixels, non_white, counts) = colour_counts(&shot, &colours, 6);
-    eprintln!("screenshot: {pixels} pixels, {non_white} not white, plot colours {counts:?}");
+    eprintln!("page screenshot: {pixels} pixels, {non_white} not white, plot colours {counts:?}");
     assert!(non_white * 20 > pixels, "only {non_white} of {pixels} pixels are not white");
-    for (c, n) in colours.iter().zip(&counts) {
-        assert!(*n > 400, "colour {c:02x?} covers only {n} pixels: a plot did not render ({counts:?})");
+    // Each plot alone (its figure on a page with the report's styles): painted, in its own colours.
+    let html = std::fs::read_to_string(&page).unwrap();
+    let head = &html[..html.find("<body>").expect("<body>") + "<body>".len()];
+    let expect: [(&str, Vec<[u8; 3]>); 7] = [
+        ("plot-scores", vec![pos, neg]),
+        ("plot-negative-ranks", vec![neutral]),
+        ("plot-removed", vec![rejected]),
+        ("plot-above-positive", vec![neutral]),
+        ("plot-fidelity", vec![blend(accepted), blend(rejected)]),
+        ("plot-round-trip", vec![neutral]),
+        ("plot-strategies", vec![accepted, rejected]),
+    ];
+    for (id, want) in expect {
+        let one = t.path().join(format!("{id}.html"));
+        std::fs::write(&one, format!("{head}\n{}</figure>\n</body></html>\n", figure(&html, id))).unwrap();
+        let png = t.path().join(format!("{id}.png"));
+        headless(&chromium, &one, &[format!("--screenshot={}", png.display()), "--window-size=700,480".into()]);
+        let (pixels, non_white, counts) = colour_counts(&png, &want, 6);
+        eprintln!("{id}: {non_white} of {pixels} pixels not white, its colours {counts:?}");
+        assert!(non_white * 25 > pixels, "{id}: only {non_white} of {pixels} pixels are not white");
+        for (c, n) in want.iter().zip(&counts) {
+            assert!(*n > 150, "{id}: colour {c:02x?} covers only {n} pixels: the plot did not render");
+        }
     }
 }
 
