@@ -351,10 +351,11 @@ impl EvalReport {
     }
 }
 
-/// Which model a `--model` value names: an existing folder, else a model name.
+/// Which model a `--model` value names: a folder when it exists or reads as a path (starts with `/`,
+/// `.` or `~`; validation then names a missing folder), else a model name.
 pub fn model_from_arg(arg: &str, base: &crate::config::ModelConfig) -> crate::config::ModelConfig {
     let mut m = base.clone();
-    if Path::new(arg).is_dir() {
+    if Path::new(arg).is_dir() || arg.starts_with(['/', '.', '~']) {
         m.dir = Some(PathBuf::from(arg));
     } else {
         m.dir = None;

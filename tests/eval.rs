@@ -147,4 +147,5 @@ fn eval_compares_models_side_by_side_and_refuses_bad_flags() {
     bad(&["--pooling", "max"], "--pooling");
     bad(&["--index", "lsh"], "--index");
     bad(&["--split", "nosuch"], "input.split");
+    bad(&["--model", "./no-such-model"], "model.dir");
 }
