@@ -200,6 +200,8 @@ nav a{margin-right:18px;color:#24344d;text-decoration:none;font-weight:600}
 main{padding:6px 28px 28px}
 section{background:#fff;border-radius:8px;padding:12px 18px;margin:16px 0;box-shadow:0 1px 2px rgba(0,0,0,.08)}
 h2{margin:4px 0 10px;font-size:19px}
+h3{margin:6px 0 4px;font-size:15px}
+.cols{display:flex;flex-wrap:wrap;gap:32px;align-items:flex-start}
 .grid{display:grid;grid-template-columns:repeat(auto-fill,minmax(520px,1fr));gap:14px}
 figure{margin:0;border:1px solid #e3e6eb;border-radius:6px;padding:8px}
 figure svg{width:100%;height:auto;display:block}
@@ -525,7 +527,7 @@ fn overview(h: &mut String, i: &Inputs<'_>) {
     let q = |d: &crate::report::Distribution| {
         if d.count == 0 { "–".to_string() } else { format!("{:.3} / {:.3} / {:.3}", d.quantiles[1], d.quantiles[3], d.quantiles[5]) }
     };
-    h.push_str("<section id=\"overview\"><h2>Overview</h2><table class=\"kv\">\n");
+    h.push_str("<section id=\"overview\"><h2>Overview</h2><div class=\"cols\"><div><h3>Counts</h3><table class=\"kv\">\n");
     let rows: Vec<(&str, String)> = vec![
         ("documents", ing.documents.to_string()),
         ("queries read / with positives", format!("{} / {}", ing.queries_read, ing.queries_with_positives)),
@@ -544,7 +546,33 @@ fn overview(h: &mut String, i: &Inputs<'_>) {
     for (k, v) in rows {
         let _ = writeln!(h, "<tr><th>{}</th><td class=\"num\">{}</td></tr>", esc(k), esc(&v));
     }
-    h.push_str("</table></section>\n");
+    h.push_str("</table></div>\n<div>");
+    settings(h, i.cfg);
+    h.push_str("</div></div></section>\n");
+}
+
+/// The settings that shaped the data (the full config is in manifest.json).
+fn settings(h: &mut String, cfg: &Config) {
+    let (m, f) = (&cfg.mine, &cfg.filter);
+    let opt = |v: Option<f32>| v.map(|x| x.to_string()).unwrap_or_else(|| "off".into());
+    let sampling = match m.sampling {
+        crate::config::Sampling::Top => "top".to_string(),
+        crate::config::Sampling::Random => format!("random (seed {})", m.seed),
+    };
+    let rows = [
+        ("negatives per pair", m.num_negatives.to_string()),
+        ("candidate ranks", format!("{} ≤ rank < {}", m.range_min, m.range_max)),
+        ("sampling", sampling),
+        ("relative_margin / absolute_margin", format!("{} / {}", opt(m.relative_margin), opt(m.absolute_margin))),
+        ("max_score / min_score", format!("{} / {}", opt(m.max_score), opt(m.min_score))),
+        ("variant fidelity range", format!("{} to {}", f.fidelity_min, f.fidelity_max)),
+        ("round_trip_k / dedup_cosine", format!("{} / {}", f.round_trip_k, f.dedup_cosine)),
+    ];
+    h.push_str("<h3>Settings</h3><table class=\"kv\">\n");
+    for (k, v) in rows {
+        let _ = writeln!(h, "<tr><th>{}</th><td class=\"num\">{}</td></tr>", esc(k), esc(&v));
+    }
+    h.push_str("</table><p class=\"note\">The full configuration is in manifest.json.</p>\n");
 }
 
 fn rules_table(h: &mut String, rules: &[(&str, u64)], not_sampled: u64, negatives: usize, short: usize, none: usize) {

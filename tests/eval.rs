@@ -138,6 +138,18 @@ fn eval_compares_models_side_by_side_and_refuses_bad_flags() {
     assert_eq!(std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap(), "same model, same run file");
     assert_eq!(std::fs::read_to_string(&a).unwrap().lines().count(), 82 * 10, "depth 10 (at least 10 for ndcg@10)");
 
+    // The same metrics through the HNSW index: close to exact search on 310 documents.
+    let ndcg = |index: &str| {
+        let o = run(tripletgen().arg("eval").arg(fixture("quickstart")).args(["--json", "--index", index, "--workspace"]).arg(t.path().join("ws")));
+        o.assert_ok();
+        let v: Value = serde_json::from_str(&o.stdout).unwrap();
+        assert_eq!(v["models"][0]["index"], index);
+        assert_eq!(num_at(&v, "/models/0/embedded"), 0.0, "the workspace serves every embedding");
+        num_at(&v, "/models/0/mean/ndcg@10")
+    };
+    let (exact, hnsw) = (ndcg("exact"), ndcg("hnsw"));
+    assert!((exact - hnsw).abs() < 0.02, "exact {exact} vs hnsw {hnsw}");
+
     let bad = |args: &[&str], needle: &str| {
         let o = run(tripletgen().arg("eval").arg(fixture("quickstart")).args(args));
         o.assert_code(2).assert_stderr_has(&[needle]);
