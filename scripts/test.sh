@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The one test command: ./scripts/test.sh [extra `cargo test` arguments, e.g. a test name filter]
 #
-# 1. Creates (or reuses) a Python venv OUTSIDE the repository with the pinned pyarrow + datasets of
+# 1. Creates (or reuses) a Python venv OUTSIDE the repository with the pinned pyarrow, datasets and pytrec_eval of
 #    scripts/test-requirements.txt, keyed by the Python version and a hash of that file:
 #      ${XDG_CACHE_HOME:-$HOME/.cache}/tripletgen/test-venv-py<X.Y>-<hash>
 #    (override with TRIPLETGEN_TEST_VENV; pick the base Python with PYTHON, default python3).
@@ -9,6 +9,8 @@
 #    into $TRIPLETGEN_CACHE, or ~/.cache/tripletgen (XDG_CACHE_HOME respected) when that is unset.
 #    Then builds the real llama-server for tests/llm_server.rs (scripts/llama-server.sh build; cached
 #    outside the repo; TRIPLETGEN_SKIP_LLAMA=1 skips it for developers, never under CI).
+#    Installs Debian's `chromium` (apt-get, as root) when it is missing, for the test that renders
+#    report.html headless (TRIPLETGEN_SKIP_CHROMIUM=1 skips it for developers, never under CI).
 # 3. Runs `cargo test` (debug profile: dependencies are built at opt-level 2, see Cargo.toml) with
 #    TRIPLETGEN_TEST_PYTHON set to the venv's python, and exits non-zero on any failure.
 #
@@ -33,15 +35,15 @@ CACHE_HOME="${XDG_CACHE_HOME:-$HOME/.cache}"
 VENV="${TRIPLETGEN_TEST_VENV:-$CACHE_HOME/tripletgen/test-venv-py$PYVER-$REQ_HASH}"
 STAMP="$VENV/.tripletgen-requirements-ok"
 
-if [[ -f "$STAMP" && -x "$VENV/bin/python" ]] && "$VENV/bin/python" -c 'import pyarrow, datasets' 2>/dev/null; then
+if [[ -f "$STAMP" && -x "$VENV/bin/python" ]] && "$VENV/bin/python" -c 'import pyarrow, datasets, pytrec_eval' 2>/dev/null; then
     log "reusing Python venv $VENV"
 else
-    log "creating Python venv $VENV (pinned pyarrow + datasets)"
+    log "creating Python venv $VENV (pinned pyarrow + datasets + pytrec_eval)"
     rm -rf "$VENV"
     mkdir -p "$(dirname "$VENV")"
     "$PY" -m venv "$VENV"
     "$VENV/bin/python" -m pip install --disable-pip-version-check --no-input -q -r "$REQ"
-    "$VENV/bin/python" -c 'import pyarrow, datasets; print("pyarrow", pyarrow.__version__, "datasets", datasets.__version__)' >&2
+    "$VENV/bin/python" -c 'import pyarrow, datasets, pytrec_eval; print("pyarrow", pyarrow.__version__, "datasets", datasets.__version__, "pytrec_eval ok")' >&2
     touch "$STAMP"
 fi
 export TRIPLETGEN_TEST_PYTHON="$VENV/bin/python"
@@ -67,6 +69,25 @@ if [[ -f "$ROOT/scripts/llama-server.sh" ]]; then
         log "building llama-server if needed (scripts/llama-server.sh build)"
         bash "$ROOT/scripts/llama-server.sh" build
     fi
+fi
+
+# --- 2c. Chromium for the report.html screenshot test (Debian package `chromium`) ----------------
+if [[ "${TRIPLETGEN_SKIP_CHROMIUM:-}" == 1 ]]; then
+    if [[ "${CI:-}" == true || "${CI:-}" == 1 ]]; then
+        log "error: TRIPLETGEN_SKIP_CHROMIUM=1 under CI=true: CI must render the report"; exit 1
+    fi
+    log "TRIPLETGEN_SKIP_CHROMIUM=1: not checking for chromium (the screenshot test will be skipped)"
+elif [[ -n "${TRIPLETGEN_CHROMIUM:-}" ]]; then
+    log "using chromium from TRIPLETGEN_CHROMIUM=$TRIPLETGEN_CHROMIUM"
+elif command -v chromium >/dev/null; then
+    log "chromium found: $(command -v chromium)"
+else
+    log "chromium is missing: installing the Debian package (apt-get install -y chromium)"
+    [[ "$(id -u)" == 0 ]] || { log "error: installing chromium needs root (or set TRIPLETGEN_CHROMIUM to a chromium binary)"; exit 1; }
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get install -y --no-install-recommends chromium >&2 \
+        || { log "apt-get install failed: running apt-get update and retrying"; apt-get update >&2 && apt-get install -y --no-install-recommends chromium >&2; }
+    log "installed $(chromium --version 2>/dev/null || echo chromium)"
 fi
 T2=$(now)
 

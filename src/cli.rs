@@ -85,6 +85,85 @@ pub enum Command {
     },
     /// Benchmarks: embedding throughput and index speed, recall and memory.
     Bench(bench::BenchArgs),
+    /// Print a readable sample of an output folder's rows with their provenance.
+    Inspect(InspectArgs),
+    /// Retrieval metrics (nDCG@10, MRR@10, MAP, Recall@k) of embedding models on a BEIR folder.
+    Eval(EvalArgs),
+}
+
+/// Flags of `inspect`.
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    /// An output folder of `run` or `mine`.
+    pub output: PathBuf,
+    /// Which file: triplet, n-tuple, labeled-pair or labeled-list (default: the first written).
+    #[arg(long)]
+    pub format: Option<String>,
+    /// Only rows whose query came from this strategy (`given` = the input queries).
+    #[arg(long)]
+    pub strategy: Option<String>,
+    /// Only rows of this query id.
+    #[arg(long)]
+    pub query_id: Option<String>,
+    /// Rows to show.
+    #[arg(short, long, default_value_t = 5)]
+    pub n: usize,
+    /// Skip this many matching rows.
+    #[arg(long, default_value_t = 0)]
+    pub offset: usize,
+    /// Show a random sample drawn with this seed instead of consecutive rows.
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Characters of each text shown (0 = whole texts).
+    #[arg(long, default_value_t = 200)]
+    pub width: usize,
+    /// One JSON object per row on stdout (whole texts).
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Flags of `eval`.
+#[derive(Debug, Args)]
+pub struct EvalArgs {
+    /// A BEIR-layout folder (corpus.jsonl, queries.jsonl, qrels/<split>.tsv).
+    pub beir: PathBuf,
+    /// Qrels split.
+    #[arg(long, default_value = "test")]
+    pub split: String,
+    /// A model folder (model.onnx + tokenizer files) or model name; default the config's model (the
+    /// pinned all-minilm-l6-v2). Repeat to compare models side by side.
+    #[arg(long = "model")]
+    pub models: Vec<String>,
+    /// Pooling of folder models: mean or cls.
+    #[arg(long)]
+    pub pooling: Option<String>,
+    /// Take [model], [embed], [index] and the input field names from this config (flags win).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Cutoffs for nDCG@k and Recall@k, comma-separated (nDCG@10, MRR@10 and MAP are always computed).
+    #[arg(long, value_delimiter = ',', default_value = "1,3,5,10,100")]
+    pub k: Vec<usize>,
+    /// Prefix for queries (e.g. "query: " for e5).
+    #[arg(long)]
+    pub query_prefix: Option<String>,
+    /// Prefix for documents (e.g. "passage: ").
+    #[arg(long)]
+    pub document_prefix: Option<String>,
+    /// exact (default) or hnsw.
+    #[arg(long, default_value = "exact")]
+    pub index: String,
+    /// Drop retrieved documents whose id equals the query id (BEIR's ignore_identical_ids).
+    #[arg(long)]
+    pub ignore_identical_ids: bool,
+    /// Write the ranking as a TREC run file (qid Q0 docid rank score tag); once per --model.
+    #[arg(long)]
+    pub run_out: Vec<PathBuf>,
+    /// Keep embeddings in this workspace (default: a temporary one, removed afterwards).
+    #[arg(long)]
+    pub workspace: Option<PathBuf>,
+    /// Print the metrics (mean and per query) as JSON on stdout instead of the table.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Flags shared by `run` and `mine`.
@@ -138,16 +217,19 @@ pub struct MineFlags {
     /// auto, exact or hnsw.
     #[arg(long)]
     pub index: Option<String>,
+    /// Write review.jsonl: candidates scoring above the positive (possible false negatives), with the
+    /// rule that removed each.
+    #[arg(long)]
+    pub review: bool,
+    /// With --review, also list candidates up to this far below the positive's score.
+    #[arg(long)]
+    pub review_margin: Option<f32>,
 }
 
 impl MineFlags {
     /// Apply the flags; a bad value is a configuration error (exit code 2).
     fn apply(&self, cfg: &mut Config) -> Result<(), crate::config::ConfigError> {
-        let bad = |flag: &str, message: String| crate::config::ConfigError::Invalid {
-            origin: "command line".into(),
-            key: flag.into(),
-            message,
-        };
+        let bad = bad_flag;
         let m = &mut cfg.mine;
         if let Some(v) = self.num_negatives {
             m.num_negatives = v;
@@ -184,17 +266,14 @@ impl MineFlags {
         if let Some(v) = self.seed {
             m.seed = v;
         }
+        if self.review {
+            m.review = true;
+        }
+        if let Some(v) = self.review_margin {
+            m.review_margin = v;
+        }
         if !self.format.is_empty() {
-            cfg.output.formats = self
-                .format
-                .iter()
-                .map(|f| {
-                    Format::parse(f).ok_or_else(|| {
-                        let all: Vec<&str> = Format::ALL.iter().map(|f| f.name()).collect();
-                        bad("--format", format!("is {f:?}; valid formats are {}", all.join(", ")))
-                    })
-                })
-                .collect::<Result<_, _>>()?;
+            cfg.output.formats = self.format.iter().map(|f| parse_format(f)).collect::<Result<_, _>>()?;
         }
         if let Some(i) = &self.index {
             cfg.index.kind = match i.as_str() {
@@ -311,7 +390,115 @@ fn dispatch(cli: Cli) -> Result<()> {
             run_config(cfg, &config.display().to_string(), CommonFlags::default(), show_progress)
         }
         Command::Bench(args) => bench::run(args, show_progress),
+        Command::Inspect(args) => run_inspect(args),
+        Command::Eval(args) => run_eval(args, show_progress),
     }
+}
+
+fn bad_flag(flag: &str, message: String) -> crate::config::ConfigError {
+    crate::config::ConfigError::Invalid { origin: "command line".into(), key: flag.into(), message }
+}
+
+fn parse_format(f: &str) -> Result<Format, crate::config::ConfigError> {
+    Format::parse(f).ok_or_else(|| {
+        let all: Vec<&str> = Format::ALL.iter().map(|f| f.name()).collect();
+        bad_flag("--format", format!("is {f:?}; valid formats are {}", all.join(", ")))
+    })
+}
+
+fn run_inspect(a: InspectArgs) -> Result<()> {
+    let format = match a.format.as_deref() {
+        None => None,
+        Some(f) => match parse_format(f)? {
+            Format::FlagJsonl => return Err(bad_flag("--format", "flag-jsonl is plain JSON lines: read it with any text tool; inspect reads the Parquet formats".into()).into()),
+            f => Some(f),
+        },
+    };
+    let opts = crate::inspect::InspectOptions {
+        format,
+        strategy: a.strategy,
+        query_id: a.query_id,
+        n: a.n,
+        offset: a.offset,
+        seed: a.seed,
+        width: a.width,
+    };
+    let sel = crate::inspect::select(&a.output, &opts)?;
+    if a.json {
+        print!("{}", sel.jsonl());
+    } else {
+        print!("{}", sel.text(&opts));
+    }
+    Ok(())
+}
+
+fn run_eval(a: EvalArgs, show_progress: bool) -> Result<()> {
+    let (mut cfg, origin) = match &a.config {
+        Some(p) => (Config::load(p)?, p.display().to_string()),
+        None => (Config::default(), "command line".to_string()),
+    };
+    cfg.input.beir = Some(a.beir.clone());
+    cfg.input.split = a.split.clone();
+    // The dataset is the BEIR folder; the config contributes field names, include_title and the
+    // bad-record policy only.
+    (cfg.input.corpus, cfg.input.queries, cfg.input.qrels, cfg.input.pairs) = (None, None, None, None);
+    cfg.generate = Default::default();
+    cfg.llm = None;
+    if let Some(p) = &a.pooling {
+        cfg.model.pooling = match p.as_str() {
+            "mean" => crate::config::Pooling::Mean,
+            "cls" => crate::config::Pooling::Cls,
+            _ => return Err(bad_flag("--pooling", format!("is {p:?}; valid values are mean, cls")).into()),
+        };
+    }
+    if let Some(p) = a.query_prefix {
+        cfg.embed.query_prefix = p;
+    }
+    if let Some(p) = a.document_prefix {
+        cfg.embed.document_prefix = p;
+    }
+    cfg.index.kind = match a.index.as_str() {
+        "exact" => IndexKind::Exact,
+        "hnsw" => IndexKind::Hnsw,
+        i => return Err(bad_flag("--index", format!("is {i:?}; valid values are exact, hnsw")).into()),
+    };
+    if a.k.is_empty() || a.k.iter().any(|&k| k == 0 || k > 10_000) {
+        return Err(bad_flag("--k", format!("is {:?}; give cutoffs from 1 to 10000, e.g. 1,3,5,10,100", a.k)).into());
+    }
+    let models: Vec<crate::config::ModelConfig> = if a.models.is_empty() {
+        vec![cfg.model.clone()]
+    } else {
+        a.models.iter().map(|m| crate::eval::model_from_arg(m, &cfg.model)).collect()
+    };
+    if !a.run_out.is_empty() && a.run_out.len() != models.len() {
+        return Err(bad_flag(
+            "--run-out",
+            format!("is given {} times for {} models; give it once per --model, in the same order", a.run_out.len(), models.len()),
+        )
+        .into());
+    }
+    for m in &models {
+        let mut c = cfg.clone();
+        c.model = m.clone();
+        c.validate(&origin)?;
+    }
+    cfg.validate(&origin)?;
+    let opts = crate::eval::EvalOptions {
+        ks: a.k,
+        ignore_identical_ids: a.ignore_identical_ids,
+        run_out: a.run_out,
+        workspace: a.workspace,
+        progress: show_progress,
+    };
+    let report = crate::eval::evaluate(&cfg, &models, &opts)?;
+    progress::MULTI.clear().ok();
+    if a.json {
+        eprint!("{}", report.table());
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", report.table());
+    }
+    Ok(())
 }
 
 fn run_config(mut cfg: Config, origin: &str, common: CommonFlags, show_progress: bool) -> Result<()> {

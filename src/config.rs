@@ -362,6 +362,13 @@ pub struct MineConfig {
     /// Compare texts after trimming, folding whitespace and case when excluding candidates whose
     /// text equals a positive or the query.
     pub normalize_text_match: bool,
+    /// Write `review.jsonl`: per pair, every candidate scoring above the positive (or within
+    /// `review_margin` below it) with ids, texts, scores, ranks and the rule that removed it — the
+    /// candidates most likely to be false negatives.
+    pub review: bool,
+    /// How far below the positive's score a candidate still counts as suspicious (0 = only those
+    /// scoring above it).
+    pub review_margin: f32,
 }
 impl Default for MineConfig {
     fn default() -> Self {
@@ -376,6 +383,8 @@ impl Default for MineConfig {
             max_score: None,
             min_score: None,
             normalize_text_match: true,
+            review: false,
+            review_margin: 0.0,
         }
     }
 }
@@ -852,6 +861,9 @@ impl Config {
                 }
             }
         }
+        if !(0.0..=2.0).contains(&mn.review_margin) {
+            return Err(bad("mine.review_margin", format!("is {}; valid: 0 to 2 (a cosine difference)", mn.review_margin)));
+        }
         if let Some(r) = mn.relative_margin {
             if !(0.0..1.0).contains(&r) {
                 return Err(bad("mine.relative_margin", format!("is {r}; valid: 0 <= x < 1")));
@@ -1086,6 +1098,11 @@ mod tests {
         c.model.onnxruntime = Some("/nonexistent/libonnxruntime.so".into());
         let e = c.validate("x.toml").unwrap_err().to_string();
         assert!(e.contains("model.onnxruntime"), "{e}");
+
+        let mut c = valid_base();
+        c.mine.review_margin = -0.1;
+        let e = c.validate("x.toml").unwrap_err().to_string();
+        assert!(e.contains("mine.review_margin") && e.contains("0 to 2"), "{e}");
 
         let mut c = valid_base();
         c.input.split = "nosuch".into();

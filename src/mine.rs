@@ -53,6 +53,57 @@ pub struct MinedPair {
     /// Non-positive candidates that scored above the positive (likely false negatives or a weak
     /// positive).
     pub above_positive: usize,
+    /// Candidates scoring within `review_margin` of the positive or above it, best first, with what
+    /// became of each: all of them with `mine.review`, else the first [`SUSPECTS_KEPT`] (for the
+    /// HTML report).
+    pub suspects: Vec<Suspect>,
+}
+
+/// Suspects kept per pair when `mine.review` is off (enough for the report's table).
+pub const SUSPECTS_KEPT: usize = 3;
+
+/// What became of a retrieved candidate of a pair.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// Removed by `range_min`.
+    RangeMin,
+    /// Removed by `max_score`.
+    MaxScore,
+    /// Removed by `min_score`.
+    MinScore,
+    /// Removed by `absolute_margin`.
+    AbsoluteMargin,
+    /// Removed by `relative_margin`.
+    RelativeMargin,
+    /// Allowed, but not picked.
+    NotSampled,
+    /// Chosen as a negative.
+    Chosen,
+}
+
+impl Outcome {
+    /// The name used in files and reports (the rule's config key for removals).
+    pub fn name(self) -> &'static str {
+        match self {
+            Outcome::RangeMin => "range_min",
+            Outcome::MaxScore => "max_score",
+            Outcome::MinScore => "min_score",
+            Outcome::AbsoluteMargin => "absolute_margin",
+            Outcome::RelativeMargin => "relative_margin",
+            Outcome::NotSampled => "not_sampled",
+            Outcome::Chosen => "chosen",
+        }
+    }
+}
+
+/// A candidate scoring close to (or above) its pair's positive: a possible false negative.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Suspect {
+    /// The candidate (document index, score, rank).
+    pub candidate: Negative,
+    /// What the rules did with it.
+    pub outcome: Outcome,
 }
 
 /// Why candidates were removed, and how many.
@@ -95,6 +146,11 @@ pub struct MineStats {
     pub negatives: usize,
     /// Pairs with at least one non-positive candidate scoring above the positive.
     pub pairs_with_candidates_above_positive: usize,
+    /// Distribution of candidates above the positive per pair: count -> pairs (only candidates
+    /// within `range_max` are seen, so counts stop there).
+    pub candidates_above_positive: std::collections::BTreeMap<usize, usize>,
+    /// Candidates written to review.jsonl (with `mine.review`).
+    pub review_candidates: usize,
     /// Seconds spent searching and filtering.
     pub seconds: f64,
 }
@@ -209,6 +265,10 @@ pub fn mine(
         stats.pairs_short += (p.negatives.len() < cfg.num_negatives) as usize;
         stats.pairs_without_negatives += p.negatives.is_empty() as usize;
         stats.pairs_with_candidates_above_positive += (p.above_positive > 0) as usize;
+        *stats.candidates_above_positive.entry(p.above_positive).or_default() += 1;
+        if cfg.review {
+            stats.review_candidates += p.suspects.len();
+        }
     }
     Ok((pairs_out, stats))
 }
@@ -237,24 +297,28 @@ fn mine_pair(
     counts: &mut RuleCounts,
 ) -> MinedPair {
     let above_positive = candidates.iter().filter(|c| c.score > pos_score).count();
+    let mut outcomes = Vec::with_capacity(candidates.len());
     let mut allowed = Vec::with_capacity(candidates.len());
-    for c in candidates {
-        if c.rank < cfg.range_min {
-            counts.range_min += 1;
+    for (i, c) in candidates.iter().enumerate() {
+        let (outcome, count) = if c.rank < cfg.range_min {
+            (Outcome::RangeMin, &mut counts.range_min)
         } else if cfg.max_score.is_some_and(|m| c.score > m) {
-            counts.max_score += 1;
+            (Outcome::MaxScore, &mut counts.max_score)
         } else if cfg.min_score.is_some_and(|m| c.score < m) {
-            counts.min_score += 1;
+            (Outcome::MinScore, &mut counts.min_score)
         } else if cfg.absolute_margin.is_some_and(|m| c.score > pos_score - m) {
-            counts.absolute_margin += 1;
+            (Outcome::AbsoluteMargin, &mut counts.absolute_margin)
         } else if cfg.relative_margin.is_some_and(|m| c.score > pos_score - pos_score.abs() * m) {
-            counts.relative_margin += 1;
+            (Outcome::RelativeMargin, &mut counts.relative_margin)
         } else {
-            allowed.push(*c);
-        }
+            allowed.push(i);
+            (Outcome::NotSampled, &mut counts.not_sampled)
+        };
+        *count += 1;
+        outcomes.push(outcome);
     }
     let n = cfg.num_negatives.min(allowed.len());
-    let negatives = match cfg.sampling {
+    let picked: Vec<usize> = match cfg.sampling {
         Sampling::Top => allowed[..n].to_vec(),
         Sampling::Random => {
             let seed = cfg.seed ^ ContentHash::of_parts(&[&query_hash.0, &positive_hash.0]).as_u64();
@@ -264,8 +328,20 @@ fn mine_pair(
             idx.into_iter().map(|i| allowed[i]).collect()
         }
     };
-    counts.not_sampled += (allowed.len() - n) as u64;
-    MinedPair { query, positive, positive_score: pos_score, negatives, above_positive }
+    counts.not_sampled -= n as u64;
+    for &i in &picked {
+        outcomes[i] = Outcome::Chosen;
+    }
+    let negatives = picked.iter().map(|&i| candidates[i]).collect();
+    let keep = if cfg.review { usize::MAX } else { SUSPECTS_KEPT };
+    let suspects = candidates
+        .iter()
+        .zip(outcomes)
+        .filter(|(c, _)| c.score > pos_score - cfg.review_margin)
+        .take(keep)
+        .map(|(c, outcome)| Suspect { candidate: *c, outcome })
+        .collect();
+    MinedPair { query, positive, positive_score: pos_score, negatives, above_positive, suspects }
 }
 
 #[cfg(test)]
@@ -322,6 +398,34 @@ mod tests {
         assert_eq!(counts.absolute_margin, 1);
         assert_eq!(counts.min_score, 1);
         assert_eq!(counts.not_sampled, 1);
+    }
+
+    #[test]
+    fn suspects_carry_the_rule_that_removed_them() {
+        let c = MineConfig { range_min: 1, relative_margin: Some(0.05), num_negatives: 1, review: true, review_margin: 0.1, ..cfg() };
+        let h = ContentHash::of("x");
+        let mut counts = RuleCounts::default();
+        // pos 0.8: 0.9 and 0.85 score above it; 0.75 and 0.72 are within the 0.1 review margin (and
+        // below 95 % of the positive, 0.76); 0.6 is not a suspect.
+        let p = mine_pair(0, 0, 0.8, &cands(&[0.9, 0.85, 0.75, 0.72, 0.6]), &c, &h, &h, &mut counts);
+        assert_eq!(p.above_positive, 2);
+        let got: Vec<(usize, Outcome)> = p.suspects.iter().map(|s| (s.candidate.doc, s.outcome)).collect();
+        assert_eq!(
+            got,
+            vec![(100, Outcome::RangeMin), (101, Outcome::RelativeMargin), (102, Outcome::Chosen), (103, Outcome::NotSampled)],
+            "{:?}",
+            p.suspects
+        );
+        assert_eq!(p.negatives.iter().map(|n| n.doc).collect::<Vec<_>>(), vec![102]);
+        assert_eq!((counts.range_min, counts.relative_margin, counts.not_sampled), (1, 1, 2));
+        // Without review, at most SUSPECTS_KEPT are kept.
+        let c = MineConfig { relative_margin: None, review: false, review_margin: 1.0, ..cfg() };
+        let p = mine_pair(0, 0, 0.5, &cands(&[0.9, 0.85, 0.8, 0.7, 0.6]), &c, &h, &h, &mut counts);
+        assert_eq!(p.suspects.len(), SUSPECTS_KEPT);
+        assert!(p.suspects.iter().all(|s| s.outcome == Outcome::Chosen));
+        let c = MineConfig { review: true, ..c };
+        let p = mine_pair(0, 0, 0.5, &cands(&[0.9, 0.85, 0.8, 0.7, 0.6]), &c, &h, &h, &mut counts);
+        assert_eq!(p.suspects.len(), 5);
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! Pipeline: wires the stages together — ingest, embed, index, mine, write — and times each one.
+//! Pipeline: wires the stages together — ingest, embed, index, mine, write, report — and times each one.
 //!
 //! Each stage gets validated config and the previous stage's output; CPU-heavy stages run on their
 //! own threads (ONNX Runtime's pool, rayon for search and mining), one at a time, so the cores are
@@ -8,6 +8,7 @@ use crate::config::{Config, IndexKind, LexicalStrategy, LlmStrategy};
 use crate::embed::{EmbedError, EmbedStats, Embedder, Vectors};
 use crate::generate::llm::{DryRun, LlmGenerator, LlmStageError};
 use crate::filter;
+use crate::html_report;
 use crate::generate::{self, Candidate, GenerateError, StrategyCounts};
 use crate::hash::ContentHash;
 use crate::index::{Index, IndexError, Persist};
@@ -51,6 +52,9 @@ pub enum PipelineError {
     /// Writing outputs.
     #[error(transparent)]
     Write(#[from] WriteError),
+    /// The HTML report.
+    #[error(transparent)]
+    HtmlReport(#[from] html_report::HtmlReportError),
 }
 
 /// True when synthetic generation may supply all queries.
@@ -172,6 +176,9 @@ pub fn run(cfg: &Config) -> Result<RunReport, PipelineError> {
         let f = write::write_variants(out, &ds, &rounds.candidates, &rounds.decisions)?;
         write_stats.files.push(f);
     }
+    if cfg.mine.review {
+        write_stats.files.push(write::write_review(out, &ds, &pairs)?);
+    }
     timings.write = t.elapsed().as_secs_f64();
     timings.total = t0.elapsed().as_secs_f64();
 
@@ -197,6 +204,15 @@ pub fn run(cfg: &Config) -> Result<RunReport, PipelineError> {
     store.save_snapshot("query", &queries_produced)?;
     let report_json = serde_json::to_vec_pretty(&report).expect("report serialises");
     write::write_atomic(&out.join("report.json"), &report_json)?;
+    let page = html_report::Inputs {
+        report: &report,
+        cfg,
+        ds: &ds,
+        pairs: &pairs,
+        candidates: &rounds.candidates,
+        decisions: &rounds.decisions,
+    };
+    html_report::write(out, &page)?;
     let manifest = Manifest::new(cfg, &resolved, &report)?;
     write::write_atomic(&out.join("manifest.json"), &serde_json::to_vec_pretty(&manifest).expect("manifest serialises"))?;
     Ok(report)

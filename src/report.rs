@@ -231,7 +231,7 @@ impl RunReport {
         for f in &self.write.files {
             let _ = writeln!(s, "           {:<36} {:>8} rows", f.file, f.rows);
         }
-        let _ = writeln!(s, "           report.json, manifest.json (counts, timings, config, checksums)");
+        let _ = writeln!(s, "           report.html (plots, samples), report.json, manifest.json (counts, timings, config, checksums)");
         s
     }
 }

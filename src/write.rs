@@ -481,21 +481,78 @@ struct FlagLine<'a> {
 }
 
 fn write_flag_jsonl(path: &Path, ds: &Dataset, pairs: &[MinedPair]) -> Result<usize, WriteError> {
+    write_jsonl(path, pairs.iter().map(|p| FlagLine {
+        query: &ds.queries[p.query].text,
+        pos: [&ds.docs[p.positive].text],
+        neg: p.negatives.iter().map(|n| ds.docs[n.doc].text.as_str()).collect(),
+        pos_scores: [p.positive_score],
+        neg_scores: p.negatives.iter().map(|n| n.score).collect(),
+        query_id: &ds.queries[p.query].id,
+        pos_ids: [&ds.docs[p.positive].id],
+        neg_ids: p.negatives.iter().map(|n| ds.docs[n.doc].id.as_str()).collect(),
+    }))
+}
+
+#[derive(Serialize)]
+struct ReviewLine<'a> {
+    query_id: &'a str,
+    query_strategy: &'a str,
+    query: &'a str,
+    positive_id: &'a str,
+    positive: &'a str,
+    positive_score: f32,
+    candidates_above_positive: usize,
+    candidates: Vec<ReviewCandidate<'a>>,
+}
+
+#[derive(Serialize)]
+struct ReviewCandidate<'a> {
+    doc_id: &'a str,
+    text: &'a str,
+    score: f32,
+    /// score - positive_score (> 0: the candidate beat the positive).
+    margin: f32,
+    rank: usize,
+    outcome: &'static str,
+}
+
+/// Write `review.jsonl`: one line per pair with suspicious candidates (see [`MinedPair::suspects`]).
+pub fn write_review(dir: &Path, ds: &Dataset, pairs: &[MinedPair]) -> Result<OutputFile, WriteError> {
+    let file = "review.jsonl";
+    let rows = write_jsonl(&dir.join(file), pairs.iter().filter(|p| !p.suspects.is_empty()).map(|p| {
+        let q = &ds.queries[p.query];
+        ReviewLine {
+            query_id: &q.id,
+            query_strategy: q.strategy(),
+            query: &q.text,
+            positive_id: &ds.docs[p.positive].id,
+            positive: &ds.docs[p.positive].text,
+            positive_score: p.positive_score,
+            candidates_above_positive: p.above_positive,
+            candidates: p
+                .suspects
+                .iter()
+                .map(|s| ReviewCandidate {
+                    doc_id: &ds.docs[s.candidate.doc].id,
+                    text: &ds.docs[s.candidate.doc].text,
+                    score: s.candidate.score,
+                    margin: s.candidate.score - p.positive_score,
+                    rank: s.candidate.rank,
+                    outcome: s.outcome.name(),
+                })
+                .collect(),
+        }
+    }))?;
+    output_file(dir, file, "review", rows)
+}
+
+/// Write one JSON value per line, atomically; returns the lines written.
+fn write_jsonl<T: Serialize>(path: &Path, lines: impl Iterator<Item = T>) -> Result<usize, WriteError> {
     let mut f = AtomicFile::create(path)?;
     let io = |source| WriteError::Io { path: path.to_path_buf(), source };
     let mut w = std::io::BufWriter::new(f.file().try_clone().map_err(io)?);
     let mut rows = 0;
-    for p in pairs {
-        let line = FlagLine {
-            query: &ds.queries[p.query].text,
-            pos: [&ds.docs[p.positive].text],
-            neg: p.negatives.iter().map(|n| ds.docs[n.doc].text.as_str()).collect(),
-            pos_scores: [p.positive_score],
-            neg_scores: p.negatives.iter().map(|n| n.score).collect(),
-            query_id: &ds.queries[p.query].id,
-            pos_ids: [&ds.docs[p.positive].id],
-            neg_ids: p.negatives.iter().map(|n| ds.docs[n.doc].id.as_str()).collect(),
-        };
+    for line in lines {
         serde_json::to_writer(&mut w, &line).map_err(|e| io(e.into()))?;
         w.write_all(b"\n").map_err(io)?;
         rows += 1;

@@ -62,6 +62,20 @@ fn range_min_not_below_range_max_is_a_config_error() {
 }
 
 #[test]
+fn review_margin_out_of_range_is_a_config_error() {
+    assert_config_error("[mine]\nreview = true\nreview_margin = -0.5", &["mine.review_margin", "0 to 2"]);
+    assert_config_error("[mine]\nreview = \"yes\"", &["review"]);
+    let t = tmpdir();
+    let o = run(tripletgen()
+        .arg("mine")
+        .arg(fixture("quickstart"))
+        .arg("--out")
+        .arg(t.path().join("out"))
+        .args(["--review", "--review-margin", "3"]));
+    o.assert_code(2).assert_stderr_has(&["mine.review_margin", "command line"]);
+}
+
+#[test]
 fn command_line_values_are_validated_too() {
     let t = tmpdir();
     let o = run(tripletgen()

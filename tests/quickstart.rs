@@ -2,7 +2,8 @@
 //!
 //! One full `tripletgen run --config configs/quickstart.toml` is shared by the tests of this file
 //! (it embeds the corpus, the slow part); tests that need another run copy its workspace so they
-//! reuse the cached embeddings, except the determinism test, which makes a second fresh run.
+//! reuse the cached embeddings, except the determinism test, which makes a second fresh run. The
+//! run's report.html is checked as text and rendered in headless Chromium; `inspect` reads its files.
 
 mod common;
 
@@ -365,7 +366,7 @@ fn two_fresh_runs_write_byte_identical_outputs() {
     run_config(&repo().join("configs/quickstart.toml"), &["--out", b.to_str().unwrap()]).assert_ok();
     let b_report = read_json(&b.join("report.json"));
     assert_eq!(num_at(&b_report, "/embed_documents/cached"), 0.0, "second run must use a fresh workspace");
-    let mut names = vec!["flag.jsonl".to_string()];
+    let mut names = vec!["flag.jsonl".to_string(), "report.html".to_string()];
     for f in PARQUET_FORMATS {
         names.push(format!("{f}.parquet"));
         names.push(format!("{f}.provenance.parquet"));
@@ -602,4 +603,308 @@ fn two_concurrent_runs_can_share_one_workspace() {
     let rb = read_json(&t.path().join("b/report.json"));
     let embedded = num_at(&ra, "/embed_documents/embedded") + num_at(&rb, "/embed_documents/embedded");
     assert!(embedded >= 310.0, "documents embedded by the two runs together: {embedded}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// report.html, review.jsonl, inspect
+
+/// The plots every quickstart report.html has (the quickstart generates lexical variants).
+const PLOTS: [&str; 7] = [
+    "plot-scores",
+    "plot-negative-ranks",
+    "plot-removed",
+    "plot-above-positive",
+    "plot-fidelity",
+    "plot-round-trip",
+    "plot-strategies",
+];
+
+/// The markup of `<figure id="{id}">…</figure>` in `html` (panics when absent).
+fn figure<'a>(html: &'a str, id: &str) -> &'a str {
+    let start = html.find(&format!("<figure id=\"{id}\">")).unwrap_or_else(|| panic!("report.html has no figure {id}"));
+    let end = html[start..].find("</figure>").unwrap_or_else(|| panic!("figure {id} is not closed")) + start;
+    &html[start..end]
+}
+
+/// Rectangles with a positive width and height in an SVG fragment.
+fn drawn_rects(svg: &str) -> usize {
+    let attr = |tag: &str, name: &str| -> f64 {
+        let key = format!(" {name}=\"");
+        tag.find(&key).and_then(|i| tag[i + key.len()..].split('"').next()).and_then(|v| v.parse().ok()).unwrap_or(0.0)
+    };
+    svg.split("<rect").skip(1).map(|t| &t[..t.find('>').unwrap_or(t.len())]).filter(|t| attr(t, "width") > 0.0 && attr(t, "height") > 0.0).count()
+}
+
+#[test]
+fn report_html_is_self_contained_escaped_and_has_every_plot() {
+    let s = shared();
+    let path = s.dir.join("report.html");
+    let html = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    assert!(html.len() < 1_000_000, "report.html is {} bytes", html.len());
+    assert!(html.starts_with("<!DOCTYPE html>") && html.trim_end().ends_with("</html>"));
+    for needle in ["<script", "<link", "<img", "<iframe", "@import", "url("] {
+        assert!(!html.contains(needle), "report.html contains {needle:?}: it must need nothing from outside");
+    }
+    let without_ns = html.replace("xmlns=\"http://www.w3.org/2000/svg\"", "");
+    assert!(!without_ns.contains("http://") && !without_ns.contains("https://"), "report.html refers to a URL");
+    // No timings and no absolute paths: the page is the same for the same inputs.
+    assert!(!html.contains(&s.dir.display().to_string()), "report.html contains the output path");
+    for id in PLOTS {
+        let f = figure(&html, id);
+        assert!(f.contains("<svg"), "{id} has no inline SVG");
+        assert!(drawn_rects(f) >= 3, "{id}: only {} drawn rectangles:\n{f}", drawn_rects(f));
+        assert!(f.contains("<text"), "{id} has no axis labels");
+    }
+    // User text is escaped: rust-005 says `Result<T, E>`, fin-004 `S&P 500`.
+    assert!(!html.contains("Result<T, E>"), "unescaped document text in report.html");
+    assert!(html.contains("Result&lt;T, E&gt;") || !html.contains("rust-005"), "rust-005 shown but not escaped as expected");
+    assert!(!html.contains("S&P"), "unescaped ampersand from fin-004");
+    // Sample tables stay small.
+    for section in ["triplets", "rejected", "false-negatives"] {
+        let start = html.find(&format!("<section id=\"{section}\"")).unwrap_or_else(|| panic!("no section {section}"));
+        let end = html[start..].find("</section>").unwrap() + start;
+        let rows = html[start..end].matches("<tr>").count();
+        assert!((2..=31).contains(&rows), "section {section}: {rows} table rows");
+    }
+    // The numbers agree with report.json.
+    let report = read_json(&s.dir.join("report.json"));
+    let pairs = num_at(&report, "/mine/pairs") as usize;
+    assert!(html.contains(&format!("{pairs} pairs")), "header lacks the pair count {pairs}");
+    let hist = report["mine"]["candidates_above_positive"].as_object().expect("mine.candidates_above_positive");
+    let total: u64 = hist.values().map(|v| v.as_u64().unwrap()).sum();
+    assert_eq!(total as usize, pairs, "the per-pair distribution covers every pair: {hist:?}");
+    let above: u64 = hist.iter().filter(|(k, _)| *k != "0").map(|(_, v)| v.as_u64().unwrap()).sum();
+    assert_eq!(above as f64, num_at(&report, "/mine/pairs_with_candidates_above_positive"));
+}
+
+/// The chromium binary: $TRIPLETGEN_CHROMIUM, else `chromium` on PATH. None (after printing
+/// "skipped") only when the developer set TRIPLETGEN_SKIP_CHROMIUM=1; refused under CI=true.
+fn chromium(test: &str) -> Option<PathBuf> {
+    let var = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty() && v != "0" && !v.eq_ignore_ascii_case("false"));
+    if var("TRIPLETGEN_SKIP_CHROMIUM").is_some() {
+        if std::env::var("CI").is_ok_and(|v| v == "true" || v == "1") {
+            panic!("TRIPLETGEN_SKIP_CHROMIUM is set under CI=true: CI must render the report (unset it)");
+        }
+        eprintln!("skipped: {test} needs Chromium and TRIPLETGEN_SKIP_CHROMIUM=1 is set");
+        return None;
+    }
+    if let Some(p) = var("TRIPLETGEN_CHROMIUM") {
+        return Some(PathBuf::from(p));
+    }
+    let found = std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .map(|d| d.join("chromium"))
+        .find(|p| p.is_file());
+    Some(found.unwrap_or_else(|| {
+        panic!("chromium is not installed: run ./scripts/test.sh (it installs the Debian package `chromium`), or set TRIPLETGEN_CHROMIUM")
+    }))
+}
+
+/// Run headless Chromium on `page` with a fresh profile and no network features; returns stdout.
+fn headless(chromium: &Path, page: &Path, extra: &[String]) -> String {
+    let profile = tmpdir();
+    let o = std::process::Command::new(chromium)
+        .args(["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run"])
+        .args(["--disable-background-networking", "--disable-component-update", "--disable-sync", "--hide-scrollbars"])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .args(extra)
+        .arg(format!("file://{}", page.display()))
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", chromium.display()));
+    assert!(o.status.success(), "chromium failed ({:?}):\n{}", o.status, String::from_utf8_lossy(&o.stderr));
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// Pixels of an RGB(A) screenshot within `tol` of each colour.
+fn colour_counts(png_path: &Path, colours: &[[u8; 3]], tol: u8) -> (usize, usize, Vec<usize>) {
+    let decoder = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(png_path).unwrap()));
+    let mut reader = decoder.read_info().unwrap();
+    let mut buf = vec![0; reader.output_buffer_size().expect("image size fits in memory")];
+    let info = reader.next_frame(&mut buf).unwrap();
+    let channels = match info.color_type {
+        png::ColorType::Rgb => 3,
+        png::ColorType::Rgba => 4,
+        other => panic!("unexpected PNG colour type {other:?}"),
+    };
+    assert_eq!(info.bit_depth, png::BitDepth::Eight);
+    let px = &buf[..info.buffer_size()];
+    let near = |a: u8, b: u8| a.abs_diff(b) <= tol;
+    let mut counts = vec![0; colours.len()];
+    let mut non_white = 0;
+    let mut distinct = std::collections::HashSet::new();
+    for p in px.chunks_exact(channels) {
+        if distinct.len() < 10_000 {
+            distinct.insert((p[0], p[1], p[2]));
+        }
+        if p[0] < 245 || p[1] < 245 || p[2] < 245 {
+            non_white += 1;
+        }
+        for (c, n) in colours.iter().zip(counts.iter_mut()) {
+            if near(p[0], c[0]) && near(p[1], c[1]) && near(p[2], c[2]) {
+                *n += 1;
+            }
+        }
+    }
+    assert!(distinct.len() > 50, "the screenshot has only {} colours: blank?", distinct.len());
+    (px.len() / channels, non_white, counts)
+}
+
+#[test]
+fn report_html_renders_in_headless_chromium() {
+    let s = shared();
+    let Some(chromium) = chromium("report_html_renders_in_headless_chromium") else { return };
+    let page = s.dir.join("report.html");
+    // The DOM Chromium built: every plot is an <svg> with drawn shapes.
+    let dom = headless(&chromium, &page, &["--dump-dom".into()]);
+    assert!(dom.contains("tripletgen run report"), "dumped DOM does not look like the report:\n{}", &dom[..dom.len().min(2000)]);
+    for id in PLOTS {
+        let f = figure(&dom, id);
+        assert!(f.contains("<svg"), "{id}: no <svg> in Chromium's DOM");
+        assert!(drawn_rects(f) >= 3, "{id}: {} drawn rectangles in Chromium's DOM", drawn_rects(f));
+    }
+    // The pixels of the whole page: not blank, and the plots' colours are painted.
+    let t = tmpdir();
+    let shot = t.path().join("report.png");
+    headless(&chromium, &page, &[format!("--screenshot={}", shot.display()), "--window-size=1300,9000".into()]);
+    let blend = |c: [u8; 3]| c.map(|x| (x as f64 * 0.55 + 255.0 * 0.45).round() as u8);
+    let (neutral, rejected, accepted) = ([0x45, 0x6b, 0xa8], [0xc0, 0x39, 0x2b], [0x1b, 0x9e, 0x77]);
+    let (pos, neg) = (blend([0x1b, 0x9e, 0x77]), blend([0xd9, 0x5f, 0x02])); // 55 % opaque on white
+    let colours = [neutral, rejected, accepted, pos, neg];
+    let (pixels, non_white, counts) = colour_counts(&shot, &colours, 6);
+    eprintln!("page screenshot: {pixels} pixels, {non_white} not white, plot colours {counts:?}");
+    assert!(non_white * 20 > pixels, "only {non_white} of {pixels} pixels are not white");
+    // Each plot alone (its figure on a page with the report's styles): painted, in its own colours.
+    let html = std::fs::read_to_string(&page).unwrap();
+    let head = &html[..html.find("<body>").expect("<body>") + "<body>".len()];
+    let expect: [(&str, Vec<[u8; 3]>); 7] = [
+        ("plot-scores", vec![pos, neg]),
+        ("plot-negative-ranks", vec![neutral]),
+        ("plot-removed", vec![rejected]),
+        ("plot-above-positive", vec![neutral]),
+        ("plot-fidelity", vec![blend(accepted), blend(rejected)]),
+        ("plot-round-trip", vec![neutral]),
+        ("plot-strategies", vec![accepted, rejected]),
+    ];
+    for (id, want) in expect {
+        let one = t.path().join(format!("{id}.html"));
+        std::fs::write(&one, format!("{head}\n{}</figure>\n</body></html>\n", figure(&html, id))).unwrap();
+        let png = t.path().join(format!("{id}.png"));
+        headless(&chromium, &one, &[format!("--screenshot={}", png.display()), "--window-size=700,480".into()]);
+        let (pixels, non_white, counts) = colour_counts(&png, &want, 6);
+        eprintln!("{id}: {non_white} of {pixels} pixels not white, its colours {counts:?}");
+        assert!(non_white * 25 > pixels, "{id}: only {non_white} of {pixels} pixels are not white");
+        for (c, n) in want.iter().zip(&counts) {
+            assert!(*n > 150, "{id}: colour {c:02x?} covers only {n} pixels: the plot did not render");
+        }
+    }
+}
+
+#[test]
+fn review_file_lists_candidates_close_to_the_positive() {
+    let (_t, out) = out_with_cached_workspace();
+    let margin = 0.03;
+    let o = run(tripletgen()
+        .arg("mine")
+        .arg(quickstart())
+        .arg("--out")
+        .arg(&out)
+        .args(["--review", "--review-margin", &margin.to_string(), "--format", "flag-jsonl"]));
+    o.assert_ok();
+    let fx = load_fixture(&quickstart(), &out);
+    let lines = read_jsonl(&out.join("review.jsonl"));
+    assert!(!lines.is_empty(), "no pair has a candidate within {margin} of its positive on the quickstart?");
+    let flag: HashMap<(String, String), Vec<String>> = read_jsonl(&out.join("flag.jsonl"))
+        .iter()
+        .map(|l| ((l["query_id"].as_str().unwrap().to_string(), strs(&l["pos_ids"])[0].clone()), strs(&l["neg_ids"])))
+        .collect();
+    let outcomes = ["range_min", "max_score", "min_score", "absolute_margin", "relative_margin", "not_sampled", "chosen"];
+    let (mut total, mut above_pairs, mut relative) = (0, 0, 0);
+    for (i, l) in lines.iter().enumerate() {
+        let qid = l["query_id"].as_str().unwrap();
+        let pid = l["positive_id"].as_str().unwrap();
+        assert!(fx.positives(qid).contains(pid), "line {}: {pid} is not a positive of {qid}", i + 1);
+        assert_eq!(l["query"].as_str(), Some(fx.query_text(qid)));
+        assert_eq!(l["positive"].as_str(), Some(fx.corpus[pid].full().as_str()));
+        let pos = l["positive_score"].as_f64().unwrap();
+        let cands = l["candidates"].as_array().unwrap();
+        assert!(!cands.is_empty());
+        let mut above = 0;
+        let mut last_rank = None;
+        for c in cands {
+            let (id, score, rank) = (c["doc_id"].as_str().unwrap(), c["score"].as_f64().unwrap(), c["rank"].as_u64().unwrap());
+            assert!(!fx.positives(qid).contains(id), "line {}: known positive {id} listed as a candidate", i + 1);
+            assert_eq!(c["text"].as_str(), Some(fx.corpus[id].full().as_str()));
+            assert!(score > pos - margin - 1e-6, "line {}: {id} scores {score}, positive {pos}, margin {margin}", i + 1);
+            assert!((c["margin"].as_f64().unwrap() - (score - pos)).abs() < 1e-5);
+            assert!(last_rank.is_none_or(|r| rank > r), "line {}: ranks not increasing", i + 1);
+            last_rank = Some(rank);
+            let outcome = c["outcome"].as_str().unwrap();
+            assert!(outcomes.contains(&outcome), "unknown outcome {outcome}");
+            let chosen = flag[&(qid.to_string(), pid.to_string())].contains(&id.to_string());
+            assert_eq!(outcome == "chosen", chosen, "line {}: {id} outcome {outcome} but chosen in flag.jsonl = {chosen}", i + 1);
+            // With relative_margin 0.05 on, nothing scoring above the positive can be chosen.
+            if score > pos {
+                above += 1;
+                assert_ne!(outcome, "chosen", "line {}: {id} beats the positive and was chosen", i + 1);
+            }
+            relative += (outcome == "relative_margin") as usize;
+        }
+        assert_eq!(l["candidates_above_positive"].as_u64(), Some(above), "line {}", i + 1);
+        above_pairs += (above > 0) as usize;
+        total += cands.len();
+    }
+    assert!(relative > 0, "the relative margin removed nothing that was listed");
+    let report = read_json(&out.join("report.json"));
+    assert_eq!(num_at(&report, "/mine/review_candidates") as usize, total);
+    assert_eq!(num_at(&report, "/mine/pairs_with_candidates_above_positive") as usize, above_pairs);
+    let files = report["write"]["files"].as_array().unwrap();
+    let review = files.iter().find(|f| f["file"] == "review.jsonl").expect("review.jsonl in write.files");
+    assert_eq!(review["rows"].as_u64(), Some(lines.len() as u64));
+    let html = std::fs::read_to_string(out.join("report.html")).unwrap();
+    assert!(html.contains(&format!("({total} in all)")), "report.html does not mention the review file's size");
+}
+
+#[test]
+fn inspect_shows_rows_with_their_provenance() {
+    let s = shared();
+    let fx = load_fixture(&quickstart(), &s.dir);
+    let prov = read_provenance(&s.dir.join("triplet.provenance.parquet"));
+    let anchors = string_column(&s.dir.join("triplet.parquet"), "anchor");
+    // JSON: filtered by strategy, the rows are the file's rows with the provenance of the same row.
+    let o = run(tripletgen().arg("inspect").arg(&s.dir).args(["--strategy", "synonym", "-n", "4", "--offset", "2", "--json"]));
+    o.assert_ok();
+    let rows: Vec<Value> = o.stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(rows.len(), 4, "{}", o.stdout);
+    let synonym_rows: Vec<usize> = prov.iter().enumerate().filter(|(_, r)| fx.variants.get(&r.query_id).is_some_and(|v| v.strategy == "synonym")).map(|(i, _)| i).collect();
+    for (r, want) in rows.iter().zip(&synonym_rows[2..6]) {
+        let i = r["row"].as_u64().unwrap() as usize;
+        assert_eq!(i, *want, "offset 2 of the synonym rows");
+        assert_eq!(r["query_strategy"], "synonym");
+        assert_eq!(r["query_id"].as_str(), Some(prov[i].query_id.as_str()));
+        assert_eq!(strs(&r["negative_ids"]), prov[i].negative_ids);
+        assert_eq!(r["data"]["anchor"].as_str(), Some(anchors[i].as_str()));
+        assert_eq!(r["data"]["anchor"].as_str(), Some(fx.query_text(&prov[i].query_id)));
+        assert_eq!(r["data"]["negative"].as_str(), Some(fx.corpus[&prov[i].negative_ids[0]].full().as_str()));
+        // Generated queries carry where they came from (variants.parquet).
+        let v = &fx.variants[&prov[i].query_id];
+        assert_eq!(r["variant"]["source_id"].as_str(), Some(v.source_id.as_str()), "{r}");
+        assert_eq!(r["variant"]["source_text"].as_str(), Some(fx.queries[&v.source_id].as_str()), "{r}");
+    }
+    // Text: one query's labeled-list rows, one per positive.
+    let o = run(tripletgen().arg("inspect").arg(&s.dir).args(["--format", "labeled-list", "--query-id", "q002", "-n", "50"]));
+    o.assert_ok();
+    let n = fx.qrels["q002"].len();
+    assert!(o.stdout.starts_with(&format!("labeled-list.parquet: {} rows, {n} match, showing {n}", read_provenance(&s.dir.join("labeled-list.provenance.parquet")).len())), "{}", o.stdout);
+    assert_eq!(o.stdout.matches("── row ").count(), n);
+    assert!(o.stdout.contains(&fx.queries["q002"]) && o.stdout.contains("labels"), "{}", o.stdout);
+    assert!(!o.stdout.contains("generated from"), "q002 is an input query:\n{}", o.stdout);
+    // Seeded samples repeat; different seeds differ.
+    let sample = |seed: &str| run(tripletgen().arg("inspect").arg(&s.dir).args(["-n", "5", "--seed", seed])).assert_ok().stdout.clone();
+    assert_eq!(sample("1"), sample("1"));
+    assert_ne!(sample("1"), sample("2"));
+    // Errors: not an output folder (exit 1, the file named), a bad format (exit 2).
+    let t = tmpdir();
+    run(tripletgen().arg("inspect").arg(t.path())).assert_code(1).assert_stderr_has(&["not a tripletgen output folder", "triplet.parquet"]);
+    run(tripletgen().arg("inspect").arg(&s.dir).args(["--format", "csv"])).assert_code(2).assert_stderr_has(&["--format"]);
 }
