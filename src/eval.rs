@@ -256,7 +256,7 @@ pub fn evaluate(cfg: &Config, models: &[crate::config::ModelConfig], opts: &Eval
             embedder.embed_cached(&mut store, &query_texts, &cfg.embed.query_prefix, "queries", opts.progress)?;
         let (model_name, model_id) = (embedder.model_name.clone(), embedder.model_id.clone());
         drop(embedder);
-        let (index, _) = Index::build(doc_vecs, &cfg.index, opts.progress)?;
+        let (index, _) = Index::build(doc_vecs, &cfg.index, None, opts.progress)?;
         let hits = index.search_batch(&query_vecs, depth + opts.ignore_identical_ids as usize)?;
         let mut per_query = BTreeMap::new();
         let mut run = String::new();
