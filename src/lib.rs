@@ -17,6 +17,7 @@ pub mod generate;
 pub mod hash;
 pub mod index;
 pub mod ingest;
+pub mod killpoint;
 pub mod llm;
 pub mod mine;
 pub mod models;

@@ -11,6 +11,7 @@ use crate::filter;
 use crate::generate::{self, Candidate, GenerateError, StrategyCounts};
 use crate::hash::ContentHash;
 use crate::index::{Index, IndexError};
+use crate::killpoint;
 use crate::ingest::{self, Dataset, IngestError, Query, QueryOrigin};
 use crate::mine::{self, MineError};
 use crate::models::{self, ModelError};
@@ -78,6 +79,7 @@ pub fn run(cfg: &Config) -> Result<RunReport, PipelineError> {
     let t = Instant::now();
     let mut ds = ingest::load(&cfg.input, corpus_only(cfg))?;
     timings.ingest = t.elapsed().as_secs_f64();
+    killpoint::hit("ingest");
     log::info!(
         "read {} documents, {} queries with positives, {} pairs ({} bad records skipped)",
         ds.docs.len(),
@@ -111,6 +113,7 @@ pub fn run(cfg: &Config) -> Result<RunReport, PipelineError> {
     let t = Instant::now();
     let (index, mut index_stats) = Index::build(doc_vecs, &cfg.index, show)?;
     timings.index = t.elapsed().as_secs_f64();
+    killpoint::hit("index");
     if cfg.index.kind == IndexKind::Auto {
         log::info!("index: {} ({} documents; exact below {})", index.kind(), ds.docs.len(), cfg.index.exact_below);
     }
@@ -154,6 +157,7 @@ pub fn run(cfg: &Config) -> Result<RunReport, PipelineError> {
     let t = Instant::now();
     let (pairs, mine_stats) = mine::mine(&ds, &index, &query_vecs, &cfg.mine, show)?;
     timings.mine = t.elapsed().as_secs_f64();
+    killpoint::hit("mine");
 
     let t = Instant::now();
     let out = &cfg.output.dir;
@@ -183,6 +187,7 @@ pub fn run(cfg: &Config) -> Result<RunReport, PipelineError> {
         write: write_stats,
         timings,
     };
+    killpoint::hit("report");
     store.save_snapshot("document", &doc_items)?;
     store.save_snapshot("query", &query_items)?;
     let report_json = serde_json::to_vec_pretty(&report).expect("report serialises");
@@ -239,6 +244,7 @@ impl Rounds {
             }
         }
         timings.filter += t.elapsed().as_secs_f64();
+        killpoint::hit("filter");
         self.candidates.extend(cands);
         self.decisions.extend(decisions);
         Ok(())

@@ -105,7 +105,9 @@ impl AtomicFile {
             self.tmp.as_file().set_permissions(std::fs::Permissions::from_mode(0o644)).map_err(io)?;
         }
         self.tmp.as_file().sync_all().map_err(io)?;
+        crate::killpoint::hit("write-synced");
         self.tmp.persist(&self.path).map_err(|e| WriteError::Io { path: self.path.clone(), source: e.error })?;
+        crate::killpoint::hit("write-renamed");
         Ok(())
     }
 }

@@ -131,6 +131,9 @@ pub struct LlmStats {
     pub truncated: usize,
     /// Answers that could not be parsed.
     pub unparseable: usize,
+    /// Documents longer than `generate.llm.max_document_chars`, cut to it (at a word boundary) in
+    /// their synthetic prompts.
+    pub documents_cut: usize,
 }
 
 /// A dry run's plan.
@@ -396,6 +399,7 @@ impl<'a> LlmGenerator<'a> {
                             return ControlFlow::Break(());
                         }
                         stored += 1;
+                        crate::killpoint::hit("llm-answer");
                         failing = 0;
                         results[i] = Some(Ok(r));
                     }
@@ -442,6 +446,15 @@ impl<'a> LlmGenerator<'a> {
     /// Synthetic queries for the selected documents.
     pub fn synthetic(&mut self, ds: &Dataset, store: &mut Store) -> Result<Vec<Candidate>, LlmStageError> {
         let calls = self.synthetic_calls(ds);
+        let mut cut_docs: Vec<usize> = calls
+            .iter()
+            .filter_map(|c| match c.job {
+                Job::Synthetic { doc, .. } if ds.docs[doc].text.len() > self.cfg.max_document_chars => Some(doc),
+                _ => None,
+            })
+            .collect();
+        cut_docs.dedup();
+        self.stats.documents_cut += cut_docs.len();
         let mut out = Vec::new();
         for (call, res) in self.execute(calls, store)? {
             let Job::Synthetic { doc, style, sample, .. } = &call.job else { continue };
