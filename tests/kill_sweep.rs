@@ -21,7 +21,7 @@ use rand::{Rng, SeedableRng};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::os::unix::process::ExitStatusExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 /// At least this many kill points.
@@ -41,27 +41,6 @@ const DATA_FILES: &[&str] = &[
     "flag.jsonl",
     "variants.parquet",
 ];
-
-/// The first `n` documents of the quickstart corpus.
-fn corpus_subset(dir: &Path, n: usize) -> PathBuf {
-    let text = std::fs::read_to_string(fixture("quickstart/corpus.jsonl")).unwrap();
-    let lines: Vec<&str> = text.lines().take(n).collect();
-    write(dir, "corpus.jsonl", &(lines.join("\n") + "\n"))
-}
-
-fn config(dir: &Path, corpus: &Path, server: &fake_llm::FakeLlm) -> PathBuf {
-    let body = format!(
-        "[input]\ncorpus = {}\n\n[embed]\nbatch_size = 4\nthreads = 1\n\n\
-         [generate.llm]\nstrategies = [\"synthetic\", \"paraphrase\"]\nqueries_per_document = 2\nmax_documents = 6\n\
-         paraphrases_per_query = 1\n\n\
-         [filter]\ndocument_fidelity_min = 0.0\nfidelity_min = 0.0\nround_trip_k = 0\n\n\
-         [output]\ndir = {}\nformats = [\"triplet\", \"n-tuple\", \"labeled-pair\", \"labeled-list\", \"flag-jsonl\"]\n\n{}",
-        tp(corpus),
-        tp(&dir.join("out")),
-        server.toml(""),
-    );
-    write(dir, "kill.toml", &body)
-}
 
 /// Run the binary quietly with extra environment; returns its exit status.
 fn run_with(cfg: &Path, env: &[(&str, &Path)]) -> std::process::ExitStatus {
@@ -169,7 +148,7 @@ fn killed_anywhere_the_rerun_finishes_with_identical_outputs_and_no_repaid_call(
 
     // The uninterrupted run, listing the checkpoints it passes.
     let reference = base.path().join("reference");
-    let cfg = config(&reference, &corpus, &server);
+    let cfg = server.pipeline_config(&reference, &corpus, "", "");
     let list = base.path().join("checkpoints.txt");
     assert!(run_with(&cfg, &[("TRIPLETGEN_KILL_LIST", &list)]).success());
     let planned = server.count();
@@ -192,7 +171,7 @@ fn killed_anywhere_the_rerun_finishes_with_identical_outputs_and_no_repaid_call(
     for (i, (name, n)) in points.iter().enumerate() {
         let point = format!("{name}:{n}");
         let dir = base.path().join(format!("kill-{i:02}"));
-        let cfg = config(&dir, &corpus, &server);
+        let cfg = server.pipeline_config(&dir, &corpus, "", "");
         let out = dir.join("out");
         let ws = out.join("workspace");
 

@@ -15,6 +15,7 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -45,6 +46,27 @@ pub struct Reply {
     pub body: String,
     /// Wait this long before answering.
     pub delay: Duration,
+    /// Instead of answering, die: close every connection and refuse new ones for this long.
+    pub die_for: Option<Duration>,
+}
+
+impl Reply {
+    /// Answer after `d`.
+    pub fn after(mut self, d: Duration) -> Reply {
+        self.delay = d;
+        self
+    }
+}
+
+/// Die instead of answering, and come back on the same port after `d`.
+pub fn die(d: Duration) -> Reply {
+    Reply { status: 0, body: String::new(), delay: Duration::ZERO, die_for: Some(d) }
+}
+
+/// An error status with an OpenAI-style error body.
+pub fn error(status: u16, message: &str) -> Reply {
+    let body = serde_json::json!({"error": {"message": message, "type": "error"}});
+    Reply { status, body: body.to_string(), delay: Duration::ZERO, die_for: None }
 }
 
 /// A 200 chat completion with `content`.
@@ -54,7 +76,7 @@ pub fn completion(content: &str) -> Reply {
         "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
         "usage": {"prompt_tokens": 20, "completion_tokens": 10}
     });
-    Reply { status: 200, body: body.to_string(), delay: Duration::ZERO }
+    Reply { status: 200, body: body.to_string(), delay: Duration::ZERO, die_for: None }
 }
 
 /// The text between `<<<NAME\n` and `\nNAME>>>` of a prompt.
@@ -150,13 +172,48 @@ impl FakeLlm {
         self.state.up.store(true, Ordering::SeqCst);
     }
 
-    /// An `[llm]` TOML table for this server (no key, quick retries).
+    /// An `[llm]` TOML table for this server (no key, quick retries); `extra` lines (`key = value`)
+    /// add keys or replace the defaults.
     pub fn toml(&self, extra: &str) -> String {
-        format!(
-            "[llm]\nbase_url = \"{}\"\nmodel = \"fake\"\nconcurrency = 2\nmax_retries = 2\ninitial_backoff_ms = 50\n\
-             max_backoff_ms = 200\ntimeout_secs = 10.0\n{extra}\n",
-            self.base_url()
-        )
+        let url = format!("\"{}\"", self.base_url());
+        let defaults = [
+            ("base_url", url.as_str()),
+            ("model", "\"fake\""),
+            ("concurrency", "2"),
+            ("max_retries", "2"),
+            ("initial_backoff_ms", "50"),
+            ("max_backoff_ms", "200"),
+            ("timeout_secs", "10.0"),
+        ];
+        let overridden: Vec<&str> = extra.lines().filter_map(|l| l.split_once('=')).map(|(k, _)| k.trim()).collect();
+        let mut out = String::from("[llm]\n");
+        for (k, v) in defaults.iter().filter(|(k, _)| !overridden.contains(k)) {
+            out.push_str(&format!("{k} = {v}\n"));
+        }
+        out.push_str(extra);
+        out.push('\n');
+        out
+    }
+
+    /// A pipeline config in `dir/pipeline.toml`: `corpus` alone, synthetic queries (2 per document,
+    /// first 6 documents) and one paraphrase per query through this server, lenient filters, small
+    /// embedding batches, five output formats in `dir/out`. `top` goes before the first table
+    /// (e.g. `workspace = '...'`), `llm_extra` into `[llm]`.
+    pub fn pipeline_config(&self, dir: &Path, corpus: &Path, top: &str, llm_extra: &str) -> PathBuf {
+        let body = format!(
+            "{top}\n[input]\ncorpus = '{}'\n\n[embed]\nbatch_size = 4\nthreads = 1\n\n\
+             [generate.llm]\nstrategies = [\"synthetic\", \"paraphrase\"]\nqueries_per_document = 2\nmax_documents = 6\n\
+             paraphrases_per_query = 1\n\n\
+             [filter]\ndocument_fidelity_min = 0.0\nfidelity_min = 0.0\nround_trip_k = 0\n\n\
+             [output]\ndir = '{}'\nformats = [\"triplet\", \"n-tuple\", \"labeled-pair\", \"labeled-list\", \"flag-jsonl\"]\n\n{}",
+            corpus.display(),
+            dir.join("out").display(),
+            self.toml(llm_extra),
+        );
+        std::fs::create_dir_all(dir).unwrap();
+        let p = dir.join("pipeline.toml");
+        std::fs::write(&p, body).unwrap();
+        p
     }
 }
 
@@ -249,6 +306,15 @@ fn connection(stream: TcpStream, st: &State, generation: u64) {
             r.len() - 1
         };
         let reply = (st.script)(n, &req);
+        if let Some(d) = reply.die_for {
+            st.up.store(false, Ordering::SeqCst);
+            st.generation.fetch_add(1, Ordering::SeqCst);
+            std::thread::sleep(d);
+            if !st.stop.load(Ordering::SeqCst) {
+                st.up.store(true, Ordering::SeqCst);
+            }
+            return;
+        }
         let until = std::time::Instant::now() + reply.delay;
         while std::time::Instant::now() < until {
             if !alive() {
