@@ -6,7 +6,7 @@
 //! - the process died by SIGKILL at that point;
 //! - every output file present after the kill is whole (Parquet read back to the end, JSON and JSONL
 //!   parsed): a finished-looking file is never half-written;
-//! - the rerun completes; its data files equal the uninterrupted run's byte for byte, and report.json
+//! - the rerun completes, removing the temporary files the killed run left; its data files equal the uninterrupted run's byte for byte, and report.json
 //!   and manifest.json equal it once timings and cache counters are removed;
 //! - the rerun sends exactly the LLM calls whose answers were not stored before the kill (counted at
 //!   the server): no stored answer is paid for twice.
@@ -190,6 +190,12 @@ fn killed_anywhere_the_rerun_finishes_with_identical_outputs_and_no_repaid_call(
         );
 
         let present = assert_outputs_whole(&out, &point);
+        let leftovers: Vec<_> = std::fs::read_dir(&out)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".tmp"))
+            .collect();
+        assert!(leftovers.is_empty(), "kill at {point}: the rerun left temporary files {leftovers:?}");
         for f in DATA_FILES.iter().chain(&["report.json", "manifest.json"]) {
             assert!(present.contains(*f), "kill at {point}: {f} missing after the rerun");
         }
