@@ -11,7 +11,6 @@ use crate::filter;
 use crate::generate::{self, Candidate, GenerateError, StrategyCounts};
 use crate::hash::ContentHash;
 use crate::index::{Index, IndexError};
-use crate::killpoint;
 use crate::ingest::{self, Dataset, IngestError, Query, QueryOrigin};
 use crate::mine::{self, MineError};
 use crate::models::{self, ModelError};
@@ -79,7 +78,7 @@ pub fn run(cfg: &Config) -> Result<RunReport, PipelineError> {
     let t = Instant::now();
     let mut ds = ingest::load(&cfg.input, corpus_only(cfg))?;
     timings.ingest = t.elapsed().as_secs_f64();
-    killpoint::hit("ingest");
+    crate::killpoint::hit("ingest");
     log::info!(
         "read {} documents, {} queries with positives, {} pairs ({} bad records skipped)",
         ds.docs.len(),
@@ -113,7 +112,7 @@ pub fn run(cfg: &Config) -> Result<RunReport, PipelineError> {
     let t = Instant::now();
     let (index, mut index_stats) = Index::build(doc_vecs, &cfg.index, show)?;
     timings.index = t.elapsed().as_secs_f64();
-    killpoint::hit("index");
+    crate::killpoint::hit("index");
     if cfg.index.kind == IndexKind::Auto {
         log::info!("index: {} ({} documents; exact below {})", index.kind(), ds.docs.len(), cfg.index.exact_below);
     }
@@ -157,7 +156,7 @@ pub fn run(cfg: &Config) -> Result<RunReport, PipelineError> {
     let t = Instant::now();
     let (pairs, mine_stats) = mine::mine(&ds, &index, &query_vecs, &cfg.mine, show)?;
     timings.mine = t.elapsed().as_secs_f64();
-    killpoint::hit("mine");
+    crate::killpoint::hit("mine");
 
     let t = Instant::now();
     let out = &cfg.output.dir;
@@ -187,9 +186,9 @@ pub fn run(cfg: &Config) -> Result<RunReport, PipelineError> {
         write: write_stats,
         timings,
     };
-    killpoint::hit("report");
     store.save_snapshot("document", &doc_items)?;
     store.save_snapshot("query", &query_items)?;
+    crate::killpoint::hit("report");
     let report_json = serde_json::to_vec_pretty(&report).expect("report serialises");
     write::write_atomic(&out.join("report.json"), &report_json)?;
     let manifest = Manifest::new(cfg, &resolved, &report)?;
@@ -244,7 +243,7 @@ impl Rounds {
             }
         }
         timings.filter += t.elapsed().as_secs_f64();
-        killpoint::hit("filter");
+        crate::killpoint::hit("filter");
         self.candidates.extend(cands);
         self.decisions.extend(decisions);
         Ok(())
