@@ -168,6 +168,7 @@ pub fn run(cfg: &Config) -> Result<RunReport, PipelineError> {
     }
     timings.write = t.elapsed().as_secs_f64();
     timings.total = t0.elapsed().as_secs_f64();
+    crate::killpoint::hit("report");
 
     let report = RunReport {
         version: env!("CARGO_PKG_VERSION").into(),
@@ -188,7 +189,6 @@ pub fn run(cfg: &Config) -> Result<RunReport, PipelineError> {
     };
     store.save_snapshot("document", &doc_items)?;
     store.save_snapshot("query", &query_items)?;
-    crate::killpoint::hit("report");
     let report_json = serde_json::to_vec_pretty(&report).expect("report serialises");
     write::write_atomic(&out.join("report.json"), &report_json)?;
     let manifest = Manifest::new(cfg, &resolved, &report)?;
