@@ -1,7 +1,8 @@
 //! Property-based fuzzing (proptest) of every reader — JSONL, CSV, TSV, Parquet, text folders — and of
 //! the config loader, with hostile shapes: truncated files, invalid UTF-8, BOMs, CRLF, NUL bytes,
 //! enormous lines, deeply nested JSON, wrong types, duplicate ids, empty and whitespace-only texts,
-//! Parquet files with the wrong schema or cut short, unknown config keys and impossible values.
+//! Parquet files with the wrong schema or cut short, unknown config keys and impossible values — and
+//! byte-level mutations of valid files of each format.
 //!
 //! Properties, for every generated input:
 //! - no panic, and no hang (each case runs on a thread with a deadline);
