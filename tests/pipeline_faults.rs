@@ -43,7 +43,7 @@ fn assert_same_outputs(out: &Path) {
 #[test]
 fn server_dies_mid_run_and_comes_back_within_the_retries() {
     require_models();
-    let reference = reference();
+    reference(); // before this test's server starts dying
     // The 5th request kills the server for 1.5 s; retries (up to 20, backoff with full jitter up to
     // 1 s: ~9 s expected) outlast it.
     let server = FakeLlm::start(|n, req| if n == 4 { fake_llm::die(Duration::from_millis(1500)) } else { fake_llm::echo(n, req) });
@@ -57,7 +57,6 @@ fn server_dies_mid_run_and_comes_back_within_the_retries() {
     assert!(num_at(&report, "/llm/attempts") > num_at(&report, "/llm/sent"), "the outage cost retries: {llm}");
     assert_eq!(stored_answers(&t.path().join("out/workspace")) as f64, num_at(&report, "/llm/planned"));
     assert_same_outputs(&t.path().join("out"));
-    let _ = reference;
 }
 
 #[test]
@@ -88,7 +87,7 @@ fn server_dies_for_good_the_run_stops_clearly_and_the_next_run_sends_only_what_i
 #[test]
 fn answers_arriving_after_the_client_gave_up_are_neither_lost_nor_double_counted() {
     require_models();
-    let _ = reference();
+    reference();
     // The first attempt of every call answers "LATE" after 2.5 s, past the 1 s timeout; the retry
     // answers at once.
     let seen = std::sync::Mutex::new(std::collections::HashSet::new());
@@ -200,7 +199,7 @@ fn a_file_size_limit_on_the_workspace_stops_the_run_clearly_and_the_next_run_con
 
 fn disk_fills_up(t: &tempfile::TempDir, ws: &Path, disk: SmallDisk) {
     require_models();
-    let _ = reference();
+    reference();
     let server = FakeLlm::start(fake_llm::echo);
     let corpus = corpus_subset(t.path(), 30);
     let mode = match &disk {
