@@ -4,7 +4,9 @@
 //! uninterrupted run passes, see `src/killpoint.rs`), then rerun. For every kill point:
 //!
 //! - the process died by SIGKILL at that point;
-//! - every output file present after the kill is whole (Parquet read back to the end, JSON and JSONL
+//! - every third time, the rerun is killed again at another point (a run that continues a killed
+//!   run's workspace is killed too);
+//! - every output file present after a kill is whole (Parquet read back to the end, JSON and JSONL
 //!   parsed): a finished-looking file is never half-written;
 //! - the rerun completes, removing the temporary files the killed run left; its data files equal the uninterrupted run's byte for byte, and report.json
 //!   and manifest.json equal it once timings and cache counters are removed;
@@ -168,8 +170,13 @@ fn killed_anywhere_the_rerun_finishes_with_identical_outputs_and_no_repaid_call(
     eprintln!("checkpoints of an uninterrupted run: {hits:?}\nkill points (seed {SEED}): {points:?}");
     assert!(points.len() >= 20);
 
+    // Every third kill is followed by a second one, in the first rerun (which continues the killed
+    // run's workspace), at another point; a point the resumed run no longer reaches lets it finish.
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(SEED + 1);
+    let all: Vec<(String, u64)> = hits.iter().flat_map(|(name, &c)| (1..=c).map(move |i| (name.clone(), i))).collect();
+    let mut double_kills = 0;
     for (i, (name, n)) in points.iter().enumerate() {
-        let point = format!("{name}:{n}");
+        let mut point = format!("{name}:{n}");
         let dir = base.path().join(format!("kill-{i:02}"));
         let cfg = server.pipeline_config(&dir, &corpus, "", "");
         let out = dir.join("out");
@@ -178,6 +185,17 @@ fn killed_anywhere_the_rerun_finishes_with_identical_outputs_and_no_repaid_call(
         let status = run_with(&cfg, &[("TRIPLETGEN_KILL_AT", Path::new(&point))]);
         assert_eq!(status.signal(), Some(libc::SIGKILL), "kill at {point}: the run was not killed ({status})");
         assert_outputs_whole(&out, &point);
+        if i % 3 == 0 {
+            let (name2, n2) = &all[rng.random_range(0..all.len())];
+            let second = format!("{name2}:{n2}");
+            let status = run_with(&cfg, &[("TRIPLETGEN_KILL_AT", Path::new(&second))]);
+            assert!(status.success() || status.signal() == Some(libc::SIGKILL), "{status}");
+            if !status.success() {
+                double_kills += 1;
+            }
+            point = format!("{point} then {second}");
+            assert_outputs_whole(&out, &point);
+        }
         let stored = stored_answers(&ws) as usize;
 
         let before = server.count();
@@ -214,5 +232,6 @@ fn killed_anywhere_the_rerun_finishes_with_identical_outputs_and_no_repaid_call(
         assert_eq!(normalized(manifest), normalized(ref_manifest), "kill at {point}: manifest.json differs");
         let _ = std::fs::remove_dir_all(&dir);
     }
-    eprintln!("kill sweep: {} points in {:.0}s", points.len(), started.elapsed().as_secs_f64());
+    assert!(double_kills >= 3, "only {double_kills} second kills happened");
+    eprintln!("kill sweep: {} points ({double_kills} killed twice) in {:.0}s", points.len(), started.elapsed().as_secs_f64());
 }
