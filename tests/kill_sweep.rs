@@ -1,5 +1,5 @@
 //! The kill sweep: a run on a fixture subset (embedding, LLM synthetic queries and paraphrases through
-//! a fake server, filtering, index, mining, five output formats) is killed with SIGKILL at many
+//! a fake server, filtering, an HNSW index, mining, five output formats) is killed with SIGKILL at many
 //! checkpoints spread over every stage (chosen with a seeded generator from the checkpoints an
 //! uninterrupted run passes, see `src/killpoint.rs`), then rerun. For every kill point:
 //!

@@ -197,11 +197,11 @@ impl FakeLlm {
 
     /// A pipeline config in `dir/pipeline.toml`: `corpus` alone, synthetic queries (2 per document,
     /// first 6 documents) and one paraphrase per query through this server, lenient filters, small
-    /// embedding batches, five output formats in `dir/out`. `top` goes before the first table
+    /// embedding batches, an HNSW index (whatever the size), five output formats in `dir/out`. `top` goes before the first table
     /// (e.g. `workspace = '...'`), `llm_extra` into `[llm]`.
     pub fn pipeline_config(&self, dir: &Path, corpus: &Path, top: &str, llm_extra: &str) -> PathBuf {
         let body = format!(
-            "{top}\n[input]\ncorpus = '{}'\n\n[embed]\nbatch_size = 4\nthreads = 1\n\n\
+            "{top}\n[input]\ncorpus = '{}'\n\n[embed]\nbatch_size = 4\nthreads = 1\n\n[index]\nkind = \"hnsw\"\n\n\
              [generate.llm]\nstrategies = [\"synthetic\", \"paraphrase\"]\nqueries_per_document = 2\nmax_documents = 6\n\
              paraphrases_per_query = 1\n\n\
              [filter]\ndocument_fidelity_min = 0.0\nfidelity_min = 0.0\nround_trip_k = 0\n\n\
