@@ -60,10 +60,12 @@ fn run_with(cfg: &Path, env: &[(&str, &Path)]) -> std::process::ExitStatus {
 }
 
 /// Drop what legitimately differs between an uninterrupted run and a resumed one: timings, rates,
-/// cache counters, and the change report (the resumed run has a snapshot from no completed run).
+/// cache counters, the change report (the resumed run has a snapshot from no completed run), and how
+/// the HNSW graph came to be (`index.graph`: built, or loaded from the workspace where a persisted
+/// graph exists).
 fn normalized(mut v: Value) -> Value {
     const VOLATILE: &[&str] =
-        &["timings", "seconds", "changes", "output_dir", "cached", "embedded", "tokens", "sent", "attempts", "prompt_tokens", "completion_tokens", "cost"];
+        &["timings", "seconds", "changes", "output_dir", "graph", "cached", "embedded", "tokens", "sent", "attempts", "prompt_tokens", "completion_tokens", "cost"];
     fn strip(v: &mut Value) {
         match v {
             Value::Object(m) => {
