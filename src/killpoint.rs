@@ -1,9 +1,9 @@
 //! Test hook: die by SIGKILL at a named checkpoint, to prove that a kill at any point loses nothing.
 //!
 //! The pipeline calls [`hit`] at named points of every stage (after ingest, after each committed
-//! embedding batch, after each stored LLM answer, after the index and the filter, after mining,
-//! between an output file's synced temporary write and its rename, after each rename, before the
-//! report and the manifest). Two environment variables, read once per process, drive it:
+//! embedding batch, after each stored LLM answer, after the index and the filter, during and after
+//! mining, after each batch of a Parquet file (mid-file), between an output file's synced temporary
+//! write and its rename, after each rename, before the report and the manifest). Two environment variables, read once per process, drive it:
 //!
 //! - `TRIPLETGEN_KILL_AT=<checkpoint>:<n>`: at the n-th hit (1-based) of `<checkpoint>` the process
 //!   sends itself SIGKILL — no destructor, no flush, like `kill -9` or a power cut for the process.

@@ -382,7 +382,9 @@ impl ParquetSink {
             self.writer = Some(ArrowWriter::try_new(f, b.schema(), Some(props)).map_err(|e| self.err(e))?);
         }
         let w = self.writer.as_mut().expect("created");
-        w.write(&b).map_err(|e| WriteError::Parquet { path: self.path.clone(), message: e.to_string() })
+        w.write(&b).map_err(|e| WriteError::Parquet { path: self.path.clone(), message: e.to_string() })?;
+        crate::killpoint::hit("write-batch"); // mid-file: no footer yet
+        Ok(())
     }
 
     fn finish(mut self) -> Result<(), WriteError> {

@@ -164,7 +164,7 @@ fn killed_anywhere_the_rerun_finishes_with_identical_outputs_and_no_repaid_call(
     for l in std::fs::read_to_string(&list).unwrap().lines() {
         *hits.entry(l.to_string()).or_default() += 1;
     }
-    for stage in ["ingest", "embed-batch", "llm-answer", "filter", "index", "mine-search", "mine", "write-synced", "write-renamed", "report"] {
+    for stage in ["ingest", "embed-batch", "llm-answer", "filter", "index", "mine-search", "mine", "write-batch", "write-synced", "write-renamed", "report"] {
         assert!(hits.contains_key(stage), "the run never passed checkpoint {stage}: {hits:?}");
     }
 
