@@ -40,6 +40,10 @@ pub enum ConfigError {
     },
 }
 
+/// The files a `model.dir` folder must hold (checked at load time).
+pub const MODEL_FILES: [&str; 5] =
+    ["model.onnx", "tokenizer.json", "config.json", "special_tokens_map.json", "tokenizer_config.json"];
+
 /// The whole configuration of a run.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -796,10 +800,16 @@ impl Config {
             return Err(bad("input.max_record_bytes", "must be at least 1024".into()));
         }
         if let Some(dir) = &self.model.dir {
-            if !dir.join("model.onnx").is_file() {
+            let missing: Vec<&str> = MODEL_FILES.iter().copied().filter(|f| !dir.join(f).is_file()).collect();
+            if !missing.is_empty() {
                 return Err(bad(
                     "model.dir",
-                    format!("is {}, which has no model.onnx", dir.display()),
+                    format!(
+                        "is {}, which has no {}; a model folder needs {}",
+                        dir.display(),
+                        missing.join(", "),
+                        MODEL_FILES.join(", ")
+                    ),
                 ));
             }
         }

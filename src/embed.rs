@@ -105,7 +105,8 @@ pub struct EmbedStats {
     pub embedded: usize,
     /// Tokens of the embedded texts (after truncation).
     pub tokens: usize,
-    /// Embedded texts longer than `model.max_length` tokens, truncated to it.
+    /// Distinct texts (embedded now or found in the cache) longer than `model.max_length` tokens:
+    /// only their first `max_length` tokens (special tokens included) are embedded.
     pub truncated: usize,
     /// Seconds spent.
     pub seconds: f64,
@@ -246,6 +247,15 @@ impl Embedder {
         }
         let mut stats = EmbedStats { texts: texts.len(), ..Default::default() };
         stats.cached = keys.iter().filter(|k| found.contains_key(k)).count();
+        // Cached texts were truncated too when they were embedded: count them again, so the report
+        // says the same on every run. A text of fewer bytes than max_length - 2 cannot have more
+        // tokens (each token covers at least one character), so only long texts are tokenized.
+        let mut counted = std::collections::HashSet::new();
+        for (k, t) in keys.iter().zip(texts) {
+            if found.contains_key(k) && prefix.len() + t.len() + 2 > self.max_length && counted.insert(*k) {
+                stats.truncated += self.token_count(&format!("{prefix}{t}")).1 as usize;
+            }
+        }
 
         // Distinct texts still to embed.
         let mut todo: Vec<(ContentHash, String)> = Vec::new();
@@ -270,6 +280,7 @@ impl Embedder {
             let vecs = self.embed_batch(&strs)?;
             let items: Vec<(ContentHash, &[f32])> = batch.iter().zip(&vecs).map(|((k, _), v)| (*k, v.as_slice())).collect();
             store.put_embeddings(&self.model_id, &items)?;
+            crate::killpoint::hit("embed-batch");
             for ((k, _), v) in batch.iter().zip(vecs) {
                 found.insert(*k, v);
             }

@@ -21,6 +21,7 @@ pub mod html_report;
 pub mod index;
 pub mod ingest;
 pub mod inspect;
+pub mod killpoint;
 pub mod llm;
 pub mod mine;
 pub mod models;

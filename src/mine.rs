@@ -209,6 +209,7 @@ pub fn mine(
         let mut sub = Vectors { dim: query_vecs.dim, data: Vec::new() };
         sub.data.extend_from_slice(&query_vecs.data[start_q * query_vecs.dim..end_q * query_vecs.dim]);
         let hits = index.search_batch(&sub, k)?;
+        crate::killpoint::hit("mine-search");
         let results: Vec<(Vec<MinedPair>, RuleCounts)> = (start_q..end_q)
             .into_par_iter()
             .map(|q| {

@@ -82,6 +82,7 @@ pub fn run(cfg: &Config) -> Result<RunReport, PipelineError> {
     let t = Instant::now();
     let mut ds = ingest::load(&cfg.input, corpus_only(cfg))?;
     timings.ingest = t.elapsed().as_secs_f64();
+    crate::killpoint::hit("ingest");
     log::info!(
         "read {} documents, {} queries with positives, {} pairs ({} bad records skipped)",
         ds.docs.len(),
@@ -124,6 +125,7 @@ pub fn run(cfg: &Config) -> Result<RunReport, PipelineError> {
     });
     let (index, mut index_stats) = Index::build(doc_vecs, &cfg.index, persist, show)?;
     timings.index = t.elapsed().as_secs_f64();
+    crate::killpoint::hit("index");
     if cfg.index.kind == IndexKind::Auto {
         log::info!("index: {} ({} documents; exact below {})", index.kind(), ds.docs.len(), cfg.index.exact_below);
     }
@@ -167,6 +169,7 @@ pub fn run(cfg: &Config) -> Result<RunReport, PipelineError> {
     let t = Instant::now();
     let (pairs, mine_stats) = mine::mine(&ds, &index, &query_vecs, &cfg.mine, show)?;
     timings.mine = t.elapsed().as_secs_f64();
+    crate::killpoint::hit("mine");
 
     let t = Instant::now();
     let out = &cfg.output.dir;
@@ -181,6 +184,7 @@ pub fn run(cfg: &Config) -> Result<RunReport, PipelineError> {
     }
     timings.write = t.elapsed().as_secs_f64();
     timings.total = t0.elapsed().as_secs_f64();
+    crate::killpoint::hit("report");
 
     let report = RunReport {
         version: env!("CARGO_PKG_VERSION").into(),
@@ -289,6 +293,7 @@ impl Rounds {
             }
         }
         timings.filter += t.elapsed().as_secs_f64();
+        crate::killpoint::hit("filter");
         self.candidates.extend(cands);
         self.decisions.extend(decisions);
         Ok(())

@@ -193,9 +193,13 @@ impl RunReport {
         if let Some(l) = &self.llm {
             let failed: usize = l.failed.values().sum();
             let cost = l.cost.map(|c| format!(", ${c:.4}")).unwrap_or_default();
+            let cut = match l.documents_cut {
+                0 => String::new(),
+                n => format!("; {n} documents cut to generate.llm.max_document_chars in prompts"),
+            };
             let _ = writeln!(
                 s,
-                "  llm      {} calls: {} from the workspace, {} sent ({} HTTP attempts), {} failed, {} not started; {} + {} tokens{cost}; {} truncated, {} unparseable",
+                "  llm      {} calls: {} from the workspace, {} sent ({} HTTP attempts), {} failed, {} not started; {} + {} tokens{cost}; {} truncated, {} unparseable{cut}",
                 l.planned, l.cached, l.sent, l.attempts, failed, l.not_started, l.prompt_tokens, l.completion_tokens, l.truncated, l.unparseable
             );
         }

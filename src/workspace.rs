@@ -20,7 +20,7 @@ pub enum StoreError {
         source: std::io::Error,
     },
     /// SQLite failed (disk full, corrupt file, …).
-    #[error("workspace database {path}: {source}")]
+    #[error("workspace database {path}: {source}{}", disk_hint(.source))]
     Sqlite {
         /// The database file.
         path: PathBuf,
@@ -37,6 +37,18 @@ pub enum StoreError {
         /// Bytes expected.
         expected: usize,
     },
+}
+
+/// What to do about a failed write: SQLite reports a full disk as "database or disk is full" and a
+/// write refused for another reason (a file size limit, a failing device) as "disk I/O error".
+fn disk_hint(e: &rusqlite::Error) -> &'static str {
+    use rusqlite::ErrorCode::{DiskFull, SystemIoFailure};
+    match e.sqlite_error_code() {
+        Some(DiskFull | SystemIoFailure) => {
+            " (no space left, or the write was refused: free space and rerun; everything stored before is kept and reused)"
+        }
+        _ => "",
+    }
 }
 
 /// The workspace database.

@@ -73,6 +73,23 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), WriteError> {
     f.commit()
 }
 
+/// Random characters in a temporary file's name (`.<name>.<random>.tmp`).
+const TEMP_RAND: usize = 6;
+
+/// Remove the temporary files of `name` that a killed run left in `dir` (a kill skips the cleanup).
+/// Two runs writing the same output folder at once are not supported, so any such file is stale.
+fn remove_stale_temps(dir: &Path, name: &str) {
+    let prefix = format!(".{name}.");
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for e in entries.flatten() {
+        let file = e.file_name();
+        let file = file.to_string_lossy();
+        if file.len() == prefix.len() + TEMP_RAND + 4 && file.starts_with(&prefix) && file.ends_with(".tmp") {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
+}
+
 /// A file that appears under its name only when [`AtomicFile::commit`] is called.
 pub struct AtomicFile {
     tmp: tempfile::NamedTempFile,
@@ -86,7 +103,13 @@ impl AtomicFile {
         let io = |source| WriteError::Io { path: path.to_path_buf(), source };
         std::fs::create_dir_all(dir).map_err(io)?;
         let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        let tmp = tempfile::Builder::new().prefix(&format!(".{name}.")).suffix(".tmp").tempfile_in(dir).map_err(io)?;
+        remove_stale_temps(dir, &name);
+        let tmp = tempfile::Builder::new()
+            .prefix(&format!(".{name}."))
+            .rand_bytes(TEMP_RAND)
+            .suffix(".tmp")
+            .tempfile_in(dir)
+            .map_err(io)?;
         Ok(AtomicFile { tmp, path: path.to_path_buf() })
     }
 
@@ -105,7 +128,9 @@ impl AtomicFile {
             self.tmp.as_file().set_permissions(std::fs::Permissions::from_mode(0o644)).map_err(io)?;
         }
         self.tmp.as_file().sync_all().map_err(io)?;
+        crate::killpoint::hit("write-synced");
         self.tmp.persist(&self.path).map_err(|e| WriteError::Io { path: self.path.clone(), source: e.error })?;
+        crate::killpoint::hit("write-renamed");
         Ok(())
     }
 }
@@ -357,7 +382,9 @@ impl ParquetSink {
             self.writer = Some(ArrowWriter::try_new(f, b.schema(), Some(props)).map_err(|e| self.err(e))?);
         }
         let w = self.writer.as_mut().expect("created");
-        w.write(&b).map_err(|e| WriteError::Parquet { path: self.path.clone(), message: e.to_string() })
+        w.write(&b).map_err(|e| WriteError::Parquet { path: self.path.clone(), message: e.to_string() })?;
+        crate::killpoint::hit("write-batch"); // mid-file: no footer yet
+        Ok(())
     }
 
     fn finish(mut self) -> Result<(), WriteError> {

@@ -56,6 +56,40 @@ fn hnsw_m_above_256_is_a_config_error() {
 }
 
 #[test]
+fn hnsw_m_just_above_the_limit_is_refused_and_the_limit_accepted_by_validation() {
+    // hnsw_rs calls process::exit above 256: validation must stop 257 with the valid range.
+    assert_config_error("[index]\nm = 257", &["index.m", "257", "256"]);
+    let mut cfg = tripletgen::config::Config::default();
+    cfg.input.beir = Some(fixture("quickstart"));
+    cfg.index.m = 256;
+    cfg.validate("test").expect("m = 256 is valid");
+}
+
+#[test]
+fn range_min_above_range_max_is_a_config_error() {
+    assert_config_error("[mine]\nrange_min = 60\nrange_max = 50", &["mine.range_min", "60", "50"]);
+}
+
+#[test]
+fn a_model_folder_missing_a_file_is_refused_at_load_time() {
+    let t = tmpdir();
+    let dir = t.path().join("my-model");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("model.onnx"), b"not really").unwrap();
+    std::fs::write(dir.join("config.json"), b"{}").unwrap();
+    let o = assert_config_error(
+        &format!("[model]\ndir = {}", tp(&dir)),
+        &["model.dir", "my-model", "tokenizer.json", "special_tokens_map.json", "a model folder needs model.onnx"],
+    );
+    assert!(!o.stderr.contains("has no model.onnx"), "model.onnx is there: {}", o.stderr);
+}
+
+#[test]
+fn a_missing_onnxruntime_file_is_refused_at_load_time() {
+    assert_config_error("[model]\nonnxruntime = '/nonexistent/libonnxruntime.so'", &["model.onnxruntime", "/nonexistent/libonnxruntime.so", "fetch-models"]);
+}
+
+#[test]
 fn range_min_not_below_range_max_is_a_config_error() {
     assert_config_error("[mine]\nrange_min = 50\nrange_max = 50", &["mine.range_min", "50"]);
     assert_config_error("[mine]\nrange_min = 60", &["mine.range_min", "60"]);

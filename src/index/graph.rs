@@ -375,7 +375,9 @@ impl Graph {
             w.flush()?;
         }
         tmp.as_file().sync_all()?;
+        crate::killpoint::hit("index-synced");
         tmp.persist(path).map_err(|e| e.error)?;
+        crate::killpoint::hit("index-saved");
         Ok(())
     }
 

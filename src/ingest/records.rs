@@ -292,7 +292,32 @@ fn csv_fatal(path: &Path, e: csv::Error) -> IngestError {
     IngestError::Unsupported { path: path.to_path_buf(), message: e.to_string() }
 }
 
+/// Read a Parquet file; a panic inside the Parquet reader (parquet 60.1 divides by zero on some
+/// corrupt files, found by tests/hostile_input.rs) becomes an error naming the file instead of a
+/// crash. The panic message is kept for the error and not printed.
 fn read_parquet(
+    path: &Path,
+    fields: &[&str],
+    sink: &mut dyn FnMut(Item) -> Result<(), IngestError>,
+) -> Result<(), IngestError> {
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| read_parquet_unguarded(path, fields, sink)));
+    std::panic::set_hook(previous);
+    result.unwrap_or_else(|panic| {
+        let why = panic
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| panic.downcast_ref::<&str>().copied())
+            .unwrap_or("unknown failure");
+        Err(IngestError::Unsupported {
+            path: path.to_path_buf(),
+            message: format!("not a readable Parquet file: the Parquet reader failed ({why}); the file is probably corrupt"),
+        })
+    })
+}
+
+fn read_parquet_unguarded(
     path: &Path,
     fields: &[&str],
     sink: &mut dyn FnMut(Item) -> Result<(), IngestError>,

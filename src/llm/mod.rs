@@ -22,6 +22,14 @@ use crate::config::ConfigError;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
+/// Header names that carry credentials (refused in `llm.headers`, whose values are written to
+/// manifest.json; the key belongs in the variable `llm.api_key_env` names).
+fn is_credential_header(name: &str) -> bool {
+    let n = name.to_ascii_lowercase();
+    matches!(n.as_str(), "authorization" | "proxy-authorization" | "cookie")
+        || ["key", "token", "secret", "auth", "password"].iter().any(|w| n.contains(w))
+}
+
 /// The `[llm]` section: which OpenAI-compatible server to call and how hard.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -106,6 +114,15 @@ impl LlmConfig {
             message,
         };
         match reqwest::Url::parse(&self.base_url) {
+            // Credentials in the URL would be written to manifest.json and shown in errors.
+            Ok(u) if !u.username().is_empty() || u.password().is_some() => {
+                return Err(bad(
+                    "base_url",
+                    "contains a user name or password: the config is written to manifest.json, so secrets \
+                     go in the variable llm.api_key_env names (with llm.api_key_header for another header)"
+                        .into(),
+                ));
+            }
             Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {}
             Ok(u) => {
                 return Err(bad(
@@ -162,6 +179,16 @@ impl LlmConfig {
         for (name, value) in &self.headers {
             if reqwest::header::HeaderName::from_bytes(name.as_bytes()).is_err() {
                 return Err(bad("headers", format!("has {name:?}, which is not a valid HTTP header name")));
+            }
+            if is_credential_header(name) {
+                return Err(bad(
+                    "headers",
+                    format!(
+                        "has {name:?}, which looks like a credential: the config is written to manifest.json, so \
+                         put the secret in an environment variable named by llm.api_key_env, with \
+                         llm.api_key_header = {name:?}"
+                    ),
+                ));
             }
             if reqwest::header::HeaderValue::from_str(value).is_err() {
                 return Err(bad("headers", format!("{name:?} has a value that is not a valid HTTP header value")));
@@ -376,6 +403,16 @@ mod tests {
         headers.insert("bad header".to_string(), "v".to_string());
         let c = LlmConfig { headers, ..Default::default() };
         assert!(invalid(&c).contains("`llm.headers`"));
+        for secret in ["Authorization", "x-api-key", "X-Auth-Token", "cookie"] {
+            let c = LlmConfig { headers: BTreeMap::from([(secret.to_string(), "sk-secret-value".to_string())]), ..Default::default() };
+            let e = invalid(&c);
+            assert!(e.contains("`llm.headers`") && e.contains("api_key_env") && !e.contains("sk-secret-value"), "{e}");
+        }
+        let c = LlmConfig { headers: BTreeMap::from([("OpenAI-Organization".to_string(), "org-1".to_string())]), ..Default::default() };
+        assert!(c.validate("test").is_ok(), "an ordinary header is fine");
+        let c = LlmConfig { base_url: "https://user:sk-secret@api.example.com/v1".into(), ..Default::default() };
+        let e = invalid(&c);
+        assert!(e.contains("`llm.base_url`") && !e.contains("sk-secret"), "{e}");
         let c = LlmConfig { price_per_million_input: Some(-1.0), ..Default::default() };
         assert!(invalid(&c).contains("`llm.price_per_million_input`"));
     }

@@ -106,6 +106,13 @@ pub fn write(dir: &Path, name: &str, body: &str) -> PathBuf {
     p
 }
 
+/// The first `n` documents of the quickstart corpus, as `dir/corpus.jsonl`.
+pub fn corpus_subset(dir: &Path, n: usize) -> PathBuf {
+    let text = std::fs::read_to_string(fixture("quickstart/corpus.jsonl")).unwrap();
+    let lines: Vec<&str> = text.lines().take(n).collect();
+    write(dir, "corpus.jsonl", &(lines.join("\n") + "\n"))
+}
+
 /// Copy a folder recursively.
 pub fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
