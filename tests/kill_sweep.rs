@@ -42,6 +42,7 @@ const DATA_FILES: &[&str] = &[
     "labeled-list.provenance.parquet",
     "flag.jsonl",
     "variants.parquet",
+    "report.html",
 ];
 
 /// Run the binary quietly with extra environment; returns its exit status.
@@ -105,6 +106,9 @@ fn assert_outputs_whole(out: &Path, point: &str) -> BTreeSet<String> {
         } else if name.ends_with(".json") {
             let text = std::fs::read_to_string(&path).unwrap();
             assert!(serde_json::from_str::<Value>(&text).is_ok(), "kill at {point}: {name} is not whole JSON");
+        } else if name.ends_with(".html") {
+            let text = std::fs::read_to_string(&path).unwrap();
+            assert!(text.trim_end().ends_with("</html>"), "kill at {point}: {name} is cut short");
         } else {
             panic!("kill at {point}: unexpected file {name} in the output folder");
         }
