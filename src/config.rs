@@ -313,6 +313,17 @@ pub struct IndexConfig {
     /// pass this share.
     pub rebuild_share: f64,
 }
+impl IndexConfig {
+    /// Whether `n` documents get an HNSW graph (else exact search).
+    pub fn uses_hnsw(&self, n: usize) -> bool {
+        match self.kind {
+            IndexKind::Exact => false,
+            IndexKind::Hnsw => true,
+            IndexKind::Auto => n >= self.exact_below,
+        }
+    }
+}
+
 impl Default for IndexConfig {
     fn default() -> Self {
         Self {

@@ -123,8 +123,24 @@ pub fn run(cfg: &Config) -> Result<RunReport, PipelineError> {
         ),
         keys: &doc_keys,
     });
+    // Building a graph is the memory peak of a run: give ONNX Runtime's buffers back first when
+    // this run used them, and load the model again afterwards.
+    let mut kept = Some(embedder);
+    if cfg.index.uses_hnsw(ds.docs.len()) && embed_documents.embedded > 0 {
+        kept = None;
+        crate::index::release_free_memory();
+    }
     let (index, mut index_stats) = Index::build(doc_vecs, &cfg.index, persist, show)?;
     timings.index = t.elapsed().as_secs_f64();
+    let mut embedder = match kept {
+        Some(e) => e,
+        None => {
+            let t = Instant::now();
+            let e = Embedder::load(&resolved, cfg)?;
+            timings.load_model += t.elapsed().as_secs_f64();
+            e
+        }
+    };
     crate::killpoint::hit("index");
     if cfg.index.kind == IndexKind::Auto {
         log::info!("index: {} ({} documents; exact below {})", index.kind(), ds.docs.len(), cfg.index.exact_below);

@@ -9,7 +9,7 @@
 
 mod graph;
 
-use crate::config::{IndexConfig, IndexKind};
+use crate::config::IndexConfig;
 use crate::hash::ContentHash;
 use graph::Graph;
 use crate::embed::Vectors;
@@ -195,12 +195,7 @@ impl Index {
         }
         let start = std::time::Instant::now();
         let n = docs.len();
-        let use_hnsw = match cfg.kind {
-            IndexKind::Exact => false,
-            IndexKind::Hnsw => true,
-            IndexKind::Auto => n >= cfg.exact_below,
-        };
-        let (index, graph) = if use_hnsw {
+        let (index, graph) = if cfg.uses_hnsw(n) {
             let (h, update) = HnswIndex::open(docs, cfg, persist, show_progress)?;
             (Index::Hnsw(h), update)
         } else {
@@ -649,7 +644,7 @@ pub(crate) mod tests {
         for _ in 0..20 {
             docs.data.extend_from_slice(&first); // exact duplicates must not panic
         }
-        let cfg = IndexConfig { kind: IndexKind::Hnsw, ..IndexConfig::default() };
+        let cfg = IndexConfig { kind: crate::config::IndexKind::Hnsw, ..IndexConfig::default() };
         let (index, stats) = Index::build(docs, &cfg, None, false).unwrap();
         assert_eq!(stats.kind, "hnsw");
         let qs = random_unit(100, 32, 5);
