@@ -4,6 +4,8 @@
 //! with HNSW, whose graph depends on insertion order).
 
 mod common;
+#[path = "common/fake_llm.rs"]
+mod fake_llm;
 
 use common::*;
 use serde_json::Value;
@@ -200,5 +202,58 @@ fn a_refresh_updates_the_saved_hnsw_graph_and_rebuilds_past_the_share() {
     run_config(&config(t.path(), "other-m", &beir, &ws, "kind = \"hnsw\"\nm = 8"), &[]).assert_ok();
     let r = read_json(&t.path().join("other-m/report.json"));
     assert_eq!(r["index"]["graph"]["mode"], "rebuilt", "{}", r["index"]);
+    assert_eq!(num_at(&r, "/embed_documents/embedded"), 0.0);
+}
+
+/// Run `cfg`; returns (requests the server received during the run, the run's report).
+fn run_counted(server: &fake_llm::FakeLlm, cfg: &Path, out: &Path) -> (usize, Value) {
+    let before = server.count();
+    run_config(cfg, &[]).assert_ok();
+    (server.count() - before, read_json(&out.join("report.json")))
+}
+
+#[test]
+fn a_setting_change_redoes_only_what_depends_on_it() {
+    require_models();
+    let server = fake_llm::FakeLlm::start(fake_llm::echo);
+    let t = tmpdir();
+    let corpus = corpus_subset(t.path(), 12);
+    let out = t.path().join("out");
+    let cfg = server.pipeline_config(t.path(), &corpus, "", "");
+    let base = std::fs::read_to_string(&cfg).unwrap();
+    let embedded = |r: &Value| num_at(r, "/embed_documents/embedded") + num_at(r, "/embed_queries/embedded");
+
+    let (first, r) = run_counted(&server, &cfg, &out);
+    assert!(first > 6, "synthetic and paraphrase calls: {}", r["llm"]);
+    let synthetic_calls = 6; // one call per document, max_documents = 6
+
+    // The same settings: nothing is sent or embedded again.
+    let (n, r) = run_counted(&server, &cfg, &out);
+    assert_eq!((n, embedded(&r)), (0, 0.0), "{}", r["llm"]);
+
+    // Another synthetic prompt template: the synthetic calls again (their answers are the same here,
+    // so the paraphrases of the synthetic queries come from the workspace); no document is embedded.
+    let prompts = t.path().join("prompts");
+    copy_dir(&repo().join("configs/prompts"), &prompts);
+    let synth = prompts.join("synthetic.txt");
+    std::fs::write(&synth, std::fs::read_to_string(&synth).unwrap() + "\nWrite natural queries.\n").unwrap();
+    let with_prompts = base.replace("paraphrases_per_query = 1\n", &format!("paraphrases_per_query = 1\nprompts_dir = {}\n", tp(&prompts)));
+    assert_ne!(with_prompts, base);
+    std::fs::write(&cfg, &with_prompts).unwrap();
+    let (n, r) = run_counted(&server, &cfg, &out);
+    assert_eq!(n, synthetic_calls, "only the synthetic calls are sent again: {}", r["llm"]);
+    assert_eq!(num_at(&r, "/embed_documents/embedded"), 0.0);
+
+    // Another mining setting: no request, no embedding, the saved graph as it was.
+    std::fs::write(&cfg, format!("[mine]\nnum_negatives = 2\n\n{with_prompts}")).unwrap();
+    let (n, r) = run_counted(&server, &cfg, &out);
+    assert_eq!((n, embedded(&r)), (0, 0.0), "{}", r["llm"]);
+    assert_eq!(r["index"]["graph"]["inserted"].as_u64(), Some(0), "{}", r["index"]);
+
+    // Another LLM model: every call again, still no document embedded.
+    let other_model = server.pipeline_config(t.path(), &corpus, "", "model = \"fake-2\"");
+    std::fs::write(&cfg, std::fs::read_to_string(&other_model).unwrap()).unwrap();
+    let (n, r) = run_counted(&server, &cfg, &out);
+    assert_eq!(n, first, "{}", r["llm"]);
     assert_eq!(num_at(&r, "/embed_documents/embedded"), 0.0);
 }
