@@ -638,6 +638,49 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn a_saved_graph_is_updated_rebuilt_or_refused_as_it_should() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("index/hnsw.bin");
+        let cfg = IndexConfig { kind: crate::config::IndexKind::Hnsw, rebuild_share: 0.2, ..IndexConfig::default() };
+        let all = random_unit(1200, 16, 21);
+        let keys: Vec<ContentHash> = (0..all.len()).map(|i| ContentHash::of(&format!("doc {i}"))).collect();
+        let pick = |rows: &[usize]| {
+            let mut v = Vectors { dim: 16, data: Vec::new() };
+            rows.iter().for_each(|&r| v.data.extend_from_slice(all.row(r)));
+            (v, rows.iter().map(|&r| keys[r]).collect::<Vec<_>>())
+        };
+        let open = |rows: &[usize], fp: &str| {
+            let (v, k) = pick(rows);
+            let persist = Persist { path: path.clone(), fingerprint: fp.into(), keys: &k };
+            Index::build(v, &cfg, Some(persist), false).unwrap()
+        };
+        let first: Vec<usize> = (0..1000).collect();
+        let (_, s) = open(&first, "fp");
+        assert_eq!(s.graph.unwrap().mode, "built");
+
+        // 50 gone (every 20th), 95 new (1000..1100 but every 20th): updated; no gone document is returned.
+        let second: Vec<usize> = (0..1100).filter(|i| i % 20 != 0).collect();
+        let (index, s) = open(&second, "fp");
+        let g = s.graph.unwrap();
+        assert_eq!((g.mode.as_str(), g.inserted, g.dead, g.reused), ("updated", 95, 50, 950));
+        let qs = random_unit(40, 16, 22);
+        let hits = index.search_batch(&qs, 10).unwrap();
+        assert!(hits.iter().flatten().all(|h| (h.doc as usize) < second.len()));
+        let (exact, _) = Index::build(pick(&second).0, &IndexConfig { kind: crate::config::IndexKind::Exact, ..cfg.clone() }, None, false).unwrap();
+        let truth = exact.search_batch(&qs, 10).unwrap();
+        assert!(recall_at_k(&hits, &truth) > 0.95, "recall after the update {}", recall_at_k(&hits, &truth));
+        assert!(index.vector(0) == all.row(1) && index.vector(second.len() - 1) == all.row(1099), "vectors follow the documents");
+
+        // Past rebuild_share (earlier inserts count too), another fingerprint, a damaged file: rebuilt.
+        let third: Vec<usize> = (100..1200).collect();
+        assert_eq!(open(&third, "fp").1.graph.unwrap().mode, "rebuilt");
+        assert_eq!(open(&third, "other model").1.graph.unwrap().mode, "rebuilt");
+        std::fs::write(&path, b"TGHNSW01 garbage").unwrap();
+        assert_eq!(open(&third, "other model").1.graph.unwrap().mode, "rebuilt");
+        assert_eq!(open(&third, "other model").1.graph.unwrap().mode, "updated");
+    }
+
+    #[test]
     fn hnsw_with_duplicates_has_high_recall() {
         let mut docs = random_unit(2000, 32, 4);
         let first: Vec<f32> = docs.row(0).to_vec();
