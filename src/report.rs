@@ -207,7 +207,14 @@ impl RunReport {
             Some(r) => format!(", recall@{} {:.3} on {} queries", r.k, r.recall, r.queries),
             None => String::new(),
         };
-        let _ = writeln!(s, "  index    {} over {} documents{}", self.index.kind, self.index.documents, recall);
+        let graph = match &self.index.graph {
+            Some(g) if g.mode == "updated" => {
+                format!("; saved graph updated: {} kept, {} inserted, {} gone", g.reused, g.inserted, g.dead)
+            }
+            Some(g) => format!("; graph {} and saved", g.mode),
+            None => String::new(),
+        };
+        let _ = writeln!(s, "  index    {} over {} documents{}{}", self.index.kind, self.index.documents, recall, graph);
         let _ = writeln!(
             s,
             "  mine     {} pairs -> {} negatives; {} pairs short of negatives, {} with none",
