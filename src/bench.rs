@@ -179,8 +179,9 @@ pub struct IndexBenchArgs {
     /// HNSW candidate list size while building.
     #[arg(long, default_value_t = 200)]
     pub ef_construction: usize,
-    /// HNSW candidate list size while searching (raised to k when k is larger).
-    #[arg(long, default_value_t = 128)]
+    /// HNSW candidate list size while searching (raised to k when k is larger); 0 = auto, as in
+    /// the pipeline (`index.ef_search = 0`).
+    #[arg(long, default_value_t = 0)]
     pub ef_search: usize,
     /// Cluster centres of the synthetic vectors (default: n / 30, between 50 and 4000).
     #[arg(long)]
@@ -204,7 +205,7 @@ impl Default for IndexBenchArgs {
             k: 50,
             m: 16,
             ef_construction: 200,
-            ef_search: 128,
+            ef_search: 0,
             clusters: None,
             parallel_build: false,
             ef_sweep: Vec::new(),
@@ -551,8 +552,8 @@ fn validate_index(a: &IndexBenchArgs) -> Result<()> {
     if !(2..=256).contains(&a.m) {
         bail!("--m must be between 2 and 256");
     }
-    if a.ef_construction == 0 || a.ef_search == 0 {
-        bail!("--ef-construction and --ef-search must be at least 1");
+    if a.ef_construction == 0 {
+        bail!("--ef-construction must be at least 1");
     }
     if a.ef_sweep.contains(&0) {
         bail!("--ef-sweep values must be at least 1");
@@ -1325,7 +1326,7 @@ fn run_index(a: &IndexBenchArgs, n: usize, seed: u64, show_progress: bool) -> Re
         k: a.k,
         m: a.m,
         ef_construction: a.ef_construction,
-        ef_search: a.ef_search,
+        ef_search: cfg.ef_search_for(n),
         clusters: model.clusters(),
         generate_seconds,
         build_mode: build_mode.to_string(),

@@ -395,7 +395,8 @@ impl HnswIndex {
             Ok(())
         })
         .map_err(io)?;
-        Ok(HnswIndex::new(graph, node_of_doc, cfg.ef_search))
+        let ef = cfg.ef_search_for(node_of_doc.len());
+        Ok(HnswIndex::new(graph, node_of_doc, ef))
     }
 
     /// Load and update the saved graph, or build (and save) a new one.
@@ -470,7 +471,8 @@ impl HnswIndex {
         }
         pb.finish_and_clear();
         let update = GraphUpdate { mode: "updated".into(), reused, inserted: new.len(), dead, share_changed: share };
-        Some((HnswIndex::new(graph, node_of_doc, cfg.ef_search), node_keys, inserted_since_build + new.len() as u64, update))
+        let ef = cfg.ef_search_for(node_of_doc.len());
+        Some((HnswIndex::new(graph, node_of_doc, ef), node_keys, inserted_since_build + new.len() as u64, update))
     }
 
     fn search(&self, q: &[f32], k: usize, ef: usize) -> Vec<Hit> {
