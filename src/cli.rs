@@ -224,6 +224,37 @@ pub struct MineFlags {
     /// With --review, also list candidates up to this far below the positive's score.
     #[arg(long)]
     pub review_margin: Option<f32>,
+    /// Add a judge stage to the cascade (repeatable, cheapest first): `llm` (the [llm] server, or
+    /// --llm-url/--llm-model), `cross-encoder=DIR` (an ONNX reranker folder), `cross-encoder=URL`
+    /// (an HTTP rerank API, see --judge-api), `embedding=DIR` (a teacher embedding model folder).
+    /// Replaces the config file's stages.
+    #[arg(long, value_name = "KIND[=DIR|URL]")]
+    pub judge: Vec<String>,
+    /// What a candidate judged relevant becomes: drop (never a negative) or relabel (also an extra
+    /// positive).
+    #[arg(long, value_enum)]
+    pub judge_action: Option<crate::judge::JudgeAction>,
+    /// The API of `--judge cross-encoder=URL`: tei, cohere (also Jina, vLLM /rerank) or vllm-score.
+    #[arg(long, value_parser = ["tei", "cohere", "vllm-score"])]
+    pub judge_api: Option<String>,
+    /// Candidates judged per pair beyond --num-negatives on the first pass.
+    #[arg(long)]
+    pub judge_window: Option<usize>,
+    /// Most calls to paid judges (LLM, HTTP) in this run (0: no limit).
+    #[arg(long)]
+    pub judge_max_calls: Option<u64>,
+    /// Drop every pair of a query with more than N candidates judged relevant.
+    #[arg(long)]
+    pub judge_drop_query_above: Option<usize>,
+    /// Scores written in FlagEmbedding pos_scores/neg_scores and score columns: retriever or judge.
+    #[arg(long, value_enum)]
+    pub scores: Option<crate::config::ScoreSource>,
+    /// The OpenAI-compatible server for `--judge llm` (sets llm.base_url).
+    #[arg(long)]
+    pub llm_url: Option<String>,
+    /// The model name for `--judge llm` (sets llm.model).
+    #[arg(long)]
+    pub llm_model: Option<String>,
 }
 
 impl MineFlags {
@@ -282,6 +313,71 @@ impl MineFlags {
                 "hnsw" => IndexKind::Hnsw,
                 _ => return Err(bad("--index", format!("is {i:?}; valid values are auto, exact, hnsw"))),
             };
+        }
+        self.apply_judge(cfg)
+    }
+
+    fn apply_judge(&self, cfg: &mut Config) -> Result<(), crate::config::ConfigError> {
+        use crate::judge::{JudgeKind, RerankApi, StageConfig};
+        if self.llm_url.is_some() || self.llm_model.is_some() {
+            let llm = cfg.llm.get_or_insert_with(Default::default);
+            if let Some(u) = &self.llm_url {
+                llm.base_url = u.clone();
+            }
+            if let Some(m) = &self.llm_model {
+                llm.model = m.clone();
+            }
+        }
+        let judge_flags = !self.judge.is_empty()
+            || self.judge_action.is_some()
+            || self.judge_window.is_some()
+            || self.judge_max_calls.is_some()
+            || self.judge_drop_query_above.is_some();
+        if judge_flags {
+            let j = cfg.judge.get_or_insert_with(Default::default);
+            if !self.judge.is_empty() {
+                j.stages = Vec::new();
+            }
+            for spec in &self.judge {
+                let (kind, arg) = match spec.split_once('=') {
+                    Some((k, a)) => (k, Some(a)),
+                    None => (spec.as_str(), None),
+                };
+                let kind = <JudgeKind as clap::ValueEnum>::from_str(kind, true).map_err(|_| {
+                    bad_flag("--judge", format!("is {spec:?}; use llm, cross-encoder=DIR|URL or embedding=DIR"))
+                })?;
+                let mut st = StageConfig::of(kind);
+                match (kind, arg) {
+                    (JudgeKind::Llm, None) => {}
+                    (JudgeKind::Llm, Some(m)) => st.model = Some(m.to_string()),
+                    (_, None) => return Err(bad_flag("--judge", format!("{spec:?} needs =DIR or =URL"))),
+                    (_, Some(a)) if a.starts_with("http://") || a.starts_with("https://") => {
+                        st.url = Some(a.to_string());
+                        st.api = Some(match self.judge_api.as_deref() {
+                            Some("cohere") => RerankApi::Cohere,
+                            Some("vllm-score") => RerankApi::VllmScore,
+                            _ => RerankApi::Tei,
+                        });
+                    }
+                    (_, Some(a)) => st.dir = Some(PathBuf::from(a)),
+                }
+                j.stages.push(st);
+            }
+            if let Some(a) = self.judge_action {
+                j.action = a;
+            }
+            if let Some(w) = self.judge_window {
+                j.window = w;
+            }
+            if let Some(m) = self.judge_max_calls {
+                j.max_calls = m;
+            }
+            if let Some(n) = self.judge_drop_query_above {
+                j.drop_query_above = n;
+            }
+        }
+        if let Some(s) = self.scores {
+            cfg.output.scores = s;
         }
         Ok(())
     }

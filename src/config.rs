@@ -67,6 +67,9 @@ pub struct Config {
     pub dry_run: bool,
     /// Hard-negative mining rules.
     pub mine: MineConfig,
+    /// Judges for false negatives (`[judge]`, `[[judge.stages]]`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub judge: Option<crate::judge::JudgeConfig>,
     /// What to write and where.
     pub output: OutputConfig,
     /// The folder where every stage keeps what it produced (embedding cache…). Default:
@@ -165,10 +168,12 @@ pub struct QueryFields {
     pub id: String,
     /// Query text.
     pub text: String,
+    /// Gold answers (optional): a list of strings in JSON, or one string.
+    pub answers: String,
 }
 impl Default for QueryFields {
     fn default() -> Self {
-        Self { id: "_id".into(), text: "text".into() }
+        Self { id: "_id".into(), text: "text".into(), answers: "answers".into() }
     }
 }
 
@@ -705,11 +710,26 @@ pub struct OutputConfig {
     pub formats: Vec<Format>,
     /// Rows per Parquet row group.
     pub row_group_size: usize,
+    /// Scores written as `pos_scores`/`neg_scores` (FlagEmbedding) and in the score columns:
+    /// `retriever` (the embedding model's cosine) or `judge` (the last judge of the cascade scores
+    /// every positive and negative: teacher scores for MarginMSE-style distillation).
+    pub scores: ScoreSource,
 }
 impl Default for OutputConfig {
     fn default() -> Self {
-        Self { dir: PathBuf::from("out"), formats: vec![Format::Triplet], row_group_size: 65_536 }
+        Self { dir: PathBuf::from("out"), formats: vec![Format::Triplet], row_group_size: 65_536, scores: ScoreSource::Retriever }
     }
+}
+
+/// Where written scores come from.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum ScoreSource {
+    /// The embedding model's cosine similarity.
+    #[default]
+    Retriever,
+    /// The last judge of the cascade.
+    Judge,
 }
 
 impl Config {
@@ -748,6 +768,12 @@ impl Config {
         fix(&mut self.generate.lexical.word_vectors);
         fix(&mut self.generate.llm.few_shot);
         fix(&mut self.generate.llm.prompts_dir);
+        if let Some(j) = self.judge.as_mut() {
+            for st in &mut j.stages {
+                fix(&mut st.dir);
+                fix(&mut st.prompt);
+            }
+        }
         if self.output.dir.is_relative() {
             self.output.dir = clean_path(&base.join(&self.output.dir));
         }
@@ -1029,6 +1055,19 @@ impl Config {
         }
         if self.output.row_group_size == 0 {
             return Err(bad("output.row_group_size", "must be at least 1".into()));
+        }
+        match &self.judge {
+            Some(j) => j.validate(origin, self.llm.is_some())?,
+            None if self.output.scores == ScoreSource::Judge => {
+                return Err(bad("output.scores", "is \"judge\" but no judge is configured ([judge] stages)".into()));
+            }
+            None => {}
+        }
+        if let Some(j) = &self.judge
+            && self.output.scores == ScoreSource::Judge
+            && j.stages.is_empty()
+        {
+            return Err(bad("output.scores", "is \"judge\" but judge.stages is empty".into()));
         }
         Ok(())
     }

@@ -20,6 +20,7 @@ pub mod hash;
 pub mod html_report;
 pub mod index;
 pub mod ingest;
+pub mod judge;
 pub mod inspect;
 pub mod killpoint;
 pub mod llm;

@@ -14,7 +14,9 @@ use crate::embed::Vectors;
 use crate::hash::ContentHash;
 use crate::index::{Index, IndexError, dot};
 use crate::ingest::Dataset;
+use crate::judge::{JudgeError, JudgeStage, Walk};
 use crate::progress;
+use crate::workspace::Store;
 use rand::SeedableRng;
 use rayon::prelude::*;
 use serde::Serialize;
@@ -26,6 +28,9 @@ pub enum MineError {
     /// The index failed.
     #[error(transparent)]
     Index(#[from] IndexError),
+    /// The judge failed.
+    #[error(transparent)]
+    Judge(#[from] JudgeError),
 }
 
 /// A chosen negative.
@@ -76,6 +81,8 @@ pub enum Outcome {
     AbsoluteMargin,
     /// Removed by `relative_margin`.
     RelativeMargin,
+    /// Judged relevant to the query (a false negative) by the judge stage.
+    JudgedRelevant,
     /// Allowed, but not picked.
     NotSampled,
     /// Chosen as a negative.
@@ -91,6 +98,7 @@ impl Outcome {
             Outcome::MinScore => "min_score",
             Outcome::AbsoluteMargin => "absolute_margin",
             Outcome::RelativeMargin => "relative_margin",
+            Outcome::JudgedRelevant => "judged_relevant",
             Outcome::NotSampled => "not_sampled",
             Outcome::Chosen => "chosen",
         }
@@ -123,6 +131,9 @@ pub struct RuleCounts {
     pub absolute_margin: u64,
     /// Too close to the positive by `relative_margin`.
     pub relative_margin: u64,
+    /// Judged relevant by the judge stage (walked past while picking).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub judged_relevant: u64,
     /// Allowed, but not picked (beyond num_negatives).
     pub not_sampled: u64,
 }
@@ -155,6 +166,10 @@ pub struct MineStats {
     pub seconds: f64,
 }
 
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
 /// Normalised form used for "same text" checks.
 pub fn text_key(text: &str, normalize: bool) -> ContentHash {
     if normalize {
@@ -165,12 +180,15 @@ pub fn text_key(text: &str, normalize: bool) -> ContentHash {
     }
 }
 
-/// Mine negatives for every pair of `ds`.
+/// Mine negatives for every pair of `ds`. With a `judge`, the candidates each pair would pick are
+/// judged first (in chunks of queries, so memory stays bounded) and those judged relevant are passed
+/// over; pairs of queries with too many relevant candidates are dropped (`judge.drop_query_above`).
 pub fn mine(
     ds: &Dataset,
     index: &Index,
     query_vecs: &Vectors,
     cfg: &MineConfig,
+    mut judge: Option<(&mut JudgeStage, &mut Store)>,
     show_progress: bool,
 ) -> Result<(Vec<MinedPair>, MineStats), MineError> {
     let start = std::time::Instant::now();
@@ -210,7 +228,7 @@ pub fn mine(
         sub.data.extend_from_slice(&query_vecs.data[start_q * query_vecs.dim..end_q * query_vecs.dim]);
         let hits = index.search_batch(&sub, k)?;
         crate::killpoint::hit("mine-search");
-        let results: Vec<(Vec<MinedPair>, RuleCounts)> = (start_q..end_q)
+        let results: Vec<(Vec<Ruled>, RuleCounts)> = (start_q..end_q)
             .into_par_iter()
             .map(|q| {
                 let ex = &excluded[q];
@@ -239,19 +257,51 @@ pub fn mine(
                         counts.known_positive += hit_positive;
                         counts.same_text += hit_same_text;
                         let pos_score = dot(qv, index.vector(p));
-                        mine_pair(q, p, pos_score, &candidates, cfg, &ds.queries[q].hash, &ds.docs[p].hash, &mut counts)
+                        apply_rules(q, p, pos_score, candidates.clone(), cfg, &mut counts)
                     })
                     .collect();
                 (out, counts)
             })
             .collect();
-        for (pairs, c) in results {
-            pairs_out.extend(pairs);
+        let mut ruled = Vec::new();
+        for (r, c) in results {
+            ruled.extend(r);
             add_counts(&mut removed, &c);
+        }
+        let judged = match judge.as_mut() {
+            Some((j, store)) if j.is_active() => {
+                let orders: Vec<Vec<usize>> = ruled.iter().map(|r| r.walk_order(cfg, ds)).collect();
+                let walks: Vec<Walk<'_>> = ruled
+                    .iter()
+                    .zip(&orders)
+                    .map(|(r, o)| Walk { query: r.query, docs: o, want: cfg.num_negatives })
+                    .collect();
+                j.adjudicate(&walks, ds, store)?;
+                crate::killpoint::hit("judge");
+                Some((orders, &**j))
+            }
+            _ => None,
+        };
+        for (i, r) in ruled.into_iter().enumerate() {
+            let p = match &judged {
+                None => r.pick(cfg, ds, &mut removed),
+                Some((orders, j)) => r.pick_judged(&orders[i], j, cfg, &mut removed),
+            };
+            pairs_out.push(p);
         }
         pb.inc((end_q - start_q) as u64);
     }
     pb.finish_and_clear();
+    if let Some((j, _)) = judge.as_mut() {
+        let dropped = j.dropped_queries();
+        if !dropped.is_empty() {
+            let before = pairs_out.len();
+            pairs_out.retain(|p| !dropped.contains(&p.query));
+            j.stats.queries_dropped = dropped.len();
+            j.stats.pairs_dropped = before - pairs_out.len();
+        }
+        j.stats.relabelled = j.relabelled().values().map(Vec::len).sum();
+    }
 
     let mut stats = MineStats {
         queries: ds.queries.len(),
@@ -282,21 +332,31 @@ fn add_counts(a: &mut RuleCounts, b: &RuleCounts) {
     a.min_score += b.min_score;
     a.absolute_margin += b.absolute_margin;
     a.relative_margin += b.relative_margin;
+    a.judged_relevant += b.judged_relevant;
     a.not_sampled += b.not_sampled;
 }
 
-/// Apply the rules to one pair's candidates (already free of positives, ranked, cut at range_max).
-#[allow(clippy::too_many_arguments)]
-fn mine_pair(
+/// One pair after the rules: its candidates, what each rule did, and the allowed ones (by index).
+#[derive(Debug, Clone)]
+struct Ruled {
     query: usize,
     positive: usize,
     pos_score: f32,
-    candidates: &[Negative],
+    candidates: Vec<Negative>,
+    outcomes: Vec<Outcome>,
+    allowed: Vec<usize>,
+    above_positive: usize,
+}
+
+/// Apply the rules to one pair's candidates (already free of positives, ranked, cut at range_max).
+fn apply_rules(
+    query: usize,
+    positive: usize,
+    pos_score: f32,
+    candidates: Vec<Negative>,
     cfg: &MineConfig,
-    query_hash: &ContentHash,
-    positive_hash: &ContentHash,
     counts: &mut RuleCounts,
-) -> MinedPair {
+) -> Ruled {
     let above_positive = candidates.iter().filter(|c| c.score > pos_score).count();
     let mut outcomes = Vec::with_capacity(candidates.len());
     let mut allowed = Vec::with_capacity(candidates.len());
@@ -318,31 +378,91 @@ fn mine_pair(
         *count += 1;
         outcomes.push(outcome);
     }
-    let n = cfg.num_negatives.min(allowed.len());
-    let picked: Vec<usize> = match cfg.sampling {
-        Sampling::Top => allowed[..n].to_vec(),
-        Sampling::Random => {
-            let seed = cfg.seed ^ ContentHash::of_parts(&[&query_hash.0, &positive_hash.0]).as_u64();
-            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
-            let mut idx = rand::seq::index::sample(&mut rng, allowed.len(), n).into_vec();
-            idx.sort_unstable();
-            idx.into_iter().map(|i| allowed[i]).collect()
-        }
-    };
-    counts.not_sampled -= n as u64;
-    for &i in &picked {
-        outcomes[i] = Outcome::Chosen;
+    Ruled { query, positive, pos_score, candidates, outcomes, allowed, above_positive }
+}
+
+impl Ruled {
+    /// The per-pair random stream (seeded by the pair's texts, so it does not depend on other pairs).
+    fn rng(&self, cfg: &MineConfig, ds: &Dataset) -> rand_chacha::ChaCha8Rng {
+        let (qh, ph) = (&ds.queries[self.query].hash, &ds.docs[self.positive].hash);
+        rand_chacha::ChaCha8Rng::seed_from_u64(cfg.seed ^ ContentHash::of_parts(&[&qh.0, &ph.0]).as_u64())
     }
-    let negatives = picked.iter().map(|&i| candidates[i]).collect();
-    let keep = if cfg.review { usize::MAX } else { SUSPECTS_KEPT };
-    let suspects = candidates
-        .iter()
-        .zip(outcomes)
-        .filter(|(c, _)| c.score > pos_score - cfg.review_margin)
-        .take(keep)
-        .map(|(c, outcome)| Suspect { candidate: *c, outcome })
-        .collect();
-    MinedPair { query, positive, positive_score: pos_score, negatives, above_positive, suspects }
+
+    /// Without a judge: the first `num_negatives` allowed (top) or a seeded sample of them (random).
+    fn pick(self, cfg: &MineConfig, ds: &Dataset, counts: &mut RuleCounts) -> MinedPair {
+        let n = cfg.num_negatives.min(self.allowed.len());
+        let picked: Vec<usize> = match cfg.sampling {
+            Sampling::Top => self.allowed[..n].to_vec(),
+            Sampling::Random => {
+                let mut idx = rand::seq::index::sample(&mut self.rng(cfg, ds), self.allowed.len(), n).into_vec();
+                idx.sort_unstable();
+                idx.into_iter().map(|i| self.allowed[i]).collect()
+            }
+        };
+        self.finish(picked, cfg, counts)
+    }
+
+    /// The order a judged pick walks the allowed candidates in (document indices): rank order for
+    /// `top`, a seeded shuffle for `random`.
+    fn walk_order(&self, cfg: &MineConfig, ds: &Dataset) -> Vec<usize> {
+        let mut order: Vec<usize> = self.allowed.clone();
+        if cfg.sampling == Sampling::Random {
+            let perm = rand::seq::index::sample(&mut self.rng(cfg, ds), order.len(), order.len()).into_vec();
+            order = perm.into_iter().map(|i| self.allowed[i]).collect();
+        }
+        order.into_iter().map(|i| self.candidates[i].doc).collect()
+    }
+
+    /// With a judge: walk `order` (document indices), skip candidates judged relevant (or whose
+    /// judgement failed), pick the first `num_negatives` usable ones; best rank first.
+    fn pick_judged(mut self, order: &[usize], judge: &JudgeStage, cfg: &MineConfig, counts: &mut RuleCounts) -> MinedPair {
+        let at: HashMap<usize, usize> = self.candidates.iter().enumerate().map(|(i, c)| (c.doc, i)).collect();
+        let mut picked = Vec::with_capacity(cfg.num_negatives);
+        for d in order {
+            if picked.len() == cfg.num_negatives {
+                break;
+            }
+            let i = at[d];
+            match judge.verdicts().get(&(self.query, *d)) {
+                Some(v) if !v.usable() => {
+                    if v.relevant {
+                        self.outcomes[i] = Outcome::JudgedRelevant;
+                        counts.judged_relevant += 1;
+                        counts.not_sampled -= 1;
+                    }
+                }
+                _ => picked.push(i),
+            }
+        }
+        picked.sort_unstable();
+        self.finish(picked, cfg, counts)
+    }
+
+    fn finish(mut self, picked: Vec<usize>, cfg: &MineConfig, counts: &mut RuleCounts) -> MinedPair {
+        counts.not_sampled -= picked.len() as u64;
+        for &i in &picked {
+            self.outcomes[i] = Outcome::Chosen;
+        }
+        let negatives = picked.iter().map(|&i| self.candidates[i]).collect();
+        let keep = if cfg.review { usize::MAX } else { SUSPECTS_KEPT };
+        let pos_score = self.pos_score;
+        let suspects = self
+            .candidates
+            .iter()
+            .zip(self.outcomes)
+            .filter(|(c, _)| c.score > pos_score - cfg.review_margin)
+            .take(keep)
+            .map(|(c, outcome)| Suspect { candidate: *c, outcome })
+            .collect();
+        MinedPair {
+            query: self.query,
+            positive: self.positive,
+            positive_score: pos_score,
+            negatives,
+            above_positive: self.above_positive,
+            suspects,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -357,10 +477,31 @@ mod tests {
         MineConfig { relative_margin: None, num_negatives: 10, ..MineConfig::default() }
     }
 
+    /// A one-query dataset with a positive (doc 0) and candidates 100.. .
+    fn ds() -> Dataset {
+        let mut ds = Dataset::default();
+        for i in 0..200 {
+            let t = format!("doc {i}");
+            ds.docs.push(crate::ingest::Document { id: t.clone(), hash: ContentHash::of(&t), text: t });
+        }
+        ds.queries.push(crate::ingest::Query {
+            id: "q".into(),
+            text: "x".into(),
+            hash: ContentHash::of("x"),
+            origin: None,
+            answers: Vec::new(),
+        });
+        ds.positives.push(vec![0]);
+        ds
+    }
+
+    fn mine_pair(pos: f32, cands: Vec<Negative>, c: &MineConfig, counts: &mut RuleCounts) -> MinedPair {
+        apply_rules(0, 0, pos, cands, c, counts).pick(c, &ds(), counts)
+    }
+
     fn run(c: &MineConfig, pos: f32, scores: &[f32]) -> (Vec<usize>, RuleCounts) {
-        let h = ContentHash::of("x");
         let mut counts = RuleCounts::default();
-        let p = mine_pair(0, 0, pos, &cands(scores), c, &h, &h, &mut counts);
+        let p = mine_pair(pos, cands(scores), c, &mut counts);
         (p.negatives.iter().map(|n| n.doc).collect(), counts)
     }
 
@@ -404,11 +545,10 @@ mod tests {
     #[test]
     fn suspects_carry_the_rule_that_removed_them() {
         let c = MineConfig { range_min: 1, relative_margin: Some(0.05), num_negatives: 1, review: true, review_margin: 0.1, ..cfg() };
-        let h = ContentHash::of("x");
         let mut counts = RuleCounts::default();
         // pos 0.8: 0.9 and 0.85 score above it; 0.75 and 0.72 are within the 0.1 review margin (and
         // below 95 % of the positive, 0.76); 0.6 is not a suspect.
-        let p = mine_pair(0, 0, 0.8, &cands(&[0.9, 0.85, 0.75, 0.72, 0.6]), &c, &h, &h, &mut counts);
+        let p = mine_pair(0.8, cands(&[0.9, 0.85, 0.75, 0.72, 0.6]), &c, &mut counts);
         assert_eq!(p.above_positive, 2);
         let got: Vec<(usize, Outcome)> = p.suspects.iter().map(|s| (s.candidate.doc, s.outcome)).collect();
         assert_eq!(
@@ -421,11 +561,11 @@ mod tests {
         assert_eq!((counts.range_min, counts.relative_margin, counts.not_sampled), (1, 1, 2));
         // Without review, at most SUSPECTS_KEPT are kept.
         let c = MineConfig { relative_margin: None, review: false, review_margin: 1.0, ..cfg() };
-        let p = mine_pair(0, 0, 0.5, &cands(&[0.9, 0.85, 0.8, 0.7, 0.6]), &c, &h, &h, &mut counts);
+        let p = mine_pair(0.5, cands(&[0.9, 0.85, 0.8, 0.7, 0.6]), &c, &mut counts);
         assert_eq!(p.suspects.len(), SUSPECTS_KEPT);
         assert!(p.suspects.iter().all(|s| s.outcome == Outcome::Chosen));
         let c = MineConfig { review: true, ..c };
-        let p = mine_pair(0, 0, 0.5, &cands(&[0.9, 0.85, 0.8, 0.7, 0.6]), &c, &h, &h, &mut counts);
+        let p = mine_pair(0.5, cands(&[0.9, 0.85, 0.8, 0.7, 0.6]), &c, &mut counts);
         assert_eq!(p.suspects.len(), 5);
     }
 

@@ -13,6 +13,8 @@ use crate::generate::{self, Candidate, GenerateError, StrategyCounts};
 use crate::hash::ContentHash;
 use crate::index::{Index, IndexError, Persist};
 use crate::ingest::{self, Dataset, IngestError, Query, QueryOrigin};
+use crate::judge::{JudgeError, JudgeStage};
+use crate::write::JudgeOutput;
 use crate::mine::{self, MineError};
 use crate::models::{self, ModelError};
 use crate::report::{InputChanges, RunReport, Scores, Timings};
@@ -55,6 +57,9 @@ pub enum PipelineError {
     /// The HTML report.
     #[error(transparent)]
     HtmlReport(#[from] html_report::HtmlReportError),
+    /// The judge.
+    #[error(transparent)]
+    Judge(#[from] JudgeError),
 }
 
 /// True when synthetic generation may supply all queries.
@@ -183,14 +188,26 @@ pub fn run(cfg: &Config) -> Result<RunReport, PipelineError> {
     drop(embedder);
 
     let t = Instant::now();
-    let (pairs, mine_stats) = mine::mine(&ds, &index, &query_vecs, &cfg.mine, show)?;
+    let mut judge = JudgeStage::new(cfg, &ds)?;
+    let (pairs, mine_stats) = mine::mine(&ds, &index, &query_vecs, &cfg.mine, Some((&mut judge, &mut store)), show)?;
     timings.mine = t.elapsed().as_secs_f64();
     crate::killpoint::hit("mine");
+    let judged = judge.is_active().then(|| JudgeOutput::of(&mut judge, cfg, &ds, &pairs, &mut store)).transpose()?;
 
     let t = Instant::now();
     let out = &cfg.output.dir;
-    let mut write_stats =
-        write::write_all(out, &cfg.output.formats, cfg.mine.num_negatives, cfg.output.row_group_size, &ds, &pairs)?;
+    let mut write_stats = write::write_all(
+        out,
+        &cfg.output.formats,
+        cfg.mine.num_negatives,
+        cfg.output.row_group_size,
+        &ds,
+        &pairs,
+        judged.as_ref(),
+    )?;
+    if let Some(j) = judged.as_ref().filter(|j| !j.relabelled.is_empty()) {
+        write_stats.files.push(write::write_judged_qrels(out, &ds, &j.relabelled)?);
+    }
     if !rounds.candidates.is_empty() {
         let f = write::write_variants(out, &ds, &rounds.candidates, &rounds.decisions)?;
         write_stats.files.push(f);
@@ -215,6 +232,7 @@ pub fn run(cfg: &Config) -> Result<RunReport, PipelineError> {
         llm: llm_gen.map(|g| g.stats),
         index: index_stats,
         mine: mine_stats,
+        judge: judge.is_active().then(|| judge.stats.clone()),
         scores: Scores::of(&pairs),
         write: write_stats,
         timings,
@@ -299,7 +317,11 @@ impl Rounds {
         for (i, (c, d)) in cands.iter().zip(&decisions).enumerate() {
             if d.accepted {
                 let origin = QueryOrigin { source_id: c.source.id(ds).to_string(), strategy: c.strategy.clone() };
-                let q = Query { id: c.id.clone(), text: c.text.clone(), hash: ContentHash::of(&c.text), origin: Some(origin) };
+                let answers = match c.source {
+                    generate::Source::Query(i) => ds.queries[i].answers.clone(),
+                    generate::Source::Document(_) => Vec::new(),
+                };
+                let q = Query { id: c.id.clone(), text: c.text.clone(), hash: ContentHash::of(&c.text), origin: Some(origin), answers };
                 let positives = c.source.positives(ds);
                 ds.queries.push(q);
                 ds.positives.push(positives);

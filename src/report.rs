@@ -129,6 +129,9 @@ pub struct RunReport {
     pub index: IndexStats,
     /// Mining.
     pub mine: MineStats,
+    /// The judge stage (when a judge or gold answers were used).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub judge: Option<crate::judge::JudgeStats>,
     /// Score distributions.
     pub scores: Scores,
     /// Files written.
@@ -226,11 +229,17 @@ impl RunReport {
             "           removed: known positive {}, same text {}, range_min {}, max_score {}, min_score {}, absolute_margin {}, relative_margin {}",
             r.known_positive, r.same_text, r.range_min, r.max_score, r.min_score, r.absolute_margin, r.relative_margin
         );
+        if r.judged_relevant > 0 {
+            let _ = writeln!(s, "           judged relevant (false negatives passed over): {}", r.judged_relevant);
+        }
         let _ = writeln!(
             s,
             "           {} pairs had candidates scoring above their positive (possible false negatives)",
             m.pairs_with_candidates_above_positive
         );
+        if let Some(j) = &self.judge {
+            s.push_str(&j.summary());
+        }
         let _ = writeln!(s, "  scores   positive  {}", fmt_dist(&self.scores.positive));
         let _ = writeln!(s, "           negative  {}", fmt_dist(&self.scores.negative));
         let _ = writeln!(

@@ -1,6 +1,7 @@
 //! The workspace: a crash-safe SQLite store of everything a stage produced, keyed by content.
 //!
-//! Today it holds embeddings keyed by (model id, content hash). SQLite in WAL mode commits each batch
+//! It holds embeddings keyed by (model id, content hash), LLM answers keyed by call, judge verdicts
+//! keyed by (judge id, hash of query and passage), and the snapshot of the last run's inputs. SQLite in WAL mode commits each batch
 //! atomically, so a crash or a kill loses at most the batch in flight, and a rerun finds everything
 //! committed before it.
 
@@ -77,6 +78,14 @@ CREATE TABLE IF NOT EXISTS snapshot (
     generated INTEGER NOT NULL DEFAULT 0,
     negatives INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (kind, id)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS judgements (
+    judge  TEXT NOT NULL,
+    key    BLOB NOT NULL,
+    score  REAL NOT NULL,
+    label  INTEGER,
+    detail TEXT,
+    PRIMARY KEY (judge, key)
 ) WITHOUT ROWID;
 ";
 
@@ -252,6 +261,54 @@ impl Store {
             .prepare_cached("INSERT OR REPLACE INTO llm_cache (key, strategy, model, response) VALUES (?1, ?2, ?3, ?4)")
             .and_then(|mut st| st.execute(params![&key.0[..], strategy, model, response]))
             .map(|_| ())
+            .map_err(self.sq())
+    }
+
+    /// Stored verdicts of `judge` for (query, passage) keys; `None` where not stored.
+    pub fn get_judgements(
+        &self,
+        judge: &str,
+        keys: &[ContentHash],
+    ) -> Result<Vec<Option<crate::judge::Scored>>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT score, label, detail FROM judgements WHERE judge = ?1 AND key = ?2")
+            .map_err(self.sq())?;
+        keys.iter()
+            .map(|k| {
+                stmt.query_row(params![judge, &k.0[..]], |r| {
+                    Ok(crate::judge::Scored {
+                        score: r.get::<_, f64>(0)? as f32,
+                        label: r.get::<_, Option<i64>>(1)?.map(|l| l.clamp(0, 255) as u8),
+                        detail: r.get(2)?,
+                    })
+                })
+                .optional()
+                .map_err(self.sq())
+            })
+            .collect()
+    }
+
+    /// Store verdicts of `judge` in one transaction.
+    pub fn put_judgements(&mut self, judge: &str, items: &[(ContentHash, crate::judge::Scored)]) -> Result<(), StoreError> {
+        let path = self.path.clone();
+        let sq = |source| StoreError::Sqlite { path: path.clone(), source };
+        let tx = self.conn.transaction().map_err(sq)?;
+        {
+            let mut stmt = tx
+                .prepare_cached("INSERT OR REPLACE INTO judgements (judge, key, score, label, detail) VALUES (?1, ?2, ?3, ?4, ?5)")
+                .map_err(sq)?;
+            for (k, s) in items {
+                stmt.execute(params![judge, &k.0[..], f64::from(s.score), s.label.map(i64::from), s.detail]).map_err(sq)?;
+            }
+        }
+        tx.commit().map_err(sq)
+    }
+
+    /// Number of stored verdicts of `judge`.
+    pub fn count_judgements(&self, judge: &str) -> Result<i64, StoreError> {
+        self.conn
+            .query_row("SELECT COUNT(*) FROM judgements WHERE judge = ?1", params![judge], |r| r.get(0))
             .map_err(self.sq())
     }
 

@@ -9,7 +9,7 @@
 use crate::config::Format;
 use crate::ingest::Dataset;
 use crate::mine::{MinedPair, Negative};
-use arrow::array::{
+use arrow::array::{BooleanBuilder, 
     ArrayRef, Float32Builder, Int64Builder, ListBuilder, RecordBatch, StringBuilder, UInt32Builder,
 };
 use arrow::datatypes::{Field, Schema};
@@ -135,6 +135,56 @@ impl AtomicFile {
     }
 }
 
+/// What the judge adds to the outputs.
+#[derive(Debug, Default)]
+pub struct JudgeOutput {
+    /// Candidates judged relevant that become extra positives, per query (`judge.action = "relabel"`).
+    pub relabelled: std::collections::BTreeMap<usize, Vec<usize>>,
+    /// The deciding judge score of every judged (query, document), for provenance.
+    pub judge_scores: std::collections::HashMap<(usize, usize), f32>,
+    /// With `output.scores = "judge"`: the last judge's score of every written (query, document).
+    pub teacher: Option<std::collections::HashMap<(usize, usize), f32>>,
+}
+
+impl JudgeOutput {
+    /// Collect what the outputs need from a judge stage that has run (scoring positives and chosen
+    /// negatives with the last judge when `output.scores = "judge"`).
+    pub fn of(
+        judge: &mut crate::judge::JudgeStage,
+        cfg: &crate::config::Config,
+        ds: &Dataset,
+        pairs: &[MinedPair],
+        store: &mut crate::workspace::Store,
+    ) -> Result<JudgeOutput, crate::judge::JudgeError> {
+        let relabelled = judge.relabelled();
+        let judge_scores = judge.verdicts().iter().filter_map(|(k, v)| Some((*k, v.score()?))).collect();
+        let teacher = if cfg.output.scores == crate::config::ScoreSource::Judge {
+            let mut keys: Vec<(usize, usize)> = Vec::new();
+            for p in pairs {
+                keys.push((p.query, p.positive));
+                keys.extend(p.negatives.iter().map(|n| (p.query, n.doc)));
+                keys.extend(relabelled.get(&p.query).into_iter().flatten().map(|&d| (p.query, d)));
+            }
+            Some(judge.teacher_scores(&keys, ds, store)?)
+        } else {
+            None
+        };
+        Ok(JudgeOutput { relabelled, judge_scores, teacher })
+    }
+
+    fn extra_positives(&self, q: usize) -> &[usize] {
+        self.relabelled.get(&q).map_or(&[], Vec::as_slice)
+    }
+
+    /// The written score of (q, d): the teacher's when scores come from the judge, else `retriever`.
+    fn score(&self, q: usize, d: usize, retriever: f32) -> f32 {
+        match &self.teacher {
+            Some(t) => t.get(&(q, d)).copied().unwrap_or(f32::NAN),
+            None => retriever,
+        }
+    }
+}
+
 /// Write every format of `formats` into `dir`.
 pub fn write_all(
     dir: &Path,
@@ -143,6 +193,7 @@ pub fn write_all(
     row_group_size: usize,
     ds: &Dataset,
     pairs: &[MinedPair],
+    judged: Option<&JudgeOutput>,
 ) -> Result<WriteStats, WriteError> {
     let start = std::time::Instant::now();
     let mut stats = WriteStats::default();
@@ -150,14 +201,14 @@ pub fn write_all(
         match format {
             Format::FlagJsonl => {
                 let file = "flag.jsonl";
-                let rows = write_flag_jsonl(&dir.join(file), ds, pairs)?;
+                let rows = write_flag_jsonl(&dir.join(file), ds, pairs, judged)?;
                 stats.files.push(output_file(dir, file, "flag-jsonl", rows)?);
             }
             _ => {
                 let file = format!("{}.parquet", format.name());
                 let prov = format!("{}.provenance.parquet", format.name());
-                let (rows, dropped) =
-                    write_parquet_format(&dir.join(&file), &dir.join(&prov), format, num_negatives, row_group_size, ds, pairs)?;
+                let target = Target { format, n: num_negatives, row_group_size, judged };
+                let (rows, dropped) = write_parquet_format(&dir.join(&file), &dir.join(&prov), &target, ds, pairs)?;
                 if format == Format::NTuple {
                     stats.ntuple_pairs_dropped = dropped;
                 }
@@ -178,8 +229,8 @@ fn output_file(dir: &Path, file: &str, kind: &str, rows: usize) -> Result<Output
 
 /// Column builders for one format's training columns.
 enum Columns {
-    Triplet { anchor: StringBuilder, positive: StringBuilder, negative: StringBuilder },
-    NTuple { anchor: StringBuilder, positive: StringBuilder, negatives: Vec<StringBuilder> },
+    Triplet { anchor: StringBuilder, positive: StringBuilder, negative: StringBuilder, scores: Option<ListBuilder<Float32Builder>> },
+    NTuple { anchor: StringBuilder, positive: StringBuilder, negatives: Vec<StringBuilder>, scores: Option<ListBuilder<Float32Builder>> },
     LabeledPair { anchor: StringBuilder, text: StringBuilder, label: Int64Builder },
     LabeledList { anchor: StringBuilder, texts: ListBuilder<StringBuilder>, labels: ListBuilder<Int64Builder> },
 }
@@ -193,10 +244,13 @@ struct Provenance {
     negative_ids: ListBuilder<StringBuilder>,
     negative_scores: ListBuilder<Float32Builder>,
     negative_ranks: ListBuilder<UInt32Builder>,
+    /// With a judge: each negative's deciding judge score (null where no judge scored it), and
+    /// whether the row's positive is a relabelled candidate.
+    judge: Option<(ListBuilder<Float32Builder>, BooleanBuilder)>,
 }
 
 impl Provenance {
-    fn new() -> Self {
+    fn new(judged: bool) -> Self {
         Provenance {
             query_id: StringBuilder::new(),
             query_strategy: StringBuilder::new(),
@@ -205,14 +259,30 @@ impl Provenance {
             negative_ids: ListBuilder::new(StringBuilder::new()),
             negative_scores: ListBuilder::new(Float32Builder::new()),
             negative_ranks: ListBuilder::new(UInt32Builder::new()),
+            judge: judged.then(|| (ListBuilder::new(Float32Builder::new()), BooleanBuilder::new())),
         }
     }
 
-    fn push(&mut self, ds: &Dataset, p: &MinedPair, negs: &[Negative]) {
+    fn push(&mut self, ds: &Dataset, p: &MinedPair, negs: &[Negative], judged: Option<&JudgeOutput>) {
+        self.push_row(ds, p, p.positive, p.positive_score, negs, judged, false);
+    }
+
+    /// A row whose positive is `positive` (the pair's, or a relabelled candidate scored `score`).
+    #[allow(clippy::too_many_arguments)]
+    fn push_row(
+        &mut self,
+        ds: &Dataset,
+        p: &MinedPair,
+        positive: usize,
+        score: f32,
+        negs: &[Negative],
+        judged: Option<&JudgeOutput>,
+        relabelled: bool,
+    ) {
         self.query_id.append_value(&ds.queries[p.query].id);
         self.query_strategy.append_value(ds.queries[p.query].strategy());
-        self.positive_id.append_value(&ds.docs[p.positive].id);
-        self.positive_score.append_value(p.positive_score);
+        self.positive_id.append_value(&ds.docs[positive].id);
+        self.positive_score.append_value(score);
         for n in negs {
             self.negative_ids.values().append_value(&ds.docs[n.doc].id);
             self.negative_scores.values().append_value(n.score);
@@ -221,10 +291,17 @@ impl Provenance {
         self.negative_ids.append(true);
         self.negative_scores.append(true);
         self.negative_ranks.append(true);
+        if let (Some((scores, relabel)), Some(j)) = (self.judge.as_mut(), judged) {
+            for n in negs {
+                scores.values().append_option(j.judge_scores.get(&(p.query, n.doc)).copied());
+            }
+            scores.append(true);
+            relabel.append_value(relabelled);
+        }
     }
 
     fn finish(&mut self) -> Vec<(&'static str, ArrayRef)> {
-        vec![
+        let mut v = vec![
             ("query_id", Arc::new(self.query_id.finish()) as ArrayRef),
             ("query_strategy", Arc::new(self.query_strategy.finish())),
             ("positive_id", Arc::new(self.positive_id.finish())),
@@ -232,22 +309,40 @@ impl Provenance {
             ("negative_ids", Arc::new(self.negative_ids.finish())),
             ("negative_scores", Arc::new(self.negative_scores.finish())),
             ("negative_ranks", Arc::new(self.negative_ranks.finish())),
-        ]
+        ];
+        if let Some((scores, relabelled)) = self.judge.as_mut() {
+            v.push(("negative_judge_scores", Arc::new(scores.finish())));
+            v.push(("relabelled", Arc::new(relabelled.finish())));
+        }
+        v
     }
 }
 
+/// One Parquet format to write: what, how many negatives, row groups, and the judge's additions.
+struct Target<'a> {
+    format: Format,
+    n: usize,
+    row_group_size: usize,
+    judged: Option<&'a JudgeOutput>,
+}
+
 impl Columns {
-    fn new(format: Format, n: usize) -> Self {
+    /// Builders for `format` with `n` negatives; with teacher scores, triplet and n-tuple get a
+    /// `scores` column ([positive, negative…], sentence-transformers' `output_scores` layout).
+    fn new(format: Format, n: usize, teacher: bool) -> Self {
+        let scores = || teacher.then(|| ListBuilder::new(Float32Builder::new()));
         match format {
             Format::Triplet => Columns::Triplet {
                 anchor: StringBuilder::new(),
                 positive: StringBuilder::new(),
                 negative: StringBuilder::new(),
+                scores: scores(),
             },
             Format::NTuple => Columns::NTuple {
                 anchor: StringBuilder::new(),
                 positive: StringBuilder::new(),
                 negatives: (0..n).map(|_| StringBuilder::new()).collect(),
+                scores: scores(),
             },
             Format::LabeledPair => {
                 Columns::LabeledPair { anchor: StringBuilder::new(), text: StringBuilder::new(), label: Int64Builder::new() }
@@ -261,20 +356,27 @@ impl Columns {
     }
 
     /// Append the rows of one pair (and their provenance); returns rows added.
-    fn push(&mut self, prov: &mut Provenance, ds: &Dataset, p: &MinedPair) -> usize {
+    fn push(&mut self, prov: &mut Provenance, ds: &Dataset, p: &MinedPair, judged: Option<&JudgeOutput>) -> usize {
         let anchor = ds.queries[p.query].text.as_str();
         let positive = ds.docs[p.positive].text.as_str();
+        let extra: &[usize] = judged.map_or(&[], |j| j.extra_positives(p.query));
+        let score = |d: usize, retriever: f32| judged.map_or(retriever, |j| j.score(p.query, d, retriever));
         match self {
-            Columns::Triplet { anchor: a, positive: pc, negative } => {
+            Columns::Triplet { anchor: a, positive: pc, negative, scores } => {
                 for n in &p.negatives {
                     a.append_value(anchor);
                     pc.append_value(positive);
                     negative.append_value(&ds.docs[n.doc].text);
-                    prov.push(ds, p, std::slice::from_ref(n));
+                    if let Some(sc) = scores {
+                        sc.values().append_value(score(p.positive, p.positive_score));
+                        sc.values().append_value(score(n.doc, n.score));
+                        sc.append(true);
+                    }
+                    prov.push(ds, p, std::slice::from_ref(n), judged);
                 }
                 p.negatives.len()
             }
-            Columns::NTuple { anchor: a, positive: pc, negatives } => {
+            Columns::NTuple { anchor: a, positive: pc, negatives, scores } => {
                 if p.negatives.len() < negatives.len() {
                     return 0;
                 }
@@ -283,33 +385,52 @@ impl Columns {
                 for (b, n) in negatives.iter_mut().zip(&p.negatives) {
                     b.append_value(&ds.docs[n.doc].text);
                 }
-                prov.push(ds, p, &p.negatives[..negatives.len()]);
+                let negs = &p.negatives[..negatives.len()];
+                if let Some(sc) = scores {
+                    sc.values().append_value(score(p.positive, p.positive_score));
+                    for n in negs {
+                        sc.values().append_value(score(n.doc, n.score));
+                    }
+                    sc.append(true);
+                }
+                prov.push(ds, p, negs, judged);
                 1
             }
             Columns::LabeledPair { anchor: a, text, label } => {
                 a.append_value(anchor);
                 text.append_value(positive);
                 label.append_value(1);
-                prov.push(ds, p, &[]);
+                prov.push(ds, p, &[], judged);
+                for &d in extra {
+                    a.append_value(anchor);
+                    text.append_value(&ds.docs[d].text);
+                    label.append_value(1);
+                    let js = judged.and_then(|j| j.judge_scores.get(&(p.query, d)).copied()).unwrap_or(f32::NAN);
+                    prov.push_row(ds, p, d, js, &[], judged, true);
+                }
                 for n in &p.negatives {
                     a.append_value(anchor);
                     text.append_value(&ds.docs[n.doc].text);
                     label.append_value(0);
-                    prov.push(ds, p, std::slice::from_ref(n));
+                    prov.push(ds, p, std::slice::from_ref(n), judged);
                 }
-                1 + p.negatives.len()
+                1 + extra.len() + p.negatives.len()
             }
             Columns::LabeledList { anchor: a, texts, labels } => {
                 a.append_value(anchor);
                 texts.values().append_value(positive);
                 labels.values().append_value(1);
+                for &d in extra {
+                    texts.values().append_value(&ds.docs[d].text);
+                    labels.values().append_value(1);
+                }
                 for n in &p.negatives {
                     texts.values().append_value(&ds.docs[n.doc].text);
                     labels.values().append_value(0);
                 }
                 texts.append(true);
                 labels.append(true);
-                prov.push(ds, p, &p.negatives);
+                prov.push(ds, p, &p.negatives, judged);
                 1
             }
         }
@@ -320,13 +441,20 @@ impl Columns {
             Arc::new(b.finish())
         }
         match self {
-            Columns::Triplet { anchor, positive, negative } => {
-                vec![("anchor".into(), s(anchor)), ("positive".into(), s(positive)), ("negative".into(), s(negative))]
+            Columns::Triplet { anchor, positive, negative, scores } => {
+                let mut v = vec![("anchor".into(), s(anchor)), ("positive".into(), s(positive)), ("negative".into(), s(negative))];
+                if let Some(sc) = scores {
+                    v.push(("scores".into(), Arc::new(sc.finish())));
+                }
+                v
             }
-            Columns::NTuple { anchor, positive, negatives } => {
+            Columns::NTuple { anchor, positive, negatives, scores } => {
                 let mut v = vec![("anchor".to_string(), s(anchor)), ("positive".into(), s(positive))];
                 for (i, b) in negatives.iter_mut().enumerate() {
                     v.push((format!("negative_{}", i + 1), s(b)));
+                }
+                if let Some(sc) = scores {
+                    v.push(("scores".into(), Arc::new(sc.finish())));
                 }
                 v
             }
@@ -395,31 +523,30 @@ impl ParquetSink {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
 fn write_parquet_format(
     path: &Path,
     prov_path: &Path,
-    format: Format,
-    n: usize,
-    row_group_size: usize,
+    t: &Target<'_>,
     ds: &Dataset,
     pairs: &[MinedPair],
 ) -> Result<(usize, usize), WriteError> {
+    let (format, row_group_size) = (t.format, t.row_group_size);
     let mut data = ParquetSink::new(path, row_group_size)?;
     let mut prov_sink = ParquetSink::new(prov_path, row_group_size)?;
     let mut rows = 0;
     let mut dropped = 0;
-    let mut cols = Columns::new(format, n);
-    let mut prov = Provenance::new();
+    let mut cols = Columns::new(format, t.n, t.judged.is_some_and(|j| j.teacher.is_some()));
+    let mut prov = Provenance::new(t.judged.is_some());
     let mut pending = 0;
     let flush = |cols: &mut Columns, prov: &mut Provenance, data: &mut ParquetSink, ps: &mut ParquetSink| {
         let b = batch(cols.finish(), &[]).map_err(|e| data.err(e))?;
         data.write(b)?;
-        let pb = batch(prov.finish().into_iter().map(|(k, v)| (k.to_string(), v)).collect(), &[]).map_err(|e| ps.err(e))?;
+        let pb = batch(prov.finish().into_iter().map(|(k, v)| (k.to_string(), v)).collect(), &["negative_judge_scores"])
+            .map_err(|e| ps.err(e))?;
         ps.write(pb)
     };
     for p in pairs {
-        let added = cols.push(&mut prov, ds, p);
+        let added = cols.push(&mut prov, ds, p, t.judged);
         if format == Format::NTuple && added == 0 {
             dropped += 1;
         }
@@ -498,26 +625,57 @@ pub fn write_variants(
 #[derive(Serialize)]
 struct FlagLine<'a> {
     query: &'a str,
-    pos: [&'a str; 1],
+    pos: Vec<&'a str>,
     neg: Vec<&'a str>,
-    pos_scores: [f32; 1],
+    pos_scores: Vec<f32>,
     neg_scores: Vec<f32>,
     query_id: &'a str,
-    pos_ids: [&'a str; 1],
+    pos_ids: Vec<&'a str>,
     neg_ids: Vec<&'a str>,
 }
 
-fn write_flag_jsonl(path: &Path, ds: &Dataset, pairs: &[MinedPair]) -> Result<usize, WriteError> {
-    write_jsonl(path, pairs.iter().map(|p| FlagLine {
-        query: &ds.queries[p.query].text,
-        pos: [&ds.docs[p.positive].text],
-        neg: p.negatives.iter().map(|n| ds.docs[n.doc].text.as_str()).collect(),
-        pos_scores: [p.positive_score],
-        neg_scores: p.negatives.iter().map(|n| n.score).collect(),
-        query_id: &ds.queries[p.query].id,
-        pos_ids: [&ds.docs[p.positive].id],
-        neg_ids: p.negatives.iter().map(|n| ds.docs[n.doc].id.as_str()).collect(),
+fn write_flag_jsonl(path: &Path, ds: &Dataset, pairs: &[MinedPair], judged: Option<&JudgeOutput>) -> Result<usize, WriteError> {
+    write_jsonl(path, pairs.iter().map(|p| {
+        let q = p.query;
+        let score = |d: usize, retriever: f32| judged.map_or(retriever, |j| j.score(q, d, retriever));
+        // Relabelled candidates follow the pair's positive (their retriever score is not kept: the
+        // judge's score stands in).
+        let extra: &[usize] = judged.map_or(&[], |j| j.extra_positives(q));
+        let extra_score = |d: usize| {
+            judged.and_then(|j| j.teacher.as_ref().or(Some(&j.judge_scores))?.get(&(q, d)).copied()).unwrap_or(f32::NAN)
+        };
+        let pos: Vec<usize> = std::iter::once(p.positive).chain(extra.iter().copied()).collect();
+        FlagLine {
+            query: &ds.queries[q].text,
+            pos: pos.iter().map(|&d| ds.docs[d].text.as_str()).collect(),
+            neg: p.negatives.iter().map(|n| ds.docs[n.doc].text.as_str()).collect(),
+            pos_scores: std::iter::once(score(p.positive, p.positive_score)).chain(extra.iter().map(|&d| extra_score(d))).collect(),
+            neg_scores: p.negatives.iter().map(|n| score(n.doc, n.score)).collect(),
+            query_id: &ds.queries[q].id,
+            pos_ids: pos.iter().map(|&d| ds.docs[d].id.as_str()).collect(),
+            neg_ids: p.negatives.iter().map(|n| ds.docs[n.doc].id.as_str()).collect(),
+        }
     }))
+}
+
+/// Write `qrels.judged.tsv` (BEIR qrels layout: query-id, corpus-id, score): the positives of every
+/// mined query plus the candidates the judge relabelled as positives.
+pub fn write_judged_qrels(
+    dir: &Path,
+    ds: &Dataset,
+    relabelled: &std::collections::BTreeMap<usize, Vec<usize>>,
+) -> Result<OutputFile, WriteError> {
+    let file = "qrels.judged.tsv";
+    let mut text = String::from("query-id\tcorpus-id\tscore\n");
+    let mut rows = 0;
+    for (q, ps) in ds.positives.iter().enumerate() {
+        for &d in ps.iter().chain(relabelled.get(&q).into_iter().flatten()) {
+            text.push_str(&format!("{}\t{}\t1\n", ds.queries[q].id, ds.docs[d].id));
+            rows += 1;
+        }
+    }
+    write_atomic(&dir.join(file), text.as_bytes())?;
+    output_file(dir, file, "qrels", rows)
 }
 
 #[derive(Serialize)]

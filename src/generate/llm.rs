@@ -29,7 +29,8 @@ pub struct Template {
 }
 
 impl Template {
-    fn new(text: String) -> Self {
+    /// A template and its hash.
+    pub(crate) fn new(text: String) -> Self {
         let hash = ContentHash::of(&text).short();
         Template { text, hash }
     }
@@ -186,7 +187,7 @@ pub enum LlmStageError {
 /// Data (a document, a query, a text to translate) as it goes between the prompt's markers
 /// (`<<<DOCUMENT` … `DOCUMENT>>>`): marker-like runs inside it are broken up, so a text cannot close
 /// its data slot early and pose as instructions after it.
-fn fenced(text: &str) -> std::borrow::Cow<'_, str> {
+pub(crate) fn fenced(text: &str) -> std::borrow::Cow<'_, str> {
     if text.contains("<<<") || text.contains(">>>") {
         text.replace("<<<", "< < <").replace(">>>", "> > >").into()
     } else {
@@ -194,7 +195,8 @@ fn fenced(text: &str) -> std::borrow::Cow<'_, str> {
     }
 }
 
-fn cut(text: &str, max: usize) -> &str {
+/// `text` cut to at most `max` bytes, on a char boundary (and a word boundary when one is near).
+pub(crate) fn cut(text: &str, max: usize) -> &str {
     if text.len() <= max {
         return text;
     }

@@ -116,6 +116,9 @@ pub struct Query {
     pub hash: ContentHash,
     /// For a generated query: where it came from. `None` for input queries.
     pub origin: Option<QueryOrigin>,
+    /// Gold answer strings (the queries file's `answers` field, as in NQ, TriviaQA or SQuAD), used by
+    /// the judge's gold-answer rule. Variants of a query inherit its answers.
+    pub answers: Vec<String>,
 }
 
 /// Where a generated query came from.
@@ -205,6 +208,11 @@ fn required(rec: &RawRecord, i: usize, name: &str) -> Result<String, BadRecord> 
             field: Some(name.into()),
             message: "is empty or whitespace only".into(),
         }),
+        Some(s) if s.contains(records::LIST_SEP) => Err(BadRecord {
+            loc: rec.loc.clone(),
+            field: Some(name.into()),
+            message: "must be a string, found an array".into(),
+        }),
         Some(s) => Ok(s.clone()),
     }
 }
@@ -277,9 +285,9 @@ fn load_queries_and_qrels(
 ) -> Result<(), IngestError> {
     let queries_path = cfg.queries.as_deref().expect("validated: queries is set");
     let qf = &cfg.query_fields;
-    let mut query_text: HashMap<String, (String, usize)> = HashMap::new(); // id -> (text, input order)
+    let mut query_text: HashMap<String, (String, usize, Vec<String>)> = HashMap::new(); // id -> (text, input order, answers)
     let mut query_seen_at: HashMap<String, Location> = HashMap::new();
-    read_records(queries_path, &[&qf.id, &qf.text], cfg.max_record_bytes, &mut |item| {
+    read_records(queries_path, &[&qf.id, &qf.text, &qf.answers], cfg.max_record_bytes, &mut |item| {
         let rec = match item {
             Ok(r) => r,
             Err(b) => return col.reject(b),
@@ -292,9 +300,13 @@ fn load_queries_and_qrels(
             let msg = format!("repeats id {id:?} first seen at {first}");
             return col.reject(BadRecord { loc: rec.loc, field: Some(qf.id.clone()), message: msg });
         }
+        let answers: Vec<String> = rec.values[2]
+            .as_deref()
+            .map(|a| a.split(records::LIST_SEP).map(str::trim).filter(|a| !a.is_empty()).map(String::from).collect())
+            .unwrap_or_default();
         query_seen_at.insert(id.clone(), rec.loc);
         let order = query_text.len();
-        query_text.insert(id, (text, order));
+        query_text.insert(id, (text, order, answers));
         Ok(())
     })?;
     col.report.queries_read = query_text.len();
@@ -339,16 +351,16 @@ fn load_queries_and_qrels(
         Ok(())
     })?;
 
-    let mut ordered: Vec<(usize, String, String)> = query_text
+    let mut ordered: Vec<(usize, String, String, Vec<String>)> = query_text
         .into_iter()
         .filter(|(id, _)| positives.contains_key(id))
-        .map(|(id, (text, order))| (order, id, text))
+        .map(|(id, (text, order, answers))| (order, id, text, answers))
         .collect();
-    ordered.sort_unstable_by_key(|(order, _, _)| *order);
-    for (_, id, text) in ordered {
+    ordered.sort_unstable_by_key(|(order, ..)| *order);
+    for (_, id, text, answers) in ordered {
         let hash = ContentHash::of(&text);
         ds.positives.push(positives.remove(&id).unwrap_or_default());
-        ds.queries.push(Query { id, text, hash, origin: None });
+        ds.queries.push(Query { id, text, hash, origin: None, answers });
     }
     Ok(())
 }
@@ -390,7 +402,13 @@ fn load_pairs(
         });
         let qhash = ContentHash::of(&query);
         let q = *query_by_text.entry(qhash).or_insert_with(|| {
-            ds.queries.push(Query { id: format!("pair-q-{}", qhash.short()), text: query, hash: qhash, origin: None });
+            ds.queries.push(Query {
+                id: format!("pair-q-{}", qhash.short()),
+                text: query,
+                hash: qhash,
+                origin: None,
+                answers: Vec::new(),
+            });
             ds.positives.push(Vec::new());
             ds.queries.len() - 1
         });

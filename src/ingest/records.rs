@@ -87,6 +87,9 @@ fn bad(loc: Location, field: Option<&str>, message: impl Into<String>) -> BadRec
 
 const BOM: &[u8] = b"\xEF\xBB\xBF";
 
+/// Joins the items of a JSON list of strings in a [`RawRecord`] value (ASCII unit separator).
+pub const LIST_SEP: &str = "\u{1f}";
+
 fn read_jsonl(
     path: &Path,
     fields: &[&str],
@@ -163,6 +166,12 @@ fn read_jsonl(
                 Some(serde_json::Value::String(s)) => values.push(Some(s.clone())),
                 Some(serde_json::Value::Number(n)) => values.push(Some(n.to_string())),
                 Some(serde_json::Value::Bool(b)) => values.push(Some(b.to_string())),
+                // A list of strings (gold `answers`): kept joined by LIST_SEP; single-valued
+                // fields refuse it (see `ingest::required`).
+                Some(serde_json::Value::Array(items)) if items.iter().all(serde_json::Value::is_string) => {
+                    let parts: Vec<&str> = items.iter().filter_map(serde_json::Value::as_str).collect();
+                    values.push(Some(parts.join(LIST_SEP)))
+                }
                 Some(other) => {
                     problem = Some(bad(
                         loc.clone(),

@@ -238,6 +238,10 @@ struct Body<'a> {
     seed: Option<u64>,
     #[serde(skip_serializing_if = "std::ops::Not::not", serialize_with = "json_object")]
     response_format: bool,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    logprobs: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    top_logprobs: Option<u8>,
 }
 
 fn json_object<S: Serializer>(_: &bool, s: S) -> Result<S::Ok, S::Error> {
@@ -339,6 +343,8 @@ impl Client {
             max_tokens,
             seed: req.seed.or(self.cfg.seed),
             response_format: req.json_mode.unwrap_or(self.cfg.json_mode),
+            logprobs: req.top_logprobs.is_some(),
+            top_logprobs: req.top_logprobs,
         };
         let body = match serde_json::to_vec(&body) {
             Ok(b) => b,
@@ -346,6 +352,36 @@ impl Client {
         };
         let prompt_est = req.prompt_tokens_estimate();
         let charge = prompt_est + u64::from(max_tokens);
+        let url = self.url.clone();
+        let (mut resp, attempts) = self.post_json(&url, body, charge, |bytes| parse_response(bytes, prompt_est)).await?;
+        resp.attempts = attempts;
+        self.limiter.correct_tokens(charge, resp.prompt_tokens + resp.completion_tokens);
+        let mut s = self.stats();
+        s.truncated += u64::from(resp.truncated);
+        s.usage_estimated += u64::from(resp.usage_estimated);
+        s.prompt_tokens += resp.prompt_tokens;
+        s.completion_tokens += resp.completion_tokens;
+        Ok(resp)
+    }
+
+    /// The URL `path` under `llm.base_url` (e.g. `rerank` for `{base_url}/rerank`).
+    pub fn endpoint(&self, path: &str) -> Result<reqwest::Url, LlmError> {
+        reqwest::Url::parse(&format!("{}/{}", self.cfg.base_url.trim_end_matches('/'), path.trim_start_matches('/')))
+            .map_err(|e| LlmError::Setup(format!("base_url + {path:?}: {e}")))
+    }
+
+    /// POST a JSON `body` to `url` with the client's guarantees — rate limits (`charge` tokens),
+    /// retries with backoff and `Retry-After`, one 429 pausing every worker, the key redacted from
+    /// errors — and turn the answer into a `T` with `parse` (an `InvalidResponse` is retried like a
+    /// garbled body). Returns the value and the attempts it took. [`Client::chat`] is this with the
+    /// chat-completions body; other JSON APIs of the same server (rerank, score) use it directly.
+    pub async fn post_json<T>(
+        &self,
+        url: &reqwest::Url,
+        body: Vec<u8>,
+        charge: u64,
+        parse: impl Fn(&[u8]) -> Result<T, LlmError>,
+    ) -> Result<(T, u32), LlmError> {
         let mut attempt: u32 = 0;
         loop {
             attempt += 1;
@@ -357,17 +393,10 @@ impl Client {
                     s.retries += 1;
                 }
             }
-            let err = match self.attempt(reqwest::Body::from(body.clone()), prompt_est).await {
-                Ok(mut resp) => {
-                    resp.attempts = attempt;
-                    self.limiter.correct_tokens(charge, resp.prompt_tokens + resp.completion_tokens);
-                    let mut s = self.stats();
-                    s.succeeded += 1;
-                    s.truncated += u64::from(resp.truncated);
-                    s.usage_estimated += u64::from(resp.usage_estimated);
-                    s.prompt_tokens += resp.prompt_tokens;
-                    s.completion_tokens += resp.completion_tokens;
-                    return Ok(resp);
+            let err = match self.attempt(url, reqwest::Body::from(body.clone()), &parse).await {
+                Ok(v) => {
+                    self.stats().succeeded += 1;
+                    return Ok((v, attempt));
                 }
                 Err(e) => e,
             };
@@ -431,10 +460,15 @@ impl Client {
     }
 
     /// One HTTP attempt.
-    async fn attempt(&self, body: reqwest::Body, prompt_est: u64) -> Result<ChatResponse, LlmError> {
+    async fn attempt<T>(
+        &self,
+        url: &reqwest::Url,
+        body: reqwest::Body,
+        parse: &impl Fn(&[u8]) -> Result<T, LlmError>,
+    ) -> Result<T, LlmError> {
         let resp = self
             .http
-            .post(self.url.clone())
+            .post(url.clone())
             .header(header::CONTENT_TYPE, "application/json")
             .body(body)
             .send()
@@ -446,7 +480,7 @@ impl Client {
         if !status.is_success() {
             return Err(self.status_error(status, &bytes, retry_after));
         }
-        parse_response(&bytes, prompt_est).map_err(|e| match e {
+        parse(&bytes).map_err(|e| match e {
             LlmError::InvalidResponse { message, body } => {
                 LlmError::InvalidResponse { message: self.redact(&message), body: self.redact(&body) }
             }
@@ -665,7 +699,27 @@ pub(crate) fn parse_response(bytes: &[u8], prompt_est: u64) -> Result<ChatRespon
         usage_estimated,
         model: v.get("model").and_then(Value::as_str).map(str::to_string),
         attempts: 1,
+        top_logprobs: first_token_logprobs(choice),
     })
+}
+
+/// The alternatives of the first generated token, `choices[0].logprobs.content[0].top_logprobs`
+/// (OpenAI, vLLM, llama.cpp), as (token, log probability); empty when the server sent none.
+fn first_token_logprobs(choice: &Value) -> Vec<(String, f64)> {
+    let Some(first) = choice.pointer("/logprobs/content/0") else { return Vec::new() };
+    let mut out: Vec<(String, f64)> = first
+        .get("top_logprobs")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|t| Some((t.get("token")?.as_str()?.to_string(), t.get("logprob")?.as_f64()?)))
+        .collect();
+    if out.is_empty()
+        && let (Some(tok), Some(lp)) = (first.get("token").and_then(Value::as_str), first.get("logprob").and_then(Value::as_f64))
+    {
+        out.push((tok.to_string(), lp));
+    }
+    out
 }
 
 #[cfg(test)]

@@ -298,6 +298,9 @@ pub struct ChatRequest {
     pub seed: Option<u64>,
     /// Overrides [`LlmConfig::json_mode`].
     pub json_mode: Option<bool>,
+    /// Ask for the log probabilities of this many alternatives of each generated token
+    /// (`logprobs: true, top_logprobs: n`); servers that ignore it simply send none.
+    pub top_logprobs: Option<u8>,
 }
 
 impl ChatRequest {
@@ -335,6 +338,10 @@ pub struct ChatResponse {
     pub model: Option<String>,
     /// HTTP attempts this call took (1 = no retry).
     pub attempts: u32,
+    /// Alternatives of the first generated token with their log probabilities, when asked for
+    /// with [`ChatRequest::top_logprobs`] and sent by the server.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub top_logprobs: Vec<(String, f64)>,
 }
 
 /// What a dry run would cost.

@@ -1,0 +1,1038 @@
+//! Judge: is a mined "negative" really not relevant to its query? Adjudicates the candidates that
+//! mining would pick, before they are picked.
+//!
+//! A run has a cascade of judges ([`StageConfig`], each an implementation of [`Judge`]): a local
+//! embedding teacher, a cross-encoder (ONNX folder or an HTTP rerank API), an LLM. Every stage but the
+//! last screens: a candidate scoring below its `clear_below` is cleared (a fine negative) there; one at
+//! or above goes on to the next stage. The last stage decides with its `threshold`. Candidates that
+//! contain a gold answer of their query (the DPR rule, [`answers`]) skip the screens and go straight to
+//! the last stage; without any stage they are judged relevant on that ground alone.
+//!
+//! Invariants:
+//! - Each (query text, passage text) is judged at most once per judge: every verdict is stored in the
+//!   workspace under (judge id, hash of both texts) the moment it arrives, so a rerun, a resumed run or
+//!   a refresh asks again only what was never answered. The judge id names the kind, the model (file
+//!   checksums, or endpoint and model name), the prompt hash and every setting that changes a score.
+//! - Only candidates that can change the outcome are judged: per pair, in the order mining would pick
+//!   them, until `num_negatives` cleared ones are found (plus `judge.window` more on the first pass).
+//! - `judge.max_calls` caps the calls of paid judges (LLM, HTTP). Candidates the cap leaves unjudged
+//!   keep the verdict of the last stage that did judge them (or none: usable as negatives) and are
+//!   counted in the report.
+//! - A judgement that failed after its retries makes the candidate unusable in this run (it is not a
+//!   negative) and is counted; the next run asks again.
+
+pub mod answers;
+mod llm;
+mod rerank;
+mod teacher;
+
+use crate::config::Config;
+use crate::hash::ContentHash;
+use crate::ingest::Dataset;
+use crate::workspace::{Store, StoreError};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap};
+use std::ops::ControlFlow;
+use std::path::PathBuf;
+use std::time::Instant;
+
+pub use answers::Answers;
+
+/// Errors of the judge stage.
+#[derive(Debug, thiserror::Error)]
+pub enum JudgeError {
+    /// A judge could not be set up (model folder, runtime, endpoint).
+    #[error("judge {judge}: {message}")]
+    Setup {
+        /// Which judge (`judge.stages[i]` and its kind).
+        judge: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// A local model failed on a batch.
+    #[error("judge {judge}: inference failed: {message}")]
+    Inference {
+        /// Which judge.
+        judge: String,
+        /// What ONNX Runtime said.
+        message: String,
+    },
+    /// The server stopped answering (down, refusing, quota exhausted). Every verdict received before
+    /// is stored; a rerun sends only the rest.
+    #[error(
+        "judge {judge}: stopped: {why}. {stored} verdicts of this run are stored in the workspace; rerun to judge the {not_sent} left"
+    )]
+    Stopped {
+        /// Which judge.
+        judge: String,
+        /// Why.
+        why: String,
+        /// Verdicts stored in this run by this judge.
+        stored: usize,
+        /// Judgements not sent.
+        not_sent: usize,
+    },
+    /// The workspace store.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// The kind of a judge.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum JudgeKind {
+    /// An OpenAI-compatible chat model asked for a graded relevance label (`[llm]` connection).
+    Llm,
+    /// A cross-encoder: a local ONNX reranker folder (`dir`) or an HTTP rerank API (`url`).
+    CrossEncoder,
+    /// A second embedding model (ONNX folder) as teacher: cosine of query and passage.
+    Embedding,
+}
+
+impl JudgeKind {
+    /// The name in configs and reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            JudgeKind::Llm => "llm",
+            JudgeKind::CrossEncoder => "cross-encoder",
+            JudgeKind::Embedding => "embedding",
+        }
+    }
+}
+
+/// The HTTP rerank APIs a `cross-encoder` judge with a `url` can speak.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum RerankApi {
+    /// Hugging Face text-embeddings-inference: `POST {url}/rerank` with `{query, texts}`.
+    #[default]
+    Tei,
+    /// Cohere / Jina / vLLM style: `POST {url}/rerank` with `{model, query, documents}`
+    /// (`url` usually ends in `/v1`).
+    Cohere,
+    /// vLLM's score API: `POST {url}/score` with `{model, text_1, text_2}`.
+    VllmScore,
+}
+
+/// What happens to a candidate judged relevant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum JudgeAction {
+    /// Never a negative of that query.
+    #[default]
+    Drop,
+    /// Never a negative, and an extra positive of that query in the labeled-pair, labeled-list and
+    /// FlagEmbedding outputs and in `qrels.judged.tsv`.
+    Relabel,
+}
+
+/// One judge of the cascade (`[[judge.stages]]`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StageConfig {
+    /// The kind of judge.
+    pub kind: JudgeKind,
+    /// Relevant when the score (0-1; a probability for LLM and cross-encoder, the cosine for an
+    /// embedding teacher) is at least this. Default: 0.5 (llm, cross-encoder), 0.75 (embedding).
+    #[serde(default)]
+    pub threshold: Option<f32>,
+    /// For every stage but the last: a score below this clears the candidate here (it is a
+    /// negative); at or above it goes to the next stage. Default: the stage's threshold.
+    #[serde(default)]
+    pub clear_below: Option<f32>,
+    /// llm: model name overriding `llm.model` (e.g. a cheap screen and a strong final judge).
+    #[serde(default)]
+    pub model: Option<String>,
+    /// llm: base URL overriding `llm.base_url`.
+    #[serde(default)]
+    pub base_url: Option<String>,
+    /// llm: the prompt template (default: the built-in copy of configs/prompts/judge.txt), with
+    /// `{query}` and `{passage}`.
+    #[serde(default)]
+    pub prompt: Option<PathBuf>,
+    /// cross-encoder / embedding: a local ONNX model folder (model.onnx, tokenizer.json,
+    /// config.json, special_tokens_map.json, tokenizer_config.json).
+    #[serde(default)]
+    pub dir: Option<PathBuf>,
+    /// cross-encoder: an HTTP rerank endpoint instead of a folder (e.g. `http://127.0.0.1:8080` for
+    /// TEI, `https://api.cohere.com/v2`, `http://127.0.0.1:8000/v1` for vLLM).
+    #[serde(default)]
+    pub url: Option<String>,
+    /// cross-encoder with `url`: which API it speaks.
+    #[serde(default)]
+    pub api: Option<RerankApi>,
+    /// cross-encoder with `url`: name of the environment variable holding the API key.
+    #[serde(default)]
+    pub api_key_env: Option<String>,
+    /// Tokens per (query, passage) for local models (truncated beyond). Default 512.
+    #[serde(default)]
+    pub max_length: Option<usize>,
+    /// Pairs per ONNX batch or HTTP request. Default 32.
+    #[serde(default)]
+    pub batch_size: Option<usize>,
+    /// Passages are cut at this many characters before an LLM or HTTP judge sees them.
+    /// Default 4000.
+    #[serde(default)]
+    pub max_passage_chars: Option<usize>,
+}
+
+impl StageConfig {
+    /// A stage of `kind` with every setting at its default.
+    pub fn of(kind: JudgeKind) -> Self {
+        StageConfig {
+            kind,
+            threshold: None,
+            clear_below: None,
+            model: None,
+            base_url: None,
+            prompt: None,
+            dir: None,
+            url: None,
+            api: None,
+            api_key_env: None,
+            max_length: None,
+            batch_size: None,
+            max_passage_chars: None,
+        }
+    }
+    /// The threshold in force.
+    pub fn threshold(&self) -> f32 {
+        self.threshold.unwrap_or(match self.kind {
+            JudgeKind::Embedding => 0.75,
+            _ => 0.5,
+        })
+    }
+    /// The screening bound in force.
+    pub fn clear_below(&self) -> f32 {
+        self.clear_below.unwrap_or_else(|| self.threshold())
+    }
+    fn batch_size(&self) -> usize {
+        self.batch_size.unwrap_or(32)
+    }
+    fn max_passage_chars(&self) -> usize {
+        self.max_passage_chars.unwrap_or(4000)
+    }
+}
+
+/// The `[judge]` section.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct JudgeConfig {
+    /// The cascade, cheapest first. Empty: only the gold-answer rule applies.
+    pub stages: Vec<StageConfig>,
+    /// What happens to a candidate judged relevant.
+    pub action: JudgeAction,
+    /// Drop every pair of a query for which more than this many candidates were judged relevant
+    /// (an ambiguous or too general query; RLHN uses 8). 0: never.
+    pub drop_query_above: usize,
+    /// Candidates judged per pair on the first pass beyond `num_negatives` (a margin for the ones
+    /// that will be judged relevant, so fewer passes are needed).
+    pub window: usize,
+    /// Most calls to paid judges (LLM, HTTP) in one run; 0: no limit. Cached verdicts are free.
+    pub max_calls: u64,
+    /// Apply the gold-answer rule when queries carry `answers`.
+    pub gold_answers: bool,
+}
+
+impl Default for JudgeConfig {
+    fn default() -> Self {
+        JudgeConfig {
+            stages: Vec::new(),
+            action: JudgeAction::Drop,
+            drop_query_above: 0,
+            window: 0,
+            max_calls: 0,
+            gold_answers: true,
+        }
+    }
+}
+
+impl JudgeConfig {
+    /// Check every stage; errors name the key (`judge.stages[i].…`) and `origin`.
+    pub fn validate(&self, origin: &str, has_llm: bool) -> Result<(), crate::config::ConfigError> {
+        let bad = |key: String, message: String| crate::config::ConfigError::Invalid { origin: origin.to_string(), key, message };
+        for (i, st) in self.stages.iter().enumerate() {
+            let key = |k: &str| format!("judge.stages[{i}].{k}");
+            let (lo, hi) = if st.kind == JudgeKind::Embedding { (-1.0, 1.0) } else { (0.0, 1.0) };
+            for (k, v) in [("threshold", st.threshold), ("clear_below", st.clear_below)] {
+                if let Some(v) = v
+                    && !(v.is_finite() && (lo..=hi).contains(&v))
+                {
+                    return Err(bad(key(k), format!("is {v}; valid: {lo} to {hi}")));
+                }
+            }
+            if st.clear_below() > st.threshold() && i + 1 < self.stages.len() {
+                return Err(bad(
+                    key("clear_below"),
+                    format!("is {} above the threshold {}: a candidate this stage flags would be cleared", st.clear_below(), st.threshold()),
+                ));
+            }
+            let (needs_dir, allows_url) = match st.kind {
+                JudgeKind::Llm => {
+                    if !has_llm {
+                        return Err(bad(key("kind"), "is \"llm\" but there is no [llm] section naming the server".into()));
+                    }
+                    (false, false)
+                }
+                JudgeKind::CrossEncoder => {
+                    if st.dir.is_some() == st.url.is_some() {
+                        return Err(bad(
+                            key("dir"),
+                            "a cross-encoder needs exactly one of `dir` (ONNX reranker folder) and `url` (HTTP rerank API)".into(),
+                        ));
+                    }
+                    (false, true)
+                }
+                JudgeKind::Embedding => (true, false),
+            };
+            if needs_dir && st.dir.is_none() {
+                return Err(bad(key("dir"), "is missing: name an ONNX embedding model folder".into()));
+            }
+            if let Some(d) = &st.dir {
+                if st.kind == JudgeKind::Llm {
+                    return Err(bad(key("dir"), "is for cross-encoder and embedding judges".into()));
+                }
+                for f in crate::config::MODEL_FILES {
+                    if !d.join(f).is_file() {
+                        return Err(bad(key("dir"), format!("is {}, which has no {f}", d.display())));
+                    }
+                }
+            }
+            if st.url.is_some() && !allows_url {
+                return Err(bad(key("url"), "is only for cross-encoder judges (HTTP rerank APIs)".into()));
+            }
+            if let Some(u) = &st.url {
+                match reqwest::Url::parse(u) {
+                    Ok(p) if !p.username().is_empty() || p.password().is_some() => {
+                        return Err(bad(key("url"), "contains a user name or password: put the key in the variable api_key_env names".into()));
+                    }
+                    Ok(p) if matches!(p.scheme(), "http" | "https") => {}
+                    _ => return Err(bad(key("url"), format!("is {u:?}, not an http(s) URL"))),
+                }
+            }
+            if let Some(p) = &st.prompt
+                && !p.is_file()
+            {
+                return Err(bad(key("prompt"), format!("is {}, which is not a file", p.display())));
+            }
+            if st.batch_size == Some(0) || st.max_length == Some(0) || st.max_passage_chars == Some(0) {
+                return Err(bad(key("batch_size"), "batch_size, max_length and max_passage_chars must be at least 1".into()));
+            }
+            if let Some(v) = &st.api_key_env
+                && std::env::var(v).is_err()
+            {
+                return Err(bad(key("api_key_env"), format!("names ${v}, which is not set")));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What a judge said about one (query, passage).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Scored {
+    /// Relevance in [0, 1] (see [`StageConfig::threshold`]).
+    pub score: f32,
+    /// The graded label, for judges that give one (LLM: 0-3).
+    pub label: Option<u8>,
+    /// The judge's raw answer, when it has one worth keeping (LLM text).
+    pub detail: Option<String>,
+}
+
+/// One item to judge.
+#[derive(Debug, Clone, Copy)]
+pub struct Item<'a> {
+    /// The query text.
+    pub query: &'a str,
+    /// The passage text.
+    pub passage: &'a str,
+}
+
+/// How a judge run ended.
+#[derive(Debug, Default)]
+pub struct Ended {
+    /// Why it stopped before delivering every item (server down, quota), if it did.
+    pub stopped_by: Option<String>,
+    /// Items never sent.
+    pub not_sent: usize,
+    /// Prompt and completion tokens used (LLM judges).
+    pub tokens: (u64, u64),
+}
+
+/// A judge: scores (query, passage) items. Implementations deliver each result to `sink` as soon as
+/// it exists (the caller stores it before anything else can go wrong); a failed item is an `Err`
+/// with the reason, and the run goes on.
+pub trait Judge {
+    /// Identity in cache keys: kind, model, prompt hash and every setting that changes a score.
+    fn id(&self) -> &str;
+    /// True when calls cost money or a remote server's time (counted against `judge.max_calls`).
+    fn paid(&self) -> bool;
+    /// Work to do before scoring `items` that needs the workspace (an embedding teacher embeds the
+    /// texts here, cached).
+    fn prepare(&mut self, _items: &[Item<'_>], _store: &mut Store) -> Result<(), JudgeError> {
+        Ok(())
+    }
+    /// Score `items`, calling `sink(i, result)` for each; `sink` may stop the run.
+    fn score(
+        &mut self,
+        items: &[Item<'_>],
+        sink: &mut dyn FnMut(usize, Result<Scored, String>) -> ControlFlow<()>,
+    ) -> Result<Ended, JudgeError>;
+    /// Price of this many prompt and completion tokens, when configured.
+    fn cost(&self, _prompt_tokens: u64, _completion_tokens: u64) -> Option<f64> {
+        None
+    }
+    /// Planned cost of judging `items` without sending anything: (calls, prompt tokens, completion
+    /// tokens at most).
+    fn estimate(&self, items: &[Item<'_>]) -> (u64, u64, u64) {
+        (items.len() as u64, 0, 0)
+    }
+}
+
+/// Who decided a candidate's verdict.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DecidedBy {
+    /// The gold-answer rule with no judge configured.
+    GoldAnswer,
+    /// Stage `i` of the cascade.
+    Stage(u8),
+    /// Not judged: `judge.max_calls` was reached (earlier stages' scores, if any, stand).
+    Budget,
+    /// The judgement failed (server error after retries): not usable this run.
+    Failed,
+}
+
+/// The verdict on one (query, candidate document).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Verdict {
+    /// Judged relevant: not a negative of this query.
+    pub relevant: bool,
+    /// Who decided.
+    pub by: DecidedBy,
+    /// The candidate contains a gold answer of the query.
+    pub gold: bool,
+    /// Scores of the stages that judged it, in cascade order: (stage, score).
+    pub scores: Vec<(u8, f32)>,
+}
+
+impl Verdict {
+    /// Usable as a negative.
+    pub fn usable(&self) -> bool {
+        !self.relevant && self.by != DecidedBy::Failed
+    }
+    /// The score of the deciding stage (the last score), if any judge scored it.
+    pub fn score(&self) -> Option<f32> {
+        self.scores.last().map(|s| s.1)
+    }
+}
+
+/// A pair's candidates in the order mining would pick them, and how many negatives it wants.
+#[derive(Debug, Clone, Copy)]
+pub struct Walk<'a> {
+    /// Query index.
+    pub query: usize,
+    /// Candidate document indices, in pick order.
+    pub docs: &'a [usize],
+    /// Negatives wanted.
+    pub want: usize,
+}
+
+/// Verdicts by (query index, document index).
+pub type Verdicts = HashMap<(usize, usize), Verdict>;
+
+/// Counts of one stage of the cascade.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct StageStats {
+    /// Its kind.
+    pub kind: String,
+    /// Its cache identity.
+    pub id: String,
+    /// Items it judged (cached or not).
+    pub judged: usize,
+    /// Of those, answered from the workspace.
+    pub cached: usize,
+    /// Of those, sent to the judge in this run.
+    pub sent: usize,
+    /// Failed after retries.
+    pub failed: usize,
+    /// Scored at or above its threshold.
+    pub flagged: usize,
+    /// Cleared here (below `clear_below`; for the last stage: below the threshold).
+    pub cleared: usize,
+    /// Passed on to the next stage.
+    pub escalated: usize,
+    /// Seconds spent scoring (not counting cached items).
+    pub seconds: f64,
+    /// Prompt tokens used (LLM).
+    pub prompt_tokens: u64,
+    /// Completion tokens used (LLM).
+    pub completion_tokens: u64,
+    /// Cost of those tokens, when a price is configured.
+    pub cost: Option<f64>,
+}
+
+/// Agreement of two consecutive stages on the items both judged.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Agreement {
+    /// The earlier stage.
+    pub from: usize,
+    /// The later stage.
+    pub to: usize,
+    /// Both said relevant (each by its own threshold).
+    pub both_relevant: usize,
+    /// Only the earlier one said relevant.
+    pub only_first: usize,
+    /// Only the later one said relevant.
+    pub only_second: usize,
+    /// Neither (possible when the earlier stage's `clear_below` is below its threshold).
+    pub neither: usize,
+}
+
+/// A candidate judged relevant, for the report.
+#[derive(Debug, Clone, Serialize)]
+pub struct Example {
+    /// Query id.
+    pub query_id: String,
+    /// Document id.
+    pub doc_id: String,
+    /// The deciding score, if a judge scored it.
+    pub score: Option<f32>,
+    /// It contains a gold answer.
+    pub gold: bool,
+}
+
+/// Counts of the judge stage (report.json `judge`).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct JudgeStats {
+    /// Distinct (query, candidate) verdicts reached.
+    pub candidates: usize,
+    /// Of those, containing a gold answer of their query.
+    pub gold_flagged: usize,
+    /// Judged relevant (not negatives).
+    pub relevant: usize,
+    /// Relevant ones relabelled as positives (`action = "relabel"`).
+    pub relabelled: usize,
+    /// Queries whose pairs were dropped (`drop_query_above`).
+    pub queries_dropped: usize,
+    /// Pairs dropped with them.
+    pub pairs_dropped: usize,
+    /// Candidates left unjudged by `max_calls`.
+    pub unjudged_by_budget: usize,
+    /// Candidates whose judgement failed.
+    pub failed: usize,
+    /// Passes over the pairs (first pass + top-ups for pairs that lost candidates).
+    pub passes: usize,
+    /// Calls sent to paid judges.
+    pub paid_calls: u64,
+    /// Per stage.
+    pub stages: Vec<StageStats>,
+    /// Between consecutive stages.
+    pub agreement: Vec<Agreement>,
+    /// Up to 10 candidates judged relevant (first in query order).
+    pub examples: Vec<Example>,
+    /// Seconds in the stage.
+    pub seconds: f64,
+}
+
+impl JudgeStats {
+    /// Lines of the run summary.
+    pub fn summary(&self) -> String {
+        use std::fmt::Write as _;
+        let mut s = String::new();
+        let _ = writeln!(
+            s,
+            "  judge    {} candidates in {} passes: {} relevant ({} contain a gold answer), {} relabelled, {} queries dropped ({} pairs); {} failed, {} unjudged (judge.max_calls); {:.1}s",
+            self.candidates,
+            self.passes,
+            self.relevant,
+            self.gold_flagged,
+            self.relabelled,
+            self.queries_dropped,
+            self.pairs_dropped,
+            self.failed,
+            self.unjudged_by_budget,
+            self.seconds
+        );
+        for (i, st) in self.stages.iter().enumerate() {
+            let rate = if st.seconds > 0.0 { st.sent as f64 / st.seconds } else { 0.0 };
+            let cost = st.cost.map(|c| format!(", ${c:.4}")).unwrap_or_default();
+            let tokens = if st.prompt_tokens + st.completion_tokens > 0 {
+                format!(", {} + {} tokens{cost}", st.prompt_tokens, st.completion_tokens)
+            } else {
+                String::new()
+            };
+            let _ = writeln!(
+                s,
+                "           [{i}] {:<13} {} judged: {} from the workspace, {} sent ({rate:.1}/s), {} failed; {} flagged, {} cleared, {} passed on{tokens}",
+                st.kind, st.judged, st.cached, st.sent, st.failed, st.flagged, st.cleared, st.escalated
+            );
+        }
+        for a in &self.agreement {
+            let both = a.both_relevant + a.only_first + a.only_second + a.neither;
+            if both > 0 {
+                let _ = writeln!(
+                    s,
+                    "           [{}] vs [{}] on {both}: agree {:.0}% ({} both relevant, {} only [{}], {} only [{}])",
+                    a.from,
+                    a.to,
+                    100.0 * (a.both_relevant + a.neither) as f64 / both as f64,
+                    a.both_relevant,
+                    a.only_first,
+                    a.from,
+                    a.only_second,
+                    a.to
+                );
+            }
+        }
+        s
+    }
+}
+
+/// The judge stage of a run: the cascade, the gold answers, the settings.
+pub struct JudgeStage {
+    cfg: JudgeConfig,
+    judges: Vec<Box<dyn Judge>>,
+    answers: Vec<Answers>,
+    verdicts: Verdicts,
+    /// Stats so far.
+    pub stats: JudgeStats,
+}
+
+impl std::fmt::Debug for JudgeStage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JudgeStage").field("stages", &self.stats.stages.len()).finish_non_exhaustive()
+    }
+}
+
+/// What a stage returned for one item.
+#[derive(Debug)]
+enum Got {
+    Score(Scored),
+    /// Not sent: `judge.max_calls` was reached.
+    Budget,
+    /// Failed after retries (or not sent because the judge stopped).
+    Failed,
+}
+
+/// Where one candidate stands in the cascade.
+#[derive(Debug, Clone, Copy)]
+struct Pending {
+    key: (usize, usize),
+    stage: usize,
+}
+
+impl JudgeStage {
+    /// Build every judge of `cfg.judge` (loading models, checking endpoints' settings) for the
+    /// queries of `ds` (their gold answers are read here).
+    pub fn new(cfg: &Config, ds: &Dataset) -> Result<JudgeStage, JudgeError> {
+        let jc = cfg.judge.clone().unwrap_or_default();
+        let mut judges: Vec<Box<dyn Judge>> = Vec::new();
+        for (i, st) in jc.stages.iter().enumerate() {
+            let name = format!("judge.stages[{i}] ({})", st.kind.name());
+            let j: Box<dyn Judge> = match st.kind {
+                JudgeKind::Llm => Box::new(llm::LlmJudge::new(st, cfg, &name)?),
+                JudgeKind::CrossEncoder => rerank::build(st, cfg, &name)?,
+                JudgeKind::Embedding => Box::new(teacher::Teacher::new(st, cfg, &name)?),
+            };
+            judges.push(j);
+        }
+        let answers = ds
+            .queries
+            .iter()
+            .map(|q| if jc.gold_answers { Answers::new(&q.answers) } else { Answers::default() })
+            .collect();
+        let stats = JudgeStats {
+            stages: judges
+                .iter()
+                .zip(&jc.stages)
+                .map(|(j, s)| StageStats { kind: s.kind.name().into(), id: j.id().into(), ..Default::default() })
+                .collect(),
+            agreement: (1..judges.len()).map(|i| Agreement { from: i - 1, to: i, ..Default::default() }).collect(),
+            ..Default::default()
+        };
+        Ok(JudgeStage { cfg: jc, judges, answers, verdicts: HashMap::new(), stats })
+    }
+
+    /// True when there is anything to judge with: a stage, or gold answers on some query.
+    pub fn is_active(&self) -> bool {
+        !self.judges.is_empty() || self.answers.iter().any(|a| !a.is_empty())
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &JudgeConfig {
+        &self.cfg
+    }
+
+    /// Every verdict so far.
+    pub fn verdicts(&self) -> &Verdicts {
+        &self.verdicts
+    }
+
+    /// Judge what `walks` need: per walk, candidates in order until `want` usable ones are found
+    /// (plus `window` on the first pass), in passes, each pass sending every stage's items at once.
+    /// Verdicts accumulate in [`JudgeStage::verdicts`].
+    pub fn adjudicate(&mut self, walks: &[Walk<'_>], ds: &Dataset, store: &mut Store) -> Result<(), JudgeError> {
+        let t = Instant::now();
+        // Per walk: position of the next candidate to look at.
+        let mut next = vec![0usize; walks.len()];
+        let mut first = true;
+        loop {
+            let mut todo: Vec<(usize, usize)> = Vec::new();
+            let mut seen = std::collections::HashSet::new();
+            for (w, walk) in walks.iter().enumerate() {
+                let usable = walk.docs[..next[w]].iter().filter(|&&d| self.usable(walk.query, d)).count();
+                let mut need = walk.want.saturating_sub(usable);
+                if first && need > 0 {
+                    need += self.cfg.window;
+                }
+                while need > 0 && next[w] < walk.docs.len() {
+                    let key = (walk.query, walk.docs[next[w]]);
+                    next[w] += 1;
+                    need -= 1;
+                    if !self.verdicts.contains_key(&key) && seen.insert(key) {
+                        todo.push(key);
+                    } else if self.verdicts.get(&key).is_some_and(|v| !v.usable()) {
+                        need += 1; // already known to be unusable: look one further
+                    }
+                }
+            }
+            first = false;
+            if todo.is_empty() {
+                break;
+            }
+            self.stats.passes += 1;
+            self.resolve(&todo, ds, store)?;
+        }
+        self.stats.seconds += t.elapsed().as_secs_f64();
+        Ok(())
+    }
+
+    /// Score extra (query, document) items with the last stage only (for `output.scores = "judge"`:
+    /// positives and chosen negatives all get the same teacher's score). Returns the scores found.
+    pub fn teacher_scores(
+        &mut self,
+        keys: &[(usize, usize)],
+        ds: &Dataset,
+        store: &mut Store,
+    ) -> Result<HashMap<(usize, usize), f32>, JudgeError> {
+        let mut out = HashMap::new();
+        let Some(last) = self.judges.len().checked_sub(1) else { return Ok(out) };
+        let mut need = Vec::new();
+        for &k in keys {
+            match self.verdicts.get(&k).and_then(|v| v.scores.iter().find(|s| s.0 as usize == last)) {
+                Some(&(_, s)) => {
+                    out.insert(k, s);
+                }
+                None => need.push(k),
+            }
+        }
+        need.sort_unstable();
+        need.dedup();
+        let scored = self.run_stage(last, &need, ds, store, false)?;
+        for (k, r) in need.into_iter().zip(scored) {
+            if let Got::Score(s) = r {
+                out.insert(k, s.score);
+            }
+        }
+        Ok(out)
+    }
+
+    fn usable(&self, q: usize, d: usize) -> bool {
+        self.verdicts.get(&(q, d)).is_none_or(Verdict::usable)
+    }
+
+    /// Take `keys` through the cascade.
+    fn resolve(&mut self, keys: &[(usize, usize)], ds: &Dataset, store: &mut Store) -> Result<(), JudgeError> {
+        let last = self.judges.len().checked_sub(1);
+        let mut scores: HashMap<(usize, usize), Vec<(u8, f32)>> = HashMap::new();
+        let mut pending: Vec<Pending> = Vec::new();
+        for &key in keys {
+            let gold = self.answers[key.0].found_in(&ds.docs[key.1].text).is_some();
+            if gold {
+                self.stats.gold_flagged += 1;
+            }
+            match last {
+                None => self.decide(key, gold, gold, DecidedBy::GoldAnswer, Vec::new(), ds),
+                // The gold-answer rule flags: skip the screens, the strongest judge decides.
+                Some(l) if gold => pending.push(Pending { key, stage: l }),
+                Some(_) => pending.push(Pending { key, stage: 0 }),
+            }
+        }
+        let Some(last) = last else { return Ok(()) };
+        for stage in 0..=last {
+            let here: Vec<(usize, usize)> = pending.iter().filter(|p| p.stage == stage).map(|p| p.key).collect();
+            if here.is_empty() {
+                continue;
+            }
+            let results = self.run_stage(stage, &here, ds, store, true)?;
+            let st = &self.cfg.stages[stage];
+            let (threshold, clear) = (st.threshold(), st.clear_below());
+            let mut escalate = Vec::new();
+            for (key, r) in here.into_iter().zip(results) {
+                let gold = self.answers[key.0].found_in(&ds.docs[key.1].text).is_some();
+                let mut sc = scores.remove(&key).unwrap_or_default();
+                let r = match r {
+                    Got::Score(r) => r,
+                    missing => {
+                        // Failed, or not judged because of the budget: earlier scores stand.
+                        let by = if matches!(missing, Got::Budget) { DecidedBy::Budget } else { DecidedBy::Failed };
+                        if by == DecidedBy::Budget {
+                            self.stats.unjudged_by_budget += 1;
+                        } else {
+                            self.stats.failed += 1;
+                        }
+                    let relevant = match sc.last() {
+                        Some(&(s, v)) => v >= self.cfg.stages[s as usize].threshold(),
+                        None => gold,
+                    };
+                        self.decide(key, relevant, gold, by, sc, ds);
+                        continue;
+                    }
+                };
+                sc.push((stage as u8, r.score));
+                let flagged = r.score >= threshold;
+                self.stats.stages[stage].flagged += flagged as usize;
+                if stage > 0
+                    && let Some(&(prev, pv)) = sc.iter().rev().nth(1)
+                    && prev as usize == stage - 1
+                {
+                    let a = &mut self.stats.agreement[stage - 1];
+                    match (pv >= self.cfg.stages[prev as usize].threshold(), flagged) {
+                        (true, true) => a.both_relevant += 1,
+                        (true, false) => a.only_first += 1,
+                        (false, true) => a.only_second += 1,
+                        (false, false) => a.neither += 1,
+                    }
+                }
+                if stage == last {
+                    self.stats.stages[stage].cleared += (!flagged) as usize;
+                    self.decide(key, flagged, gold, DecidedBy::Stage(stage as u8), sc, ds);
+                } else if r.score < clear {
+                    self.stats.stages[stage].cleared += 1;
+                    self.decide(key, false, gold, DecidedBy::Stage(stage as u8), sc, ds);
+                } else {
+                    self.stats.stages[stage].escalated += 1;
+                    scores.insert(key, sc);
+                    escalate.push(key);
+                }
+            }
+            let escalate: std::collections::HashSet<(usize, usize)> = escalate.into_iter().collect();
+            for p in pending.iter_mut() {
+                if p.stage == stage && escalate.contains(&p.key) {
+                    p.stage = stage + 1;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn decide(&mut self, key: (usize, usize), relevant: bool, gold: bool, by: DecidedBy, scores: Vec<(u8, f32)>, ds: &Dataset) {
+        let v = Verdict { relevant, by, gold, scores };
+        self.stats.candidates += 1;
+        if relevant {
+            self.stats.relevant += 1;
+            if self.stats.examples.len() < 10 {
+                self.stats.examples.push(Example {
+                    query_id: ds.queries[key.0].id.clone(),
+                    doc_id: ds.docs[key.1].id.clone(),
+                    score: v.score(),
+                    gold,
+                });
+            }
+        }
+        self.verdicts.insert(key, v);
+    }
+
+    /// Score `keys` with stage `stage`: from the workspace where stored, the rest through the judge
+    /// (within the budget when `budgeted`), each result stored as it arrives.
+    fn run_stage(
+        &mut self,
+        stage: usize,
+        keys: &[(usize, usize)],
+        ds: &Dataset,
+        store: &mut Store,
+        budgeted: bool,
+    ) -> Result<Vec<Got>, JudgeError> {
+        let judge = &mut self.judges[stage];
+        let id = judge.id().to_string();
+        let stats = &mut self.stats.stages[stage];
+        let hashes: Vec<ContentHash> = keys
+            .iter()
+            .map(|&(q, d)| ContentHash::of_parts(&[ds.queries[q].text.as_bytes(), ds.docs[d].text.as_bytes()]))
+            .collect();
+        let mut out: Vec<Got> =
+            store.get_judgements(&id, &hashes)?.into_iter().map(|s| s.map_or(Got::Failed, Got::Score)).collect();
+        stats.judged += keys.len();
+        let mut todo: Vec<usize> = (0..keys.len()).filter(|&i| !matches!(out[i], Got::Score(_))).collect();
+        stats.cached += keys.len() - todo.len();
+        if judge.paid() && budgeted && self.cfg.max_calls > 0 {
+            let left = self.cfg.max_calls.saturating_sub(self.stats.paid_calls);
+            if (todo.len() as u64) > left {
+                for &i in &todo[left as usize..] {
+                    out[i] = Got::Budget;
+                }
+                todo.truncate(left as usize);
+            }
+        }
+        if todo.is_empty() {
+            return Ok(out);
+        }
+        let items: Vec<Item<'_>> = todo
+            .iter()
+            .map(|&i| Item { query: &ds.queries[keys[i].0].text, passage: &ds.docs[keys[i].1].text })
+            .collect();
+        judge.prepare(&items, store)?;
+        let t = Instant::now();
+        log::info!("judge: {} ({}): scoring {} candidates ({} from the workspace)", stage, judge.id(), todo.len(), keys.len() - todo.len());
+        let pb = crate::progress::bar(todo.len() as u64, "judge", "pairs", true);
+        let paid = judge.paid();
+        let (mut stored, mut failed, mut persist_error) = (0usize, 0usize, None);
+        let mut buffer: Vec<(ContentHash, Scored)> = Vec::new();
+        let ended = judge.score(&items, &mut |j, r| {
+            pb.inc(1);
+            let i = todo[j];
+            match r {
+                Ok(s) => {
+                    buffer.push((hashes[i], s.clone()));
+                    // Paid answers are stored one by one; local ones in batches.
+                    if paid || buffer.len() >= 256 {
+                        if let Err(e) = store.put_judgements(&id, &buffer) {
+                            persist_error = Some(e);
+                            return ControlFlow::Break(());
+                        }
+                        stored += buffer.len();
+                        buffer.clear();
+                        crate::killpoint::hit("judge-verdict");
+                    }
+                    out[i] = Got::Score(s);
+                }
+                Err(msg) => {
+                    failed += 1;
+                    log::debug!("judge {id}: item failed: {msg}");
+                }
+            }
+            ControlFlow::Continue(())
+        })?;
+        pb.finish_and_clear();
+        if persist_error.is_none() && !buffer.is_empty() {
+            match store.put_judgements(&id, &buffer) {
+                Ok(()) => {
+                    stored += buffer.len();
+                    crate::killpoint::hit("judge-verdict");
+                }
+                Err(e) => persist_error = Some(e),
+            }
+        }
+        if let Some(e) = persist_error {
+            return Err(e.into());
+        }
+        stats.sent += todo.len() - ended.not_sent;
+        stats.failed += failed;
+        stats.seconds += t.elapsed().as_secs_f64();
+        stats.prompt_tokens += ended.tokens.0;
+        stats.completion_tokens += ended.tokens.1;
+        stats.cost = judge.cost(stats.prompt_tokens, stats.completion_tokens);
+        if paid {
+            self.stats.paid_calls += (todo.len() - ended.not_sent) as u64;
+        }
+        if let Some(why) = ended.stopped_by {
+            return Err(JudgeError::Stopped { judge: id, why, stored, not_sent: ended.not_sent });
+        }
+        Ok(out)
+    }
+
+    /// Calls, tokens and cost the cascade's first stage would need for `walks` if every candidate
+    /// were cleared there (a lower bound of the run; later stages see fewer), and how many are
+    /// already stored.
+    pub fn dry_run(&self, walks: &[Walk<'_>], ds: &Dataset, store: &Store) -> Result<Vec<DryRunStage>, JudgeError> {
+        let mut keys: Vec<(usize, usize)> = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        for w in walks {
+            for &d in w.docs.iter().take(w.want + self.cfg.window) {
+                if seen.insert((w.query, d)) {
+                    keys.push((w.query, d));
+                }
+            }
+        }
+        let mut out = Vec::new();
+        for (i, judge) in self.judges.iter().enumerate() {
+            let hashes: Vec<ContentHash> = keys
+                .iter()
+                .map(|&(q, d)| ContentHash::of_parts(&[ds.queries[q].text.as_bytes(), ds.docs[d].text.as_bytes()]))
+                .collect();
+            let stored = store.get_judgements(judge.id(), &hashes)?;
+            let items: Vec<Item<'_>> = keys
+                .iter()
+                .zip(&stored)
+                .filter(|(_, s)| s.is_none())
+                .map(|(&(q, d), _)| Item { query: &ds.queries[q].text, passage: &ds.docs[d].text })
+                .collect();
+            let (calls, prompt, completion) = judge.estimate(&items);
+            out.push(DryRunStage {
+                stage: i,
+                kind: self.cfg.stages[i].kind.name().into(),
+                candidates: keys.len(),
+                stored: keys.len() - items.len(),
+                calls,
+                prompt_tokens_est: prompt,
+                completion_tokens_max: completion,
+                cost_est: judge.cost(prompt, completion),
+            });
+        }
+        Ok(out)
+    }
+
+    /// Drop queries with too many relevant candidates (`drop_query_above`): the query indices.
+    pub fn dropped_queries(&self) -> std::collections::BTreeSet<usize> {
+        let n = self.cfg.drop_query_above;
+        if n == 0 {
+            return Default::default();
+        }
+        let mut per_query: BTreeMap<usize, usize> = BTreeMap::new();
+        for (&(q, _), v) in &self.verdicts {
+            if v.relevant {
+                *per_query.entry(q).or_default() += 1;
+            }
+        }
+        per_query.into_iter().filter(|&(_, c)| c > n).map(|(q, _)| q).collect()
+    }
+
+    /// Relabelled positives per query (`action = "relabel"`), sorted by document index.
+    pub fn relabelled(&self) -> BTreeMap<usize, Vec<usize>> {
+        let mut out: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
+        if self.cfg.action != JudgeAction::Relabel {
+            return out;
+        }
+        for (&(q, d), v) in &self.verdicts {
+            if v.relevant {
+                out.entry(q).or_default().push(d);
+            }
+        }
+        for v in out.values_mut() {
+            v.sort_unstable();
+        }
+        out
+    }
+}
+
+/// What a dry run of one stage would send.
+#[derive(Debug, Clone, Serialize)]
+pub struct DryRunStage {
+    /// Stage index.
+    pub stage: usize,
+    /// Its kind.
+    pub kind: String,
+    /// Distinct candidates on the first pass.
+    pub candidates: usize,
+    /// Already judged and stored.
+    pub stored: usize,
+    /// Calls it would send (at most; fewer reach later stages).
+    pub calls: u64,
+    /// Estimated prompt tokens.
+    pub prompt_tokens_est: u64,
+    /// Completion tokens at most.
+    pub completion_tokens_max: u64,
+    /// Cost at most, when prices are configured.
+    pub cost_est: Option<f64>,
+}
