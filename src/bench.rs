@@ -76,6 +76,8 @@ pub enum BenchCommand {
     /// LLM client overhead: against an instant local server, and against the real llama.cpp server
     /// next to a plain load generator (needs `scripts/llama-server.sh build`).
     Llm(LlmBenchArgs),
+    /// A judge cascade's accuracy on labelled cases (fixtures/judge/cases.jsonl).
+    Judge(crate::bench_judge::JudgeBenchArgs),
     /// Both benchmarks.
     All {
         /// Embedding options.
@@ -438,6 +440,7 @@ pub struct MemoryReport {
 pub fn run(args: BenchArgs, show_progress: bool) -> Result<()> {
     let (embed_args, index_args) = match args.which {
         Some(BenchCommand::Lexical(l)) => return run_lexical(&l, args.json),
+        Some(BenchCommand::Judge(j)) => return crate::bench_judge::run(&j, args.json),
         Some(BenchCommand::Refresh(r)) => return crate::bench_refresh::run(&r, args.seed, show_progress, args.json).map(drop),
         Some(BenchCommand::Llm(l)) => {
             if l.requests == 0 || l.concurrency == 0 {

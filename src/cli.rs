@@ -249,6 +249,9 @@ pub struct MineFlags {
     /// Scores written in FlagEmbedding pos_scores/neg_scores and score columns: retriever or judge.
     #[arg(long, value_enum)]
     pub scores: Option<crate::config::ScoreSource>,
+    /// Ignore the queries' gold `answers` (turns the gold-answer rule off).
+    #[arg(long)]
+    pub no_gold_answers: bool,
     /// The OpenAI-compatible server for `--judge llm` (sets llm.base_url).
     #[arg(long)]
     pub llm_url: Option<String>,
@@ -332,7 +335,8 @@ impl MineFlags {
             || self.judge_action.is_some()
             || self.judge_window.is_some()
             || self.judge_max_calls.is_some()
-            || self.judge_drop_query_above.is_some();
+            || self.judge_drop_query_above.is_some()
+            || self.no_gold_answers;
         if judge_flags {
             let j = cfg.judge.get_or_insert_with(Default::default);
             if !self.judge.is_empty() {
@@ -374,6 +378,9 @@ impl MineFlags {
             }
             if let Some(n) = self.judge_drop_query_above {
                 j.drop_query_above = n;
+            }
+            if self.no_gold_answers {
+                j.gold_answers = false;
             }
         }
         if let Some(s) = self.scores {
@@ -604,7 +611,35 @@ fn run_config(mut cfg: Config, origin: &str, common: CommonFlags, show_progress:
     cfg.progress = show_progress;
     cfg.validate(origin)?;
     if common.dry_run {
+        let judge_paid = cfg.judge.as_ref().is_some_and(|j| {
+            j.stages.iter().any(|s| s.kind == crate::judge::JudgeKind::Llm || s.url.is_some())
+        });
+        if judge_paid {
+            let plan = pipeline::judge_plan(&cfg)?;
+            progress::MULTI.clear().ok();
+            for p in &plan.planned {
+                eprintln!(
+                    "dry run: judge stage {} ({}): {} candidates on the first pass, {} already judged in the workspace; to send: {} calls, ~{} prompt tokens, at most {} completion tokens{}",
+                    p.stage,
+                    p.kind,
+                    p.candidates,
+                    p.stored,
+                    p.calls,
+                    p.prompt_tokens_est,
+                    p.completion_tokens_max,
+                    p.cost_est.map(|c| format!(", at most ${c:.4}")).unwrap_or_default()
+                );
+            }
+            if plan.planned.is_empty() {
+                eprintln!("dry run: every judgement the first pass needs is already in the workspace");
+            }
+            eprintln!("         (later passes, and stages after a screen, depend on the answers and are not counted)");
+            if common.json {
+                println!("{}", serde_json::to_string_pretty(&plan.planned)?);
+            }
+        }
         match pipeline::dry_run(&cfg)? {
+            None if judge_paid => {}
             None => eprintln!("dry run: no LLM strategy is configured; nothing would be sent"),
             Some(plan) => {
                 let e = &plan.estimate;

@@ -136,7 +136,7 @@ pub fn render(i: &Inputs<'_>) -> Result<String, HtmlReportError> {
         bars("plot-negative-ranks", "negatives", "rank among non-positive candidates", &rank_labels, &[("negatives", NEUTRAL, ranks)], false, None)?,
     );
     let rc = &m.removed;
-    let rules: [(&str, u64); 7] = [
+    let mut rules: Vec<(&str, u64)> = vec![
         ("known positive", rc.known_positive),
         ("same text", rc.same_text),
         ("range_min", rc.range_min),
@@ -145,6 +145,9 @@ pub fn render(i: &Inputs<'_>) -> Result<String, HtmlReportError> {
         ("absolute_margin", rc.absolute_margin),
         ("relative_margin", rc.relative_margin),
     ];
+    if r.judge.is_some() {
+        rules.push(("judged relevant", rc.judged_relevant));
+    }
     let labels: Vec<String> = rules.iter().map(|(n, _)| n.to_string()).collect();
     figure(
         &mut h,
@@ -177,6 +180,9 @@ pub fn render(i: &Inputs<'_>) -> Result<String, HtmlReportError> {
     h.push_str("</section>\n");
 
     false_negatives(&mut h, i);
+    if let Some(j) = &i.report.judge {
+        judge_section(&mut h, i, j);
+    }
     variants(&mut h, i)?;
     triplets(&mut h, i);
     rejected(&mut h, i);
@@ -585,6 +591,53 @@ fn rules_table(h: &mut String, rules: &[(&str, u64)], not_sampled: u64, negative
         h,
         "<tr><th>negatives chosen</th><th class=\"num\">{negatives}</th></tr></table>\n<p class=\"note\">{short} pairs got fewer negatives than asked for, {none} got none.</p>"
     );
+}
+
+fn judge_section(h: &mut String, i: &Inputs<'_>, j: &crate::judge::JudgeStats) {
+    h.push_str("<section id=\"judge\"><h2>Judge</h2>\n");
+    let _ = writeln!(
+        h,
+        "<p class=\"note\">{} candidates judged in {} passes: {} relevant (not negatives; {} contain a gold answer of their query), {} relabelled as positives, {} queries dropped ({} pairs), {} failed, {} left unjudged by <code>judge.max_calls</code>.</p>",
+        j.candidates, j.passes, j.relevant, j.gold_flagged, j.relabelled, j.queries_dropped, j.pairs_dropped, j.failed, j.unjudged_by_budget
+    );
+    if !j.stages.is_empty() {
+        h.push_str("<table><tr><th>stage</th><th class=\"num\">judged</th><th class=\"num\">from workspace</th><th class=\"num\">sent</th><th class=\"num\">failed</th><th class=\"num\">flagged</th><th class=\"num\">cleared</th><th class=\"num\">passed on</th></tr>\n");
+        for (n, st) in j.stages.iter().enumerate() {
+            let _ = writeln!(
+                h,
+                "<tr><td>[{n}] {}<br><span class=\"id\">{}</span></td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td></tr>",
+                esc(&st.kind), esc(&st.id), st.judged, st.cached, st.sent, st.failed, st.flagged, st.cleared, st.escalated
+            );
+        }
+        h.push_str("</table>\n");
+    }
+    for a in &j.agreement {
+        let _ = writeln!(
+            h,
+            "<p class=\"note\">Stage [{}] vs [{}] on what both judged: {} both relevant, {} only [{}], {} only [{}], {} neither.</p>",
+            a.from, a.to, a.both_relevant, a.only_first, a.from, a.only_second, a.to, a.neither
+        );
+    }
+    if !j.examples.is_empty() {
+        h.push_str("<table><tr><th>query</th><th>candidate judged relevant</th><th class=\"num\">score</th></tr>\n");
+        let qid: std::collections::HashMap<&str, usize> = i.ds.queries.iter().enumerate().map(|(n, q)| (q.id.as_str(), n)).collect();
+        let did: std::collections::HashMap<&str, usize> = i.ds.docs.iter().enumerate().map(|(n, d)| (d.id.as_str(), n)).collect();
+        for e in &j.examples {
+            let (Some(&q), Some(&d)) = (qid.get(e.query_id.as_str()), did.get(e.doc_id.as_str())) else { continue };
+            let _ = writeln!(
+                h,
+                "<tr><td><span class=\"id\">{}</span><br>{}</td><td><span class=\"id\">{}{}</span><br>{}</td><td class=\"num\">{}</td></tr>",
+                esc(&e.query_id),
+                cell(&i.ds.queries[q].text),
+                esc(&e.doc_id),
+                if e.gold { " · contains a gold answer" } else { "" },
+                cell(&i.ds.docs[d].text),
+                e.score.map(|s| format!("{s:.3}")).unwrap_or_else(|| "-".into())
+            );
+        }
+        h.push_str("</table>\n");
+    }
+    h.push_str("</section>\n");
 }
 
 fn false_negatives(h: &mut String, i: &Inputs<'_>) {

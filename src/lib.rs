@@ -7,6 +7,7 @@
 #![warn(missing_docs)]
 
 pub mod bench;
+pub mod bench_judge;
 pub mod bench_lexical;
 pub mod bench_llm;
 pub mod bench_refresh;

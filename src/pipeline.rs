@@ -80,6 +80,28 @@ pub fn dry_run(cfg: &Config) -> Result<Option<DryRun>, PipelineError> {
 
 /// Run the whole pipeline with a validated config.
 pub fn run(cfg: &Config) -> Result<RunReport, PipelineError> {
+    match run_inner(cfg, false)? {
+        Ran::Report(r) => Ok(*r),
+        Ran::Plan(_) => unreachable!("a full run does not stop at the plan"),
+    }
+}
+
+/// What the judge's paid stages would send on their first pass, without sending anything: runs
+/// ingest, embedding, the index and the mining rules (local work, cached like a run's), skips LLM
+/// generation (its queries cannot be known without sending), and writes nothing.
+pub fn judge_plan(cfg: &Config) -> Result<crate::judge::JudgeStats, PipelineError> {
+    match run_inner(cfg, true)? {
+        Ran::Plan(p) => Ok(p),
+        Ran::Report(_) => unreachable!("a plan stops before writing"),
+    }
+}
+
+enum Ran {
+    Report(Box<RunReport>),
+    Plan(crate::judge::JudgeStats),
+}
+
+fn run_inner(cfg: &Config, plan_judge: bool) -> Result<Ran, PipelineError> {
     let t0 = Instant::now();
     let mut timings = Timings::default();
     let show = cfg.progress;
@@ -152,7 +174,7 @@ pub fn run(cfg: &Config) -> Result<RunReport, PipelineError> {
     }
 
     let mut llm_gen = match (&cfg.llm, cfg.generate.llm.strategies.is_empty()) {
-        (Some(l), false) => Some(LlmGenerator::new(&cfg.generate.llm, l)?),
+        (Some(l), false) if !plan_judge => Some(LlmGenerator::new(&cfg.generate.llm, l)?),
         _ => None,
     };
     let mut rounds = Rounds::default();
@@ -189,9 +211,15 @@ pub fn run(cfg: &Config) -> Result<RunReport, PipelineError> {
 
     let t = Instant::now();
     let mut judge = JudgeStage::new(cfg, &ds)?;
+    if plan_judge {
+        judge.plan_only();
+    }
     let (pairs, mine_stats) = mine::mine(&ds, &index, &query_vecs, &cfg.mine, Some((&mut judge, &mut store)), show)?;
     timings.mine = t.elapsed().as_secs_f64();
     crate::killpoint::hit("mine");
+    if plan_judge {
+        return Ok(Ran::Plan(judge.stats));
+    }
     let judged = judge.is_active().then(|| JudgeOutput::of(&mut judge, cfg, &ds, &pairs, &mut store)).transpose()?;
 
     let t = Instant::now();
@@ -253,7 +281,7 @@ pub fn run(cfg: &Config) -> Result<RunReport, PipelineError> {
     html_report::write(out, &page)?;
     let manifest = Manifest::new(cfg, &resolved, &report)?;
     write::write_atomic(&out.join("manifest.json"), &serde_json::to_vec_pretty(&manifest).expect("manifest serialises"))?;
-    Ok(report)
+    Ok(Ran::Report(Box::new(report)))
 }
 
 /// What this run produced from each document and each given query (for the workspace snapshot).

@@ -10,8 +10,8 @@
 //!   parsed): a finished-looking file is never half-written;
 //! - the rerun completes, removing the temporary files the killed run left; its data files equal the uninterrupted run's byte for byte, and report.json
 //!   and manifest.json equal it once timings and cache counters are removed;
-//! - the rerun sends exactly the LLM calls whose answers were not stored before the kill (counted at
-//!   the server): no stored answer is paid for twice.
+//! - the rerun sends exactly the LLM calls (generation and judge) whose answers were not stored before
+//!   the kill (counted at the server): no stored answer is paid for twice.
 
 mod common;
 #[path = "common/fake_llm.rs"]
@@ -65,8 +65,22 @@ fn run_with(cfg: &Path, env: &[(&str, &Path)]) -> std::process::ExitStatus {
 /// the HNSW graph came to be (`index.graph`: built, or loaded from the workspace where a persisted
 /// graph exists).
 fn normalized(mut v: Value) -> Value {
-    const VOLATILE: &[&str] =
-        &["timings", "seconds", "changes", "output_dir", "graph", "cached", "embedded", "tokens", "sent", "attempts", "prompt_tokens", "completion_tokens", "cost"];
+    const VOLATILE: &[&str] = &[
+        "timings",
+        "seconds",
+        "changes",
+        "output_dir",
+        "graph",
+        "cached",
+        "embedded",
+        "tokens",
+        "sent",
+        "attempts",
+        "prompt_tokens",
+        "completion_tokens",
+        "cost",
+        "paid_calls",
+    ];
     fn strip(v: &mut Value) {
         match v {
             Value::Object(m) => {
@@ -121,8 +135,20 @@ fn stored_answers(ws: &Path) -> i64 {
     if !ws.join("tripletgen.sqlite").exists() {
         return 0;
     }
-    tripletgen::workspace::Store::open(ws).and_then(|s| s.count_llm()).unwrap()
+    let s = tripletgen::workspace::Store::open(ws).unwrap();
+    s.count_llm().unwrap() + s.count_judgements(&JUDGE_ID).unwrap()
 }
+
+/// The LLM judge of the sweep's config (model "fake", the built-in prompt), as stored.
+const JUDGE_ID_PREFIX: &str = "llm:fake:prompt:";
+static JUDGE_ID: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    let prompt = std::fs::read_to_string(repo().join("configs/prompts/judge.txt")).unwrap();
+    let hash = tripletgen::hash::ContentHash::of(&prompt).short();
+    format!("{JUDGE_ID_PREFIX}{hash}:chars:4000")
+});
+
+/// The judge section of the sweep's config: the fake server grades every candidate.
+const JUDGE: &str = "[judge]\nwindow = 1\n\n[[judge.stages]]\nkind = \"llm\"\n";
 
 /// Pick `n` (checkpoint, hit) points: one at random in every checkpoint first (every stage gets
 /// killed), the rest at random among all hits.
@@ -156,19 +182,37 @@ fn killed_anywhere_the_rerun_finishes_with_identical_outputs_and_no_repaid_call(
 
     // The uninterrupted run, listing the checkpoints it passes.
     let reference = base.path().join("reference");
-    let cfg = server.pipeline_config(&reference, &corpus, "", "");
+    let cfg = server.pipeline_config(&reference, &corpus, JUDGE, "");
     let list = base.path().join("checkpoints.txt");
     assert!(run_with(&cfg, &[("TRIPLETGEN_KILL_LIST", &list)]).success());
     let planned = server.count();
     let ref_out = reference.join("out");
     let ref_report = read_json(&ref_out.join("report.json"));
-    assert_eq!(num_at(&ref_report, "/llm/planned") as usize, planned, "every planned call was sent once");
+    let judged = num_at(&ref_report, "/judge/stages/0/sent") as usize;
+    assert!(judged > 0, "the judge judged: {}", ref_report["judge"]);
+    assert_eq!(num_at(&ref_report, "/llm/planned") as usize + judged, planned, "every planned call was sent once");
     assert!(planned >= 12, "the sweep needs LLM calls to kill between: {}", ref_report["llm"]);
     let mut hits: BTreeMap<String, u64> = BTreeMap::new();
     for l in std::fs::read_to_string(&list).unwrap().lines() {
         *hits.entry(l.to_string()).or_default() += 1;
     }
-    for stage in ["ingest", "embed-batch", "llm-answer", "filter", "index-synced", "index-saved", "index", "mine-search", "mine", "write-batch", "write-synced", "write-renamed", "report"] {
+    for stage in [
+        "ingest",
+        "embed-batch",
+        "llm-answer",
+        "filter",
+        "index-synced",
+        "index-saved",
+        "index",
+        "mine-search",
+        "judge-verdict",
+        "judge",
+        "mine",
+        "write-batch",
+        "write-synced",
+        "write-renamed",
+        "report",
+    ] {
         assert!(hits.contains_key(stage), "the run never passed checkpoint {stage}: {hits:?}");
     }
 
@@ -184,7 +228,7 @@ fn killed_anywhere_the_rerun_finishes_with_identical_outputs_and_no_repaid_call(
     for (i, (name, n)) in points.iter().enumerate() {
         let mut point = format!("{name}:{n}");
         let dir = base.path().join(format!("kill-{i:02}"));
-        let cfg = server.pipeline_config(&dir, &corpus, "", "");
+        let cfg = server.pipeline_config(&dir, &corpus, JUDGE, "");
         let out = dir.join("out");
         let ws = out.join("workspace");
 
@@ -226,7 +270,8 @@ fn killed_anywhere_the_rerun_finishes_with_identical_outputs_and_no_repaid_call(
         let differ = differing_files(&ref_out, &out, DATA_FILES);
         assert!(differ.is_empty(), "kill at {point}: {differ:?} differ from the uninterrupted run's");
         let report = read_json(&out.join("report.json"));
-        assert_eq!(num_at(&report, "/llm/sent") as usize, sent_now, "kill at {point}: report vs server");
+        let judge_sent = num_at(&report, "/judge/stages/0/sent") as usize;
+        assert_eq!(num_at(&report, "/llm/sent") as usize + judge_sent, sent_now, "kill at {point}: report vs server");
         assert_eq!(normalized(report), normalized(ref_report.clone()), "kill at {point}: report.json differs");
         let mut manifest = read_json(&out.join("manifest.json"));
         let mut ref_manifest = read_json(&ref_out.join("manifest.json"));

@@ -37,6 +37,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 pub use answers::Answers;
+pub use rerank::OnnxCrossEncoder;
 
 /// Errors of the judge stage.
 #[derive(Debug, thiserror::Error)]
@@ -533,6 +534,9 @@ pub struct JudgeStats {
     pub examples: Vec<Example>,
     /// Seconds in the stage.
     pub seconds: f64,
+    /// With a dry run: what each paid stage would send (nothing was sent).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub planned: Vec<DryRunStage>,
 }
 
 impl JudgeStats {
@@ -595,6 +599,8 @@ pub struct JudgeStage {
     judges: Vec<Box<dyn Judge>>,
     answers: Vec<Answers>,
     verdicts: Verdicts,
+    /// Plan paid calls instead of sending them (`--dry-run`).
+    dry: bool,
     /// Stats so far.
     pub stats: JudgeStats,
 }
@@ -651,7 +657,18 @@ impl JudgeStage {
             agreement: (1..judges.len()).map(|i| Agreement { from: i - 1, to: i, ..Default::default() }).collect(),
             ..Default::default()
         };
-        Ok(JudgeStage { cfg: jc, judges, answers, verdicts: HashMap::new(), stats })
+        Ok(JudgeStage { cfg: jc, judges, answers, verdicts: HashMap::new(), dry: false, stats })
+    }
+
+    /// Plan instead of calling paid judges: their items are counted, estimated and left unjudged
+    /// (see [`JudgeStats::planned`]).
+    pub fn plan_only(&mut self) {
+        self.dry = true;
+    }
+
+    /// True when a stage calls a paid judge (what a dry run is for).
+    pub fn has_paid_stage(&self) -> bool {
+        self.judges.iter().any(|j| j.paid())
     }
 
     /// True when there is anything to judge with: a stage, or gold answers on some query.
@@ -878,6 +895,28 @@ impl JudgeStage {
         if todo.is_empty() {
             return Ok(out);
         }
+        if judge.paid() && self.dry {
+            let items: Vec<Item<'_>> =
+                todo.iter().map(|&i| Item { query: &ds.queries[keys[i].0].text, passage: &ds.docs[keys[i].1].text }).collect();
+            let (calls, prompt, completion) = judge.estimate(&items);
+            let plan = match self.stats.planned.iter().position(|p| p.stage == stage) {
+                Some(i) => &mut self.stats.planned[i],
+                None => {
+                    self.stats.planned.push(DryRunStage { stage, kind: self.cfg.stages[stage].kind.name().into(), ..Default::default() });
+                    self.stats.planned.last_mut().expect("just pushed")
+                }
+            };
+            plan.candidates += keys.len();
+            plan.stored += keys.len() - todo.len();
+            plan.calls += calls;
+            plan.prompt_tokens_est += prompt;
+            plan.completion_tokens_max += completion;
+            plan.cost_est = judge.cost(plan.prompt_tokens_est, plan.completion_tokens_max);
+            for &i in &todo {
+                out[i] = Got::Budget;
+            }
+            return Ok(out);
+        }
         let items: Vec<Item<'_>> = todo
             .iter()
             .map(|&i| Item { query: &ds.queries[keys[i].0].text, passage: &ds.docs[keys[i].1].text })
@@ -942,47 +981,6 @@ impl JudgeStage {
         Ok(out)
     }
 
-    /// Calls, tokens and cost the cascade's first stage would need for `walks` if every candidate
-    /// were cleared there (a lower bound of the run; later stages see fewer), and how many are
-    /// already stored.
-    pub fn dry_run(&self, walks: &[Walk<'_>], ds: &Dataset, store: &Store) -> Result<Vec<DryRunStage>, JudgeError> {
-        let mut keys: Vec<(usize, usize)> = Vec::new();
-        let mut seen = std::collections::HashSet::new();
-        for w in walks {
-            for &d in w.docs.iter().take(w.want + self.cfg.window) {
-                if seen.insert((w.query, d)) {
-                    keys.push((w.query, d));
-                }
-            }
-        }
-        let mut out = Vec::new();
-        for (i, judge) in self.judges.iter().enumerate() {
-            let hashes: Vec<ContentHash> = keys
-                .iter()
-                .map(|&(q, d)| ContentHash::of_parts(&[ds.queries[q].text.as_bytes(), ds.docs[d].text.as_bytes()]))
-                .collect();
-            let stored = store.get_judgements(judge.id(), &hashes)?;
-            let items: Vec<Item<'_>> = keys
-                .iter()
-                .zip(&stored)
-                .filter(|(_, s)| s.is_none())
-                .map(|(&(q, d), _)| Item { query: &ds.queries[q].text, passage: &ds.docs[d].text })
-                .collect();
-            let (calls, prompt, completion) = judge.estimate(&items);
-            out.push(DryRunStage {
-                stage: i,
-                kind: self.cfg.stages[i].kind.name().into(),
-                candidates: keys.len(),
-                stored: keys.len() - items.len(),
-                calls,
-                prompt_tokens_est: prompt,
-                completion_tokens_max: completion,
-                cost_est: judge.cost(prompt, completion),
-            });
-        }
-        Ok(out)
-    }
-
     /// Drop queries with too many relevant candidates (`drop_query_above`): the query indices.
     pub fn dropped_queries(&self) -> std::collections::BTreeSet<usize> {
         let n = self.cfg.drop_query_above;
@@ -1016,18 +1014,19 @@ impl JudgeStage {
     }
 }
 
-/// What a dry run of one stage would send.
-#[derive(Debug, Clone, Serialize)]
+/// What a dry run of one paid stage would send on the first pass (later passes and stages after a
+/// screen depend on answers, so they are not counted).
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct DryRunStage {
     /// Stage index.
     pub stage: usize,
     /// Its kind.
     pub kind: String,
-    /// Distinct candidates on the first pass.
+    /// Candidates that reached it.
     pub candidates: usize,
     /// Already judged and stored.
     pub stored: usize,
-    /// Calls it would send (at most; fewer reach later stages).
+    /// Calls it would send.
     pub calls: u64,
     /// Estimated prompt tokens.
     pub prompt_tokens_est: u64,
@@ -1035,4 +1034,113 @@ pub struct DryRunStage {
     pub completion_tokens_max: u64,
     /// Cost at most, when prices are configured.
     pub cost_est: Option<f64>,
+}
+
+/// One labelled (query, passage) case of a judge fixture (fixtures/judge/cases.jsonl).
+#[derive(Debug, Clone, Deserialize)]
+pub struct Case {
+    /// Case id.
+    pub id: String,
+    /// The query.
+    pub query: String,
+    /// Its gold answers.
+    #[serde(default)]
+    pub answers: Vec<String>,
+    /// The passage.
+    pub passage: String,
+    /// Whether the passage answers the query.
+    pub relevant: bool,
+    /// What makes the case easy or hard.
+    #[serde(default)]
+    pub category: String,
+}
+
+/// A judge's accuracy on labelled cases.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct CaseReport {
+    /// Cases judged.
+    pub cases: usize,
+    /// Relevant cases judged relevant.
+    pub true_positive: usize,
+    /// Not-relevant cases judged relevant.
+    pub false_positive: usize,
+    /// Relevant cases judged not relevant.
+    pub false_negative: usize,
+    /// Not-relevant cases judged not relevant.
+    pub true_negative: usize,
+    /// Cases whose judgement failed.
+    pub failed: usize,
+    /// Accuracy per category: (correct, cases).
+    pub by_category: BTreeMap<String, (usize, usize)>,
+    /// Judge calls sent (the rest came from the workspace).
+    pub sent: usize,
+    /// Seconds spent.
+    pub seconds: f64,
+}
+
+impl CaseReport {
+    /// Share of cases judged right.
+    pub fn accuracy(&self) -> f64 {
+        (self.true_positive + self.true_negative) as f64 / self.cases.max(1) as f64
+    }
+    /// Of the cases judged relevant, the share that are.
+    pub fn precision(&self) -> f64 {
+        self.true_positive as f64 / (self.true_positive + self.false_positive).max(1) as f64
+    }
+    /// Of the relevant cases, the share judged relevant (what the judge exists for).
+    pub fn recall(&self) -> f64 {
+        self.true_positive as f64 / (self.true_positive + self.false_negative).max(1) as f64
+    }
+}
+
+/// Read labelled cases (JSON lines), naming the line of a bad one.
+pub fn read_cases(path: &std::path::Path) -> Result<Vec<Case>, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    text.lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .map(|(i, l)| serde_json::from_str(l).map_err(|e| format!("{}:{}: {e}", path.display(), i + 1)))
+        .collect()
+}
+
+/// Run the cascade of `cfg` (with the gold-answer rule when `use_answers`) on labelled `cases`,
+/// with verdicts cached in `store` like a run's.
+pub fn evaluate_cases(cfg: &Config, cases: &[Case], use_answers: bool, store: &mut Store) -> Result<CaseReport, JudgeError> {
+    let t = Instant::now();
+    let mut ds = Dataset::default();
+    for c in cases {
+        ds.queries.push(crate::ingest::Query {
+            id: c.id.clone(),
+            text: c.query.clone(),
+            hash: ContentHash::of(&c.query),
+            origin: None,
+            answers: if use_answers { c.answers.clone() } else { Vec::new() },
+        });
+        ds.docs.push(crate::ingest::Document { id: c.id.clone(), text: c.passage.clone(), hash: ContentHash::of(&c.passage) });
+        ds.positives.push(Vec::new());
+    }
+    let mut stage = JudgeStage::new(cfg, &ds)?;
+    let docs: Vec<[usize; 1]> = (0..cases.len()).map(|i| [i]).collect();
+    let walks: Vec<Walk<'_>> = docs.iter().enumerate().map(|(i, d)| Walk { query: i, docs: d, want: 1 }).collect();
+    stage.adjudicate(&walks, &ds, store)?;
+    let mut r = CaseReport { cases: cases.len(), ..Default::default() };
+    for (i, c) in cases.iter().enumerate() {
+        let Some(v) = stage.verdicts.get(&(i, i)) else { continue };
+        if v.by == DecidedBy::Failed {
+            r.failed += 1;
+            continue;
+        }
+        match (c.relevant, v.relevant) {
+            (true, true) => r.true_positive += 1,
+            (false, true) => r.false_positive += 1,
+            (true, false) => r.false_negative += 1,
+            (false, false) => r.true_negative += 1,
+        }
+        let e = r.by_category.entry(c.category.clone()).or_default();
+        e.0 += (c.relevant == v.relevant) as usize;
+        e.1 += 1;
+    }
+    r.sent = stage.stats.stages.iter().map(|s| s.sent).sum();
+    r.seconds = t.elapsed().as_secs_f64();
+    Ok(r)
 }

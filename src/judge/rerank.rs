@@ -16,7 +16,6 @@ use crate::llm::{Client, LlmConfig, LlmError};
 use fastembed::{RerankInitOptionsUserDefined, TextRerank, TokenizerFiles, UserDefinedRerankingModel};
 use futures_util::StreamExt;
 use serde_json::{Value, json};
-use std::collections::BTreeMap;
 use std::ops::ControlFlow;
 
 /// Build the cross-encoder judge a stage describes (`dir` xor `url`).
@@ -49,7 +48,7 @@ fn by_query<'a>(items: &[Item<'a>]) -> Vec<(&'a str, Vec<usize>)> {
 }
 
 /// A local ONNX cross-encoder.
-pub(crate) struct OnnxCrossEncoder {
+pub struct OnnxCrossEncoder {
     id: String,
     name: String,
     model: TextRerank,
@@ -58,8 +57,25 @@ pub(crate) struct OnnxCrossEncoder {
 
 impl OnnxCrossEncoder {
     fn new(st: &StageConfig, cfg: &Config, name: &str) -> Result<Self, JudgeError> {
-        let setup = |message: String| JudgeError::Setup { judge: name.to_string(), message };
+        let runtime = crate::models::resolve(&cfg.model)
+            .map_err(|e| JudgeError::Setup { judge: name.to_string(), message: e.to_string() })?
+            .runtime;
         let dir = st.dir.as_ref().expect("build checked dir");
+        Self::load(dir, st.max_length.unwrap_or(512), st.batch_size(), cfg.embed.threads, &runtime, name)
+    }
+
+    /// Load the reranker in `dir` (model.onnx with output `logits`, and the tokenizer files) on the
+    /// ONNX Runtime library `runtime`; pairs are truncated to `max_length` tokens, `threads` 0 lets
+    /// ONNX Runtime choose.
+    pub fn load(
+        dir: &std::path::Path,
+        max_length: usize,
+        batch_size: usize,
+        threads: usize,
+        runtime: &std::path::Path,
+        name: &str,
+    ) -> Result<Self, JudgeError> {
+        let setup = |message: String| JudgeError::Setup { judge: name.to_string(), message };
         let read = |file: &str| {
             let p = dir.join(file);
             std::fs::read(&p).map_err(|e| setup(format!("cannot read {}: {e}", p.display())))
@@ -72,21 +88,19 @@ impl OnnxCrossEncoder {
             tokenizer_config_file: read("tokenizer_config.json")?,
         };
         let sum = |bytes: &[u8]| crate::hash::ContentHash::of_parts(&[bytes]).short();
-        let max_length = st.max_length.unwrap_or(512);
         let id = format!("cross-encoder:onnx:{}:tok:{}:max:{max_length}", sum(&onnx), sum(&files.tokenizer_file));
-        let runtime = crate::models::resolve(&cfg.model).map_err(|e| setup(e.to_string()))?.runtime;
-        let env = crate::embed::ort_environment(&runtime).map_err(|e| setup(e.to_string()))?;
-        let mut opts = RerankInitOptionsUserDefined { environment: Some(env), max_length, ..Default::default() };
-        if cfg.embed.threads > 0 {
-            opts.intra_threads = Some(cfg.embed.threads);
+        let env = crate::embed::ort_environment(runtime).map_err(|e| setup(e.to_string()))?;
+        let mut opts = RerankInitOptionsUserDefined::new().with_environment(env).with_max_length(max_length);
+        if threads > 0 {
+            opts = opts.with_intra_threads(threads);
         }
         let model = TextRerank::try_new_from_user_defined(UserDefinedRerankingModel::new(onnx, files), opts)
             .map_err(|e| setup(format!("cannot load the reranker in {}: {e}", dir.display())))?;
-        Ok(OnnxCrossEncoder { id, name: name.to_string(), model, batch_size: st.batch_size() })
+        Ok(OnnxCrossEncoder { id, name: name.to_string(), model, batch_size: batch_size.max(1) })
     }
 
     /// Raw logits of `passages` against `query`, in input order.
-    pub(crate) fn logits(&mut self, query: &str, passages: &[&str]) -> Result<Vec<f32>, JudgeError> {
+    pub fn logits(&mut self, query: &str, passages: &[&str]) -> Result<Vec<f32>, JudgeError> {
         let mut out = vec![0.0; passages.len()];
         let ranked = self
             .model
@@ -308,13 +322,14 @@ impl Judge for HttpReranker {
 
 /// Rerank API results seen by tests: `{index: score}`.
 #[cfg(test)]
-fn scores_of(api: RerankApi, body: &str, n: usize) -> Result<BTreeMap<usize, f32>, String> {
+fn scores_of(api: RerankApi, body: &str, n: usize) -> Result<std::collections::BTreeMap<usize, f32>, String> {
     parse_scores(api, body.as_bytes(), n).map(|v| v.into_iter().enumerate().collect()).map_err(|e| e.to_string())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::BTreeMap;
 
     #[test]
     fn each_api_shape_parses_by_index() {

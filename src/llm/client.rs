@@ -732,6 +732,9 @@ mod tests {
         let r = parse_response(ok, 99).unwrap();
         assert_eq!((r.content.as_str(), r.prompt_tokens, r.completion_tokens, r.usage_estimated), ("hi", 5, 1, false));
         assert_eq!(r.model.as_deref(), Some("m"));
+        assert!(r.top_logprobs.is_empty());
+        let lp = br#"{"choices":[{"message":{"content":"3"},"logprobs":{"content":[{"token":"3","logprob":-0.1,"top_logprobs":[{"token":"3","logprob":-0.1},{"token":"2","logprob":-2.5}]}]}}]}"#;
+        assert_eq!(parse_response(lp, 0).unwrap().top_logprobs, vec![("3".to_string(), -0.1), ("2".to_string(), -2.5)]);
         let no_usage = br#"{"choices":[{"message":{"content":"abcdefgh"},"finish_reason":"length"}]}"#;
         let r = parse_response(no_usage, 7).unwrap();
         assert!(r.truncated && r.usage_estimated);
@@ -781,13 +784,15 @@ mod tests {
     fn request_body_shape() {
         let msgs = vec![super::super::Message::user("q")];
         let b =
-            Body { model: "m", messages: &msgs, temperature: 0.5, max_tokens: 9, seed: Some(1), response_format: true };
+            Body { model: "m", messages: &msgs, temperature: 0.5, max_tokens: 9, seed: Some(1), response_format: true, logprobs: false, top_logprobs: None };
         let v: Value = serde_json::to_value(&b).unwrap();
         assert_eq!(v["response_format"]["type"], "json_object");
         assert_eq!(v["messages"][0]["role"], "user");
         assert_eq!(v["seed"], 1);
-        let b = Body { seed: None, response_format: false, ..b };
+        assert!(v.get("logprobs").is_none() && v.get("top_logprobs").is_none(), "no logprobs unless asked: {v}");
+        let b = Body { seed: None, response_format: false, logprobs: true, top_logprobs: Some(5), ..b };
         let v: Value = serde_json::to_value(&b).unwrap();
         assert!(v.get("response_format").is_none() && v.get("seed").is_none());
+        assert_eq!((v["logprobs"].as_bool(), v["top_logprobs"].as_u64()), (Some(true), Some(5)));
     }
 }

