@@ -626,6 +626,8 @@ enum Got {
 struct Pending {
     key: (usize, usize),
     stage: usize,
+    /// It contains a gold answer of its query.
+    gold: bool,
 }
 
 impl JudgeStage {
@@ -772,13 +774,14 @@ impl JudgeStage {
             match last {
                 None => self.decide(key, gold, gold, DecidedBy::GoldAnswer, Vec::new(), ds),
                 // The gold-answer rule flags: skip the screens, the strongest judge decides.
-                Some(l) if gold => pending.push(Pending { key, stage: l }),
-                Some(_) => pending.push(Pending { key, stage: 0 }),
+                Some(l) => pending.push(Pending { key, stage: if gold { l } else { 0 }, gold }),
             }
         }
         let Some(last) = last else { return Ok(()) };
         for stage in 0..=last {
             let here: Vec<(usize, usize)> = pending.iter().filter(|p| p.stage == stage).map(|p| p.key).collect();
+            let gold_of: HashMap<(usize, usize), bool> =
+                pending.iter().filter(|p| p.stage == stage).map(|p| (p.key, p.gold)).collect();
             if here.is_empty() {
                 continue;
             }
@@ -787,7 +790,7 @@ impl JudgeStage {
             let (threshold, clear) = (st.threshold(), st.clear_below());
             let mut escalate = Vec::new();
             for (key, r) in here.into_iter().zip(results) {
-                let gold = self.answers[key.0].found_in(&ds.docs[key.1].text).is_some();
+                let gold = gold_of[&key];
                 let mut sc = scores.remove(&key).unwrap_or_default();
                 let r = match r {
                     Got::Score(r) => r,
