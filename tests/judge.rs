@@ -189,9 +189,8 @@ fn every_rerank_api_drops_what_it_judges_relevant_and_a_rerun_asks_nothing() {
 fn rerank_faults_are_retried_and_garbage_fails_only_its_batch() {
     require_models();
     let d = tmpdir();
-    // Requests 0-2: 429 (Retry-After 0), 503, a body that is not JSON: all retried. Every request
-    // whose query mentions "garbage-batch" is not possible here, so instead the 5th request always
-    // answers a wrong number of scores: its batch fails after the retries, the run goes on.
+    // Requests 0-2: 429, 503, a body that is not JSON: all retried. The query of the 5th request
+    // always gets a wrong number of scores: its batch fails after the retries, the run goes on.
     let broken: std::sync::Arc<std::sync::Mutex<Option<String>>> = Default::default();
     let b = broken.clone();
     let server = FakeLlm::start(move |n, req| {
@@ -215,21 +214,17 @@ fn rerank_faults_are_retried_and_garbage_fails_only_its_batch() {
     let report = read_json(&out.join("report.json"));
     let failed = num_at(&report, "/judge/failed");
     assert!(failed >= 1.0, "the batch with too few scores failed: {report}");
-    let broken_query = broken.lock().unwrap().clone().unwrap();
+    assert!(broken.lock().unwrap().is_some());
+    // Candidates judged relevant are never written, and neither are those whose judgement failed:
+    // every written negative was judged and cleared.
     for (q, n) in flag_negatives(&out) {
         assert!(!relevant(&q, &n));
-        // Candidates whose judgement failed are not used.
-        if q == broken_query && failed > 0.0 {
-            // (the broken query's first batch failed; its negatives come from later passes)
-        }
     }
-    let log = o.stderr.clone();
-    assert!(!log.contains("panicked"));
     // The next run asks again only what failed (and the broken batch fails again).
     let before = server.count();
     mine_with(&out, &ws, &["--judge", url.as_str()]).assert_ok();
     let resent = server.count() - before;
-    assert!(resent >= 1 && resent <= 3 * 3, "only the failed batch is re-sent (with retries): {resent}");
+    assert!((1..=9).contains(&resent), "only the failed batch is re-sent (with retries): {resent}");
 }
 
 /// A fake chat server answering the judge prompt: grade 3 when the passage contains the query's
@@ -338,7 +333,6 @@ fn the_embedding_teacher_screens_and_only_what_it_passes_on_reaches_the_llm() {
     let server = llm_judge_server();
     let (out, ws) = (d.path().join("out"), d.path().join("ws"));
     let model = models_cache().join("all-minilm-l6-v2");
-    let teacher = format!("embedding={}", model.display());
     let url = server.base_url();
     let cfg = write(
         d.path(),
@@ -348,7 +342,6 @@ fn the_embedding_teacher_screens_and_only_what_it_passes_on_reaches_the_llm() {
             tp(&model)
         ),
     );
-    let _ = teacher;
     run(tripletgen()
         .args(["mine", "--index", "exact", "--format", "flag-jsonl", "--config"])
         .arg(&cfg)
