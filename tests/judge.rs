@@ -189,42 +189,49 @@ fn every_rerank_api_drops_what_it_judges_relevant_and_a_rerun_asks_nothing() {
 fn rerank_faults_are_retried_and_garbage_fails_only_its_batch() {
     require_models();
     let d = tmpdir();
-    // Requests 0-2: 429, 503, a body that is not JSON: all retried. The query of the 5th request
-    // always gets a wrong number of scores: its batch fails after the retries, the run goes on.
+    // Requests 0-2: 429, 503, a body that is not JSON: all retried. The body of the 5th request
+    // always gets a wrong number of scores: that batch fails after its retries, the run goes on.
     let broken: std::sync::Arc<std::sync::Mutex<Option<String>>> = Default::default();
     let b = broken.clone();
     let server = FakeLlm::start(move |n, req| {
         let (q, ps) = parse_rerank("tei", req);
         let mut broken = b.lock().unwrap();
         if n == 4 && broken.is_none() {
-            *broken = Some(q.clone());
+            *broken = Some(req.body.clone());
         }
         match n {
             0 => Reply { status: 429, body: "{\"error\":\"Overloaded\"}".into(), delay: Duration::ZERO, die_for: None },
             1 => Reply { status: 503, body: "{\"error\":\"Unhealthy\"}".into(), delay: Duration::ZERO, die_for: None },
             2 => ok("<html>".into()),
-            _ if broken.as_deref() == Some(q.as_str()) => ok(json!([{"index": 0, "score": 0.1}]).to_string()),
+            _ if broken.as_deref() == Some(req.body.as_str()) => ok(json!([{"index": 0, "score": 0.1}]).to_string()),
             _ => ok(answer("tei", &q, &ps)),
         }
     });
     let (out, ws) = (d.path().join("out"), d.path().join("ws"));
+    // Quick retries: 1 + 2 attempts per request.
+    let cfg = write(d.path(), "c.toml", "[llm]\nmax_retries = 2\ninitial_backoff_ms = 20\nmax_backoff_ms = 100\nconcurrency = 2\n");
     let url = format!("cross-encoder={}", server.base_url());
-    let o = mine_with(&out, &ws, &["--judge", url.as_str()]);
-    o.assert_ok();
+    let args = ["--judge", url.as_str(), "--config", cfg.to_str().unwrap()];
+    mine_with(&out, &ws, &args).assert_ok();
+    let broken_batch = broken.lock().unwrap().clone().expect("a 5th request");
+    let attempts = server.requests().iter().filter(|r| r.body == broken_batch).count();
+    assert_eq!(attempts, 3, "the broken batch was tried 1 + max_retries times");
     let report = read_json(&out.join("report.json"));
     let failed = num_at(&report, "/judge/failed");
-    assert!(failed >= 1.0, "the batch with too few scores failed: {report}");
-    assert!(broken.lock().unwrap().is_some());
-    // Candidates judged relevant are never written, and neither are those whose judgement failed:
-    // every written negative was judged and cleared.
+    let v: Value = serde_json::from_str(&broken_batch).unwrap();
+    assert_eq!(failed as usize, v["texts"].as_array().unwrap().len(), "exactly the broken batch's items failed: {report}");
+    // Candidates judged relevant are never written; those whose judgement failed neither (the
+    // pairs took the next candidates instead).
+    let failed_texts: HashSet<String> = strs(&v["texts"]).into_iter().collect();
+    let query = v["query"].as_str().unwrap().to_string();
     for (q, n) in flag_negatives(&out) {
         assert!(!relevant(&q, &n));
+        assert!(!(q == query && failed_texts.contains(&n)), "a candidate whose judgement failed was written");
     }
-    // The next run asks again only what failed (and the broken batch fails again).
+    // The next run asks again only what failed (and that batch fails again).
     let before = server.count();
-    mine_with(&out, &ws, &["--judge", url.as_str()]).assert_ok();
-    let resent = server.count() - before;
-    assert!((1..=9).contains(&resent), "only the failed batch is re-sent (with retries): {resent}");
+    mine_with(&out, &ws, &args).assert_ok();
+    assert_eq!(server.count() - before, 3, "only the failed batch is re-sent (with its retries)");
 }
 
 /// A fake chat server answering the judge prompt: grade 3 when the passage contains the query's
