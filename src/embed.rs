@@ -10,6 +10,7 @@ use crate::config::{Config, Pooling};
 use crate::hash::{ContentHash, sha256_file};
 use crate::models::{ModelSource, Resolved};
 use crate::progress;
+use crate::vectors::{Vectors, normalize};
 use crate::workspace::{Store, StoreError};
 use fastembed::{InitOptionsUserDefined, TextEmbedding, TextInitOptions, TokenizerFiles, UserDefinedEmbeddingModel};
 use serde::Serialize;
@@ -317,34 +318,3 @@ fn hub_model(name: &str) -> Result<fastembed::EmbeddingModel, String> {
         })
 }
 
-/// Scale `v` to unit length (left as is when it is all zeros).
-pub fn normalize(v: &mut [f32]) {
-    let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
-    if n > 0.0 {
-        v.iter_mut().for_each(|x| *x /= n);
-    }
-}
-
-/// A row-major matrix of vectors.
-#[derive(Debug, Clone, Default)]
-pub struct Vectors {
-    /// Dimension.
-    pub dim: usize,
-    /// `len() * dim` values.
-    pub data: Vec<f32>,
-}
-
-impl Vectors {
-    /// Number of vectors.
-    pub fn len(&self) -> usize {
-        if self.dim == 0 { 0 } else { self.data.len() / self.dim }
-    }
-    /// True when there are none.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-    /// Vector `i`.
-    pub fn row(&self, i: usize) -> &[f32] {
-        &self.data[i * self.dim..(i + 1) * self.dim]
-    }
-}

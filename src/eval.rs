@@ -20,44 +20,20 @@
 //! Means are over the evaluated queries.
 
 use crate::config::Config;
-use crate::embed::{EmbedError, Embedder};
-use crate::index::{Index, IndexError};
+use crate::embed::Embedder;
+use crate::index::Index;
 use crate::ingest::records::read_records;
 use crate::ingest::{self, IngestError};
-use crate::models::{self, ModelError};
-use crate::workspace::{Store, StoreError};
-use crate::write::{AtomicFile, WriteError};
+use crate::models;
+use crate::workspace::Store;
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
-/// Errors of `tripletgen eval`.
-#[derive(Debug, thiserror::Error)]
-pub enum EvalError {
-    /// Reading the dataset.
-    #[error(transparent)]
-    Ingest(#[from] IngestError),
-    /// Finding the model or runtime.
-    #[error(transparent)]
-    Model(#[from] ModelError),
-    /// Embedding.
-    #[error(transparent)]
-    Embed(#[from] EmbedError),
-    /// The embedding cache.
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    /// Searching.
-    #[error(transparent)]
-    Index(#[from] IndexError),
-    /// Writing a run file.
-    #[error(transparent)]
-    Write(#[from] WriteError),
-    /// The temporary workspace.
-    #[error("cannot create a temporary workspace: {0}")]
-    TempDir(std::io::Error),
-}
+/// Errors of `tripletgen eval`: those of the pipeline stages it runs (ingest, embed, index, write),
+/// so one enum serves both.
+pub type EvalError = crate::pipeline::PipelineError;
 
 /// Graded judgements of one query: document id -> grade.
 pub type Judgements = HashMap<String, f64>;
@@ -275,9 +251,7 @@ pub fn evaluate(cfg: &Config, models: &[crate::config::ModelConfig], opts: &Eval
         }
         let run_file = match opts.run_out.get(mi) {
             Some(p) => {
-                let mut f = AtomicFile::create(p)?;
-                f.file().write_all(run.as_bytes()).map_err(|source| WriteError::Io { path: p.clone(), source })?;
-                f.commit()?;
+                crate::output::write::write_atomic(p, run.as_bytes())?;
                 Some(p.clone())
             }
             None => None,

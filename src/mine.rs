@@ -10,9 +10,10 @@
 //! not depend on the order or number of other queries).
 
 use crate::config::{MineConfig, Sampling};
-use crate::embed::Vectors;
+use crate::vectors::Vectors;
 use crate::hash::ContentHash;
-use crate::index::{Index, IndexError, dot};
+use crate::index::{Index, IndexError};
+use crate::vectors::dot;
 use crate::ingest::Dataset;
 use crate::progress;
 use rand::SeedableRng;
@@ -127,6 +128,22 @@ pub struct RuleCounts {
     pub not_sampled: u64,
 }
 
+impl RuleCounts {
+    /// The removals of every rule in the order the rules run, named as reports show them (the rule's
+    /// config key; the two checks before the rules by what they remove).
+    pub fn removals(&self) -> [(&'static str, u64); 7] {
+        [
+            ("known positive", self.known_positive),
+            ("same text", self.same_text),
+            (Outcome::RangeMin.name(), self.range_min),
+            (Outcome::MaxScore.name(), self.max_score),
+            (Outcome::MinScore.name(), self.min_score),
+            (Outcome::AbsoluteMargin.name(), self.absolute_margin),
+            (Outcome::RelativeMargin.name(), self.relative_margin),
+        ]
+    }
+}
+
 /// Mining counts and score distributions.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct MineStats {
@@ -155,16 +172,6 @@ pub struct MineStats {
     pub seconds: f64,
 }
 
-/// Normalised form used for "same text" checks.
-pub fn text_key(text: &str, normalize: bool) -> ContentHash {
-    if normalize {
-        let folded: String = text.split_whitespace().collect::<Vec<_>>().join(" ").to_lowercase();
-        ContentHash::of(&folded)
-    } else {
-        ContentHash::of(text)
-    }
-}
-
 /// Mine negatives for every pair of `ds`.
 pub fn mine(
     ds: &Dataset,
@@ -175,7 +182,7 @@ pub fn mine(
 ) -> Result<(Vec<MinedPair>, MineStats), MineError> {
     let start = std::time::Instant::now();
     // Documents sharing a normalised text.
-    let doc_keys: Vec<ContentHash> = ds.docs.iter().map(|d| text_key(&d.text, cfg.normalize_text_match)).collect();
+    let doc_keys: Vec<ContentHash> = ds.docs.iter().map(|d| crate::hash::text_key(&d.text, cfg.normalize_text_match)).collect();
     let mut by_text: HashMap<ContentHash, Vec<usize>> = HashMap::new();
     for (i, k) in doc_keys.iter().enumerate() {
         by_text.entry(*k).or_default().push(i);
@@ -188,7 +195,7 @@ pub fn mine(
         .map(|(q, query)| {
             let mut ex: HashSet<usize> = ds.positives[q].iter().copied().collect();
             let mut keys: Vec<ContentHash> = ds.positives[q].iter().map(|&d| doc_keys[d]).collect();
-            keys.push(text_key(&query.text, cfg.normalize_text_match));
+            keys.push(crate::hash::text_key(&query.text, cfg.normalize_text_match));
             for k in keys {
                 if let Some(same) = by_text.get(&k) {
                     ex.extend(same.iter().copied());

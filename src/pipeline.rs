@@ -5,21 +5,22 @@
 //! never oversubscribed.
 
 use crate::config::{Config, IndexKind, LexicalStrategy, LlmStrategy};
-use crate::embed::{EmbedError, EmbedStats, Embedder, Vectors};
+use crate::embed::{EmbedError, EmbedStats, Embedder};
+use crate::vectors::Vectors;
 use crate::generate::llm::{DryRun, LlmGenerator, LlmStageError};
 use crate::filter;
-use crate::html_report;
+use crate::output::html;
 use crate::generate::{self, Candidate, GenerateError, StrategyCounts};
 use crate::hash::ContentHash;
 use crate::index::{Index, IndexError, Persist};
 use crate::ingest::{self, Dataset, IngestError, Query, QueryOrigin};
 use crate::mine::{self, MineError};
 use crate::models::{self, ModelError};
-use crate::report::{InputChanges, RunReport, Scores, Timings};
+use crate::output::report::{InputChanges, RunReport, Scores, Timings};
 use crate::workspace::{Produced, Store, StoreError};
-use crate::write::{self, WriteError};
-use serde::Serialize;
-use std::path::Path;
+use crate::output::manifest::Manifest;
+use crate::output::schema;
+use crate::output::write::{self, WriteError};
 use std::time::Instant;
 
 /// Errors of a pipeline run: one variant per stage.
@@ -54,7 +55,10 @@ pub enum PipelineError {
     Write(#[from] WriteError),
     /// The HTML report.
     #[error(transparent)]
-    HtmlReport(#[from] html_report::HtmlReportError),
+    HtmlReport(#[from] html::HtmlReportError),
+    /// The temporary workspace of `eval` without `--workspace`.
+    #[error("cannot create a temporary workspace: {0}")]
+    TempDir(std::io::Error),
 }
 
 /// True when synthetic generation may supply all queries.
@@ -73,11 +77,23 @@ pub fn dry_run(cfg: &Config) -> Result<Option<DryRun>, PipelineError> {
     Ok(Some(g.dry_run(&ds, &store)?))
 }
 
-/// Run the whole pipeline with a validated config.
+/// How to run, as opposed to what to run (the [`Config`]): not part of the manifest.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RunOptions {
+    /// Draw progress bars on stderr.
+    pub progress: bool,
+}
+
+/// Run the whole pipeline with a validated config (no progress bars).
 pub fn run(cfg: &Config) -> Result<RunReport, PipelineError> {
+    run_with(cfg, RunOptions::default())
+}
+
+/// Run the whole pipeline with a validated config.
+pub fn run_with(cfg: &Config, opts: RunOptions) -> Result<RunReport, PipelineError> {
     let t0 = Instant::now();
     let mut timings = Timings::default();
-    let show = cfg.progress;
+    let show = opts.progress;
 
     let t = Instant::now();
     let mut ds = ingest::load(&cfg.input, corpus_only(cfg))?;
@@ -150,7 +166,7 @@ pub fn run(cfg: &Config) -> Result<RunReport, PipelineError> {
         (Some(l), false) => Some(LlmGenerator::new(&cfg.generate.llm, l)?),
         _ => None,
     };
-    let mut rounds = Rounds::default();
+    let mut rounds = Rounds { show, ..Rounds::default() };
     let no_queries = Vectors { dim: index.dim(), data: Vec::new() };
 
     // Round 1: synthetic queries from documents; accepted ones join the queries.
@@ -166,13 +182,13 @@ pub fn run(cfg: &Config) -> Result<RunReport, PipelineError> {
     let (mut query_vecs, embed_queries) =
         embedder.embed_cached(&mut store, &query_texts, &cfg.embed.query_prefix, "queries", show)?;
     timings.embed += t.elapsed().as_secs_f64();
-    if index.kind() == "hnsw" && cfg.index.recall_sample > 0 {
+    if index.kind() == crate::index::SearchKind::Hnsw && cfg.index.recall_sample > 0 {
         index_stats.recall = index.measure_recall(&query_vecs, cfg.mine.range_max, cfg.index.recall_sample, cfg.mine.seed);
     }
 
     // Round 2: variants of every query (given and synthetic): lexical, paraphrase, backtranslation.
     let t = Instant::now();
-    let lexical = generate_lexical(cfg, &ds, &mut embedder, &mut store)?;
+    let lexical = generate_lexical(cfg, &ds, &mut embedder, &mut store, show)?;
     let mut cands = lexical.candidates;
     if let Some(g) = llm_gen.as_mut() {
         cands.extend(g.query_variants(&ds, &mut store)?);
@@ -180,6 +196,7 @@ pub fn run(cfg: &Config) -> Result<RunReport, PipelineError> {
     timings.generate += t.elapsed().as_secs_f64();
     let vecs = query_vecs.clone();
     rounds.judge(cfg, &mut ds, &mut embedder, &mut store, &index, &vecs, Some(&mut query_vecs), cands, &mut timings)?;
+    let model_checksums = std::mem::take(&mut embedder.checksums);
     drop(embedder);
 
     let t = Instant::now();
@@ -223,8 +240,8 @@ pub fn run(cfg: &Config) -> Result<RunReport, PipelineError> {
     store.save_snapshot("document", &docs_produced)?;
     store.save_snapshot("query", &queries_produced)?;
     let report_json = serde_json::to_vec_pretty(&report).expect("report serialises");
-    write::write_atomic(&out.join("report.json"), &report_json)?;
-    let page = html_report::Inputs {
+    write::write_atomic(&out.join(schema::REPORT_JSON), &report_json)?;
+    let page = html::Inputs {
         report: &report,
         cfg,
         ds: &ds,
@@ -232,9 +249,9 @@ pub fn run(cfg: &Config) -> Result<RunReport, PipelineError> {
         candidates: &rounds.candidates,
         decisions: &rounds.decisions,
     };
-    html_report::write(out, &page)?;
-    let manifest = Manifest::new(cfg, &resolved, &report)?;
-    write::write_atomic(&out.join("manifest.json"), &serde_json::to_vec_pretty(&manifest).expect("manifest serialises"))?;
+    html::write(out, &page)?;
+    let manifest = Manifest::new(cfg, &resolved, &model_checksums, &report)?;
+    write::write_atomic(&out.join(schema::MANIFEST_JSON), &serde_json::to_vec_pretty(&manifest).expect("manifest serialises"))?;
     Ok(report)
 }
 
@@ -265,6 +282,8 @@ fn produced(ds: &Dataset, rounds: &Rounds, pairs: &[mine::MinedPair]) -> (Vec<Pr
 /// Everything generated in this run, with verdicts, in generation order.
 #[derive(Default)]
 struct Rounds {
+    /// Draw progress bars.
+    show: bool,
     candidates: Vec<Candidate>,
     decisions: Vec<filter::Decision>,
     embed: EmbedStats,
@@ -291,14 +310,14 @@ impl Rounds {
         }
         let t = Instant::now();
         let texts: Vec<&str> = cands.iter().map(|c| c.text.as_str()).collect();
-        let (cand_vecs, stats) = embedder.embed_cached(store, &texts, &cfg.embed.query_prefix, "variants", cfg.progress)?;
+        let (cand_vecs, stats) = embedder.embed_cached(store, &texts, &cfg.embed.query_prefix, "variants", self.show)?;
         self.embed.add(&stats);
         timings.embed += t.elapsed().as_secs_f64();
         let t = Instant::now();
-        let (decisions, _) = filter::filter(&cands, ds, source_query_vecs, &cand_vecs, index, &cfg.filter)?;
+        let decisions = filter::filter(&cands, ds, source_query_vecs, &cand_vecs, index, &cfg.filter)?;
         for (i, (c, d)) in cands.iter().zip(&decisions).enumerate() {
             if d.accepted {
-                let origin = QueryOrigin { source_id: c.source.id(ds).to_string(), strategy: c.strategy.clone() };
+                let origin = QueryOrigin { source_id: c.source.id(ds).to_string(), strategy: c.strategy };
                 let q = Query { id: c.id.clone(), text: c.text.clone(), hash: ContentHash::of(&c.text), origin: Some(origin) };
                 let positives = c.source.positives(ds);
                 ds.queries.push(q);
@@ -324,7 +343,7 @@ fn generation_counts(
 ) -> std::collections::BTreeMap<String, StrategyCounts> {
     let mut out = lexical.clone();
     for c in cands.iter().filter(|c| c.llm.is_some()) {
-        out.entry(c.strategy.clone()).or_default().produced += 1;
+        out.entry(c.strategy.name().to_string()).or_default().produced += 1;
     }
     out
 }
@@ -341,6 +360,7 @@ fn generate_lexical(
     ds: &Dataset,
     embedder: &mut Embedder,
     store: &mut Store,
+    show: bool,
 ) -> Result<Lexical, PipelineError> {
     let lx = &cfg.generate.lexical;
     if lx.strategies.is_empty() {
@@ -350,7 +370,7 @@ fn generate_lexical(
     let stopwords = generate::stopwords(lx)?;
     let neighbours = if lx.strategies.contains(&LexicalStrategy::EmbeddingNeighbour) {
         generate::neighbour_table(ds, lx, &stopwords, |texts, label| {
-            Ok::<_, PipelineError>(embedder.embed_cached(store, texts, "", label, cfg.progress)?.0)
+            Ok::<_, PipelineError>(embedder.embed_cached(store, texts, "", label, show)?.0)
         })?
     } else {
         Default::default()
@@ -361,90 +381,3 @@ fn generate_lexical(
     Ok(Lexical { candidates, counts })
 }
 
-/// What was run, with what, on what, producing what (written as `manifest.json`).
-#[derive(Debug, Serialize)]
-pub struct Manifest<'a> {
-    /// Tool name.
-    pub tool: &'static str,
-    /// Tool version.
-    pub version: &'static str,
-    /// The full, resolved configuration.
-    pub config: &'a Config,
-    /// The embedding model.
-    pub model: ModelInfo,
-    /// Input files and their checksums.
-    pub inputs: Vec<InputFile>,
-    /// Counts and timings (the full report is in report.json).
-    pub report: &'a RunReport,
-}
-
-/// The model used.
-#[derive(Debug, Serialize)]
-pub struct ModelInfo {
-    /// Folder or hub name.
-    pub source: String,
-    /// ONNX Runtime library.
-    pub onnxruntime: String,
-    /// SHA-256 of the model files (and of the runtime library).
-    pub checksums: std::collections::BTreeMap<String, String>,
-}
-
-/// An input file.
-#[derive(Debug, Serialize)]
-pub struct InputFile {
-    /// Which input.
-    pub role: &'static str,
-    /// Path.
-    pub path: String,
-    /// Size in bytes.
-    pub bytes: u64,
-    /// SHA-256 (absent for folders).
-    pub sha256: Option<String>,
-}
-
-impl<'a> Manifest<'a> {
-    fn new(cfg: &'a Config, resolved: &models::Resolved, report: &'a RunReport) -> Result<Manifest<'a>, WriteError> {
-        let source = match &resolved.model {
-            models::ModelSource::Local { dir, .. } => dir.display().to_string(),
-            models::ModelSource::Hub { name, .. } => name.clone(),
-        };
-        let mut checksums = std::collections::BTreeMap::new();
-        if let models::ModelSource::Local { dir, .. } = &resolved.model {
-            for name in ["model.onnx", "tokenizer.json"] {
-                checksums.insert(name.to_string(), sha(&dir.join(name))?);
-            }
-        }
-        checksums.insert("onnxruntime".into(), sha(&resolved.runtime)?);
-        let mut inputs = Vec::new();
-        for (role, p) in [
-            ("corpus", &cfg.input.corpus),
-            ("queries", &cfg.input.queries),
-            ("qrels", &cfg.input.qrels),
-            ("pairs", &cfg.input.pairs),
-        ] {
-            let Some(p) = p else { continue };
-            if role == "queries" && cfg.input.pairs.is_some() {
-                continue;
-            }
-            let meta = std::fs::metadata(p).map_err(|source| WriteError::Io { path: p.clone(), source })?;
-            inputs.push(InputFile {
-                role,
-                path: p.display().to_string(),
-                bytes: meta.len(),
-                sha256: if meta.is_file() { Some(sha(p)?) } else { None },
-            });
-        }
-        Ok(Manifest {
-            tool: "tripletgen",
-            version: env!("CARGO_PKG_VERSION"),
-            config: cfg,
-            model: ModelInfo { source, onnxruntime: resolved.runtime.display().to_string(), checksums },
-            inputs,
-            report,
-        })
-    }
-}
-
-fn sha(p: &Path) -> Result<String, WriteError> {
-    crate::hash::sha256_file(p).map_err(|source| WriteError::Io { path: p.to_path_buf(), source })
-}

@@ -8,8 +8,8 @@
 //! call, or the possibly cut last item of a truncated answer become rejected candidates that keep the
 //! raw text, never silently dropped.
 
-use super::{Candidate, GenerateError, LlmProvenance, Source};
-use crate::config::{DocumentSelection, LlmGenerateConfig, LlmStrategy};
+use super::{Candidate, GenerateError, LlmProvenance, RejectReason, Source};
+use crate::config::{DocumentSelection, LlmGenerateConfig, LlmStrategy, Strategy};
 use crate::hash::ContentHash;
 use crate::ingest::Dataset;
 use crate::llm::{ChatRequest, ChatResponse, Client, LlmConfig, LlmError, estimate, parse_list, parse_single};
@@ -353,7 +353,7 @@ impl<'a> LlmGenerator<'a> {
         let forwards = planned.iter().filter(|c| matches!(c.job, Job::Forward { .. })).count()
             + expected * self.cfg.pivot_languages.len() * self.cfg.strategies.contains(&LlmStrategy::Backtranslation) as usize;
         if forwards > 0 {
-            *calls.entry("backtranslation".into()).or_default() += forwards;
+            *calls.entry(LlmStrategy::Backtranslation.name().into()).or_default() += forwards;
             for _ in 0..forwards {
                 to_send.push(ChatRequest::user(format!("{}{}", self.templates.translate.text, "x".repeat(60))));
             }
@@ -364,10 +364,10 @@ impl<'a> LlmGenerator<'a> {
     fn query_calls_per_query(&self) -> Vec<(&'static str, usize)> {
         let mut v = Vec::new();
         if self.cfg.strategies.contains(&LlmStrategy::Paraphrase) {
-            v.push(("paraphrase", 1));
+            v.push((LlmStrategy::Paraphrase.name(), 1));
         }
         if self.cfg.strategies.contains(&LlmStrategy::Backtranslation) {
-            v.push(("backtranslation", self.cfg.pivot_languages.len()));
+            v.push((LlmStrategy::Backtranslation.name(), self.cfg.pivot_languages.len()));
         }
         v
     }
@@ -472,7 +472,7 @@ impl<'a> LlmGenerator<'a> {
             let base = format!("{}#synthetic-{style}-{sample}", ds.docs[*doc].id);
             let prov = self.provenance(&self.templates.synthetic);
             let detail = format!("style={style}");
-            self.list_candidates(&mut out, &base, Source::Document(*doc), "synthetic", &detail, prov, res, "queries");
+            self.list_candidates(&mut out, &base, Source::Document(*doc), Strategy::Llm(LlmStrategy::Synthetic), &detail, prov, res, "queries");
         }
         Ok(out)
     }
@@ -487,7 +487,7 @@ impl<'a> LlmGenerator<'a> {
                 Job::Paraphrase { query } => {
                     let base = format!("{}#paraphrase", ds.queries[*query].id);
                     let prov = self.provenance(&self.templates.paraphrase);
-                    self.list_candidates(&mut out, &base, Source::Query(*query), "paraphrase", "", prov, res, "paraphrases");
+                    self.list_candidates(&mut out, &base, Source::Query(*query), Strategy::Llm(LlmStrategy::Paraphrase), "", prov, res, "paraphrases");
                 }
                 Job::Forward { query, lang } => {
                     let id = format!("{}#backtranslation-{}", ds.queries[*query].id, lang.to_lowercase());
@@ -503,7 +503,7 @@ impl<'a> LlmGenerator<'a> {
                             if prov.raw.is_some() {
                                 self.stats.unparseable += 1;
                             }
-                            out.push(rejected(id, Source::Query(*query), "backtranslation", &why, prov, "failed-forward-translation"));
+                            out.push(rejected(id, Source::Query(*query), Strategy::Llm(LlmStrategy::Backtranslation), &why, prov, RejectReason::FailedForwardTranslation));
                         }
                     }
                 }
@@ -522,7 +522,7 @@ impl<'a> LlmGenerator<'a> {
                     Ok(text) => out.push(Candidate {
                         id,
                         source: Source::Query(*query),
-                        strategy: "backtranslation".into(),
+                        strategy: Strategy::Llm(LlmStrategy::Backtranslation),
                         text,
                         detail,
                         llm: Some(prov),
@@ -531,12 +531,12 @@ impl<'a> LlmGenerator<'a> {
                     Err(f) => {
                         self.stats.unparseable += 1;
                         prov.raw = Some(f.raw.clone());
-                        out.push(rejected(id, Source::Query(*query), "backtranslation", &detail, prov, "unparseable-answer"));
+                        out.push(rejected(id, Source::Query(*query), Strategy::Llm(LlmStrategy::Backtranslation), &detail, prov, RejectReason::UnparseableAnswer));
                     }
                 },
                 Err(e) => {
                     prov.raw = Some(e);
-                    out.push(rejected(id, Source::Query(*query), "backtranslation", &detail, prov, "llm-error"));
+                    out.push(rejected(id, Source::Query(*query), Strategy::Llm(LlmStrategy::Backtranslation), &detail, prov, RejectReason::LlmError));
                 }
             }
         }
@@ -550,7 +550,7 @@ impl<'a> LlmGenerator<'a> {
         out: &mut Vec<Candidate>,
         base: &str,
         source: Source,
-        strategy: &str,
+        strategy: Strategy,
         detail: &str,
         mut prov: LlmProvenance,
         res: Result<ChatResponse, String>,
@@ -560,7 +560,7 @@ impl<'a> LlmGenerator<'a> {
             Ok(r) => r,
             Err(e) => {
                 prov.raw = Some(e);
-                out.push(rejected(base.into(), source, strategy, detail, prov, "llm-error"));
+                out.push(rejected(base.into(), source, strategy, detail, prov, RejectReason::LlmError));
                 return;
             }
         };
@@ -576,42 +576,42 @@ impl<'a> LlmGenerator<'a> {
                     out.push(Candidate {
                         id: format!("{base}-{i}"),
                         source,
-                        strategy: strategy.into(),
+                        strategy,
                         text,
                         detail: detail.into(),
                         llm: Some(prov.clone()),
-                        rejected: if cut_off { Some("truncated-answer") } else { junk },
+                        rejected: if cut_off { Some(RejectReason::TruncatedAnswer) } else { junk },
                     });
                 }
             }
             Ok(_) => {
                 prov.raw = Some(r.content);
-                out.push(rejected(base.into(), source, strategy, detail, prov, "empty-answer"));
+                out.push(rejected(base.into(), source, strategy, detail, prov, RejectReason::EmptyAnswer));
             }
             Err(f) => {
                 self.stats.unparseable += 1;
                 prov.raw = Some(f.raw);
-                out.push(rejected(base.into(), source, strategy, detail, prov, "unparseable-answer"));
+                out.push(rejected(base.into(), source, strategy, detail, prov, RejectReason::UnparseableAnswer));
             }
         }
     }
 }
 
 /// Items that are pieces of the prompt or of JSON rather than queries (small models echo both).
-fn junk_item(text: &str) -> Option<&'static str> {
+fn junk_item(text: &str) -> Option<RejectReason> {
     let t = text.trim();
     if ["<<<", ">>>", "DOCUMENT", "QUERY>>", "TEXT>>"].iter().any(|m| t.contains(m)) {
-        return Some("prompt-echo");
+        return Some(RejectReason::PromptEcho);
     }
     let key_value = t.starts_with('"') && t[1..].find('"').is_some_and(|q| t[1 + q + 1..].trim_start().starts_with(':'));
     if key_value || t.starts_with('{') || t.starts_with('[') {
-        return Some("json-fragment");
+        return Some(RejectReason::JsonFragment);
     }
     None
 }
 
-fn rejected(id: String, source: Source, strategy: &str, detail: &str, prov: LlmProvenance, reason: &'static str) -> Candidate {
-    Candidate { id, source, strategy: strategy.into(), text: String::new(), detail: detail.into(), llm: Some(prov), rejected: Some(reason) }
+fn rejected(id: String, source: Source, strategy: Strategy, detail: &str, prov: LlmProvenance, reason: RejectReason) -> Candidate {
+    Candidate { id, source, strategy, text: String::new(), detail: detail.into(), llm: Some(prov), rejected: Some(reason) }
 }
 
 fn read_examples(path: &Path, count: usize) -> Result<Vec<(String, String)>, GenerateError> {
@@ -651,9 +651,9 @@ mod tests {
 
     #[test]
     fn prompt_echoes_and_json_fragments_are_not_queries() {
-        assert_eq!(junk_item("DOCUMENT>>"), Some("prompt-echo"));
-        assert_eq!(junk_item("\"name\": \"Mercury\""), Some("json-fragment"));
-        assert_eq!(junk_item("{\"queries\": []}"), Some("json-fragment"));
+        assert_eq!(junk_item("DOCUMENT>>"), Some(RejectReason::PromptEcho));
+        assert_eq!(junk_item("\"name\": \"Mercury\""), Some(RejectReason::JsonFragment));
+        assert_eq!(junk_item("{\"queries\": []}"), Some(RejectReason::JsonFragment));
         assert_eq!(junk_item("\"Why is Mars red?\""), None);
         assert_eq!(junk_item("which planet is closest to the sun"), None);
     }

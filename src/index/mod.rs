@@ -8,11 +8,12 @@
 //! so results are deterministic.
 
 mod graph;
+mod policy;
 
 use crate::config::IndexConfig;
 use crate::hash::ContentHash;
 use graph::Graph;
-use crate::embed::Vectors;
+use crate::vectors::{Hit, Vectors, dot, sort_hits};
 use crate::progress;
 use hnsw_rs::prelude::{Distance, Hnsw, Point};
 use rand::SeedableRng;
@@ -48,59 +49,6 @@ pub enum IndexError {
         /// Document dimension.
         docs: usize,
     },
-}
-
-/// One search result.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
-pub struct Hit {
-    /// Document number (row in the document vectors).
-    pub doc: u32,
-    /// Cosine similarity.
-    pub score: f32,
-}
-
-/// Dot product, 4 x 8 lanes wide; compiled for AVX2 when the CPU has it. The lane order is fixed, so the
-/// result is the same bits with or without AVX2.
-#[inline]
-pub fn dot(a: &[f32], b: &[f32]) -> f32 {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::arch::is_x86_feature_detected!("avx2") {
-            // SAFETY: the CPU supports AVX2, checked just above.
-            return unsafe { dot_avx2(a, b) };
-        }
-    }
-    dot_lanes(a, b)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-unsafe fn dot_avx2(a: &[f32], b: &[f32]) -> f32 {
-    dot_lanes(a, b)
-}
-
-#[inline(always)]
-fn dot_lanes(a: &[f32], b: &[f32]) -> f32 {
-    let n = a.len().min(b.len());
-    let (a, b) = (&a[..n], &b[..n]);
-    // Four independent 8-lane accumulators, so that additions do not wait on each other.
-    let mut acc = [[0f32; 8]; 4];
-    let ca = a.chunks_exact(32);
-    let cb = b.chunks_exact(32);
-    let (ra, rb) = (ca.remainder(), cb.remainder());
-    for (x, y) in ca.zip(cb) {
-        for (j, acc) in acc.iter_mut().enumerate() {
-            for i in 0..8 {
-                acc[i] += x[j * 8 + i] * y[j * 8 + i];
-            }
-        }
-    }
-    let mut tail = 0f32;
-    for (x, y) in ra.iter().zip(rb) {
-        tail += x * y;
-    }
-    let lanes: [f32; 8] = std::array::from_fn(|i| (acc[0][i] + acc[1][i]) + (acc[2][i] + acc[3][i]));
-    ((lanes[0] + lanes[4]) + (lanes[1] + lanes[5])) + ((lanes[2] + lanes[6]) + (lanes[3] + lanes[7])) + tail
 }
 
 /// `1 - dot`, clamped at 0: a distance for normalised vectors that never goes negative (rounding
@@ -160,11 +108,54 @@ impl Ord for Ord32 {
     }
 }
 
+/// Which search structure a built index is (`index.kind = "auto"` resolves to one of them).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SearchKind {
+    /// Brute force.
+    #[default]
+    Exact,
+    /// HNSW graph.
+    Hnsw,
+}
+
+impl std::fmt::Display for SearchKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            SearchKind::Exact => "exact",
+            SearchKind::Hnsw => "hnsw",
+        })
+    }
+}
+
+/// How this run's HNSW graph came to be.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum GraphMode {
+    /// No usable saved graph: built from scratch.
+    #[default]
+    Built,
+    /// The saved graph, with the added and changed documents inserted.
+    Updated,
+    /// Too much changed (or another fingerprint): built from scratch again.
+    Rebuilt,
+}
+
+impl std::fmt::Display for GraphMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            GraphMode::Built => "built",
+            GraphMode::Updated => "updated",
+            GraphMode::Rebuilt => "rebuilt",
+        })
+    }
+}
+
 /// What was built and how it went.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct IndexStats {
-    /// `exact` or `hnsw`.
-    pub kind: String,
+    /// Exact or HNSW.
+    pub kind: SearchKind,
     /// Documents indexed.
     pub documents: usize,
     /// Seconds to build.
@@ -202,7 +193,7 @@ impl Index {
             (Index::Exact(ExactIndex { docs }), None)
         };
         let stats = IndexStats {
-            kind: index.kind().into(),
+            kind: index.kind(),
             documents: n,
             build_seconds: start.elapsed().as_secs_f64(),
             graph,
@@ -211,11 +202,11 @@ impl Index {
         Ok((index, stats))
     }
 
-    /// `exact` or `hnsw`.
-    pub fn kind(&self) -> &'static str {
+    /// Exact or HNSW.
+    pub fn kind(&self) -> SearchKind {
         match self {
-            Index::Exact(_) => "exact",
-            Index::Hnsw(_) => "hnsw",
+            Index::Exact(_) => SearchKind::Exact,
+            Index::Hnsw(_) => SearchKind::Hnsw,
         }
     }
 
@@ -405,9 +396,9 @@ impl HnswIndex {
             return Ok((HnswIndex::build(docs, cfg, show_progress)?, None));
         };
         let save_err = |source| IndexError::Save { path: p.path.clone(), source };
-        let mut mode = "built";
+        let mut mode = GraphMode::Built;
         if p.path.exists() {
-            mode = "rebuilt";
+            mode = GraphMode::Rebuilt;
             match Graph::load(&p.path) {
                 Ok(saved) if saved.fingerprint == p.fingerprint && saved.graph.dim == docs.dim => {
                     if let Some((h, keys, inserted, update)) = HnswIndex::update(saved, &docs, p.keys, cfg, show_progress) {
@@ -426,7 +417,7 @@ impl HnswIndex {
         let h = HnswIndex::build(docs, cfg, show_progress)?;
         let keys: Vec<ContentHash> = h.doc_of_node.iter().map(|&d| p.keys[d as usize]).collect();
         h.graph.save(&p.path, &keys, &p.fingerprint, 0).map_err(save_err)?;
-        Ok((h, Some(GraphUpdate { mode: mode.into(), reused: 0, inserted: n, dead: 0, share_changed: 1.0 })))
+        Ok((h, Some(GraphUpdate { mode, reused: 0, inserted: n, dead: 0, share_changed: 1.0 })))
     }
 
     fn new(graph: Graph, node_of_doc: Vec<u32>, ef_search: usize) -> HnswIndex {
@@ -470,7 +461,7 @@ impl HnswIndex {
             pb.inc(1);
         }
         pb.finish_and_clear();
-        let update = GraphUpdate { mode: "updated".into(), reused, inserted: new.len(), dead, share_changed: share };
+        let update = GraphUpdate { mode: GraphMode::Updated, reused, inserted: new.len(), dead, share_changed: share };
         let ef = cfg.ef_search_for(node_of_doc.len());
         Some((HnswIndex::new(graph, node_of_doc, ef), node_keys, inserted_since_build + new.len() as u64, update))
     }
@@ -506,8 +497,8 @@ pub struct Persist<'a> {
 /// How the HNSW graph of this run came to be.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct GraphUpdate {
-    /// `built` (no usable saved graph), `updated` (saved graph + inserts), `rebuilt` (too much changed).
-    pub mode: String,
+    /// Built, updated or rebuilt.
+    pub mode: GraphMode,
     /// Documents whose node was reused.
     pub reused: usize,
     /// Documents inserted into the saved graph.
@@ -545,11 +536,6 @@ fn points_by_id(graph: &Hnsw<'static, f32, ClampedDot>) -> Vec<Arc<Point<'static
     let mut points: Vec<Arc<Point<'static, f32>>> = graph.get_point_indexation().into_iter().collect();
     points.sort_unstable_by_key(|p| p.get_origin_id());
     points
-}
-
-/// Best first; equal scores by document number.
-pub fn sort_hits(hits: &mut [Hit]) {
-    hits.sort_unstable_by(|a, b| b.score.total_cmp(&a.score).then(a.doc.cmp(&b.doc)));
 }
 
 /// Exact top-k by blocked matrix product, parallel over query blocks.
@@ -601,19 +587,10 @@ pub(crate) mod tests {
         let mut data = Vec::with_capacity(n * d);
         for _ in 0..n {
             let mut v: Vec<f32> = (0..d).map(|_| rng.random_range(-1.0..1.0)).collect();
-            crate::embed::normalize(&mut v);
+            crate::vectors::normalize(&mut v);
             data.extend(v);
         }
         Vectors { dim: d, data }
-    }
-
-    #[test]
-    fn dot_matches_naive() {
-        let a: Vec<f32> = (0..37).map(|i| i as f32 * 0.1).collect();
-        let b: Vec<f32> = (0..37).map(|i| 1.0 - i as f32 * 0.05).collect();
-        let naive: f32 = a.iter().zip(&b).map(|(x, y)| x * y).sum();
-        assert!((dot(&a, &b) - naive).abs() < 1e-4);
-        assert_eq!(dot_lanes(&a, &b), dot(&a, &b));
     }
 
     #[test]
@@ -658,13 +635,13 @@ pub(crate) mod tests {
         };
         let first: Vec<usize> = (0..1000).collect();
         let (_, s) = open(&first, "fp");
-        assert_eq!(s.graph.unwrap().mode, "built");
+        assert_eq!(s.graph.unwrap().mode, GraphMode::Built);
 
         // 50 gone (every 20th), 95 new (1000..1100 but every 20th): updated; no gone document is returned.
         let second: Vec<usize> = (0..1100).filter(|i| i % 20 != 0).collect();
         let (index, s) = open(&second, "fp");
         let g = s.graph.unwrap();
-        assert_eq!((g.mode.as_str(), g.inserted, g.dead, g.reused), ("updated", 95, 50, 950));
+        assert_eq!((g.mode, g.inserted, g.dead, g.reused), (GraphMode::Updated, 95, 50, 950));
         let qs = random_unit(40, 16, 22);
         let hits = index.search_batch(&qs, 10).unwrap();
         assert!(hits.iter().flatten().all(|h| (h.doc as usize) < second.len()));
@@ -675,11 +652,11 @@ pub(crate) mod tests {
 
         // Past rebuild_share (earlier inserts count too), another fingerprint, a damaged file: rebuilt.
         let third: Vec<usize> = (100..1200).collect();
-        assert_eq!(open(&third, "fp").1.graph.unwrap().mode, "rebuilt");
-        assert_eq!(open(&third, "other model").1.graph.unwrap().mode, "rebuilt");
+        assert_eq!(open(&third, "fp").1.graph.unwrap().mode, GraphMode::Rebuilt);
+        assert_eq!(open(&third, "other model").1.graph.unwrap().mode, GraphMode::Rebuilt);
         std::fs::write(&path, b"TGHNSW01 garbage").unwrap();
-        assert_eq!(open(&third, "other model").1.graph.unwrap().mode, "rebuilt");
-        assert_eq!(open(&third, "other model").1.graph.unwrap().mode, "updated");
+        assert_eq!(open(&third, "other model").1.graph.unwrap().mode, GraphMode::Rebuilt);
+        assert_eq!(open(&third, "other model").1.graph.unwrap().mode, GraphMode::Updated);
     }
 
     #[test]
@@ -691,7 +668,7 @@ pub(crate) mod tests {
         }
         let cfg = IndexConfig { kind: crate::config::IndexKind::Hnsw, ..IndexConfig::default() };
         let (index, stats) = Index::build(docs, &cfg, None, false).unwrap();
-        assert_eq!(stats.kind, "hnsw");
+        assert_eq!(stats.kind, SearchKind::Hnsw);
         let qs = random_unit(100, 32, 5);
         let r = index.measure_recall(&qs, 10, 100, 7).unwrap();
         assert!(r.recall > 0.9, "recall {}", r.recall);

@@ -123,14 +123,14 @@ pub struct Query {
 pub struct QueryOrigin {
     /// Id of the source query.
     pub source_id: String,
-    /// Strategy name.
-    pub strategy: String,
+    /// The strategy that generated it.
+    pub strategy: crate::config::Strategy,
 }
 
 impl Query {
     /// `given` for input queries, else the generating strategy.
-    pub fn strategy(&self) -> &str {
-        self.origin.as_ref().map_or("given", |o| o.strategy.as_str())
+    pub fn strategy(&self) -> &'static str {
+        self.origin.as_ref().map_or("given", |o| o.strategy.name())
     }
 }
 
@@ -145,13 +145,6 @@ pub struct Dataset {
     pub positives: Vec<Vec<usize>>,
     /// What was read, skipped and why.
     pub report: IngestReport,
-}
-
-impl Dataset {
-    /// Every (query index, positive doc index) pair, in input order.
-    pub fn pairs(&self) -> impl Iterator<Item = (usize, usize)> + '_ {
-        self.positives.iter().enumerate().flat_map(|(q, ps)| ps.iter().map(move |&d| (q, d)))
-    }
 }
 
 /// Counts of the ingest stage.

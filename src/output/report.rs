@@ -1,4 +1,4 @@
-//! Report: what a run did, as JSON (`report.json`, `manifest.json`) and as a terminal summary.
+//! Report: what a run did, as JSON (`report.json`, also inside manifest.json) and as the terminal summary.
 
 use crate::embed::EmbedStats;
 use crate::workspace::Changes;
@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use crate::index::IndexStats;
 use crate::ingest::IngestReport;
 use crate::mine::{MineStats, MinedPair};
-use crate::write::WriteStats;
+use crate::output::write::WriteStats;
 use serde::Serialize;
 use std::fmt::Write as _;
 use std::path::PathBuf;
@@ -208,7 +208,7 @@ impl RunReport {
             None => String::new(),
         };
         let graph = match &self.index.graph {
-            Some(g) if g.mode == "updated" => {
+            Some(g) if g.mode == crate::index::GraphMode::Updated => {
                 format!("; saved graph updated: {} kept, {} inserted, {} gone", g.reused, g.inserted, g.dead)
             }
             Some(g) => format!("; graph {} and saved", g.mode),
@@ -220,12 +220,8 @@ impl RunReport {
             "  mine     {} pairs -> {} negatives; {} pairs short of negatives, {} with none",
             m.pairs, m.negatives, m.pairs_short, m.pairs_without_negatives
         );
-        let r = &m.removed;
-        let _ = writeln!(
-            s,
-            "           removed: known positive {}, same text {}, range_min {}, max_score {}, min_score {}, absolute_margin {}, relative_margin {}",
-            r.known_positive, r.same_text, r.range_min, r.max_score, r.min_score, r.absolute_margin, r.relative_margin
-        );
+        let removed: Vec<String> = m.removed.removals().iter().map(|(rule, n)| format!("{rule} {n}")).collect();
+        let _ = writeln!(s, "           removed: {}", removed.join(", "));
         let _ = writeln!(
             s,
             "           {} pairs had candidates scoring above their positive (possible false negatives)",

@@ -8,11 +8,11 @@
 
 use crate::config::Config;
 use crate::filter::Decision;
-use crate::generate::{Candidate, Source};
+use crate::generate::{Candidate, RejectReason, Source};
 use crate::ingest::Dataset;
 use crate::mine::MinedPair;
-use crate::report::RunReport;
-use crate::write::{WriteError, write_atomic};
+use crate::output::report::RunReport;
+use crate::output::write::{WriteError, write_atomic};
 use plotters::coord::Shift;
 use plotters::prelude::*;
 use std::collections::BTreeMap;
@@ -77,7 +77,7 @@ pub fn plot_ids(has_variants: bool) -> Vec<&'static str> {
 /// Render and write `<dir>/report.html` atomically.
 pub fn write(dir: &Path, inputs: &Inputs<'_>) -> Result<(), HtmlReportError> {
     let html = render(inputs)?;
-    write_atomic(&dir.join("report.html"), html.as_bytes())?;
+    write_atomic(&dir.join(crate::output::schema::REPORT_HTML), html.as_bytes())?;
     Ok(())
 }
 
@@ -95,7 +95,7 @@ pub fn render(i: &Inputs<'_>) -> Result<String, HtmlReportError> {
         m.queries,
         m.pairs,
         m.negatives,
-        esc(&r.index.kind)
+        esc(&r.index.kind.to_string())
     );
     h.push_str("<nav>");
     for (id, title) in [("overview", "Overview"), ("mining", "Mining"), ("false-negatives", "Possible false negatives"), ("variants", "Generated queries"), ("triplets", "Sample triplets"), ("rejected", "Rejected candidates")] {
@@ -136,15 +136,7 @@ pub fn render(i: &Inputs<'_>) -> Result<String, HtmlReportError> {
         bars("plot-negative-ranks", "negatives", "rank among non-positive candidates", &rank_labels, &[("negatives", NEUTRAL, ranks)], false, None)?,
     );
     let rc = &m.removed;
-    let rules: [(&str, u64); 7] = [
-        ("known positive", rc.known_positive),
-        ("same text", rc.same_text),
-        ("range_min", rc.range_min),
-        ("max_score", rc.max_score),
-        ("min_score", rc.min_score),
-        ("absolute_margin", rc.absolute_margin),
-        ("relative_margin", rc.relative_margin),
-    ];
+    let rules = rc.removals();
     let labels: Vec<String> = rules.iter().map(|(n, _)| n.to_string()).collect();
     figure(
         &mut h,
@@ -524,7 +516,7 @@ fn overview(h: &mut String, i: &Inputs<'_>) {
     let (m, ing) = (&r.mine, &r.ingest);
     let variants: usize = r.filter.values().map(|f| f.candidates).sum();
     let accepted: usize = r.filter.values().map(|f| f.accepted).sum();
-    let q = |d: &crate::report::Distribution| {
+    let q = |d: &crate::output::report::Distribution| {
         if d.count == 0 { "–".to_string() } else { format!("{:.3} / {:.3} / {:.3}", d.quantiles[1], d.quantiles[3], d.quantiles[5]) }
     };
     h.push_str("<section id=\"overview\"><h2>Overview</h2><div class=\"cols\"><div><h3>Counts</h3><table class=\"kv\">\n");
@@ -554,7 +546,7 @@ fn overview(h: &mut String, i: &Inputs<'_>) {
 /// The settings that shaped the data (the full config is in manifest.json).
 fn settings(h: &mut String, cfg: &Config) {
     let (m, f) = (&cfg.mine, &cfg.filter);
-    let opt = |v: Option<f32>| v.map(|x| x.to_string()).unwrap_or_else(|| "off".into());
+    let opt = |v: Option<f32>| v.map(|x| x.to_string()).unwrap_or_else(|| crate::config::OFF.into());
     let sampling = match m.sampling {
         crate::config::Sampling::Top => "top".to_string(),
         crate::config::Sampling::Random => format!("random (seed {})", m.seed),
@@ -698,7 +690,7 @@ fn variants(h: &mut String, i: &Inputs<'_>) -> Result<(), HtmlReportError> {
             "plot-round-trip",
             "Round trip",
             "filter.round_trip_k = 0: the round-trip check is off.",
-            bars("plot-round-trip", "candidates", "", &["off".to_string()], &[("candidates", NEUTRAL, vec![0.0])], false, None)?,
+            bars("plot-round-trip", "candidates", "", &[crate::config::OFF.to_string()], &[("candidates", NEUTRAL, vec![0.0])], false, None)?,
         );
     }
     let stats = &i.report.filter;
@@ -784,7 +776,7 @@ fn rejected(h: &mut String, i: &Inputs<'_>) {
     let mut by_reason: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
     for (k, d) in i.decisions.iter().enumerate() {
         if let Some(r) = d.reason {
-            by_reason.entry(r).or_default().push(k);
+            by_reason.entry(r.name()).or_default().push(k);
         }
     }
     let total: usize = by_reason.values().map(Vec::len).sum();
@@ -816,11 +808,11 @@ fn rejected(h: &mut String, i: &Inputs<'_>) {
         let _ = writeln!(
             h,
             "<tr><td>{}</td><td><span class=\"id\">{}</span><br>{}</td><td>{}</td><td><span class=\"tag bad\">{}</span></td><td class=\"num\">{:.3}</td><td class=\"num\">{}</td></tr>",
-            esc(&c.strategy),
+            esc(c.strategy.name()),
             esc(c.source.id(i.ds)),
             cell(c.source.text(i.ds)),
             cell(&c.text),
-            esc(d.reason.unwrap_or("")),
+            esc(d.reason.map_or("", RejectReason::name)),
             d.fidelity,
             d.round_trip_rank.map(|r| r.to_string()).unwrap_or_else(|| "–".into())
         );

@@ -6,7 +6,7 @@
 //! an embedding cost, measured by `bench embed`). WordNet is the fetched copy.
 
 use crate::config::{LexicalConfig, LexicalStrategy};
-use crate::embed::{Vectors, normalize};
+use crate::vectors::{Vectors, normalize};
 use crate::generate::lexical::{self, Lexicon, STOPWORDS};
 use crate::generate::{neighbours, wordnet::WordNet};
 use anyhow::{Context, Result};
