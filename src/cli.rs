@@ -357,8 +357,7 @@ fn dispatch(cli: Cli) -> Result<()> {
             run_config(cfg, &origin, common, show_progress)
         }
         Command::FetchModels { cache_dir, python } => {
-            let mut mc = crate::config::ModelConfig::default();
-            mc.cache_dir = cache_dir;
+            let mc = crate::config::ModelConfig { cache_dir, ..Default::default() };
             let root = models::cache_root(&mc);
             let mut fetched = models::fetch(&root, &python)?;
             match models::fetch_wordnet(&root) {

@@ -97,10 +97,10 @@ fn stale_temp_of(file: &str, name: &str) -> bool {
         };
     }
     // `.hnsw-tmp-<pid>-<random>` (earlier versions' graph temporaries)
-    if name == "hnsw.bin" {
-        if let Some(pid) = file.strip_prefix(".hnsw-tmp-").and_then(|r| r.split('-').next()) {
-            return pid.parse::<u32>().is_ok() && !alive(pid);
-        }
+    if name == "hnsw.bin"
+        && let Some(pid) = file.strip_prefix(".hnsw-tmp-").and_then(|r| r.split('-').next())
+    {
+        return pid.parse::<u32>().is_ok() && !alive(pid);
     }
     false
 }
@@ -127,7 +127,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let me = std::process::id();
         let files = [
-            (format!(".out.json.4294967.abcdef.tmp"), true),
+            (".out.json.4294967.abcdef.tmp".to_string(), true),
             (format!(".out.json.{me}.abcdef.tmp"), false),
             (".out.json.abcdef.tmp".to_string(), true),
             (".other.json.4294967.abcdef.tmp".to_string(), false),

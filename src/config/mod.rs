@@ -749,10 +749,10 @@ impl Config {
 
     fn resolve_paths(&mut self, base: &Path) {
         let fix = |p: &mut Option<PathBuf>| {
-            if let Some(x) = p.as_mut() {
-                if x.is_relative() {
-                    *x = clean_path(&base.join(&*x));
-                }
+            if let Some(x) = p.as_mut()
+                && x.is_relative()
+            {
+                *x = clean_path(&base.join(&*x));
             }
         };
         fix(&mut self.input.beir);

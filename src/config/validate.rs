@@ -107,32 +107,32 @@ impl Config {
             ("mine.max_score", mn.max_score),
             ("mine.min_score", mn.min_score),
         ] {
-            if let Some(v) = v {
-                if !v.is_finite() {
-                    return Err(bad(key, "must be a finite number".into()));
-                }
+            if let Some(v) = v
+                && !v.is_finite()
+            {
+                return Err(bad(key, "must be a finite number".into()));
             }
         }
         if !(0.0..=2.0).contains(&mn.review_margin) {
             return Err(bad("mine.review_margin", format!("is {}; valid: 0 to 2 (a cosine difference)", mn.review_margin)));
         }
-        if let Some(r) = mn.relative_margin {
-            if !(0.0..1.0).contains(&r) {
-                return Err(bad("mine.relative_margin", format!("is {r}; valid: 0 <= x < 1")));
-            }
+        if let Some(r) = mn.relative_margin
+            && !(0.0..1.0).contains(&r)
+        {
+            return Err(bad("mine.relative_margin", format!("is {r}; valid: 0 <= x < 1")));
         }
-        if let Some(a) = mn.absolute_margin {
-            if a < 0.0 {
-                return Err(bad("mine.absolute_margin", format!("is {a}; it must be >= 0")));
-            }
+        if let Some(a) = mn.absolute_margin
+            && a < 0.0
+        {
+            return Err(bad("mine.absolute_margin", format!("is {a}; it must be >= 0")));
         }
-        if let (Some(lo), Some(hi)) = (mn.min_score, mn.max_score) {
-            if lo > hi {
-                return Err(bad(
-                    "mine.min_score",
-                    format!("is {lo} but mine.max_score is {hi}; min_score must not exceed max_score"),
-                ));
-            }
+        if let (Some(lo), Some(hi)) = (mn.min_score, mn.max_score)
+            && lo > hi
+        {
+            return Err(bad(
+                "mine.min_score",
+                format!("is {lo} but mine.max_score is {hi}; min_score must not exceed max_score"),
+            ));
         }
         let lx = &self.generate.lexical;
         check.no_duplicates("generate.lexical.strategies", &lx.strategies, |s| s.name())?;

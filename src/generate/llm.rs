@@ -148,6 +148,9 @@ pub struct DryRun {
     pub estimate: crate::llm::Estimate,
 }
 
+/// A call with its answer (or the error message of its failure).
+type Answered = (Call, Result<ChatResponse, String>);
+
 /// Runs the LLM strategies with caching.
 pub struct LlmGenerator<'a> {
     cfg: &'a LlmGenerateConfig,
@@ -374,7 +377,7 @@ impl<'a> LlmGenerator<'a> {
 
     /// Run calls: answers from the workspace where stored, the rest through the client, each answer
     /// persisted as it arrives. Returns (call, answer or error message) in call order.
-    fn execute(&mut self, calls: Vec<Call>, store: &mut Store) -> Result<Vec<(Call, Result<ChatResponse, String>)>, LlmStageError> {
+    fn execute(&mut self, calls: Vec<Call>, store: &mut Store) -> Result<Vec<Answered>, LlmStageError> {
         self.stats.planned += calls.len();
         let mut results: Vec<Option<Result<ChatResponse, String>>> = vec![None; calls.len()];
         let mut to_send = Vec::new();

@@ -355,7 +355,9 @@ pub fn lexical_candidates(
     cfg: &LexicalConfig,
     lex: &Lexicon<'_>,
 ) -> (Vec<Candidate>, BTreeMap<String, StrategyCounts>) {
-    let per_query: Vec<(Vec<Candidate>, Vec<(LexicalStrategy, bool)>)> = (0..ds.queries.len())
+    // Per query: its candidates, and per attempt the strategy and whether it could change the query.
+    type PerQuery = (Vec<Candidate>, Vec<(LexicalStrategy, bool)>);
+    let per_query: Vec<PerQuery> = (0..ds.queries.len())
         .into_par_iter()
         .map(|q| {
             let query = &ds.queries[q];

@@ -168,10 +168,10 @@ impl WordNet {
         if self.index.contains_key(&(pos, w.clone())) {
             return Some(w);
         }
-        if let Some(l) = self.exceptions.get(&(pos, w.clone())) {
-            if self.index.contains_key(&(pos, l.clone())) {
-                return Some(l.clone());
-            }
+        if let Some(l) = self.exceptions.get(&(pos, w.clone()))
+            && self.index.contains_key(&(pos, l.clone()))
+        {
+            return Some(l.clone());
         }
         let rules: &[(&str, &str)] = match pos {
             Pos::Noun => &[("ses", "s"), ("xes", "x"), ("zes", "z"), ("ches", "ch"), ("shes", "sh"), ("men", "man"), ("ies", "y"), ("s", "")],
@@ -246,10 +246,6 @@ impl WordNet {
         self.index.len()
     }
 
-    /// True when nothing is indexed.
-    pub fn is_empty(&self) -> bool {
-        self.index.is_empty()
-    }
 }
 
 #[cfg(test)]

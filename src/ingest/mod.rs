@@ -248,7 +248,6 @@ pub fn load(cfg: &InputConfig, corpus_only: bool) -> Result<Dataset, IngestError
     } else if cfg.queries.is_some() {
         load_queries_and_qrels(cfg, &mut ds, &doc_index, &mut col)?;
     }
-    drop(col);
     report.documents = ds.docs.len();
     report.queries_with_positives = ds.queries.len();
     report.pairs = ds.positives.iter().map(Vec::len).sum();
