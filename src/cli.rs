@@ -429,7 +429,14 @@ fn run_inspect(a: InspectArgs) -> Result<()> {
     let format = match a.format {
         None => None,
         Some(f) => match f {
-            Format::FlagJsonl => return Err(bad_flag("--format", "flag-jsonl is plain JSON lines: read it with any text tool; inspect reads the Parquet formats".into()).into()),
+            Format::FlagJsonl => {
+                return Err(bad_flag(
+                    "--format",
+                    "flag-jsonl is plain JSON lines: read it with any text tool; inspect reads the Parquet formats"
+                        .into(),
+                )
+                .into());
+            }
             f => Some(f),
         },
     };
@@ -487,7 +494,11 @@ fn run_eval(a: EvalArgs, show_progress: bool) -> Result<()> {
     if !a.run_out.is_empty() && a.run_out.len() != models.len() {
         return Err(bad_flag(
             "--run-out",
-            format!("is given {} times for {} models; give it once per --model, in the same order", a.run_out.len(), models.len()),
+            format!(
+                "is given {} times for {} models; give it once per --model, in the same order",
+                a.run_out.len(),
+                models.len()
+            ),
         )
         .into());
     }
@@ -526,13 +537,20 @@ fn run_config(mut cfg: Config, origin: &str, common: CommonFlags, show_progress:
             Some(plan) => {
                 let e = &plan.estimate;
                 let calls: Vec<String> = plan.calls.iter().map(|(k, v)| format!("{k} {v}")).collect();
-                eprintln!("dry run: {} LLM calls planned ({}); {} already answered in the workspace", plan.calls.values().sum::<usize>(), calls.join(", "), plan.cached);
+                eprintln!(
+                    "dry run: {} LLM calls planned ({}); {} already answered in the workspace",
+                    plan.calls.values().sum::<usize>(),
+                    calls.join(", "),
+                    plan.cached
+                );
                 eprintln!(
                     "         to send: {} calls, ~{} prompt tokens, at most {} completion tokens{}",
                     e.calls,
                     e.prompt_tokens_est,
                     e.completion_tokens_max,
-                    e.cost_est.map(|c| format!(", at most ${c:.4}")).unwrap_or_else(|| " (set llm.price_per_million_input/output for a cost)".into())
+                    e.cost_est
+                        .map(|c| format!(", at most ${c:.4}"))
+                        .unwrap_or_else(|| " (set llm.price_per_million_input/output for a cost)".into())
                 );
                 if common.json {
                     println!("{}", serde_json::to_string_pretty(&plan)?);

@@ -22,7 +22,9 @@ use std::sync::{Mutex, OnceLock};
 #[derive(Debug, thiserror::Error)]
 pub enum EmbedError {
     /// ONNX Runtime could not be loaded.
-    #[error("cannot load ONNX Runtime from {path}: {message}. Run `tripletgen fetch-models`, or point model.onnxruntime / $ORT_DYLIB_PATH at libonnxruntime >= 1.24")]
+    #[error(
+        "cannot load ONNX Runtime from {path}: {message}. Run `tripletgen fetch-models`, or point model.onnxruntime / $ORT_DYLIB_PATH at libonnxruntime >= 1.24"
+    )]
     Runtime {
         /// The library.
         path: PathBuf,
@@ -159,10 +161,8 @@ impl Embedder {
                 if threads > 0 {
                     opts = opts.with_intra_threads(threads);
                 }
-                let model = TextEmbedding::try_new_from_user_defined(user, opts).map_err(|e| EmbedError::Model {
-                    model: dir.display().to_string(),
-                    message: e.to_string(),
-                })?;
+                let model = TextEmbedding::try_new_from_user_defined(user, opts)
+                    .map_err(|e| EmbedError::Model { model: dir.display().to_string(), message: e.to_string() })?;
                 let id = format!(
                     "onnx:{}:tok:{}:pool:{:?}",
                     &checksums["model.onnx"][..16],
@@ -204,14 +204,18 @@ impl Embedder {
         };
         e.dim = e.embed_batch(&["dimension probe"])?.first().map(Vec::len).unwrap_or(0);
         if e.dim == 0 {
-            return Err(EmbedError::Model { model: e.model_name, message: "the model returned an empty vector".into() });
+            return Err(EmbedError::Model {
+                model: e.model_name,
+                message: "the model returned an empty vector".into(),
+            });
         }
         Ok(e)
     }
 
     /// Embed one batch as it is (no sorting, no cache), L2-normalised.
     pub fn embed_batch<S: AsRef<str> + Send + Sync>(&mut self, texts: &[S]) -> Result<Vec<Vec<f32>>, EmbedError> {
-        let mut out = self.model.embed(texts, Some(texts.len().max(1))).map_err(|e| EmbedError::Inference(e.to_string()))?;
+        let mut out =
+            self.model.embed(texts, Some(texts.len().max(1))).map_err(|e| EmbedError::Inference(e.to_string()))?;
         for v in &mut out {
             normalize(v);
         }
@@ -279,7 +283,8 @@ impl Embedder {
             }
             let strs: Vec<&str> = batch.iter().map(|(_, t)| t.as_str()).collect();
             let vecs = self.embed_batch(&strs)?;
-            let items: Vec<(ContentHash, &[f32])> = batch.iter().zip(&vecs).map(|((k, _), v)| (*k, v.as_slice())).collect();
+            let items: Vec<(ContentHash, &[f32])> =
+                batch.iter().zip(&vecs).map(|((k, _), v)| (*k, v.as_slice())).collect();
             store.put_embeddings(&self.model_id, &items)?;
             crate::killpoint::hit("embed-batch");
             for ((k, _), v) in batch.iter().zip(vecs) {
@@ -317,4 +322,3 @@ fn hub_model(name: &str) -> Result<fastembed::EmbeddingModel, String> {
             )
         })
 }
-

@@ -9,12 +9,12 @@
 //! must retrieve one of its positives within the top k.
 
 use crate::config::FilterConfig;
-use crate::vectors::Vectors;
 use crate::generate::{Candidate, RejectReason, Source};
-use crate::index::{Index, IndexError};
-use crate::vectors::dot;
-use crate::ingest::Dataset;
 use crate::hash::text_key;
+use crate::index::{Index, IndexError};
+use crate::ingest::Dataset;
+use crate::vectors::Vectors;
+use crate::vectors::dot;
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -85,9 +85,7 @@ pub fn filter(
         };
         let fidelity = dot(v, source_vec);
         let words = c.text.split_whitespace().count();
-        let texts = seen_text
-            .entry(c.source)
-            .or_insert_with(|| HashSet::from([text_key(c.source.text(ds), true)]));
+        let texts = seen_text.entry(c.source).or_insert_with(|| HashSet::from([text_key(c.source.text(ds), true)]));
         let key = text_key(&c.text, true);
         let near_dup = || {
             accepted_vecs
@@ -151,7 +149,12 @@ pub fn summarize(cands: &[Candidate], decisions: &[Decision]) -> FilterStats {
 /// A query copied verbatim from its document: its folded text (at least four words) occurs in the
 /// document's folded text.
 fn copied_from(query: &str, doc: &str) -> bool {
-    let fold = |t: &str| t.split_whitespace().map(|w| w.trim_matches(|c: char| !c.is_alphanumeric()).to_lowercase()).collect::<Vec<_>>().join(" ");
+    let fold = |t: &str| {
+        t.split_whitespace()
+            .map(|w| w.trim_matches(|c: char| !c.is_alphanumeric()).to_lowercase())
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
     let q = fold(query);
     q.split(' ').count() >= 4 && fold(doc).contains(&q)
 }
@@ -180,7 +183,8 @@ mod tests {
             report: Default::default(),
         };
         let docs = Vectors { dim: 2, data: [unit(&[1.0, 0.0]), unit(&[0.0, 1.0])].concat() };
-        let (index, _) = Index::build(docs, &IndexConfig { kind: IndexKind::Exact, ..Default::default() }, None, false).unwrap();
+        let (index, _) =
+            Index::build(docs, &IndexConfig { kind: IndexKind::Exact, ..Default::default() }, None, false).unwrap();
         let qv = Vectors { dim: 2, data: unit(&[1.0, 0.1]) };
         let cand = |t: &str| Candidate {
             id: t.into(),
@@ -192,12 +196,12 @@ mod tests {
             rejected: None,
         };
         let cands = vec![
-            cand("Red  Planet mars"),      // duplicate of the source text
-            cand("red world mars"),        // accepted
-            cand("red world mars again"),  // near-duplicate of the accepted one
-            cand("blue"),                  // fidelity too low
-            cand("red planet mars!"),      // fidelity too high
-            cand("crimson planet mars"),   // retrieves b first, a second -> round-trip miss with k=1
+            cand("Red  Planet mars"),     // duplicate of the source text
+            cand("red world mars"),       // accepted
+            cand("red world mars again"), // near-duplicate of the accepted one
+            cand("blue"),                 // fidelity too low
+            cand("red planet mars!"),     // fidelity too high
+            cand("crimson planet mars"),  // retrieves b first, a second -> round-trip miss with k=1
         ];
         let cv = Vectors {
             dim: 2,
@@ -211,7 +215,13 @@ mod tests {
             ]
             .concat(),
         };
-        let cfg = FilterConfig { fidelity_min: 0.6, fidelity_max: 0.999, dedup_cosine: 0.99, round_trip_k: 1, ..Default::default() };
+        let cfg = FilterConfig {
+            fidelity_min: 0.6,
+            fidelity_max: 0.999,
+            dedup_cosine: 0.99,
+            round_trip_k: 1,
+            ..Default::default()
+        };
         let dec = filter(&cands, &ds, &qv, &cv, &index, &cfg).unwrap();
         let stats = summarize(&cands, &dec);
         let reasons: Vec<Option<RejectReason>> = dec.iter().map(|d| d.reason).collect();
@@ -233,7 +243,10 @@ mod tests {
 
     #[test]
     fn verbatim_copies_of_the_document_are_caught() {
-        assert!(copied_from("The Mercury is the smallest planet!", "Mercury: the mercury is the smallest planet in the Solar System."));
+        assert!(copied_from(
+            "The Mercury is the smallest planet!",
+            "Mercury: the mercury is the smallest planet in the Solar System."
+        ));
         assert!(!copied_from("smallest planet", "the smallest planet in the Solar System"), "too short to call a copy");
         assert!(!copied_from("which planet is the smallest one", "Mercury is the smallest planet"));
     }

@@ -86,7 +86,8 @@ fn sweep_stale(dir: &Path, name: &str) {
 
 /// Is `file` a temporary of `name` whose writer is gone?
 fn stale_temp_of(file: &str, name: &str) -> bool {
-    let alive = |pid: &str| pid.parse::<u32>().is_ok_and(|p| p == std::process::id() || Path::new("/proc").join(pid).exists());
+    let alive =
+        |pid: &str| pid.parse::<u32>().is_ok_and(|p| p == std::process::id() || Path::new("/proc").join(pid).exists());
     if let Some(rest) = file.strip_prefix(&format!(".{name}.")).and_then(|r| r.strip_suffix(".tmp")) {
         return match rest.split_once('.') {
             // `.<name>.<pid>.<random>.tmp`
@@ -115,7 +116,8 @@ mod tests {
         let path = dir.path().join("sub/out.json");
         write(&path, b"{}", ("t-synced", "t-renamed")).unwrap();
         assert_eq!(std::fs::read(&path).unwrap(), b"{}");
-        let names: Vec<_> = std::fs::read_dir(path.parent().unwrap()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        let names: Vec<_> =
+            std::fs::read_dir(path.parent().unwrap()).unwrap().map(|e| e.unwrap().file_name()).collect();
         assert_eq!(names, vec![std::ffi::OsString::from("out.json")]);
         let uncommitted = AtomicFile::create(&path, ("t-synced", "t-renamed")).unwrap();
         drop(uncommitted);

@@ -10,12 +10,12 @@
 //! not depend on the order or number of other queries).
 
 use crate::config::{MineConfig, Sampling};
-use crate::vectors::Vectors;
 use crate::hash::ContentHash;
 use crate::index::{Index, IndexError};
-use crate::vectors::dot;
 use crate::ingest::Dataset;
 use crate::progress;
+use crate::vectors::Vectors;
+use crate::vectors::dot;
 use rand::SeedableRng;
 use rayon::prelude::*;
 use serde::Serialize;
@@ -182,7 +182,8 @@ pub fn mine(
 ) -> Result<(Vec<MinedPair>, MineStats), MineError> {
     let start = std::time::Instant::now();
     // Documents sharing a normalised text.
-    let doc_keys: Vec<ContentHash> = ds.docs.iter().map(|d| crate::hash::text_key(&d.text, cfg.normalize_text_match)).collect();
+    let doc_keys: Vec<ContentHash> =
+        ds.docs.iter().map(|d| crate::hash::text_key(&d.text, cfg.normalize_text_match)).collect();
     let mut by_text: HashMap<ContentHash, Vec<usize>> = HashMap::new();
     for (i, k) in doc_keys.iter().enumerate() {
         by_text.entry(*k).or_default().push(i);
@@ -410,7 +411,14 @@ mod tests {
 
     #[test]
     fn suspects_carry_the_rule_that_removed_them() {
-        let c = MineConfig { range_min: 1, relative_margin: Some(0.05), num_negatives: 1, review: true, review_margin: 0.1, ..cfg() };
+        let c = MineConfig {
+            range_min: 1,
+            relative_margin: Some(0.05),
+            num_negatives: 1,
+            review: true,
+            review_margin: 0.1,
+            ..cfg()
+        };
         let h = ContentHash::of("x");
         let mut counts = RuleCounts::default();
         // pos 0.8: 0.9 and 0.85 score above it; 0.75 and 0.72 are within the 0.1 review margin (and
@@ -420,7 +428,12 @@ mod tests {
         let got: Vec<(usize, Outcome)> = p.suspects.iter().map(|s| (s.candidate.doc, s.outcome)).collect();
         assert_eq!(
             got,
-            vec![(100, Outcome::RangeMin), (101, Outcome::RelativeMargin), (102, Outcome::Chosen), (103, Outcome::NotSampled)],
+            vec![
+                (100, Outcome::RangeMin),
+                (101, Outcome::RelativeMargin),
+                (102, Outcome::Chosen),
+                (103, Outcome::NotSampled)
+            ],
             "{:?}",
             p.suspects
         );

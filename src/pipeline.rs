@@ -6,21 +6,21 @@
 
 use crate::config::{Config, IndexKind, LexicalStrategy, LlmStrategy};
 use crate::embed::{EmbedError, EmbedStats, Embedder};
-use crate::vectors::Vectors;
-use crate::generate::llm::{DryRun, LlmGenerator, LlmStageError};
 use crate::filter;
-use crate::output::html;
+use crate::generate::llm::{DryRun, LlmGenerator, LlmStageError};
 use crate::generate::{self, Candidate, GenerateError, StrategyCounts};
 use crate::hash::ContentHash;
 use crate::index::{Index, IndexError, Persist};
 use crate::ingest::{self, Dataset, IngestError, Query, QueryOrigin};
 use crate::mine::{self, MineError};
 use crate::models::{self, ModelError};
-use crate::output::report::{InputChanges, RunReport, Scores, Timings};
-use crate::workspace::{Produced, Store, StoreError};
+use crate::output::html;
 use crate::output::manifest::Manifest;
+use crate::output::report::{InputChanges, RunReport, Scores, Timings};
 use crate::output::schema;
 use crate::output::write::{self, WriteError};
+use crate::vectors::Vectors;
+use crate::workspace::{Produced, Store, StoreError};
 use std::time::Instant;
 
 /// Errors of a pipeline run: one variant per stage.
@@ -183,7 +183,8 @@ pub fn run_with(cfg: &Config, opts: RunOptions) -> Result<RunReport, PipelineErr
         embedder.embed_cached(&mut store, &query_texts, &cfg.embed.query_prefix, "queries", show)?;
     timings.embed += t.elapsed().as_secs_f64();
     if index.kind() == crate::index::SearchKind::Hnsw && cfg.index.recall_sample > 0 {
-        index_stats.recall = index.measure_recall(&query_vecs, cfg.mine.range_max, cfg.index.recall_sample, cfg.mine.seed);
+        index_stats.recall =
+            index.measure_recall(&query_vecs, cfg.mine.range_max, cfg.index.recall_sample, cfg.mine.seed);
     }
 
     // Round 2: variants of every query (given and synthetic): lexical, paraphrase, backtranslation.
@@ -251,7 +252,10 @@ pub fn run_with(cfg: &Config, opts: RunOptions) -> Result<RunReport, PipelineErr
     };
     html::write(out, &page)?;
     let manifest = Manifest::new(cfg, &resolved, &model_checksums, &report)?;
-    write::write_atomic(&out.join(schema::MANIFEST_JSON), &serde_json::to_vec_pretty(&manifest).expect("manifest serialises"))?;
+    write::write_atomic(
+        &out.join(schema::MANIFEST_JSON),
+        &serde_json::to_vec_pretty(&manifest).expect("manifest serialises"),
+    )?;
     Ok(report)
 }
 
@@ -310,7 +314,8 @@ impl Rounds {
         }
         let t = Instant::now();
         let texts: Vec<&str> = cands.iter().map(|c| c.text.as_str()).collect();
-        let (cand_vecs, stats) = embedder.embed_cached(store, &texts, &cfg.embed.query_prefix, "variants", self.show)?;
+        let (cand_vecs, stats) =
+            embedder.embed_cached(store, &texts, &cfg.embed.query_prefix, "variants", self.show)?;
         self.embed.add(&stats);
         timings.embed += t.elapsed().as_secs_f64();
         let t = Instant::now();
@@ -318,7 +323,12 @@ impl Rounds {
         for (i, (c, d)) in cands.iter().zip(&decisions).enumerate() {
             if d.accepted {
                 let origin = QueryOrigin { source_id: c.source.id(ds).to_string(), strategy: c.strategy };
-                let q = Query { id: c.id.clone(), text: c.text.clone(), hash: ContentHash::of(&c.text), origin: Some(origin) };
+                let q = Query {
+                    id: c.id.clone(),
+                    text: c.text.clone(),
+                    hash: ContentHash::of(&c.text),
+                    origin: Some(origin),
+                };
                 let positives = c.source.positives(ds);
                 ds.queries.push(q);
                 ds.positives.push(positives);
@@ -380,4 +390,3 @@ fn generate_lexical(
     log::info!("generated {} lexical candidates", candidates.len());
     Ok(Lexical { candidates, counts })
 }
-

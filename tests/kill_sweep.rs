@@ -65,8 +65,21 @@ fn run_with(cfg: &Path, env: &[(&str, &Path)]) -> std::process::ExitStatus {
 /// the HNSW graph came to be (`index.graph`: built, or loaded from the workspace where a persisted
 /// graph exists).
 fn normalized(mut v: Value) -> Value {
-    const VOLATILE: &[&str] =
-        &["timings", "seconds", "changes", "output_dir", "graph", "cached", "embedded", "tokens", "sent", "attempts", "prompt_tokens", "completion_tokens", "cost"];
+    const VOLATILE: &[&str] = &[
+        "timings",
+        "seconds",
+        "changes",
+        "output_dir",
+        "graph",
+        "cached",
+        "embedded",
+        "tokens",
+        "sent",
+        "attempts",
+        "prompt_tokens",
+        "completion_tokens",
+        "cost",
+    ];
     fn strip(v: &mut Value) {
         match v {
             Value::Object(m) => {
@@ -168,7 +181,21 @@ fn killed_anywhere_the_rerun_finishes_with_identical_outputs_and_no_repaid_call(
     for l in std::fs::read_to_string(&list).unwrap().lines() {
         *hits.entry(l.to_string()).or_default() += 1;
     }
-    for stage in ["ingest", "embed-batch", "llm-answer", "filter", "index-synced", "index-saved", "index", "mine-search", "mine", "write-batch", "write-synced", "write-renamed", "report"] {
+    for stage in [
+        "ingest",
+        "embed-batch",
+        "llm-answer",
+        "filter",
+        "index-synced",
+        "index-saved",
+        "index",
+        "mine-search",
+        "mine",
+        "write-batch",
+        "write-synced",
+        "write-renamed",
+        "report",
+    ] {
         assert!(hits.contains_key(stage), "the run never passed checkpoint {stage}: {hits:?}");
     }
 
@@ -239,5 +266,9 @@ fn killed_anywhere_the_rerun_finishes_with_identical_outputs_and_no_repaid_call(
         let _ = std::fs::remove_dir_all(&dir);
     }
     assert!(double_kills >= 3, "only {double_kills} second kills happened");
-    eprintln!("kill sweep: {} points ({double_kills} killed twice) in {:.0}s", points.len(), started.elapsed().as_secs_f64());
+    eprintln!(
+        "kill sweep: {} points ({double_kills} killed twice) in {:.0}s",
+        points.len(),
+        started.elapsed().as_secs_f64()
+    );
 }

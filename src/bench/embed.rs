@@ -1,14 +1,14 @@
 //! `tripletgen bench embed`: tripletgen's embedding path against raw ONNX Runtime on the same
 //! length-sorted batches of a synthetic corpus, and the gain from length-sorted batching.
 
+use super::EmbedBenchArgs;
 use super::machine::cpu_seconds;
 use super::synth::{Vocabulary, generate_documents};
-use super::EmbedBenchArgs;
 use crate::config::Config;
 use crate::embed::{Embedder, ort_environment};
-use crate::vectors::{Vectors, normalize};
 use crate::models::{self, ModelSource};
 use crate::progress;
+use crate::vectors::{Vectors, normalize};
 use crate::workspace::Store;
 use anyhow::{Context, Result, anyhow, bail};
 use serde::Serialize;
@@ -447,4 +447,3 @@ pub(super) fn run_embed(a: &EmbedBenchArgs, seed: u64, show_progress: bool) -> R
         agreement,
     })
 }
-

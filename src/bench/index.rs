@@ -10,7 +10,6 @@ use anyhow::{Result, bail};
 use serde::Serialize;
 use std::time::Instant;
 
-
 /// Result of the index benchmark for one corpus size.
 #[derive(Debug, Clone, Serialize)]
 pub struct IndexReport {
@@ -179,11 +178,7 @@ pub(super) fn run_index(a: &IndexBenchArgs, n: usize, seed: u64, show_progress: 
         ..IndexConfig::default()
     };
     let build_mode = if a.parallel_build { "parallel_insert" } else { "serial" };
-    log::info!(
-        "index n={n}: building HNSW ({build_mode}, m={}, ef_construction={})",
-        a.m,
-        a.ef_construction
-    );
+    log::info!("index n={n}: building HNSW ({build_mode}, m={}, ef_construction={})", a.m, a.ef_construction);
     reset_peak();
     let (start, cpu) = (Instant::now(), cpu_seconds());
     let built = Index::build(docs, &cfg, None, show_progress)?.0;
@@ -298,4 +293,3 @@ pub(super) fn run_index(a: &IndexBenchArgs, n: usize, seed: u64, show_progress: 
         memory,
     })
 }
-

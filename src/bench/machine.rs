@@ -78,7 +78,8 @@ pub(crate) fn machine() -> Machine {
         cpu,
         cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
         memory_gib,
-        kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease").map_or_else(|_| "unknown".into(), |s| s.trim().into()),
+        kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease")
+            .map_or_else(|_| "unknown".into(), |s| s.trim().into()),
         build: if cfg!(debug_assertions) { "debug" } else { "release" }.into(),
         load_average: std::fs::read_to_string("/proc/loadavg")
             .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
@@ -90,7 +91,6 @@ pub(crate) fn machine() -> Machine {
 pub(crate) fn utc_now() -> String {
     httpdate::fmt_http_date(std::time::SystemTime::now())
 }
-
 
 #[cfg(test)]
 mod tests {

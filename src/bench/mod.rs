@@ -303,7 +303,10 @@ fn run_lexical(a: &LexicalBenchArgs, json: bool) -> Result<()> {
         a.queries, m.build, m.cores, m.load_average, "strategy", "variants", "seconds", "variants/s"
     );
     for r in &results {
-        text.push_str(&format!("{:<22} {:>10} {:>9.3} {:>14.0}\n", r.strategy, r.variants, r.seconds, r.variants_per_sec));
+        text.push_str(&format!(
+            "{:<22} {:>10} {:>9.3} {:>14.0}\n",
+            r.strategy, r.variants, r.seconds, r.variants_per_sec
+        ));
     }
     if json {
         eprint!("{text}");
@@ -313,5 +316,3 @@ fn run_lexical(a: &LexicalBenchArgs, json: bool) -> Result<()> {
     }
     Ok(())
 }
-
-

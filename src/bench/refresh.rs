@@ -107,7 +107,8 @@ pub fn run(a: &RefreshBenchArgs, seed: u64, show_progress: bool, json: bool) -> 
     };
     let beir = dir.join("beir");
     std::fs::create_dir_all(beir.join("qrels"))?;
-    let vocab = Vocabulary::from_corpus(&Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/quickstart/corpus.jsonl"));
+    let vocab =
+        Vocabulary::from_corpus(&Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/quickstart/corpus.jsonl"));
     log::info!("bench refresh: generating {} documents", a.n);
     let mut docs: Vec<(String, String)> =
         generate_documents(&vocab, a.n, seed).into_iter().enumerate().map(|(i, t)| (format!("d{i}"), t)).collect();
@@ -153,8 +154,11 @@ pub fn run(a: &RefreshBenchArgs, seed: u64, show_progress: bool, json: bool) -> 
         docs[free[i]].1.push_str(" This passage was revised.");
     }
     let gone: std::collections::HashSet<usize> = delete.iter().map(|&i| free[i]).collect();
-    let mut docs: Vec<(String, String)> = docs.into_iter().enumerate().filter(|(i, _)| !gone.contains(i)).map(|(_, d)| d).collect();
-    docs.extend(generate_documents(&vocab, k, seed ^ 0xadd).into_iter().enumerate().map(|(i, t)| (format!("added{i}"), t)));
+    let mut docs: Vec<(String, String)> =
+        docs.into_iter().enumerate().filter(|(i, _)| !gone.contains(i)).map(|(_, d)| d).collect();
+    docs.extend(
+        generate_documents(&vocab, k, seed ^ 0xadd).into_iter().enumerate().map(|(i, t)| (format!("added{i}"), t)),
+    );
     write_corpus(&beir, &docs)?;
 
     log::info!("bench refresh: refresh after editing, deleting and adding {k} documents each");
@@ -204,7 +208,13 @@ fn render(r: &RefreshReport) -> String {
     let verdict = |s: f64| if s <= TARGET_SHARE { "<= 5%: met" } else { "<= 5%: MISSED" };
     row(&mut t, "embedding stage", f.embed_seconds, x.embed_seconds, "");
     row(&mut t, "index stage", f.index_seconds, x.index_seconds, "");
-    row(&mut t, "embedding + index", f.embed_seconds + f.index_seconds, x.embed_seconds + x.index_seconds, verdict(r.embed_index_share));
+    row(
+        &mut t,
+        "embedding + index",
+        f.embed_seconds + f.index_seconds,
+        x.embed_seconds + x.index_seconds,
+        verdict(r.embed_index_share),
+    );
     row(&mut t, "whole run", f.total_seconds, x.total_seconds, "");
     let _ = writeln!(t, "  {:<34} {:>12} {:>12}", "documents embedded", f.documents_embedded, x.documents_embedded);
     let _ = writeln!(t, "  {:<34} {:>12} {:>12}", "index", f.index_mode, x.index_mode);

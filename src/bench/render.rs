@@ -1,7 +1,9 @@
 //! The human-readable tables of `tripletgen bench embed|index`.
 
 use super::embed::Throughput;
-use super::{BenchReport, TARGET_AGREEMENT_COSINE, TARGET_EMBED_OVERHEAD_PCT, TARGET_MEMORY_RATIO, TARGET_RECALL, TARGET_SPEEDUP};
+use super::{
+    BenchReport, TARGET_AGREEMENT_COSINE, TARGET_EMBED_OVERHEAD_PCT, TARGET_MEMORY_RATIO, TARGET_RECALL, TARGET_SPEEDUP,
+};
 use std::fmt::Write as _;
 
 fn mib(b: u64) -> String {
@@ -127,11 +129,7 @@ pub fn render(r: &BenchReport) -> String {
             format!("{:.1} s ({:.0} inserts/s)", x.build_seconds, x.build_inserts_per_s),
             busy(x.build_cpu_seconds, x.build_seconds),
         );
-        row(
-            "HNSW search",
-            format!("{:.0} queries/s", x.hnsw_queries_per_s),
-            busy(x.hnsw_cpu_seconds, x.hnsw_seconds),
-        );
+        row("HNSW search", format!("{:.0} queries/s", x.hnsw_queries_per_s), busy(x.hnsw_cpu_seconds, x.hnsw_seconds));
         row(
             "exact search",
             format!("{:.0} queries/s", x.exact_queries_per_s),
@@ -192,7 +190,10 @@ pub fn render(r: &BenchReport) -> String {
         row(
             "peak RSS, exact search phase",
             mib(mm.peak_exact_search.saturating_sub(mm.baseline_rss)),
-            format!("vectors + score blocks; {} still held after dropping HNSW", mib(mm.rss_after_drop.saturating_sub(mm.baseline_rss))),
+            format!(
+                "vectors + score blocks; {} still held after dropping HNSW",
+                mib(mm.rss_after_drop.saturating_sub(mm.baseline_rss))
+            ),
         );
         if !mm.peak_reset_works {
             let _ = writeln!(s, "  note: VmHWM could not be reset; peaks are process-lifetime peaks");
@@ -201,7 +202,6 @@ pub fn render(r: &BenchReport) -> String {
     }
     s
 }
-
 
 #[cfg(test)]
 mod tests {

@@ -202,7 +202,12 @@ impl LlamaServer {
             .map_err(|e| fail(format!("cannot run bash {}: {e}", script.display())))?;
         let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
         let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-        let failure = |why: &str| StartFailure { why: why.into(), status: Some(out.status), stdout: stdout.clone(), stderr: stderr.clone() };
+        let failure = |why: &str| StartFailure {
+            why: why.into(),
+            status: Some(out.status),
+            stdout: stdout.clone(),
+            stderr: stderr.clone(),
+        };
         if !out.status.success() {
             return Err(failure("the script failed"));
         }

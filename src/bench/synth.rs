@@ -3,9 +3,9 @@
 //! sentence embeddings.
 
 use crate::vectors::{Vectors, normalize};
-use rayon::prelude::*;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use rayon::prelude::*;
 use std::path::Path;
 
 /// Words and their sampling weights (corpus frequencies).
@@ -241,7 +241,6 @@ impl ClusterModel {
         Vectors { dim: d, data }
     }
 }
-
 
 #[cfg(test)]
 mod tests {

@@ -274,11 +274,17 @@ mod tests {
         let c = LlmConfig { headers, ..Default::default() };
         assert!(invalid(&c).contains("`llm.headers`"));
         for secret in ["Authorization", "x-api-key", "X-Auth-Token", "cookie"] {
-            let c = LlmConfig { headers: BTreeMap::from([(secret.to_string(), "sk-secret-value".to_string())]), ..Default::default() };
+            let c = LlmConfig {
+                headers: BTreeMap::from([(secret.to_string(), "sk-secret-value".to_string())]),
+                ..Default::default()
+            };
             let e = invalid(&c);
             assert!(e.contains("`llm.headers`") && e.contains("api_key_env") && !e.contains("sk-secret-value"), "{e}");
         }
-        let c = LlmConfig { headers: BTreeMap::from([("OpenAI-Organization".to_string(), "org-1".to_string())]), ..Default::default() };
+        let c = LlmConfig {
+            headers: BTreeMap::from([("OpenAI-Organization".to_string(), "org-1".to_string())]),
+            ..Default::default()
+        };
         assert!(c.validate("test").is_ok(), "an ordinary header is fine");
         let c = LlmConfig { base_url: "https://user:sk-secret@api.example.com/v1".into(), ..Default::default() };
         let e = invalid(&c);

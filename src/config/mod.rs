@@ -738,8 +738,8 @@ impl Config {
     /// file are resolved against the file's folder. Call [`Config::validate`] after applying
     /// command-line overrides.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+        let text =
+            std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
         let mut cfg: Config = toml::from_str(&text)
             .map_err(|e| ConfigError::Parse { path: path.to_path_buf(), message: e.to_string() })?;
         let base = path.parent().unwrap_or(Path::new("."));
@@ -816,7 +816,6 @@ fn number_or_off<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<f32>, 
 /// The one spelling of "turned off" for optional thresholds: in the config (`relative_margin =
 /// "off"`), on the command line (`--relative-margin off`) and in report.html.
 pub const OFF: &str = "off";
-
 
 #[cfg(test)]
 mod tests {

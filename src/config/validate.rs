@@ -114,7 +114,10 @@ impl Config {
             }
         }
         if !(0.0..=2.0).contains(&mn.review_margin) {
-            return Err(bad("mine.review_margin", format!("is {}; valid: 0 to 2 (a cosine difference)", mn.review_margin)));
+            return Err(bad(
+                "mine.review_margin",
+                format!("is {}; valid: 0 to 2 (a cosine difference)", mn.review_margin),
+            ));
         }
         if let Some(r) = mn.relative_margin
             && !(0.0..1.0).contains(&r)
@@ -183,10 +186,16 @@ impl Config {
             check.exists("generate.llm.prompts_dir", &g.prompts_dir)?;
         }
         let fl = &self.filter;
-        if !(-1.0..=1.0).contains(&fl.fidelity_min) || !(-1.0..=1.0).contains(&fl.fidelity_max) || fl.fidelity_min > fl.fidelity_max {
+        if !(-1.0..=1.0).contains(&fl.fidelity_min)
+            || !(-1.0..=1.0).contains(&fl.fidelity_max)
+            || fl.fidelity_min > fl.fidelity_max
+        {
             return Err(bad(
                 "filter.fidelity_min",
-                format!("{} / filter.fidelity_max {}: valid is -1 <= min <= max <= 1", fl.fidelity_min, fl.fidelity_max),
+                format!(
+                    "{} / filter.fidelity_max {}: valid is -1 <= min <= max <= 1",
+                    fl.fidelity_min, fl.fidelity_max
+                ),
             ));
         }
         if !(-1.0..=1.0).contains(&fl.document_fidelity_min)
@@ -203,7 +212,10 @@ impl Config {
         }
         check.range("filter.dedup_cosine", fl.dedup_cosine, -1.0, 1.0)?;
         if fl.min_words > fl.max_words {
-            return Err(bad("filter.min_words", format!("is {} but filter.max_words is {}", fl.min_words, fl.max_words)));
+            return Err(bad(
+                "filter.min_words",
+                format!("is {} but filter.max_words is {}", fl.min_words, fl.max_words),
+            ));
         }
         if self.output.formats.is_empty() {
             return Err(bad("output.formats", "is empty; name at least one format".into()));

@@ -9,9 +9,9 @@ pub mod llm;
 pub mod wordnet;
 
 use crate::config::{LexicalConfig, LexicalStrategy, Strategy};
-use crate::vectors::Vectors;
 use crate::index::exact_search;
 use crate::ingest::Dataset;
+use crate::vectors::Vectors;
 use lexical::{Lexicon, STOPWORDS};
 use rayon::prelude::*;
 use serde::Serialize;
@@ -297,7 +297,8 @@ pub fn neighbour_table<E: From<GenerateError>>(
             words.retain(|w| table.contains_key(w));
             vocab.retain(|w| table.contains_key(w));
             let dim = table.values().next().map_or(0, Vec::len);
-            let pick = |ws: &[String]| Vectors { dim, data: ws.iter().flat_map(|w| table[w].iter().copied()).collect() };
+            let pick =
+                |ws: &[String]| Vectors { dim, data: ws.iter().flat_map(|w| table[w].iter().copied()).collect() };
             (pick(&words), pick(&vocab))
         }
         None => {

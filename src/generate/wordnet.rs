@@ -174,8 +174,19 @@ impl WordNet {
             return Some(l.clone());
         }
         let rules: &[(&str, &str)] = match pos {
-            Pos::Noun => &[("ses", "s"), ("xes", "x"), ("zes", "z"), ("ches", "ch"), ("shes", "sh"), ("men", "man"), ("ies", "y"), ("s", "")],
-            Pos::Verb => &[("ies", "y"), ("es", "e"), ("es", ""), ("ed", "e"), ("ed", ""), ("ing", "e"), ("ing", ""), ("s", "")],
+            Pos::Noun => &[
+                ("ses", "s"),
+                ("xes", "x"),
+                ("zes", "z"),
+                ("ches", "ch"),
+                ("shes", "sh"),
+                ("men", "man"),
+                ("ies", "y"),
+                ("s", ""),
+            ],
+            Pos::Verb => {
+                &[("ies", "y"), ("es", "e"), ("es", ""), ("ed", "e"), ("ed", ""), ("ing", "e"), ("ing", ""), ("s", "")]
+            }
             Pos::Adj => &[("er", ""), ("est", ""), ("er", "e"), ("est", "e")],
             Pos::Adv => &[],
         };
@@ -245,7 +256,6 @@ impl WordNet {
     pub fn len(&self) -> usize {
         self.index.len()
     }
-
 }
 
 #[cfg(test)]

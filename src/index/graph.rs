@@ -7,8 +7,8 @@
 //! selection heuristic, pruning of overfull lists), and saves and loads it for the next run.
 
 use super::Ord32;
-use crate::vectors::dot;
 use crate::hash::ContentHash;
+use crate::vectors::dot;
 use rand::{Rng, SeedableRng};
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
@@ -339,7 +339,13 @@ impl Graph {
 
     /// Write the graph, the key of each node and the metadata to `path` (through a temporary file
     /// in the same folder, renamed when complete).
-    pub fn save(&self, path: &Path, keys: &[ContentHash], fingerprint: &str, inserted_since_build: u64) -> std::io::Result<()> {
+    pub fn save(
+        &self,
+        path: &Path,
+        keys: &[ContentHash],
+        fingerprint: &str,
+        inserted_since_build: u64,
+    ) -> std::io::Result<()> {
         let mut tmp = crate::fsx::AtomicFile::create(path, ("index-synced", "index-saved"))?;
         {
             let mut w = BufWriter::with_capacity(1 << 20, tmp.file());
@@ -377,7 +383,8 @@ impl Graph {
 
     /// Read a graph written by [`Graph::save`]. Any inconsistency is an `InvalidData` error.
     pub fn load(path: &Path) -> std::io::Result<Saved> {
-        let bad = |what: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, format!("{}: {what}", path.display()));
+        let bad =
+            |what: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, format!("{}: {what}", path.display()));
         let mut r = BufReader::with_capacity(1 << 20, std::fs::File::open(path)?);
         let mut magic = [0u8; 8];
         r.read_exact(&mut magic)?;
@@ -398,7 +405,13 @@ impl Graph {
         let [dim, m, m0, n, entry, max_level] = h;
         let inserted_since_build = read_u64(&mut r)?;
         let file_len = std::fs::metadata(path)?.len() as usize;
-        if dim == 0 || m < 2 || m0 < m || max_level > MAX_LEVEL || (n > 0 && entry >= n) || n.saturating_mul(dim * 4 + m0 * 4) > file_len {
+        if dim == 0
+            || m < 2
+            || m0 < m
+            || max_level > MAX_LEVEL
+            || (n > 0 && entry >= n)
+            || n.saturating_mul(dim * 4 + m0 * 4) > file_len
+        {
             return Err(bad("inconsistent header"));
         }
         let mut keys = Vec::with_capacity(n);
@@ -497,7 +510,17 @@ mod tests {
     #[test]
     fn inserted_graph_finds_neighbours_and_skips_dead_nodes() {
         let docs = random_unit(1500, 24, 11);
-        let mut g = Graph { dim: 24, m: 8, m0: 16, vectors: vec![], count0: vec![], layer0: vec![], upper: HashMap::new(), entry: 0, max_level: 0 };
+        let mut g = Graph {
+            dim: 24,
+            m: 8,
+            m0: 16,
+            vectors: vec![],
+            count0: vec![],
+            layer0: vec![],
+            upper: HashMap::new(),
+            entry: 0,
+            max_level: 0,
+        };
         for i in 0..docs.len() {
             g.insert(docs.row(i), 100, 5);
         }
@@ -513,7 +536,17 @@ mod tests {
     #[test]
     fn save_and_load_round_trip_and_refuse_damage() {
         let docs = random_unit(300, 16, 13);
-        let mut g = Graph { dim: 16, m: 6, m0: 12, vectors: vec![], count0: vec![], layer0: vec![], upper: HashMap::new(), entry: 0, max_level: 0 };
+        let mut g = Graph {
+            dim: 16,
+            m: 6,
+            m0: 12,
+            vectors: vec![],
+            count0: vec![],
+            layer0: vec![],
+            upper: HashMap::new(),
+            entry: 0,
+            max_level: 0,
+        };
         for i in 0..docs.len() {
             g.insert(docs.row(i), 50, 1);
         }
@@ -524,7 +557,10 @@ mod tests {
         let s = Graph::load(&path).unwrap();
         assert_eq!((s.fingerprint.as_str(), s.inserted_since_build), ("fp", 7));
         assert_eq!(s.keys, keys);
-        assert_eq!((s.graph.vectors.clone(), s.graph.layer0.clone(), s.graph.count0.clone()), (g.vectors.clone(), g.layer0.clone(), g.count0.clone()));
+        assert_eq!(
+            (s.graph.vectors.clone(), s.graph.layer0.clone(), s.graph.count0.clone()),
+            (g.vectors.clone(), g.layer0.clone(), g.count0.clone())
+        );
         assert_eq!((s.graph.upper.clone(), s.graph.entry, s.graph.max_level), (g.upper.clone(), g.entry, g.max_level));
         // A temporary file of a dead process is removed by the next save; a live one's is kept.
         let name = path.file_name().unwrap().to_string_lossy().into_owned();

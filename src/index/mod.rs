@@ -12,14 +12,14 @@ mod policy;
 
 use crate::config::IndexConfig;
 use crate::hash::ContentHash;
-use graph::Graph;
-use crate::vectors::{Hit, Vectors, dot, sort_hits};
 use crate::progress;
+use crate::vectors::{Hit, Vectors, dot, sort_hits};
+use graph::Graph;
 use hnsw_rs::prelude::{Distance, Hnsw, Point};
 use rand::SeedableRng;
-use std::sync::Arc;
 use rayon::prelude::*;
 use serde::Serialize;
+use std::sync::Arc;
 
 /// Errors of the index stage.
 #[derive(Debug, thiserror::Error)]
@@ -183,7 +183,12 @@ pub struct Recall {
 impl Index {
     /// Build the index that `cfg` asks for over `docs`. With `persist`, an HNSW graph is loaded from
     /// the workspace and updated when it can be (see [`GraphUpdate`]), and saved for the next run.
-    pub fn build(docs: Vectors, cfg: &IndexConfig, persist: Option<Persist>, show_progress: bool) -> Result<(Index, IndexStats), IndexError> {
+    pub fn build(
+        docs: Vectors,
+        cfg: &IndexConfig,
+        persist: Option<Persist>,
+        show_progress: bool,
+    ) -> Result<(Index, IndexStats), IndexError> {
         if docs.is_empty() {
             return Err(IndexError::Empty);
         }
@@ -220,7 +225,6 @@ impl Index {
             Index::Hnsw(h) => h.node_of_doc.len(),
         }
     }
-
 
     /// Vector dimension.
     pub fn dim(&self) -> usize {
@@ -365,7 +369,9 @@ impl HnswIndex {
                 .map(|p| {
                     let hood = p.get_neighborhood_id();
                     let level = p.get_point_id().0 as usize;
-                    (0..=level).map(|l| hood.get(l).map(|v| v.iter().map(|nb| nb.d_id as u32).collect()).unwrap_or_default()).collect()
+                    (0..=level)
+                        .map(|l| hood.get(l).map(|v| v.iter().map(|nb| nb.d_id as u32).collect()).unwrap_or_default())
+                        .collect()
                 })
                 .collect();
             raw
@@ -390,7 +396,12 @@ impl HnswIndex {
     }
 
     /// Load and update the saved graph, or build (and save) a new one.
-    fn open(docs: Vectors, cfg: &IndexConfig, persist: Option<Persist>, show_progress: bool) -> Result<(HnswIndex, Option<GraphUpdate>), IndexError> {
+    fn open(
+        docs: Vectors,
+        cfg: &IndexConfig,
+        persist: Option<Persist>,
+        show_progress: bool,
+    ) -> Result<(HnswIndex, Option<GraphUpdate>), IndexError> {
         let Some(p) = persist else {
             return Ok((HnswIndex::build(docs, cfg, show_progress)?, None));
         };
@@ -400,15 +411,24 @@ impl HnswIndex {
             mode = GraphMode::Rebuilt;
             match Graph::load(&p.path) {
                 Ok(saved) if saved.fingerprint == p.fingerprint && saved.graph.dim == docs.dim => {
-                    if let Some((h, keys, inserted, update)) = HnswIndex::update(saved, &docs, p.keys, cfg, show_progress) {
+                    if let Some((h, keys, inserted, update)) =
+                        HnswIndex::update(saved, &docs, p.keys, cfg, show_progress)
+                    {
                         if update.inserted > 0 {
                             h.graph.save(&p.path, &keys, &p.fingerprint, inserted).map_err(save_err)?;
                         }
-                        log::info!("index: reused the saved graph: {} documents kept, {} inserted, {} gone", update.reused, update.inserted, update.dead);
+                        log::info!(
+                            "index: reused the saved graph: {} documents kept, {} inserted, {} gone",
+                            update.reused,
+                            update.inserted,
+                            update.dead
+                        );
                         return Ok((h, Some(update)));
                     }
                 }
-                Ok(_) => log::info!("index: the saved graph was built with another model, prefix or HNSW setting: rebuilding"),
+                Ok(_) => log::info!(
+                    "index: the saved graph was built with another model, prefix or HNSW setting: rebuilding"
+                ),
                 Err(e) => log::warn!("index: cannot use the saved graph ({e}): rebuilding"),
             }
         }
@@ -432,13 +452,20 @@ impl HnswIndex {
     /// node keep it; the others are inserted; nodes left unclaimed (deleted or changed documents)
     /// stay in the graph for routing but are never returned. `None` when the share of changed
     /// nodes would pass `cfg.rebuild_share` (the caller rebuilds).
-    fn update(saved: graph::Saved, docs: &Vectors, keys: &[ContentHash], cfg: &IndexConfig, show_progress: bool) -> Option<(HnswIndex, Vec<ContentHash>, u64, GraphUpdate)> {
+    fn update(
+        saved: graph::Saved,
+        docs: &Vectors,
+        keys: &[ContentHash],
+        cfg: &IndexConfig,
+        show_progress: bool,
+    ) -> Option<(HnswIndex, Vec<ContentHash>, u64, GraphUpdate)> {
         let graph::Saved { mut graph, keys: mut node_keys, inserted_since_build, .. } = saved;
         let mut by_key: std::collections::HashMap<ContentHash, Vec<u32>> = std::collections::HashMap::new();
         for node in (0..node_keys.len() as u32).rev() {
             by_key.entry(node_keys[node as usize]).or_default().push(node);
         }
-        let mut node_of_doc: Vec<u32> = keys.iter().map(|k| by_key.get_mut(k).and_then(Vec::pop).unwrap_or(DEAD)).collect();
+        let mut node_of_doc: Vec<u32> =
+            keys.iter().map(|k| by_key.get_mut(k).and_then(Vec::pop).unwrap_or(DEAD)).collect();
         let new: Vec<usize> = (0..keys.len()).filter(|&d| node_of_doc[d] == DEAD).collect();
         let reused = keys.len() - new.len();
         let dead = graph.len() - reused;
@@ -644,10 +671,19 @@ pub(crate) mod tests {
         let qs = random_unit(40, 16, 22);
         let hits = index.search_batch(&qs, 10).unwrap();
         assert!(hits.iter().flatten().all(|h| (h.doc as usize) < second.len()));
-        let (exact, _) = Index::build(pick(&second).0, &IndexConfig { kind: crate::config::IndexKind::Exact, ..cfg.clone() }, None, false).unwrap();
+        let (exact, _) = Index::build(
+            pick(&second).0,
+            &IndexConfig { kind: crate::config::IndexKind::Exact, ..cfg.clone() },
+            None,
+            false,
+        )
+        .unwrap();
         let truth = exact.search_batch(&qs, 10).unwrap();
         assert!(recall_at_k(&hits, &truth) > 0.95, "recall after the update {}", recall_at_k(&hits, &truth));
-        assert!(index.vector(0) == all.row(1) && index.vector(second.len() - 1) == all.row(1099), "vectors follow the documents");
+        assert!(
+            index.vector(0) == all.row(1) && index.vector(second.len() - 1) == all.row(1099),
+            "vectors follow the documents"
+        );
 
         // Past rebuild_share (earlier inserts count too), another fingerprint, a damaged file: rebuilt.
         let third: Vec<usize> = (100..1200).collect();

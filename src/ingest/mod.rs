@@ -255,7 +255,9 @@ pub fn load(cfg: &InputConfig, corpus_only: bool) -> Result<Dataset, IngestError
         return Err(IngestError::Empty(format!("{}: no usable documents", corpus.display())));
     }
     if report.pairs == 0 && !corpus_only {
-        return Err(IngestError::Empty("no (query, positive) pairs: check the qrels/pairs input and field names".into()));
+        return Err(IngestError::Empty(
+            "no (query, positive) pairs: check the qrels/pairs input and field names".into(),
+        ));
     }
     ds.report = report;
     Ok(ds)
@@ -422,7 +424,11 @@ mod tests {
             "c.jsonl",
             "{\"_id\":\"a\",\"text\":\"alpha\"}\n{\"_id\":\"b\",\"text\":\"  \"}\n{\"_id\":\"a\",\"text\":\"again\"}\n{\"_id\":\"c\",\"title\":\"T\",\"text\":\"gamma\"}\n",
         );
-        let q = write(dir.path(), "q.jsonl", "{\"_id\":\"q1\",\"text\":\"find alpha\"}\n{\"_id\":\"q2\",\"text\":\"no qrels\"}\n");
+        let q = write(
+            dir.path(),
+            "q.jsonl",
+            "{\"_id\":\"q1\",\"text\":\"find alpha\"}\n{\"_id\":\"q2\",\"text\":\"no qrels\"}\n",
+        );
         let r = write(dir.path(), "r.tsv", "query-id\tcorpus-id\tscore\nq1\ta\t1\nq1\tzzz\t1\nq1\tc\t2\nq1\tc\t0\n");
         let mut cfg = cfg_for(&c, &q, &r);
         let e = load(&cfg, false).unwrap_err().to_string();
@@ -444,7 +450,11 @@ mod tests {
     #[test]
     fn pairs_match_corpus_text_and_group_queries() {
         let dir = tempfile::tempdir().unwrap();
-        let c = write(dir.path(), "c.jsonl", "{\"_id\":\"a\",\"text\":\"alpha\"}\n{\"_id\":\"b\",\"title\":\"B\",\"text\":\"beta\"}\n");
+        let c = write(
+            dir.path(),
+            "c.jsonl",
+            "{\"_id\":\"a\",\"text\":\"alpha\"}\n{\"_id\":\"b\",\"title\":\"B\",\"text\":\"beta\"}\n",
+        );
         let p = write(
             dir.path(),
             "p.jsonl",

@@ -160,14 +160,22 @@ pub fn select(dir: &Path, opts: &InspectOptions) -> Result<Selection, InspectErr
         return Err(InspectError::Missing { path: data_path, hint });
     }
     if !prov_path.is_file() {
-        return Err(InspectError::Missing { path: prov_path, hint: " (it is written beside every Parquet format)".into() });
+        return Err(InspectError::Missing {
+            path: prov_path,
+            hint: " (it is written beside every Parquet format)".into(),
+        });
     }
     let mut rows = read_provenance(&prov_path)?;
     let data = read_data(&data_path)?;
     if data.len() != rows.len() {
         return Err(InspectError::Read {
             path: prov_path,
-            message: format!("{} rows, but {} has {}: the files are not from the same run", rows.len(), file, data.len()),
+            message: format!(
+                "{} rows, but {} has {}: the files are not from the same run",
+                rows.len(),
+                file,
+                data.len()
+            ),
         });
     }
     for (r, d) in rows.iter_mut().zip(data) {
@@ -178,7 +186,8 @@ pub fn select(dir: &Path, opts: &InspectOptions) -> Result<Selection, InspectErr
     let total = rows.len();
     let strategies: BTreeSet<String> = rows.iter().map(|r| r.query_strategy.clone()).collect();
     rows.retain(|r| {
-        opts.strategy.as_ref().is_none_or(|s| &r.query_strategy == s) && opts.query_id.as_ref().is_none_or(|q| &r.query_id == q)
+        opts.strategy.as_ref().is_none_or(|s| &r.query_strategy == s)
+            && opts.query_id.as_ref().is_none_or(|q| &r.query_id == q)
     });
     let matching = rows.len();
     let rows: Vec<Row> = match opts.seed {
@@ -227,7 +236,10 @@ fn read_provenance(path: &Path) -> Result<Vec<Row>, InspectError> {
             col(provenance::NEGATIVE_SCORES, "list")?,
             col(provenance::NEGATIVE_RANKS, "list")?,
         );
-        let bad = |e: &str| InspectError::Read { path: path.to_path_buf(), message: format!("unexpected column types ({e})") };
+        let bad = |e: &str| InspectError::Read {
+            path: path.to_path_buf(),
+            message: format!("unexpected column types ({e})"),
+        };
         let (qid, strat, pid) = (
             qid.as_string_opt::<i32>().ok_or_else(|| bad(provenance::QUERY_ID))?,
             strat.as_string_opt::<i32>().ok_or_else(|| bad(provenance::QUERY_STRATEGY))?,
@@ -265,16 +277,18 @@ fn read_provenance(path: &Path) -> Result<Vec<Row>, InspectError> {
 fn read_variants(path: &Path) -> Result<std::collections::HashMap<String, VariantInfo>, InspectError> {
     let mut out = std::collections::HashMap::new();
     for b in parquet_batches(path)? {
-        let bad = |name: &str| InspectError::Read { path: path.to_path_buf(), message: format!("no text column {name:?}") };
-        let text = |name: &str| b.column_by_name(name).and_then(|c| c.as_string_opt::<i32>().cloned()).ok_or_else(|| bad(name));
-        let (id, kind, src, src_text, detail) =
-            (
-                text(variants::VARIANT_ID)?,
-                text(variants::SOURCE_KIND)?,
-                text(variants::SOURCE_ID)?,
-                text(variants::SOURCE_TEXT)?,
-                text(variants::DETAIL)?,
-            );
+        let bad =
+            |name: &str| InspectError::Read { path: path.to_path_buf(), message: format!("no text column {name:?}") };
+        let text = |name: &str| {
+            b.column_by_name(name).and_then(|c| c.as_string_opt::<i32>().cloned()).ok_or_else(|| bad(name))
+        };
+        let (id, kind, src, src_text, detail) = (
+            text(variants::VARIANT_ID)?,
+            text(variants::SOURCE_KIND)?,
+            text(variants::SOURCE_ID)?,
+            text(variants::SOURCE_TEXT)?,
+            text(variants::DETAIL)?,
+        );
         let fidelity = b
             .column_by_name("fidelity")
             .and_then(|c| c.as_primitive_opt::<Float32Type>().cloned())
@@ -302,7 +316,10 @@ fn read_data(path: &Path) -> Result<Vec<Vec<(String, Value)>>, InspectError> {
         let mut rows: Vec<Vec<(String, Value)>> = vec![Vec::new(); b.num_rows()];
         for (field, col) in schema.fields().iter().zip(b.columns()) {
             let name = field.name().clone();
-            let unsupported = || InspectError::Read { path: path.to_path_buf(), message: format!("column {name:?} has type {}", field.data_type()) };
+            let unsupported = || InspectError::Read {
+                path: path.to_path_buf(),
+                message: format!("column {name:?} has type {}", field.data_type()),
+            };
             for (i, row) in rows.iter_mut().enumerate() {
                 let v = match col.data_type() {
                     DataType::Utf8 => Value::Text(col.as_string::<i32>().value(i).to_string()),
@@ -345,13 +362,24 @@ impl Selection {
             Some(seed) => format!("a random sample, seed {seed}"),
             None => format!("from match {}", opts.offset + 1),
         };
-        let _ = writeln!(s, "{}: {} rows, {} match, showing {} ({how})", self.file, self.total, self.matching, self.rows.len());
+        let _ = writeln!(
+            s,
+            "{}: {} rows, {} match, showing {} ({how})",
+            self.file,
+            self.total,
+            self.matching,
+            self.rows.len()
+        );
         if self.matching == 0 {
             let _ = writeln!(s, "no rows match; query strategies in this file: {}", self.strategies.join(", "));
         }
         let w = opts.width;
         for r in &self.rows {
-            let _ = writeln!(s, "\n── row {} ─ query {} ({}) ─ positive {} ({:.3})", r.row, r.query_id, r.query_strategy, r.positive_id, r.positive_score);
+            let _ = writeln!(
+                s,
+                "\n── row {} ─ query {} ({}) ─ positive {} ({:.3})",
+                r.row, r.query_id, r.query_strategy, r.positive_id, r.positive_score
+            );
             let negs: Vec<String> = r
                 .negative_ids
                 .iter()
@@ -360,7 +388,14 @@ impl Selection {
                 .map(|((id, sc), rk)| format!("{id} ({sc:.3}, rank {rk})"))
                 .collect();
             if let Some(v) = &r.variant {
-                let _ = writeln!(s, "   generated from {} {} (fidelity {:.3}): {}", v.source_kind, v.source_id, v.fidelity, short(&v.source_text, w));
+                let _ = writeln!(
+                    s,
+                    "   generated from {} {} (fidelity {:.3}): {}",
+                    v.source_kind,
+                    v.source_id,
+                    v.fidelity,
+                    short(&v.source_text, w)
+                );
                 if !v.detail.is_empty() {
                     let _ = writeln!(s, "   how: {}", short(&v.detail, w));
                 }
@@ -414,7 +449,9 @@ mod tests {
         let t = tempfile::tempdir().unwrap();
         let e = select(t.path(), &InspectOptions { n: 5, ..Default::default() }).unwrap_err().to_string();
         assert!(e.contains(&t.path().display().to_string()) && e.contains("triplet.parquet"), "{e}");
-        let e = select(t.path(), &InspectOptions { format: Some(Format::NTuple), n: 5, ..Default::default() }).unwrap_err().to_string();
+        let e = select(t.path(), &InspectOptions { format: Some(Format::NTuple), n: 5, ..Default::default() })
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("n-tuple.parquet is missing") && e.contains("does not look like"), "{e}");
     }
 

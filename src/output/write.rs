@@ -12,9 +12,7 @@ use crate::generate::RejectReason;
 use crate::ingest::Dataset;
 use crate::mine::{MinedPair, Negative};
 use crate::output::schema::{self, provenance, variants};
-use arrow::array::{
-    ArrayRef, Float32Builder, Int64Builder, ListBuilder, RecordBatch, StringBuilder, UInt32Builder,
-};
+use arrow::array::{ArrayRef, Float32Builder, Int64Builder, ListBuilder, RecordBatch, StringBuilder, UInt32Builder};
 use arrow::datatypes::{Field, Schema};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
@@ -108,8 +106,15 @@ pub fn write_all(
             _ => {
                 let file = schema::data_file(format);
                 let prov = schema::provenance_file(format);
-                let (rows, dropped) =
-                    write_parquet_format(&dir.join(&file), &dir.join(&prov), format, num_negatives, row_group_size, ds, pairs)?;
+                let (rows, dropped) = write_parquet_format(
+                    &dir.join(&file),
+                    &dir.join(&prov),
+                    format,
+                    num_negatives,
+                    row_group_size,
+                    ds,
+                    pairs,
+                )?;
                 if format == Format::NTuple {
                     stats.ntuple_pairs_dropped = dropped;
                 }
@@ -201,9 +206,11 @@ impl Columns {
                 positive: StringBuilder::new(),
                 negatives: (0..n).map(|_| StringBuilder::new()).collect(),
             },
-            Format::LabeledPair => {
-                Columns::LabeledPair { anchor: StringBuilder::new(), text: StringBuilder::new(), label: Int64Builder::new() }
-            }
+            Format::LabeledPair => Columns::LabeledPair {
+                anchor: StringBuilder::new(),
+                text: StringBuilder::new(),
+                label: Int64Builder::new(),
+            },
             Format::LabeledList | Format::FlagJsonl => Columns::LabeledList {
                 anchor: StringBuilder::new(),
                 texts: ListBuilder::new(StringBuilder::new()),
@@ -282,11 +289,9 @@ impl Columns {
                 }
                 v
             }
-            Columns::LabeledPair { anchor, text, label } => vec![
-                ("anchor".into(), s(anchor)),
-                ("text".into(), s(text)),
-                ("label".into(), Arc::new(label.finish())),
-            ],
+            Columns::LabeledPair { anchor, text, label } => {
+                vec![("anchor".into(), s(anchor)), ("text".into(), s(text)), ("label".into(), Arc::new(label.finish()))]
+            }
             Columns::LabeledList { anchor, texts, labels } => vec![
                 ("anchor".into(), s(anchor)),
                 ("texts".into(), Arc::new(texts.finish())),
@@ -299,10 +304,8 @@ impl Columns {
 /// A record batch; only the columns named in `nullable` may hold nulls (a fixed schema whatever the
 /// data).
 fn batch(columns: Vec<(String, ArrayRef)>, nullable: &[&str]) -> Result<RecordBatch, arrow::error::ArrowError> {
-    let fields: Vec<Field> = columns
-        .iter()
-        .map(|(n, a)| Field::new(n, a.data_type().clone(), nullable.contains(&n.as_str())))
-        .collect();
+    let fields: Vec<Field> =
+        columns.iter().map(|(n, a)| Field::new(n, a.data_type().clone(), nullable.contains(&n.as_str()))).collect();
     RecordBatch::try_new(Arc::new(Schema::new(fields)), columns.into_iter().map(|(_, a)| a).collect())
 }
 
@@ -367,7 +370,8 @@ fn write_parquet_format(
     let flush = |cols: &mut Columns, prov: &mut Provenance, data: &mut ParquetSink, ps: &mut ParquetSink| {
         let b = batch(cols.finish(), &[]).map_err(|e| data.err(e))?;
         data.write(b)?;
-        let pb = batch(prov.finish().into_iter().map(|(k, v)| (k.to_string(), v)).collect(), &[]).map_err(|e| ps.err(e))?;
+        let pb =
+            batch(prov.finish().into_iter().map(|(k, v)| (k.to_string(), v)).collect(), &[]).map_err(|e| ps.err(e))?;
         ps.write(pb)
     };
     for p in pairs {
@@ -402,9 +406,19 @@ pub fn write_variants(
     let path = dir.join(file);
     let mut sink = ParquetSink::new(&path, 65_536)?;
     let names = [
-        variants::VARIANT_ID, variants::SOURCE_KIND, variants::SOURCE_ID, variants::STRATEGY, variants::TEXT,
-        variants::SOURCE_TEXT, variants::DETAIL, variants::MODEL, variants::TEMPLATE_HASH, variants::PIVOT_LANGUAGE,
-        variants::PIVOT_TEXT, variants::RAW_ANSWER, variants::REASON,
+        variants::VARIANT_ID,
+        variants::SOURCE_KIND,
+        variants::SOURCE_ID,
+        variants::STRATEGY,
+        variants::TEXT,
+        variants::SOURCE_TEXT,
+        variants::DETAIL,
+        variants::MODEL,
+        variants::TEMPLATE_HASH,
+        variants::PIVOT_LANGUAGE,
+        variants::PIVOT_TEXT,
+        variants::RAW_ANSWER,
+        variants::REASON,
     ];
     let mut strings: Vec<StringBuilder> = names.iter().map(|_| StringBuilder::new()).collect();
     let mut fidelity = Float32Builder::new();
@@ -469,16 +483,19 @@ struct FlagLine<'a> {
 }
 
 fn write_flag_jsonl(path: &Path, ds: &Dataset, pairs: &[MinedPair]) -> Result<usize, WriteError> {
-    write_jsonl(path, pairs.iter().map(|p| FlagLine {
-        query: &ds.queries[p.query].text,
-        pos: [&ds.docs[p.positive].text],
-        neg: p.negatives.iter().map(|n| ds.docs[n.doc].text.as_str()).collect(),
-        pos_scores: [p.positive_score],
-        neg_scores: p.negatives.iter().map(|n| n.score).collect(),
-        query_id: &ds.queries[p.query].id,
-        pos_ids: [&ds.docs[p.positive].id],
-        neg_ids: p.negatives.iter().map(|n| ds.docs[n.doc].id.as_str()).collect(),
-    }))
+    write_jsonl(
+        path,
+        pairs.iter().map(|p| FlagLine {
+            query: &ds.queries[p.query].text,
+            pos: [&ds.docs[p.positive].text],
+            neg: p.negatives.iter().map(|n| ds.docs[n.doc].text.as_str()).collect(),
+            pos_scores: [p.positive_score],
+            neg_scores: p.negatives.iter().map(|n| n.score).collect(),
+            query_id: &ds.queries[p.query].id,
+            pos_ids: [&ds.docs[p.positive].id],
+            neg_ids: p.negatives.iter().map(|n| ds.docs[n.doc].id.as_str()).collect(),
+        }),
+    )
 }
 
 #[derive(Serialize)]
@@ -507,30 +524,33 @@ struct ReviewCandidate<'a> {
 /// Write `review.jsonl`: one line per pair with suspicious candidates (see [`MinedPair::suspects`]).
 pub fn write_review(dir: &Path, ds: &Dataset, pairs: &[MinedPair]) -> Result<OutputFile, WriteError> {
     let file = schema::REVIEW;
-    let rows = write_jsonl(&dir.join(file), pairs.iter().filter(|p| !p.suspects.is_empty()).map(|p| {
-        let q = &ds.queries[p.query];
-        ReviewLine {
-            query_id: &q.id,
-            query_strategy: q.strategy(),
-            query: &q.text,
-            positive_id: &ds.docs[p.positive].id,
-            positive: &ds.docs[p.positive].text,
-            positive_score: p.positive_score,
-            candidates_above_positive: p.above_positive,
-            candidates: p
-                .suspects
-                .iter()
-                .map(|s| ReviewCandidate {
-                    doc_id: &ds.docs[s.candidate.doc].id,
-                    text: &ds.docs[s.candidate.doc].text,
-                    score: s.candidate.score,
-                    margin: s.candidate.score - p.positive_score,
-                    rank: s.candidate.rank,
-                    outcome: s.outcome.name(),
-                })
-                .collect(),
-        }
-    }))?;
+    let rows = write_jsonl(
+        &dir.join(file),
+        pairs.iter().filter(|p| !p.suspects.is_empty()).map(|p| {
+            let q = &ds.queries[p.query];
+            ReviewLine {
+                query_id: &q.id,
+                query_strategy: q.strategy(),
+                query: &q.text,
+                positive_id: &ds.docs[p.positive].id,
+                positive: &ds.docs[p.positive].text,
+                positive_score: p.positive_score,
+                candidates_above_positive: p.above_positive,
+                candidates: p
+                    .suspects
+                    .iter()
+                    .map(|s| ReviewCandidate {
+                        doc_id: &ds.docs[s.candidate.doc].id,
+                        text: &ds.docs[s.candidate.doc].text,
+                        score: s.candidate.score,
+                        margin: s.candidate.score - p.positive_score,
+                        rank: s.candidate.rank,
+                        outcome: s.outcome.name(),
+                    })
+                    .collect(),
+            }
+        }),
+    )?;
     output_file(dir, file, "review", rows)
 }
 

@@ -96,7 +96,8 @@ fn two_concurrent_runs_can_share_one_workspace() {
         assert!(o.status.success(), "run {name} failed:\n{stderr}");
         assert!(!stderr.contains("panicked"), "{stderr}");
     }
-    let diff = differing_files(&t.path().join("a"), &t.path().join("b"), &["triplet.parquet", "triplet.provenance.parquet"]);
+    let diff =
+        differing_files(&t.path().join("a"), &t.path().join("b"), &["triplet.parquet", "triplet.provenance.parquet"]);
     assert!(diff.is_empty(), "concurrent runs differ in {diff:?}");
     let ra = read_json(&t.path().join("a/report.json"));
     let rb = read_json(&t.path().join("b/report.json"));

@@ -114,7 +114,11 @@ fn quickstart_negatives_are_never_positives_of_their_query() {
             let positives = fx.positives(&r.query_id);
             assert!(positives.contains(&r.positive_id), "{f} row {i}: positive_id {} not in qrels", r.positive_id);
             for n in &r.negative_ids {
-                assert!(!positives.contains(n), "{f} provenance row {i}: negative {n} is a known positive of {}", r.query_id);
+                assert!(
+                    !positives.contains(n),
+                    "{f} provenance row {i}: negative {n} is a known positive of {}",
+                    r.query_id
+                );
             }
         }
     }
@@ -124,8 +128,7 @@ fn quickstart_negatives_are_never_positives_of_their_query() {
 fn quickstart_negative_texts_differ_from_every_positive_text_of_the_query() {
     let s = shared();
     let fx = load_fixture(&quickstart(), &s.dir);
-    let by_full_text: HashMap<String, String> =
-        fx.corpus.iter().map(|(id, d)| (d.full(), id.clone())).collect();
+    let by_full_text: HashMap<String, String> = fx.corpus.iter().map(|(id, d)| (d.full(), id.clone())).collect();
     for (i, l) in read_jsonl(&s.dir.join("flag.jsonl")).iter().enumerate() {
         let qid = l["query_id"].as_str().unwrap();
         assert_eq!(l["query"].as_str(), Some(fx.query_text(qid)), "line {}: query text of {qid}", i + 1);
@@ -144,7 +147,11 @@ fn quickstart_negative_texts_differ_from_every_positive_text_of_the_query() {
             assert_eq!(t, &fx.corpus[id].full(), "line {}: neg text of {id}", i + 1);
             assert!(!pos_full.contains(&norm(t)), "line {}: negative {id} has the text of a positive of {qid}", i + 1);
             let raw = &fx.corpus[by_full_text[t].as_str()].text;
-            assert!(!pos_raw.contains(&norm(raw)), "line {}: negative {id} has the same body text as a positive of {qid}", i + 1);
+            assert!(
+                !pos_raw.contains(&norm(raw)),
+                "line {}: negative {id} has the same body text as a positive of {qid}",
+                i + 1
+            );
             assert_ne!(norm(t), norm(fx.query_text(qid)), "line {}: negative {id} is the query text", i + 1);
         }
         let distinct: HashSet<&String> = neg_ids.iter().collect();
@@ -164,7 +171,12 @@ fn quickstart_negative_scores_obey_the_relative_margin() {
             assert!(w[0] >= w[1], "line {}: top sampling should give scores best first: {negs:?}", i + 1);
         }
         for n in negs {
-            assert!(obeys_relative_margin(pos[0], n, 0.05), "line {}: negative score {n} > 0.95 x positive {}", i + 1, pos[0]);
+            assert!(
+                obeys_relative_margin(pos[0], n, 0.05),
+                "line {}: negative score {n} > 0.95 x positive {}",
+                i + 1,
+                pos[0]
+            );
             checked += 1;
         }
     }
@@ -182,7 +194,8 @@ fn quickstart_negative_scores_obey_the_relative_margin() {
 #[test]
 fn python_pyarrow_and_datasets_read_the_outputs() {
     let s = shared();
-    let python = std::env::var("TRIPLETGEN_TEST_PYTHON").ok().filter(|p| !p.is_empty()).unwrap_or_else(|| "python3".into());
+    let python =
+        std::env::var("TRIPLETGEN_TEST_PYTHON").ok().filter(|p| !p.is_empty()).unwrap_or_else(|| "python3".into());
     let probe = std::process::Command::new(&python).args(["-c", "import pyarrow, datasets"]).output();
     match probe {
         Ok(o) if o.status.success() => {}

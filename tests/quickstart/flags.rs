@@ -20,7 +20,8 @@ fn json_flag_prints_the_report_as_json_on_stdout() {
         .arg("--out")
         .arg(&out));
     o.assert_ok();
-    let v: Value = serde_json::from_str(&o.stdout).unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}", o.stdout));
+    let v: Value =
+        serde_json::from_str(&o.stdout).unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}", o.stdout));
     assert_eq!(num_at(&v, "/ingest/documents"), 310.0);
     assert_eq!(num_at(&v, "/ingest/pairs"), 99.0);
     let file = read_json(&out.join("report.json"));
@@ -40,7 +41,13 @@ fn mine_subcommand_obeys_its_flags() {
         .args(["--range-min", "2", "--range-max", "30"]));
     o.assert_ok();
     assert_eq!(o.stdout, "");
-    for name in ["triplet.parquet", "triplet.provenance.parquet", "n-tuple.parquet", "n-tuple.provenance.parquet", "report.json"] {
+    for name in [
+        "triplet.parquet",
+        "triplet.provenance.parquet",
+        "n-tuple.parquet",
+        "n-tuple.provenance.parquet",
+        "report.json",
+    ] {
         assert!(out.join(name).is_file(), "{name} missing");
     }
     for name in ["labeled-pair.parquet", "labeled-list.parquet", "flag.jsonl"] {
@@ -72,13 +79,24 @@ fn mine_subcommand_obeys_its_flags() {
     let per_pair = histogram(trip.iter().map(|r| (r.query_id.clone(), r.positive_id.clone())));
     assert!(per_pair.values().all(|&n| n <= 3), "{per_pair:?}");
     // Random sampling: not simply the 3 best candidates after range_min every time.
-    let top3 = ntup.iter().filter(|r| r.negative_ranks.iter().copied().collect::<HashSet<_>>() == HashSet::from([2, 3, 4])).count();
+    let top3 = ntup
+        .iter()
+        .filter(|r| r.negative_ranks.iter().copied().collect::<HashSet<_>>() == HashSet::from([2, 3, 4]))
+        .count();
     assert!(top3 < ntup.len() / 2, "{top3} of {} n-tuples are ranks 2,3,4: sampling looks like `top`", ntup.len());
-    assert!(ranks.iter().any(|&r| r >= 10), "no rank >= 10 with random sampling over [2, 30): {:?}", histogram(ranks.clone()));
+    assert!(
+        ranks.iter().any(|&r| r >= 10),
+        "no rank >= 10 with random sampling over [2, 30): {:?}",
+        histogram(ranks.clone())
+    );
 
     let report = read_json(&out.join("report.json"));
     assert_eq!(num_at(&report, "/ingest/pairs"), 99.0);
-    assert_eq!(num_at(&report, "/embed_documents/embedded"), 0.0, "the copied workspace should have served every document");
+    assert_eq!(
+        num_at(&report, "/embed_documents/embedded"),
+        0.0,
+        "the copied workspace should have served every document"
+    );
     let manifest = read_json(&out.join("manifest.json"));
     let m = &manifest["config"]["mine"];
     assert_eq!(m["num_negatives"], 3, "{m}");
@@ -93,12 +111,12 @@ fn hnsw_index_is_deterministic_positive_aware_and_close_to_exact() {
     let mut keep = Vec::new();
     for index in ["hnsw", "hnsw", "exact"] {
         let (t, out) = out_with_cached_workspace();
-        let o = run(tripletgen()
-            .arg("mine")
-            .arg(quickstart())
-            .arg("--out")
-            .arg(&out)
-            .args(["--index", index, "--format", "triplet,flag-jsonl"]));
+        let o = run(tripletgen().arg("mine").arg(quickstart()).arg("--out").arg(&out).args([
+            "--index",
+            index,
+            "--format",
+            "triplet,flag-jsonl",
+        ]));
         o.assert_ok();
         assert_eq!(o.stdout, "", "stdout must stay empty with --index {index}");
         let r = read_json(&out.join("report.json"));

@@ -115,4 +115,3 @@ fn out_with_cached_workspace() -> (tempfile::TempDir, PathBuf) {
     copy_dir(&s.dir.join("workspace"), &out.join("workspace"));
     (t, out)
 }
-

@@ -27,7 +27,11 @@ fn drawn_rects(svg: &str) -> usize {
         let key = format!(" {name}=\"");
         tag.find(&key).and_then(|i| tag[i + key.len()..].split('"').next()).and_then(|v| v.parse().ok()).unwrap_or(0.0)
     };
-    svg.split("<rect").skip(1).map(|t| &t[..t.find('>').unwrap_or(t.len())]).filter(|t| attr(t, "width") > 0.0 && attr(t, "height") > 0.0).count()
+    svg.split("<rect")
+        .skip(1)
+        .map(|t| &t[..t.find('>').unwrap_or(t.len())])
+        .filter(|t| attr(t, "width") > 0.0 && attr(t, "height") > 0.0)
+        .count()
 }
 
 #[test]
@@ -52,7 +56,10 @@ fn report_html_is_self_contained_escaped_and_has_every_plot() {
     }
     // User text is escaped: rust-005 says `Result<T, E>`, fin-004 `S&P 500`.
     assert!(!html.contains("Result<T, E>"), "unescaped document text in report.html");
-    assert!(html.contains("Result&lt;T, E&gt;") || !html.contains("rust-005"), "rust-005 shown but not escaped as expected");
+    assert!(
+        html.contains("Result&lt;T, E&gt;") || !html.contains("rust-005"),
+        "rust-005 shown but not escaped as expected"
+    );
     assert!(!html.contains("S&P"), "unescaped ampersand from fin-004");
     // Sample tables stay small.
     for section in ["triplets", "rejected", "false-negatives"] {
@@ -75,7 +82,9 @@ fn report_html_is_self_contained_escaped_and_has_every_plot() {
 /// The chromium binary: $TRIPLETGEN_CHROMIUM, else `chromium` on PATH. None (after printing
 /// "skipped") only when the developer set TRIPLETGEN_SKIP_CHROMIUM=1; refused under CI=true.
 fn chromium(test: &str) -> Option<PathBuf> {
-    let var = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty() && v != "0" && !v.eq_ignore_ascii_case("false"));
+    let var = |k: &str| {
+        std::env::var(k).ok().filter(|v| !v.trim().is_empty() && v != "0" && !v.eq_ignore_ascii_case("false"))
+    };
     if var("TRIPLETGEN_SKIP_CHROMIUM").is_some() {
         if std::env::var("CI").is_ok_and(|v| v == "true" || v == "1") {
             panic!("TRIPLETGEN_SKIP_CHROMIUM is set under CI=true: CI must render the report (unset it)");
@@ -152,7 +161,11 @@ fn report_html_renders_in_headless_chromium() {
     let page = s.dir.join("report.html");
     // The DOM Chromium built: every plot is an <svg> with drawn shapes.
     let dom = headless(&chromium, &page, &["--dump-dom".into()]);
-    assert!(dom.contains("tripletgen run report"), "dumped DOM does not look like the report:\n{}", &dom[..dom.len().min(2000)]);
+    assert!(
+        dom.contains("tripletgen run report"),
+        "dumped DOM does not look like the report:\n{}",
+        &dom[..dom.len().min(2000)]
+    );
     for id in PLOTS {
         let f = figure(&dom, id);
         assert!(f.contains("<svg"), "{id}: no <svg> in Chromium's DOM");

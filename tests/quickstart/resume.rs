@@ -8,7 +8,9 @@ fn stored_embeddings(ws: &Path) -> i64 {
     if !db.exists() {
         return 0;
     }
-    let Ok(c) = rusqlite::Connection::open_with_flags(&db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY) else { return 0 };
+    let Ok(c) = rusqlite::Connection::open_with_flags(&db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY) else {
+        return 0;
+    };
     c.query_row("SELECT count(*) FROM embeddings", [], |r| r.get(0)).unwrap_or(0)
 }
 

@@ -6,12 +6,13 @@ use super::*;
 fn review_file_lists_candidates_close_to_the_positive() {
     let (_t, out) = out_with_cached_workspace();
     let margin = 0.03;
-    let o = run(tripletgen()
-        .arg("mine")
-        .arg(quickstart())
-        .arg("--out")
-        .arg(&out)
-        .args(["--review", "--review-margin", &margin.to_string(), "--format", "flag-jsonl"]));
+    let o = run(tripletgen().arg("mine").arg(quickstart()).arg("--out").arg(&out).args([
+        "--review",
+        "--review-margin",
+        &margin.to_string(),
+        "--format",
+        "flag-jsonl",
+    ]));
     o.assert_ok();
     let fx = load_fixture(&quickstart(), &out);
     let lines = read_jsonl(&out.join("review.jsonl"));
@@ -20,7 +21,8 @@ fn review_file_lists_candidates_close_to_the_positive() {
         .iter()
         .map(|l| ((l["query_id"].as_str().unwrap().to_string(), strs(&l["pos_ids"])[0].clone()), strs(&l["neg_ids"])))
         .collect();
-    let outcomes = ["range_min", "max_score", "min_score", "absolute_margin", "relative_margin", "not_sampled", "chosen"];
+    let outcomes =
+        ["range_min", "max_score", "min_score", "absolute_margin", "relative_margin", "not_sampled", "chosen"];
     let (mut total, mut above_pairs, mut relative) = (0, 0, 0);
     for (i, l) in lines.iter().enumerate() {
         let qid = l["query_id"].as_str().unwrap();
@@ -34,17 +36,27 @@ fn review_file_lists_candidates_close_to_the_positive() {
         let mut above = 0;
         let mut last_rank = None;
         for c in cands {
-            let (id, score, rank) = (c["doc_id"].as_str().unwrap(), c["score"].as_f64().unwrap(), c["rank"].as_u64().unwrap());
+            let (id, score, rank) =
+                (c["doc_id"].as_str().unwrap(), c["score"].as_f64().unwrap(), c["rank"].as_u64().unwrap());
             assert!(!fx.positives(qid).contains(id), "line {}: known positive {id} listed as a candidate", i + 1);
             assert_eq!(c["text"].as_str(), Some(fx.corpus[id].full().as_str()));
-            assert!(score > pos - margin - 1e-6, "line {}: {id} scores {score}, positive {pos}, margin {margin}", i + 1);
+            assert!(
+                score > pos - margin - 1e-6,
+                "line {}: {id} scores {score}, positive {pos}, margin {margin}",
+                i + 1
+            );
             assert!((c["margin"].as_f64().unwrap() - (score - pos)).abs() < 1e-5);
             assert!(last_rank.is_none_or(|r| rank > r), "line {}: ranks not increasing", i + 1);
             last_rank = Some(rank);
             let outcome = c["outcome"].as_str().unwrap();
             assert!(outcomes.contains(&outcome), "unknown outcome {outcome}");
             let chosen = flag[&(qid.to_string(), pid.to_string())].contains(&id.to_string());
-            assert_eq!(outcome == "chosen", chosen, "line {}: {id} outcome {outcome} but chosen in flag.jsonl = {chosen}", i + 1);
+            assert_eq!(
+                outcome == "chosen",
+                chosen,
+                "line {}: {id} outcome {outcome} but chosen in flag.jsonl = {chosen}",
+                i + 1
+            );
             // With relative_margin 0.05 on, nothing scoring above the positive can be chosen.
             if score > pos {
                 above += 1;
