@@ -11,6 +11,9 @@
 #    outside the repo; TRIPLETGEN_SKIP_LLAMA=1 skips it for developers, never under CI).
 #    Installs Debian's `chromium` (apt-get, as root) when it is missing, for the test that renders
 #    report.html headless (TRIPLETGEN_SKIP_CHROMIUM=1 skips it for developers, never under CI).
+# 0. Style, before anything is built: `cargo fmt --check` (rustfmt.toml), then after the build
+#    `cargo clippy --all-targets -- -D warnings`; either failing fails the run (TRIPLETGEN_SKIP_LINT=1
+#    skips both for developers, never under CI).
 # 3. Runs `cargo test` (debug profile: dependencies are built at opt-level 2, see Cargo.toml) with
 #    TRIPLETGEN_TEST_PYTHON set to the venv's python, and exits non-zero on any failure.
 #
@@ -26,6 +29,19 @@ T0=$(now)
 
 PY="${PYTHON:-python3}"
 REQ="$ROOT/scripts/test-requirements.txt"
+
+# --- 0. Formatting -----------------------------------------------------------------------
+LINT=1
+if [[ "${TRIPLETGEN_SKIP_LINT:-}" == 1 ]]; then
+    if [[ "${CI:-}" == true || "${CI:-}" == 1 ]]; then
+        log "error: TRIPLETGEN_SKIP_LINT=1 under CI=true: CI must check formatting and lints"; exit 1
+    fi
+    log "TRIPLETGEN_SKIP_LINT=1: not running cargo fmt --check and cargo clippy"
+    LINT=0
+else
+    log "cargo fmt --check"
+    cargo fmt --check || { log "error: the code is not formatted: run \`cargo fmt\`"; exit 1; }
+fi
 
 # --- 1. Python venv for the output checks ---------------------------------------------------
 command -v "$PY" >/dev/null || { log "error: $PY not found (set PYTHON to a Python 3.11+ with pip and venv)"; exit 1; }
@@ -55,6 +71,10 @@ T1=$(now)
 # differently and rebuild some crates twice).
 log "cargo test --no-run (debug build of the binary and the tests)"
 cargo test --no-run --quiet
+if [[ $LINT == 1 ]]; then
+    log "cargo clippy --all-targets -- -D warnings"
+    cargo clippy --all-targets --quiet -- -D warnings || { log "error: clippy found problems (above)"; exit 1; }
+fi
 TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
 log "fetching models (no-op when cached and verified)"
 "$TARGET_DIR/debug/tripletgen" fetch-models --python "$PY"

@@ -3,7 +3,7 @@
 //! `main.rs` only calls [`main`]. Arguments are parsed by clap into plain structs, merged over the
 //! config file (flags win) in one place, validated once, and handed to the pipeline.
 
-use crate::config::{Config, Format, IndexKind, Sampling};
+use crate::config::{Config, ConfigError, Format, IndexKind, OFF, Pooling, Sampling};
 use crate::{bench, models, pipeline, progress};
 use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
@@ -97,8 +97,8 @@ pub struct InspectArgs {
     /// An output folder of `run` or `mine`.
     pub output: PathBuf,
     /// Which file: triplet, n-tuple, labeled-pair or labeled-list (default: the first written).
-    #[arg(long)]
-    pub format: Option<String>,
+    #[arg(long, value_enum)]
+    pub format: Option<Format>,
     /// Only rows whose query came from this strategy (`given` = the input queries).
     #[arg(long)]
     pub strategy: Option<String>,
@@ -134,9 +134,9 @@ pub struct EvalArgs {
     /// pinned all-minilm-l6-v2). Repeat to compare models side by side.
     #[arg(long = "model")]
     pub models: Vec<String>,
-    /// Pooling of folder models: mean or cls.
-    #[arg(long)]
-    pub pooling: Option<String>,
+    /// Pooling of folder models.
+    #[arg(long, value_enum)]
+    pub pooling: Option<Pooling>,
     /// Take [model], [embed], [index] and the input field names from this config (flags win).
     #[arg(long)]
     pub config: Option<PathBuf>,
@@ -149,9 +149,9 @@ pub struct EvalArgs {
     /// Prefix for documents (e.g. "passage: ").
     #[arg(long)]
     pub document_prefix: Option<String>,
-    /// exact (default) or hnsw.
-    #[arg(long, default_value = "exact")]
-    pub index: String,
+    /// exact or hnsw.
+    #[arg(long, value_enum, default_value_t = IndexKind::Exact)]
+    pub index: IndexKind,
     /// Drop retrieved documents whose id equals the query id (BEIR's ignore_identical_ids).
     #[arg(long)]
     pub ignore_identical_ids: bool,
@@ -193,9 +193,9 @@ pub struct MineFlags {
     /// Consider only the first N candidates.
     #[arg(long)]
     pub range_max: Option<usize>,
-    /// Keep negatives below (1 - m) x the positive's score; "none" turns it off.
+    /// Keep negatives below (1 - m) x the positive's score; "off" turns it off.
     #[arg(long)]
-    pub relative_margin: Option<String>,
+    pub relative_margin: Option<RelativeMargin>,
     /// Keep negatives at least this far below the positive's score.
     #[arg(long)]
     pub absolute_margin: Option<f32>,
@@ -205,18 +205,18 @@ pub struct MineFlags {
     /// Drop candidates below this score.
     #[arg(long)]
     pub min_score: Option<f32>,
-    /// top or random.
-    #[arg(long)]
-    pub sampling: Option<String>,
-    /// Output formats, comma-separated: triplet, n-tuple, labeled-pair, labeled-list, flag-jsonl.
-    #[arg(long, value_delimiter = ',')]
-    pub format: Vec<String>,
+    /// How negatives are picked among the allowed candidates.
+    #[arg(long, value_enum)]
+    pub sampling: Option<Sampling>,
+    /// Output formats, comma-separated.
+    #[arg(long, value_enum, value_delimiter = ',')]
+    pub format: Vec<Format>,
     /// Random seed.
     #[arg(long)]
     pub seed: Option<u64>,
-    /// auto, exact or hnsw.
-    #[arg(long)]
-    pub index: Option<String>,
+    /// Search structure.
+    #[arg(long, value_enum)]
+    pub index: Option<IndexKind>,
     /// Write review.jsonl: candidates scoring above the positive (possible false negatives), with the
     /// rule that removed each.
     #[arg(long)]
@@ -262,8 +262,7 @@ pub struct MineFlags {
 
 impl MineFlags {
     /// Apply the flags; a bad value is a configuration error (exit code 2).
-    fn apply(&self, cfg: &mut Config) -> Result<(), crate::config::ConfigError> {
-        let bad = bad_flag;
+    fn apply(&self, cfg: &mut Config) {
         let m = &mut cfg.mine;
         if let Some(v) = self.num_negatives {
             m.num_negatives = v;
@@ -274,12 +273,8 @@ impl MineFlags {
         if let Some(v) = self.range_max {
             m.range_max = v;
         }
-        if let Some(v) = &self.relative_margin {
-            m.relative_margin = if v == "none" {
-                None
-            } else {
-                Some(v.parse().map_err(|_| bad("--relative-margin", format!("is {v:?}, not a number or \"none\"")))?)
-            };
+        if let Some(v) = self.relative_margin {
+            m.relative_margin = v.0;
         }
         if self.absolute_margin.is_some() {
             m.absolute_margin = self.absolute_margin;
@@ -290,12 +285,8 @@ impl MineFlags {
         if self.min_score.is_some() {
             m.min_score = self.min_score;
         }
-        if let Some(s) = &self.sampling {
-            m.sampling = match s.as_str() {
-                "top" => Sampling::Top,
-                "random" => Sampling::Random,
-                _ => return Err(bad("--sampling", format!("is {s:?}; valid values are top, random"))),
-            };
+        if let Some(s) = self.sampling {
+            m.sampling = s;
         }
         if let Some(v) = self.seed {
             m.seed = v;
@@ -307,20 +298,15 @@ impl MineFlags {
             m.review_margin = v;
         }
         if !self.format.is_empty() {
-            cfg.output.formats = self.format.iter().map(|f| parse_format(f)).collect::<Result<_, _>>()?;
+            cfg.output.formats = self.format.clone();
         }
-        if let Some(i) = &self.index {
-            cfg.index.kind = match i.as_str() {
-                "auto" => IndexKind::Auto,
-                "exact" => IndexKind::Exact,
-                "hnsw" => IndexKind::Hnsw,
-                _ => return Err(bad("--index", format!("is {i:?}; valid values are auto, exact, hnsw"))),
-            };
+        if let Some(i) = self.index {
+            cfg.index.kind = i;
         }
-        self.apply_judge(cfg)
     }
 
-    fn apply_judge(&self, cfg: &mut Config) -> Result<(), crate::config::ConfigError> {
+    /// The judge flags (`--judge …`); a bad spec is a configuration error (exit code 2).
+    fn apply_judge(&self, cfg: &mut Config) -> Result<(), ConfigError> {
         use crate::judge::{JudgeKind, RerankApi, StageConfig};
         if self.llm_url.is_some() || self.llm_model.is_some() {
             let llm = cfg.llm.get_or_insert_with(Default::default);
@@ -390,6 +376,20 @@ impl MineFlags {
     }
 }
 
+/// `--relative-margin`: a number, or `off` (`none`, the spelling of earlier versions, is read too).
+#[derive(Debug, Clone, Copy)]
+pub struct RelativeMargin(pub Option<f32>);
+
+impl std::str::FromStr for RelativeMargin {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        if s == OFF || s == "none" {
+            return Ok(RelativeMargin(None));
+        }
+        s.parse().map(|x| RelativeMargin(Some(x))).map_err(|_| format!("not a number or \"{OFF}\""))
+    }
+}
+
 /// The bundled quickstart config.
 pub fn quickstart_config() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("configs/quickstart.toml")
@@ -407,7 +407,7 @@ pub fn main() -> ExitCode {
             for cause in e.chain().skip(1) {
                 eprintln!("  caused by: {cause}");
             }
-            let config_error = e.chain().any(|c| c.is::<crate::config::ConfigError>());
+            let config_error = e.chain().any(|c| c.is::<ConfigError>());
             ExitCode::from(if config_error { 2 } else { 1 })
         }
     }
@@ -453,15 +453,16 @@ fn dispatch(cli: Cli) -> Result<()> {
                 Some(p) => (Config::load(p)?, p.display().to_string()),
                 None => (Config::default(), "command line".to_string()),
             };
+            refuse_other_input(&cfg, &beir, &origin)?;
             cfg.input.beir = Some(beir);
             cfg.input.split = split;
             cfg.output.dir = out;
-            mine.apply(&mut cfg)?;
+            mine.apply(&mut cfg);
+            mine.apply_judge(&mut cfg)?;
             run_config(cfg, &origin, common, show_progress)
         }
         Command::FetchModels { cache_dir, python } => {
-            let mut mc = crate::config::ModelConfig::default();
-            mc.cache_dir = cache_dir;
+            let mc = crate::config::ModelConfig { cache_dir, ..Default::default() };
             let root = models::cache_root(&mc);
             let mut fetched = models::fetch(&root, &python)?;
             match models::fetch_wordnet(&root) {
@@ -498,26 +499,53 @@ fn dispatch(cli: Cli) -> Result<()> {
     }
 }
 
-fn bad_flag(flag: &str, message: String) -> crate::config::ConfigError {
-    crate::config::ConfigError::Invalid { origin: "command line".into(), key: flag.into(), message }
+fn bad_flag(flag: &str, message: String) -> ConfigError {
+    ConfigError::Invalid { origin: "command line".into(), key: flag.into(), message }
 }
 
-fn parse_format(f: &str) -> Result<Format, crate::config::ConfigError> {
-    Format::parse(f).ok_or_else(|| {
-        let all: Vec<&str> = Format::ALL.iter().map(|f| f.name()).collect();
-        bad_flag("--format", format!("is {f:?}; valid formats are {}", all.join(", ")))
-    })
+/// `mine <folder>` names the input: a config file that names another one is a conflict, refused
+/// with both named (mixing them would read one input's qrels against the other's corpus).
+fn refuse_other_input(cfg: &Config, beir: &std::path::Path, origin: &str) -> Result<(), ConfigError> {
+    let i = &cfg.input;
+    let same_folder = |p: &std::path::Path| std::fs::canonicalize(p).ok() == std::fs::canonicalize(beir).ok();
+    let others = [
+        ("input.beir", i.beir.as_ref().filter(|p| !same_folder(p))),
+        ("input.corpus", i.corpus.as_ref()),
+        ("input.queries", i.queries.as_ref()),
+        ("input.qrels", i.qrels.as_ref()),
+        ("input.pairs", i.pairs.as_ref()),
+    ];
+    match others.into_iter().find_map(|(k, p)| p.map(|p| (k, p))) {
+        None => Ok(()),
+        Some((key, path)) => Err(ConfigError::Invalid {
+            origin: origin.to_string(),
+            key: key.into(),
+            message: format!(
+                "is {}, but the command line names the input folder {}: give the input once (drop the folder \
+                 argument and use `tripletgen run --config`, or remove the [input] paths from the file)",
+                path.display(),
+                beir.display()
+            ),
+        }),
+    }
 }
 
 fn run_inspect(a: InspectArgs) -> Result<()> {
-    let format = match a.format.as_deref() {
+    let format = match a.format {
         None => None,
-        Some(f) => match parse_format(f)? {
-            Format::FlagJsonl => return Err(bad_flag("--format", "flag-jsonl is plain JSON lines: read it with any text tool; inspect reads the Parquet formats".into()).into()),
+        Some(f) => match f {
+            Format::FlagJsonl => {
+                return Err(bad_flag(
+                    "--format",
+                    "flag-jsonl is plain JSON lines: read it with any text tool; inspect reads the Parquet formats"
+                        .into(),
+                )
+                .into());
+            }
             f => Some(f),
         },
     };
-    let opts = crate::inspect::InspectOptions {
+    let opts = crate::output::inspect::InspectOptions {
         format,
         strategy: a.strategy,
         query_id: a.query_id,
@@ -526,7 +554,7 @@ fn run_inspect(a: InspectArgs) -> Result<()> {
         seed: a.seed,
         width: a.width,
     };
-    let sel = crate::inspect::select(&a.output, &opts)?;
+    let sel = crate::output::inspect::select(&a.output, &opts)?;
     if a.json {
         print!("{}", sel.jsonl());
     } else {
@@ -547,12 +575,8 @@ fn run_eval(a: EvalArgs, show_progress: bool) -> Result<()> {
     (cfg.input.corpus, cfg.input.queries, cfg.input.qrels, cfg.input.pairs) = (None, None, None, None);
     cfg.generate = Default::default();
     cfg.llm = None;
-    if let Some(p) = &a.pooling {
-        cfg.model.pooling = match p.as_str() {
-            "mean" => crate::config::Pooling::Mean,
-            "cls" => crate::config::Pooling::Cls,
-            _ => return Err(bad_flag("--pooling", format!("is {p:?}; valid values are mean, cls")).into()),
-        };
+    if let Some(p) = a.pooling {
+        cfg.model.pooling = p;
     }
     if let Some(p) = a.query_prefix {
         cfg.embed.query_prefix = p;
@@ -560,10 +584,9 @@ fn run_eval(a: EvalArgs, show_progress: bool) -> Result<()> {
     if let Some(p) = a.document_prefix {
         cfg.embed.document_prefix = p;
     }
-    cfg.index.kind = match a.index.as_str() {
-        "exact" => IndexKind::Exact,
-        "hnsw" => IndexKind::Hnsw,
-        i => return Err(bad_flag("--index", format!("is {i:?}; valid values are exact, hnsw")).into()),
+    cfg.index.kind = match a.index {
+        IndexKind::Auto => return Err(bad_flag("--index", "is auto; eval takes exact or hnsw".into()).into()),
+        kind => kind,
     };
     if a.k.is_empty() || a.k.iter().any(|&k| k == 0 || k > 10_000) {
         return Err(bad_flag("--k", format!("is {:?}; give cutoffs from 1 to 10000, e.g. 1,3,5,10,100", a.k)).into());
@@ -576,7 +599,11 @@ fn run_eval(a: EvalArgs, show_progress: bool) -> Result<()> {
     if !a.run_out.is_empty() && a.run_out.len() != models.len() {
         return Err(bad_flag(
             "--run-out",
-            format!("is given {} times for {} models; give it once per --model, in the same order", a.run_out.len(), models.len()),
+            format!(
+                "is given {} times for {} models; give it once per --model, in the same order",
+                a.run_out.len(),
+                models.len()
+            ),
         )
         .into());
     }
@@ -608,14 +635,13 @@ fn run_config(mut cfg: Config, origin: &str, common: CommonFlags, show_progress:
     if let Some(w) = common.workspace {
         cfg.workspace = Some(w);
     }
-    cfg.progress = show_progress;
     cfg.validate(origin)?;
     if common.dry_run {
         let judge_paid = cfg.judge.as_ref().is_some_and(|j| {
             j.stages.iter().any(|s| s.kind == crate::judge::JudgeKind::Llm || s.url.is_some())
         });
         if judge_paid {
-            let plan = pipeline::judge_plan(&cfg)?;
+            let plan = pipeline::judge_plan(&cfg, pipeline::RunOptions { progress: show_progress })?;
             progress::MULTI.clear().ok();
             for p in &plan.planned {
                 eprintln!(
@@ -644,13 +670,20 @@ fn run_config(mut cfg: Config, origin: &str, common: CommonFlags, show_progress:
             Some(plan) => {
                 let e = &plan.estimate;
                 let calls: Vec<String> = plan.calls.iter().map(|(k, v)| format!("{k} {v}")).collect();
-                eprintln!("dry run: {} LLM calls planned ({}); {} already answered in the workspace", plan.calls.values().sum::<usize>(), calls.join(", "), plan.cached);
+                eprintln!(
+                    "dry run: {} LLM calls planned ({}); {} already answered in the workspace",
+                    plan.calls.values().sum::<usize>(),
+                    calls.join(", "),
+                    plan.cached
+                );
                 eprintln!(
                     "         to send: {} calls, ~{} prompt tokens, at most {} completion tokens{}",
                     e.calls,
                     e.prompt_tokens_est,
                     e.completion_tokens_max,
-                    e.cost_est.map(|c| format!(", at most ${c:.4}")).unwrap_or_else(|| " (set llm.price_per_million_input/output for a cost)".into())
+                    e.cost_est
+                        .map(|c| format!(", at most ${c:.4}"))
+                        .unwrap_or_else(|| " (set llm.price_per_million_input/output for a cost)".into())
                 );
                 if common.json {
                     println!("{}", serde_json::to_string_pretty(&plan)?);
@@ -659,7 +692,7 @@ fn run_config(mut cfg: Config, origin: &str, common: CommonFlags, show_progress:
         }
         return Ok(());
     }
-    let report = pipeline::run(&cfg)?;
+    let report = pipeline::run_with(&cfg, pipeline::RunOptions { progress: show_progress })?;
     progress::MULTI.clear().ok();
     eprint!("{}", report.summary());
     if common.json {

@@ -10,6 +10,7 @@ use crate::config::{Config, Pooling};
 use crate::hash::{ContentHash, sha256_file};
 use crate::models::{ModelSource, Resolved};
 use crate::progress;
+use crate::vectors::{Vectors, normalize};
 use crate::workspace::{Store, StoreError};
 use fastembed::{InitOptionsUserDefined, TextEmbedding, TextInitOptions, TokenizerFiles, UserDefinedEmbeddingModel};
 use serde::Serialize;
@@ -21,7 +22,9 @@ use std::sync::{Mutex, OnceLock};
 #[derive(Debug, thiserror::Error)]
 pub enum EmbedError {
     /// ONNX Runtime could not be loaded.
-    #[error("cannot load ONNX Runtime from {path}: {message}. Run `tripletgen fetch-models`, or point model.onnxruntime / $ORT_DYLIB_PATH at libonnxruntime >= 1.24")]
+    #[error(
+        "cannot load ONNX Runtime from {path}: {message}. Run `tripletgen fetch-models`, or point model.onnxruntime / $ORT_DYLIB_PATH at libonnxruntime >= 1.24"
+    )]
     Runtime {
         /// The library.
         path: PathBuf,
@@ -158,10 +161,8 @@ impl Embedder {
                 if threads > 0 {
                     opts = opts.with_intra_threads(threads);
                 }
-                let model = TextEmbedding::try_new_from_user_defined(user, opts).map_err(|e| EmbedError::Model {
-                    model: dir.display().to_string(),
-                    message: e.to_string(),
-                })?;
+                let model = TextEmbedding::try_new_from_user_defined(user, opts)
+                    .map_err(|e| EmbedError::Model { model: dir.display().to_string(), message: e.to_string() })?;
                 let id = format!(
                     "onnx:{}:tok:{}:pool:{:?}",
                     &checksums["model.onnx"][..16],
@@ -203,14 +204,18 @@ impl Embedder {
         };
         e.dim = e.embed_batch(&["dimension probe"])?.first().map(Vec::len).unwrap_or(0);
         if e.dim == 0 {
-            return Err(EmbedError::Model { model: e.model_name, message: "the model returned an empty vector".into() });
+            return Err(EmbedError::Model {
+                model: e.model_name,
+                message: "the model returned an empty vector".into(),
+            });
         }
         Ok(e)
     }
 
     /// Embed one batch as it is (no sorting, no cache), L2-normalised.
     pub fn embed_batch<S: AsRef<str> + Send + Sync>(&mut self, texts: &[S]) -> Result<Vec<Vec<f32>>, EmbedError> {
-        let mut out = self.model.embed(texts, Some(texts.len().max(1))).map_err(|e| EmbedError::Inference(e.to_string()))?;
+        let mut out =
+            self.model.embed(texts, Some(texts.len().max(1))).map_err(|e| EmbedError::Inference(e.to_string()))?;
         for v in &mut out {
             normalize(v);
         }
@@ -278,7 +283,8 @@ impl Embedder {
             }
             let strs: Vec<&str> = batch.iter().map(|(_, t)| t.as_str()).collect();
             let vecs = self.embed_batch(&strs)?;
-            let items: Vec<(ContentHash, &[f32])> = batch.iter().zip(&vecs).map(|((k, _), v)| (*k, v.as_slice())).collect();
+            let items: Vec<(ContentHash, &[f32])> =
+                batch.iter().zip(&vecs).map(|((k, _), v)| (*k, v.as_slice())).collect();
             store.put_embeddings(&self.model_id, &items)?;
             crate::killpoint::hit("embed-batch");
             for ((k, _), v) in batch.iter().zip(vecs) {
@@ -315,36 +321,4 @@ fn hub_model(name: &str) -> Result<fastembed::EmbeddingModel, String> {
                 known.join(", ")
             )
         })
-}
-
-/// Scale `v` to unit length (left as is when it is all zeros).
-pub fn normalize(v: &mut [f32]) {
-    let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
-    if n > 0.0 {
-        v.iter_mut().for_each(|x| *x /= n);
-    }
-}
-
-/// A row-major matrix of vectors.
-#[derive(Debug, Clone, Default)]
-pub struct Vectors {
-    /// Dimension.
-    pub dim: usize,
-    /// `len() * dim` values.
-    pub data: Vec<f32>,
-}
-
-impl Vectors {
-    /// Number of vectors.
-    pub fn len(&self) -> usize {
-        if self.dim == 0 { 0 } else { self.data.len() / self.dim }
-    }
-    /// True when there are none.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-    /// Vector `i`.
-    pub fn row(&self, i: usize) -> &[f32] {
-        &self.data[i * self.dim..(i + 1) * self.dim]
-    }
 }

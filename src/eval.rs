@@ -20,44 +20,20 @@
 //! Means are over the evaluated queries.
 
 use crate::config::Config;
-use crate::embed::{EmbedError, Embedder};
-use crate::index::{Index, IndexError};
+use crate::embed::Embedder;
+use crate::index::Index;
 use crate::ingest::records::read_records;
 use crate::ingest::{self, IngestError};
-use crate::models::{self, ModelError};
-use crate::workspace::{Store, StoreError};
-use crate::write::{AtomicFile, WriteError};
+use crate::models;
+use crate::workspace::Store;
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
-/// Errors of `tripletgen eval`.
-#[derive(Debug, thiserror::Error)]
-pub enum EvalError {
-    /// Reading the dataset.
-    #[error(transparent)]
-    Ingest(#[from] IngestError),
-    /// Finding the model or runtime.
-    #[error(transparent)]
-    Model(#[from] ModelError),
-    /// Embedding.
-    #[error(transparent)]
-    Embed(#[from] EmbedError),
-    /// The embedding cache.
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    /// Searching.
-    #[error(transparent)]
-    Index(#[from] IndexError),
-    /// Writing a run file.
-    #[error(transparent)]
-    Write(#[from] WriteError),
-    /// The temporary workspace.
-    #[error("cannot create a temporary workspace: {0}")]
-    TempDir(std::io::Error),
-}
+/// Errors of `tripletgen eval`: those of the pipeline stages it runs (ingest, embed, index, write),
+/// so one enum serves both.
+pub type EvalError = crate::pipeline::PipelineError;
 
 /// Graded judgements of one query: document id -> grade.
 pub type Judgements = HashMap<String, f64>;
@@ -149,8 +125,12 @@ fn discount(i: usize) -> f64 {
 
 /// nDCG@k with gain = grade (trec_eval's `ndcg_cut`).
 pub fn ndcg_at(ranking: &[&str], rels: &Judgements, k: usize) -> f64 {
-    let dcg: f64 =
-        ranking.iter().take(k).enumerate().map(|(i, d)| rels.get(*d).copied().unwrap_or(0.0).max(0.0) * discount(i)).sum();
+    let dcg: f64 = ranking
+        .iter()
+        .take(k)
+        .enumerate()
+        .map(|(i, d)| rels.get(*d).copied().unwrap_or(0.0).max(0.0) * discount(i))
+        .sum();
     let mut ideal: Vec<f64> = rels.values().copied().filter(|&g| g > 0.0).collect();
     ideal.sort_unstable_by(|a, b| b.total_cmp(a));
     let idcg: f64 = ideal.iter().take(k).enumerate().map(|(i, g)| g * discount(i)).sum();
@@ -227,7 +207,11 @@ fn read_grades(cfg: &Config) -> Result<HashMap<String, Judgements>, IngestError>
 
 /// Evaluate every model of `models` (each a `[model]` section) on the dataset `cfg.input` names.
 /// `cfg` must be validated; its `embed` and `index` sections apply to every model.
-pub fn evaluate(cfg: &Config, models: &[crate::config::ModelConfig], opts: &EvalOptions) -> Result<EvalReport, EvalError> {
+pub fn evaluate(
+    cfg: &Config,
+    models: &[crate::config::ModelConfig],
+    opts: &EvalOptions,
+) -> Result<EvalReport, EvalError> {
     let ds = ingest::load(&cfg.input, false)?;
     let grades = read_grades(cfg)?;
     let depth = opts.depth();
@@ -275,9 +259,7 @@ pub fn evaluate(cfg: &Config, models: &[crate::config::ModelConfig], opts: &Eval
         }
         let run_file = match opts.run_out.get(mi) {
             Some(p) => {
-                let mut f = AtomicFile::create(p)?;
-                f.file().write_all(run.as_bytes()).map_err(|source| WriteError::Io { path: p.clone(), source })?;
-                f.commit()?;
+                crate::output::write::write_atomic(p, run.as_bytes())?;
                 Some(p.clone())
             }
             None => None,
@@ -325,7 +307,15 @@ impl EvalReport {
             self.depth
         );
         for (i, m) in self.models.iter().enumerate() {
-            let _ = writeln!(s, "  [{}] {} ({} index, {:.1}s, {} texts embedded)", i + 1, m.model, m.index, m.seconds, m.embedded);
+            let _ = writeln!(
+                s,
+                "  [{}] {} ({} index, {:.1}s, {} texts embedded)",
+                i + 1,
+                m.model,
+                m.index,
+                m.seconds,
+                m.embedded
+            );
         }
         let _ = write!(s, "{:<12}", "metric");
         for i in 0..self.models.len() {
@@ -408,7 +398,21 @@ mod tests {
     #[test]
     fn metric_names_and_query_metrics_agree() {
         let names = metric_names(&[100, 1, 10, 3], 100);
-        assert_eq!(names, ["ndcg@10", "mrr@10", "map@100", "ndcg@1", "ndcg@3", "ndcg@100", "recall@1", "recall@3", "recall@10", "recall@100"]);
+        assert_eq!(
+            names,
+            [
+                "ndcg@10",
+                "mrr@10",
+                "map@100",
+                "ndcg@1",
+                "ndcg@3",
+                "ndcg@100",
+                "recall@1",
+                "recall@3",
+                "recall@10",
+                "recall@100"
+            ]
+        );
         let m = query_metrics(&["a", "b"], &rels(&[("b", 1.0)]), &[1, 3, 10, 100], 100);
         for n in &names {
             assert!(m.contains_key(n), "{n} missing from {m:?}");

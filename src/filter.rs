@@ -9,11 +9,12 @@
 //! must retrieve one of its positives within the top k.
 
 use crate::config::FilterConfig;
-use crate::embed::Vectors;
-use crate::generate::{Candidate, Source};
-use crate::index::{Index, IndexError, dot};
+use crate::generate::{Candidate, RejectReason, Source};
+use crate::hash::text_key;
+use crate::index::{Index, IndexError};
 use crate::ingest::Dataset;
-use crate::mine::text_key;
+use crate::vectors::Vectors;
+use crate::vectors::dot;
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -23,7 +24,7 @@ pub struct Decision {
     /// Kept for mining.
     pub accepted: bool,
     /// Why it was rejected.
-    pub reason: Option<&'static str>,
+    pub reason: Option<RejectReason>,
     /// Cosine similarity to the source.
     pub fidelity: f32,
     /// Rank (0-based) of the best positive among the variant's search results, when found within
@@ -49,7 +50,7 @@ pub struct StrategyFilterStats {
 /// Filter counts by strategy.
 pub type FilterStats = BTreeMap<String, StrategyFilterStats>;
 
-/// Judge every candidate. `query_vecs` holds the dataset's queries, `cand_vecs` the candidates, in
+/// Judge every candidate (the per-strategy counts of all rounds are [`summarize`]d once, at the end). `query_vecs` holds the dataset's queries, `cand_vecs` the candidates, in
 /// order; document vectors come from the index.
 pub fn filter(
     cands: &[Candidate],
@@ -58,7 +59,7 @@ pub fn filter(
     cand_vecs: &Vectors,
     index: &Index,
     cfg: &FilterConfig,
-) -> Result<(Vec<Decision>, FilterStats), IndexError> {
+) -> Result<Vec<Decision>, IndexError> {
     let round_trip: Vec<Option<usize>> = if cfg.round_trip_k > 0 && !cands.is_empty() {
         index
             .search_batch(cand_vecs, cfg.round_trip_k)?
@@ -84,9 +85,7 @@ pub fn filter(
         };
         let fidelity = dot(v, source_vec);
         let words = c.text.split_whitespace().count();
-        let texts = seen_text
-            .entry(c.source)
-            .or_insert_with(|| HashSet::from([text_key(c.source.text(ds), true)]));
+        let texts = seen_text.entry(c.source).or_insert_with(|| HashSet::from([text_key(c.source.text(ds), true)]));
         let key = text_key(&c.text, true);
         let near_dup = || {
             accepted_vecs
@@ -96,21 +95,21 @@ pub fn filter(
         let reason = if c.rejected.is_some() {
             c.rejected
         } else if words < cfg.min_words {
-            Some("too-short")
+            Some(RejectReason::TooShort)
         } else if words > cfg.max_words {
-            Some("too-long")
+            Some(RejectReason::TooLong)
         } else if texts.contains(&key) {
-            Some("duplicate-text")
+            Some(RejectReason::DuplicateText)
         } else if matches!(c.source, Source::Document(_)) && copied_from(&c.text, c.source.text(ds)) {
-            Some("copied-from-document")
+            Some(RejectReason::CopiedFromDocument)
         } else if fidelity < lo {
-            Some("fidelity-below-min")
+            Some(RejectReason::FidelityBelowMin)
         } else if fidelity > hi {
-            Some("fidelity-above-max")
+            Some(RejectReason::FidelityAboveMax)
         } else if near_dup() {
-            Some("near-duplicate")
+            Some(RejectReason::NearDuplicate)
         } else if cfg.round_trip_k > 0 && round_trip[i].is_none() {
-            Some("round-trip-miss")
+            Some(RejectReason::RoundTripMiss)
         } else {
             None
         };
@@ -120,8 +119,7 @@ pub fn filter(
         }
         decisions.push(Decision { accepted: reason.is_none(), reason, fidelity, round_trip_rank: round_trip[i] });
     }
-    let stats = summarize(cands, &decisions);
-    Ok((decisions, stats))
+    Ok(decisions)
 }
 
 /// Per-strategy counts and mean fidelities of judged candidates.
@@ -129,15 +127,15 @@ pub fn summarize(cands: &[Candidate], decisions: &[Decision]) -> FilterStats {
     let mut stats = FilterStats::new();
     let mut sums: BTreeMap<&str, (f64, f64)> = BTreeMap::new();
     for (c, d) in cands.iter().zip(decisions) {
-        let s = stats.entry(c.strategy.clone()).or_default();
+        let s = stats.entry(c.strategy.name().to_string()).or_default();
         s.candidates += 1;
-        let sum = sums.entry(c.strategy.as_str()).or_default();
+        let sum = sums.entry(c.strategy.name()).or_default();
         sum.0 += d.fidelity as f64;
         if d.accepted {
             s.accepted += 1;
             sum.1 += d.fidelity as f64;
         } else {
-            *s.rejected.entry(d.reason.unwrap_or("").to_string()).or_default() += 1;
+            *s.rejected.entry(d.reason.map_or("", RejectReason::name).to_string()).or_default() += 1;
         }
     }
     for (name, (all, acc)) in sums {
@@ -151,7 +149,12 @@ pub fn summarize(cands: &[Candidate], decisions: &[Decision]) -> FilterStats {
 /// A query copied verbatim from its document: its folded text (at least four words) occurs in the
 /// document's folded text.
 fn copied_from(query: &str, doc: &str) -> bool {
-    let fold = |t: &str| t.split_whitespace().map(|w| w.trim_matches(|c: char| !c.is_alphanumeric()).to_lowercase()).collect::<Vec<_>>().join(" ");
+    let fold = |t: &str| {
+        t.split_whitespace()
+            .map(|w| w.trim_matches(|c: char| !c.is_alphanumeric()).to_lowercase())
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
     let q = fold(query);
     q.split(' ').count() >= 4 && fold(doc).contains(&q)
 }
@@ -165,7 +168,7 @@ mod tests {
 
     fn unit(v: &[f32]) -> Vec<f32> {
         let mut v = v.to_vec();
-        crate::embed::normalize(&mut v);
+        crate::vectors::normalize(&mut v);
         v
     }
 
@@ -180,24 +183,25 @@ mod tests {
             report: Default::default(),
         };
         let docs = Vectors { dim: 2, data: [unit(&[1.0, 0.0]), unit(&[0.0, 1.0])].concat() };
-        let (index, _) = Index::build(docs, &IndexConfig { kind: IndexKind::Exact, ..Default::default() }, None, false).unwrap();
+        let (index, _) =
+            Index::build(docs, &IndexConfig { kind: IndexKind::Exact, ..Default::default() }, None, false).unwrap();
         let qv = Vectors { dim: 2, data: unit(&[1.0, 0.1]) };
         let cand = |t: &str| Candidate {
             id: t.into(),
             source: Source::Query(0),
-            strategy: "s".into(),
+            strategy: crate::config::Strategy::Lexical(crate::config::LexicalStrategy::Synonym),
             text: t.into(),
             detail: String::new(),
             llm: None,
             rejected: None,
         };
         let cands = vec![
-            cand("Red  Planet mars"),      // duplicate of the source text
-            cand("red world mars"),        // accepted
-            cand("red world mars again"),  // near-duplicate of the accepted one
-            cand("blue"),                  // fidelity too low
-            cand("red planet mars!"),      // fidelity too high
-            cand("crimson planet mars"),   // retrieves b first, a second -> round-trip miss with k=1
+            cand("Red  Planet mars"),     // duplicate of the source text
+            cand("red world mars"),       // accepted
+            cand("red world mars again"), // near-duplicate of the accepted one
+            cand("blue"),                 // fidelity too low
+            cand("red planet mars!"),     // fidelity too high
+            cand("crimson planet mars"),  // retrieves b first, a second -> round-trip miss with k=1
         ];
         let cv = Vectors {
             dim: 2,
@@ -211,28 +215,38 @@ mod tests {
             ]
             .concat(),
         };
-        let cfg = FilterConfig { fidelity_min: 0.6, fidelity_max: 0.999, dedup_cosine: 0.99, round_trip_k: 1, ..Default::default() };
-        let (dec, stats) = filter(&cands, &ds, &qv, &cv, &index, &cfg).unwrap();
-        let reasons: Vec<Option<&str>> = dec.iter().map(|d| d.reason).collect();
+        let cfg = FilterConfig {
+            fidelity_min: 0.6,
+            fidelity_max: 0.999,
+            dedup_cosine: 0.99,
+            round_trip_k: 1,
+            ..Default::default()
+        };
+        let dec = filter(&cands, &ds, &qv, &cv, &index, &cfg).unwrap();
+        let stats = summarize(&cands, &dec);
+        let reasons: Vec<Option<RejectReason>> = dec.iter().map(|d| d.reason).collect();
         assert_eq!(
             reasons,
             vec![
-                Some("duplicate-text"),
+                Some(RejectReason::DuplicateText),
                 None,
-                Some("near-duplicate"),
-                Some("fidelity-below-min"),
-                Some("fidelity-above-max"),
-                Some("round-trip-miss")
+                Some(RejectReason::NearDuplicate),
+                Some(RejectReason::FidelityBelowMin),
+                Some(RejectReason::FidelityAboveMax),
+                Some(RejectReason::RoundTripMiss)
             ]
         );
         assert_eq!(dec[1].round_trip_rank, Some(0));
-        assert_eq!(stats["s"].accepted, 1);
-        assert_eq!(stats["s"].candidates, 6);
+        assert_eq!(stats["synonym"].accepted, 1);
+        assert_eq!(stats["synonym"].candidates, 6);
     }
 
     #[test]
     fn verbatim_copies_of_the_document_are_caught() {
-        assert!(copied_from("The Mercury is the smallest planet!", "Mercury: the mercury is the smallest planet in the Solar System."));
+        assert!(copied_from(
+            "The Mercury is the smallest planet!",
+            "Mercury: the mercury is the smallest planet in the Solar System."
+        ));
         assert!(!copied_from("smallest planet", "the smallest planet in the Solar System"), "too short to call a copy");
         assert!(!copied_from("which planet is the smallest one", "Mercury is the smallest planet"));
     }

@@ -63,6 +63,16 @@ pub fn sha256_file(path: &std::path::Path) -> std::io::Result<String> {
     Ok(hex::encode(h.finalize()))
 }
 
+/// Normalised form used for "same text" checks.
+pub fn text_key(text: &str, normalize: bool) -> ContentHash {
+    if normalize {
+        let folded: String = text.split_whitespace().collect::<Vec<_>>().join(" ").to_lowercase();
+        ContentHash::of(&folded)
+    } else {
+        ContentHash::of(text)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

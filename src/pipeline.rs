@@ -5,23 +5,24 @@
 //! never oversubscribed.
 
 use crate::config::{Config, IndexKind, LexicalStrategy, LlmStrategy};
-use crate::embed::{EmbedError, EmbedStats, Embedder, Vectors};
-use crate::generate::llm::{DryRun, LlmGenerator, LlmStageError};
+use crate::embed::{EmbedError, EmbedStats, Embedder};
 use crate::filter;
-use crate::html_report;
+use crate::generate::llm::{DryRun, LlmGenerator, LlmStageError};
 use crate::generate::{self, Candidate, GenerateError, StrategyCounts};
 use crate::hash::ContentHash;
 use crate::index::{Index, IndexError, Persist};
 use crate::ingest::{self, Dataset, IngestError, Query, QueryOrigin};
 use crate::judge::{JudgeError, JudgeStage};
-use crate::write::JudgeOutput;
+
 use crate::mine::{self, MineError};
 use crate::models::{self, ModelError};
-use crate::report::{InputChanges, RunReport, Scores, Timings};
+use crate::output::html;
+use crate::output::manifest::Manifest;
+use crate::output::report::{InputChanges, RunReport, Scores, Timings};
+use crate::output::schema;
+use crate::output::write::{self, JudgeOutput, WriteError};
+use crate::vectors::Vectors;
 use crate::workspace::{Produced, Store, StoreError};
-use crate::write::{self, WriteError};
-use serde::Serialize;
-use std::path::Path;
 use std::time::Instant;
 
 /// Errors of a pipeline run: one variant per stage.
@@ -56,7 +57,10 @@ pub enum PipelineError {
     Write(#[from] WriteError),
     /// The HTML report.
     #[error(transparent)]
-    HtmlReport(#[from] html_report::HtmlReportError),
+    HtmlReport(#[from] html::HtmlReportError),
+    /// The temporary workspace of `eval` without `--workspace`.
+    #[error("cannot create a temporary workspace: {0}")]
+    TempDir(std::io::Error),
     /// The judge.
     #[error(transparent)]
     Judge(#[from] JudgeError),
@@ -78,9 +82,21 @@ pub fn dry_run(cfg: &Config) -> Result<Option<DryRun>, PipelineError> {
     Ok(Some(g.dry_run(&ds, &store)?))
 }
 
-/// Run the whole pipeline with a validated config.
+/// How to run, as opposed to what to run (the [`Config`]): not part of the manifest.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RunOptions {
+    /// Draw progress bars on stderr.
+    pub progress: bool,
+}
+
+/// Run the whole pipeline with a validated config (no progress bars).
 pub fn run(cfg: &Config) -> Result<RunReport, PipelineError> {
-    match run_inner(cfg, false)? {
+    run_with(cfg, RunOptions::default())
+}
+
+/// Run the whole pipeline with a validated config.
+pub fn run_with(cfg: &Config, opts: RunOptions) -> Result<RunReport, PipelineError> {
+    match run_inner(cfg, opts, false)? {
         Ran::Report(r) => Ok(*r),
         Ran::Plan(_) => unreachable!("a full run does not stop at the plan"),
     }
@@ -89,8 +105,8 @@ pub fn run(cfg: &Config) -> Result<RunReport, PipelineError> {
 /// What the judge's paid stages would send on their first pass, without sending anything: runs
 /// ingest, embedding, the index and the mining rules (local work, cached like a run's), skips LLM
 /// generation (its queries cannot be known without sending), and writes nothing.
-pub fn judge_plan(cfg: &Config) -> Result<crate::judge::JudgeStats, PipelineError> {
-    match run_inner(cfg, true)? {
+pub fn judge_plan(cfg: &Config, opts: RunOptions) -> Result<crate::judge::JudgeStats, PipelineError> {
+    match run_inner(cfg, opts, true)? {
         Ran::Plan(p) => Ok(p),
         Ran::Report(_) => unreachable!("a plan stops before writing"),
     }
@@ -101,10 +117,10 @@ enum Ran {
     Plan(crate::judge::JudgeStats),
 }
 
-fn run_inner(cfg: &Config, plan_judge: bool) -> Result<Ran, PipelineError> {
+fn run_inner(cfg: &Config, opts: RunOptions, plan_judge: bool) -> Result<Ran, PipelineError> {
     let t0 = Instant::now();
     let mut timings = Timings::default();
-    let show = cfg.progress;
+    let show = opts.progress;
 
     let t = Instant::now();
     let mut ds = ingest::load(&cfg.input, corpus_only(cfg))?;
@@ -177,7 +193,7 @@ fn run_inner(cfg: &Config, plan_judge: bool) -> Result<Ran, PipelineError> {
         (Some(l), false) if !plan_judge => Some(LlmGenerator::new(&cfg.generate.llm, l)?),
         _ => None,
     };
-    let mut rounds = Rounds::default();
+    let mut rounds = Rounds { show, ..Rounds::default() };
     let no_queries = Vectors { dim: index.dim(), data: Vec::new() };
 
     // Round 1: synthetic queries from documents; accepted ones join the queries.
@@ -193,13 +209,14 @@ fn run_inner(cfg: &Config, plan_judge: bool) -> Result<Ran, PipelineError> {
     let (mut query_vecs, embed_queries) =
         embedder.embed_cached(&mut store, &query_texts, &cfg.embed.query_prefix, "queries", show)?;
     timings.embed += t.elapsed().as_secs_f64();
-    if index.kind() == "hnsw" && cfg.index.recall_sample > 0 {
-        index_stats.recall = index.measure_recall(&query_vecs, cfg.mine.range_max, cfg.index.recall_sample, cfg.mine.seed);
+    if index.kind() == crate::index::SearchKind::Hnsw && cfg.index.recall_sample > 0 {
+        index_stats.recall =
+            index.measure_recall(&query_vecs, cfg.mine.range_max, cfg.index.recall_sample, cfg.mine.seed);
     }
 
     // Round 2: variants of every query (given and synthetic): lexical, paraphrase, backtranslation.
     let t = Instant::now();
-    let lexical = generate_lexical(cfg, &ds, &mut embedder, &mut store)?;
+    let lexical = generate_lexical(cfg, &ds, &mut embedder, &mut store, show)?;
     let mut cands = lexical.candidates;
     if let Some(g) = llm_gen.as_mut() {
         cands.extend(g.query_variants(&ds, &mut store)?);
@@ -207,6 +224,7 @@ fn run_inner(cfg: &Config, plan_judge: bool) -> Result<Ran, PipelineError> {
     timings.generate += t.elapsed().as_secs_f64();
     let vecs = query_vecs.clone();
     rounds.judge(cfg, &mut ds, &mut embedder, &mut store, &index, &vecs, Some(&mut query_vecs), cands, &mut timings)?;
+    let model_checksums = std::mem::take(&mut embedder.checksums);
     drop(embedder);
 
     let t = Instant::now();
@@ -269,8 +287,8 @@ fn run_inner(cfg: &Config, plan_judge: bool) -> Result<Ran, PipelineError> {
     store.save_snapshot("document", &docs_produced)?;
     store.save_snapshot("query", &queries_produced)?;
     let report_json = serde_json::to_vec_pretty(&report).expect("report serialises");
-    write::write_atomic(&out.join("report.json"), &report_json)?;
-    let page = html_report::Inputs {
+    write::write_atomic(&out.join(schema::REPORT_JSON), &report_json)?;
+    let page = html::Inputs {
         report: &report,
         cfg,
         ds: &ds,
@@ -278,9 +296,12 @@ fn run_inner(cfg: &Config, plan_judge: bool) -> Result<Ran, PipelineError> {
         candidates: &rounds.candidates,
         decisions: &rounds.decisions,
     };
-    html_report::write(out, &page)?;
-    let manifest = Manifest::new(cfg, &resolved, &report)?;
-    write::write_atomic(&out.join("manifest.json"), &serde_json::to_vec_pretty(&manifest).expect("manifest serialises"))?;
+    html::write(out, &page)?;
+    let manifest = Manifest::new(cfg, &resolved, &model_checksums, &report)?;
+    write::write_atomic(
+        &out.join(schema::MANIFEST_JSON),
+        &serde_json::to_vec_pretty(&manifest).expect("manifest serialises"),
+    )?;
     Ok(Ran::Report(Box::new(report)))
 }
 
@@ -311,6 +332,8 @@ fn produced(ds: &Dataset, rounds: &Rounds, pairs: &[mine::MinedPair]) -> (Vec<Pr
 /// Everything generated in this run, with verdicts, in generation order.
 #[derive(Default)]
 struct Rounds {
+    /// Draw progress bars.
+    show: bool,
     candidates: Vec<Candidate>,
     decisions: Vec<filter::Decision>,
     embed: EmbedStats,
@@ -337,19 +360,26 @@ impl Rounds {
         }
         let t = Instant::now();
         let texts: Vec<&str> = cands.iter().map(|c| c.text.as_str()).collect();
-        let (cand_vecs, stats) = embedder.embed_cached(store, &texts, &cfg.embed.query_prefix, "variants", cfg.progress)?;
+        let (cand_vecs, stats) =
+            embedder.embed_cached(store, &texts, &cfg.embed.query_prefix, "variants", self.show)?;
         self.embed.add(&stats);
         timings.embed += t.elapsed().as_secs_f64();
         let t = Instant::now();
-        let (decisions, _) = filter::filter(&cands, ds, source_query_vecs, &cand_vecs, index, &cfg.filter)?;
+        let decisions = filter::filter(&cands, ds, source_query_vecs, &cand_vecs, index, &cfg.filter)?;
         for (i, (c, d)) in cands.iter().zip(&decisions).enumerate() {
             if d.accepted {
-                let origin = QueryOrigin { source_id: c.source.id(ds).to_string(), strategy: c.strategy.clone() };
+                let origin = QueryOrigin { source_id: c.source.id(ds).to_string(), strategy: c.strategy };
                 let answers = match c.source {
                     generate::Source::Query(i) => ds.queries[i].answers.clone(),
                     generate::Source::Document(_) => Vec::new(),
                 };
-                let q = Query { id: c.id.clone(), text: c.text.clone(), hash: ContentHash::of(&c.text), origin: Some(origin), answers };
+                let q = Query {
+                    id: c.id.clone(),
+                    text: c.text.clone(),
+                    hash: ContentHash::of(&c.text),
+                    origin: Some(origin),
+                    answers,
+                };
                 let positives = c.source.positives(ds);
                 ds.queries.push(q);
                 ds.positives.push(positives);
@@ -374,7 +404,7 @@ fn generation_counts(
 ) -> std::collections::BTreeMap<String, StrategyCounts> {
     let mut out = lexical.clone();
     for c in cands.iter().filter(|c| c.llm.is_some()) {
-        out.entry(c.strategy.clone()).or_default().produced += 1;
+        out.entry(c.strategy.name().to_string()).or_default().produced += 1;
     }
     out
 }
@@ -391,6 +421,7 @@ fn generate_lexical(
     ds: &Dataset,
     embedder: &mut Embedder,
     store: &mut Store,
+    show: bool,
 ) -> Result<Lexical, PipelineError> {
     let lx = &cfg.generate.lexical;
     if lx.strategies.is_empty() {
@@ -400,7 +431,7 @@ fn generate_lexical(
     let stopwords = generate::stopwords(lx)?;
     let neighbours = if lx.strategies.contains(&LexicalStrategy::EmbeddingNeighbour) {
         generate::neighbour_table(ds, lx, &stopwords, |texts, label| {
-            Ok::<_, PipelineError>(embedder.embed_cached(store, texts, "", label, cfg.progress)?.0)
+            Ok::<_, PipelineError>(embedder.embed_cached(store, texts, "", label, show)?.0)
         })?
     } else {
         Default::default()
@@ -409,92 +440,4 @@ fn generate_lexical(
     let (candidates, counts) = generate::lexical_candidates(ds, lx, &lex);
     log::info!("generated {} lexical candidates", candidates.len());
     Ok(Lexical { candidates, counts })
-}
-
-/// What was run, with what, on what, producing what (written as `manifest.json`).
-#[derive(Debug, Serialize)]
-pub struct Manifest<'a> {
-    /// Tool name.
-    pub tool: &'static str,
-    /// Tool version.
-    pub version: &'static str,
-    /// The full, resolved configuration.
-    pub config: &'a Config,
-    /// The embedding model.
-    pub model: ModelInfo,
-    /// Input files and their checksums.
-    pub inputs: Vec<InputFile>,
-    /// Counts and timings (the full report is in report.json).
-    pub report: &'a RunReport,
-}
-
-/// The model used.
-#[derive(Debug, Serialize)]
-pub struct ModelInfo {
-    /// Folder or hub name.
-    pub source: String,
-    /// ONNX Runtime library.
-    pub onnxruntime: String,
-    /// SHA-256 of the model files (and of the runtime library).
-    pub checksums: std::collections::BTreeMap<String, String>,
-}
-
-/// An input file.
-#[derive(Debug, Serialize)]
-pub struct InputFile {
-    /// Which input.
-    pub role: &'static str,
-    /// Path.
-    pub path: String,
-    /// Size in bytes.
-    pub bytes: u64,
-    /// SHA-256 (absent for folders).
-    pub sha256: Option<String>,
-}
-
-impl<'a> Manifest<'a> {
-    fn new(cfg: &'a Config, resolved: &models::Resolved, report: &'a RunReport) -> Result<Manifest<'a>, WriteError> {
-        let source = match &resolved.model {
-            models::ModelSource::Local { dir, .. } => dir.display().to_string(),
-            models::ModelSource::Hub { name, .. } => name.clone(),
-        };
-        let mut checksums = std::collections::BTreeMap::new();
-        if let models::ModelSource::Local { dir, .. } = &resolved.model {
-            for name in ["model.onnx", "tokenizer.json"] {
-                checksums.insert(name.to_string(), sha(&dir.join(name))?);
-            }
-        }
-        checksums.insert("onnxruntime".into(), sha(&resolved.runtime)?);
-        let mut inputs = Vec::new();
-        for (role, p) in [
-            ("corpus", &cfg.input.corpus),
-            ("queries", &cfg.input.queries),
-            ("qrels", &cfg.input.qrels),
-            ("pairs", &cfg.input.pairs),
-        ] {
-            let Some(p) = p else { continue };
-            if role == "queries" && cfg.input.pairs.is_some() {
-                continue;
-            }
-            let meta = std::fs::metadata(p).map_err(|source| WriteError::Io { path: p.clone(), source })?;
-            inputs.push(InputFile {
-                role,
-                path: p.display().to_string(),
-                bytes: meta.len(),
-                sha256: if meta.is_file() { Some(sha(p)?) } else { None },
-            });
-        }
-        Ok(Manifest {
-            tool: "tripletgen",
-            version: env!("CARGO_PKG_VERSION"),
-            config: cfg,
-            model: ModelInfo { source, onnxruntime: resolved.runtime.display().to_string(), checksums },
-            inputs,
-            report,
-        })
-    }
-}
-
-fn sha(p: &Path) -> Result<String, WriteError> {
-    crate::hash::sha256_file(p).map_err(|source| WriteError::Io { path: p.to_path_buf(), source })
 }

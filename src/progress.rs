@@ -20,6 +20,5 @@ pub fn bar(len: u64, label: &str, unit: &str, enabled: bool) -> ProgressBar {
     ))
     .expect("static template")
     .progress_chars("=> ");
-    let pb = MULTI.add(ProgressBar::new(len).with_style(style).with_prefix(label.to_string()));
-    pb
+    MULTI.add(ProgressBar::new(len).with_style(style).with_prefix(label.to_string()))
 }

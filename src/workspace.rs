@@ -137,7 +137,8 @@ impl Store {
             .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect())
             .map_err(sq)?;
         for col in SNAPSHOT_ADDED.iter().filter(|c| !columns.iter().any(|x| x == *c)) {
-            conn.execute_batch(&format!("ALTER TABLE snapshot ADD COLUMN {col} INTEGER NOT NULL DEFAULT 0")).map_err(sq)?;
+            conn.execute_batch(&format!("ALTER TABLE snapshot ADD COLUMN {col} INTEGER NOT NULL DEFAULT 0"))
+                .map_err(sq)?;
         }
         Ok(Store { conn, path })
     }
@@ -161,9 +162,9 @@ impl Store {
                 stmt.query_row(params![model, &k.0[..]], |r| r.get(0)).optional().map_err(self.sq())?;
             out.push(match blob {
                 None => None,
-                Some(b) if b.len() == dim * 4 => Some(
-                    b.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes"))).collect(),
-                ),
+                Some(b) if b.len() == dim * 4 => {
+                    Some(b.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes"))).collect())
+                }
                 Some(b) => {
                     return Err(StoreError::Corrupt { path: self.path.clone(), got: b.len(), expected: dim * 4 });
                 }
@@ -232,7 +233,10 @@ impl Store {
 
     /// The snapshot of `kind`, by id.
     pub fn snapshot(&self, kind: &str) -> Result<Vec<Produced>, StoreError> {
-        let mut stmt = self.conn.prepare("SELECT id, hash, generated, negatives FROM snapshot WHERE kind = ?1 ORDER BY id").map_err(self.sq())?;
+        let mut stmt = self
+            .conn
+            .prepare("SELECT id, hash, generated, negatives FROM snapshot WHERE kind = ?1 ORDER BY id")
+            .map_err(self.sq())?;
         stmt.query_map(params![kind], |r| {
             let hash: Vec<u8> = r.get(1)?;
             Ok(Produced {
@@ -256,7 +260,13 @@ impl Store {
     }
 
     /// Store one LLM answer the moment it arrives (its own transaction).
-    pub fn put_llm(&mut self, key: &ContentHash, strategy: &str, model: &str, response: &str) -> Result<(), StoreError> {
+    pub fn put_llm(
+        &mut self,
+        key: &ContentHash,
+        strategy: &str,
+        model: &str,
+        response: &str,
+    ) -> Result<(), StoreError> {
         self.conn
             .prepare_cached("INSERT OR REPLACE INTO llm_cache (key, strategy, model, response) VALUES (?1, ?2, ?3, ?4)")
             .and_then(|mut st| st.execute(params![&key.0[..], strategy, model, response]))

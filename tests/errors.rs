@@ -8,11 +8,8 @@ use std::path::{Path, PathBuf};
 
 /// A config for the quickstart fixture with `extra` appended; returns its path.
 fn config_with(dir: &Path, extra: &str) -> PathBuf {
-    let body = format!(
-        "[input]\nbeir = {}\n[output]\ndir = {}\n{extra}\n",
-        tp(&fixture("quickstart")),
-        tp(&dir.join("out"))
-    );
+    let body =
+        format!("[input]\nbeir = {}\n[output]\ndir = {}\n{extra}\n", tp(&fixture("quickstart")), tp(&dir.join("out")));
     write(dir, "my-config.toml", &body)
 }
 
@@ -86,7 +83,10 @@ fn a_model_folder_missing_a_file_is_refused_at_load_time() {
 
 #[test]
 fn a_missing_onnxruntime_file_is_refused_at_load_time() {
-    assert_config_error("[model]\nonnxruntime = '/nonexistent/libonnxruntime.so'", &["model.onnxruntime", "/nonexistent/libonnxruntime.so", "fetch-models"]);
+    assert_config_error(
+        "[model]\nonnxruntime = '/nonexistent/libonnxruntime.so'",
+        &["model.onnxruntime", "/nonexistent/libonnxruntime.so", "fetch-models"],
+    );
 }
 
 #[test]
@@ -100,24 +100,23 @@ fn review_margin_out_of_range_is_a_config_error() {
     assert_config_error("[mine]\nreview = true\nreview_margin = -0.5", &["mine.review_margin", "0 to 2"]);
     assert_config_error("[mine]\nreview = \"yes\"", &["review"]);
     let t = tmpdir();
-    let o = run(tripletgen()
-        .arg("mine")
-        .arg(fixture("quickstart"))
-        .arg("--out")
-        .arg(t.path().join("out"))
-        .args(["--review", "--review-margin", "3"]));
+    let o = run(tripletgen().arg("mine").arg(fixture("quickstart")).arg("--out").arg(t.path().join("out")).args([
+        "--review",
+        "--review-margin",
+        "3",
+    ]));
     o.assert_code(2).assert_stderr_has(&["mine.review_margin", "command line"]);
 }
 
 #[test]
 fn command_line_values_are_validated_too() {
     let t = tmpdir();
-    let o = run(tripletgen()
-        .arg("mine")
-        .arg(fixture("quickstart"))
-        .arg("--out")
-        .arg(t.path().join("out"))
-        .args(["--range-min", "30", "--range-max", "30"]));
+    let o = run(tripletgen().arg("mine").arg(fixture("quickstart")).arg("--out").arg(t.path().join("out")).args([
+        "--range-min",
+        "30",
+        "--range-max",
+        "30",
+    ]));
     o.assert_code(2);
     o.assert_stderr_has(&["mine.range_min", "command line"]);
 }
@@ -217,11 +216,44 @@ fn bad_flag_values_exit_2_like_config_errors() {
     };
     let o = run(base().args(["--num-negatives", "abc"]));
     o.assert_code(2);
-    for (flag, value) in [("--sampling", "best"), ("--index", "faiss"), ("--format", "csv"), ("--relative-margin", "lots")] {
+    for (flag, value) in
+        [("--sampling", "best"), ("--index", "faiss"), ("--format", "csv"), ("--relative-margin", "lots")]
+    {
         let o = run(base().args([flag, value]));
         o.assert_no_panic();
         o.assert_stderr_has(&[flag, value]);
         assert_eq!(o.code, Some(2), "{flag} {value}: expected exit code 2 (usage/config error)\n{}", o.stderr);
     }
     assert!(!t.path().join("out").exists());
+}
+
+#[test]
+fn mine_refuses_a_config_file_that_names_another_input() {
+    let t = tmpdir();
+    // The folder argument names the input; the file names another corpus: refused, both named.
+    let o = run(tripletgen()
+        .arg("mine")
+        .arg(fixture("quickstart"))
+        .arg("--out")
+        .arg(t.path().join("out"))
+        .arg("--config")
+        .arg(repo().join("configs/llm-example.toml")));
+    o.assert_no_panic();
+    o.assert_code(2).assert_stderr_has(&["llm-example.toml", "input.corpus", "fixtures/quickstart"]);
+    assert!(!t.path().join("out").exists(), "a config error must stop before writing anything");
+    // The same folder in the file and on the command line is no conflict (validation passes; the run
+    // itself is not needed here, so an impossible value stops it right after).
+    let cfg = write(
+        t.path(),
+        "same.toml",
+        &format!("[input]\nbeir = {}\n[mine]\nnum_negatives = 0\n", tp(&fixture("quickstart"))),
+    );
+    let o = run(tripletgen()
+        .arg("mine")
+        .arg(fixture("quickstart"))
+        .arg("--out")
+        .arg(t.path().join("out"))
+        .arg("--config")
+        .arg(&cfg));
+    o.assert_code(2).assert_stderr_has(&["mine.num_negatives"]);
 }

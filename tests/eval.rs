@@ -17,7 +17,11 @@ fn graded_fixture(dir: &Path) -> PathBuf {
     std::fs::create_dir_all(beir.join("qrels")).unwrap();
     std::fs::copy(src.join("corpus.jsonl"), beir.join("corpus.jsonl")).unwrap();
     let queries = std::fs::read_to_string(src.join("queries.jsonl")).unwrap();
-    std::fs::write(beir.join("queries.jsonl"), queries + "{\"_id\": \"train-1\", \"text\": \"a query of another split\"}\n").unwrap();
+    std::fs::write(
+        beir.join("queries.jsonl"),
+        queries + "{\"_id\": \"train-1\", \"text\": \"a query of another split\"}\n",
+    )
+    .unwrap();
     let qrels = std::fs::read_to_string(src.join("qrels/test.tsv")).unwrap();
     let mut lines: Vec<(String, String, u32)> = qrels
         .lines()
@@ -33,7 +37,8 @@ fn graded_fixture(dir: &Path) -> PathBuf {
     for l in lines.iter_mut().filter(|l| l.0 == last) {
         l.2 = 0;
     }
-    let queries: Vec<String> = lines.iter().map(|l| l.0.clone()).collect::<std::collections::BTreeSet<_>>().into_iter().collect();
+    let queries: Vec<String> =
+        lines.iter().map(|l| l.0.clone()).collect::<std::collections::BTreeSet<_>>().into_iter().collect();
     for q in queries {
         lines.push((q, "astro-025".into(), 0));
     }
@@ -46,7 +51,8 @@ fn graded_fixture(dir: &Path) -> PathBuf {
 }
 
 fn python() -> String {
-    let python = std::env::var("TRIPLETGEN_TEST_PYTHON").ok().filter(|p| !p.is_empty()).unwrap_or_else(|| "python3".into());
+    let python =
+        std::env::var("TRIPLETGEN_TEST_PYTHON").ok().filter(|p| !p.is_empty()).unwrap_or_else(|| "python3".into());
     let probe = std::process::Command::new(&python).args(["-c", "import pytrec_eval"]).output();
     match probe {
         Ok(o) if o.status.success() => python,
@@ -74,7 +80,8 @@ fn eval_matches_pytrec_eval_per_query_on_graded_qrels() {
         .arg("--workspace")
         .arg(t.path().join("ws")));
     o.assert_ok();
-    let report: Value = serde_json::from_str(&o.stdout).unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}", o.stdout));
+    let report: Value =
+        serde_json::from_str(&o.stdout).unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}", o.stdout));
     assert!(o.stderr.contains("ndcg@10"), "the table goes to stderr with --json:\n{}", o.stderr);
     assert_eq!(num_at(&report, "/documents"), 310.0);
     assert_eq!(num_at(&report, "/queries_read"), 83.0);
@@ -132,7 +139,11 @@ fn eval_compares_models_side_by_side_and_refuses_bad_flags() {
         .arg(t.path().join("ws")));
     o.assert_ok();
     // The table is the output: on stdout, one column per model and the difference to the first.
-    assert!(o.stdout.contains("[2]-[1]") && o.stdout.contains("recall@5") && o.stdout.contains("ndcg@10"), "{}", o.stdout);
+    assert!(
+        o.stdout.contains("[2]-[1]") && o.stdout.contains("recall@5") && o.stdout.contains("ndcg@10"),
+        "{}",
+        o.stdout
+    );
     let row = o.stdout.lines().find(|l| l.starts_with("ndcg@10")).unwrap();
     assert!(row.trim_end().ends_with("+0.0000"), "same model twice must differ by 0: {row}");
     assert_eq!(std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap(), "same model, same run file");
@@ -140,7 +151,11 @@ fn eval_compares_models_side_by_side_and_refuses_bad_flags() {
 
     // The same metrics through the HNSW index: close to exact search on 310 documents.
     let ndcg = |index: &str| {
-        let o = run(tripletgen().arg("eval").arg(fixture("quickstart")).args(["--json", "--index", index, "--workspace"]).arg(t.path().join("ws")));
+        let o = run(tripletgen()
+            .arg("eval")
+            .arg(fixture("quickstart"))
+            .args(["--json", "--index", index, "--workspace"])
+            .arg(t.path().join("ws")));
         o.assert_ok();
         let v: Value = serde_json::from_str(&o.stdout).unwrap();
         assert_eq!(v["models"][0]["index"], index);

@@ -119,8 +119,8 @@ fn jsonl_line() -> impl Strategy<Value = Vec<u8>> {
 
 /// Lines joined with LF or CRLF, maybe with a BOM, maybe cut short at some byte.
 fn file_bytes(line: impl Strategy<Value = Vec<u8>>) -> impl Strategy<Value = (Vec<u8>, Vec<Vec<u8>>)> {
-    (prop::collection::vec(line, 0..24), any::<bool>(), any::<bool>(), prop::option::of(any::<prop::sample::Index>())).prop_map(
-        |(lines, crlf, bom, cut)| {
+    (prop::collection::vec(line, 0..24), any::<bool>(), any::<bool>(), prop::option::of(any::<prop::sample::Index>()))
+        .prop_map(|(lines, crlf, bom, cut)| {
             let mut bytes = if bom { b"\xEF\xBB\xBF".to_vec() } else { Vec::new() };
             for l in &lines {
                 bytes.extend_from_slice(l);
@@ -130,8 +130,7 @@ fn file_bytes(line: impl Strategy<Value = Vec<u8>>) -> impl Strategy<Value = (Ve
                 bytes.truncate(i.index(bytes.len()));
             }
             (bytes, lines)
-        },
-    )
+        })
 }
 
 /// One CSV/TSV row (fields joined by the delimiter later), including quotes, ragged rows, NULs.
@@ -169,7 +168,11 @@ fn check_reader(path: &Path, lines: usize) -> (usize, Vec<BadRecord>) {
     }
     for b in &bad {
         assert!(b.loc.file.starts_with(path), "bad record names another file: {b}");
-        assert!(b.loc.line >= 1 && b.loc.line as usize <= lines + 1, "line {} outside the file ({lines} lines): {b}", b.loc.line);
+        assert!(
+            b.loc.line >= 1 && b.loc.line as usize <= lines + 1,
+            "line {} outside the file ({lines} lines): {b}",
+            b.loc.line
+        );
         assert!(!b.message.is_empty(), "{b}");
         let shown = b.to_string();
         assert!(shown.contains(&path.display().to_string()), "{shown}");
@@ -187,14 +190,20 @@ fn check_load(corpus: &Path) {
             max_record_bytes: MAX_RECORD,
             ..InputConfig::default()
         };
-        let res = no_panic_no_hang("ingest::load", move || ingest::load(&input, true).map(|ds| ds.report).map_err(|e| (e.to_string(), matches!(e, IngestError::Empty(_)))));
+        let res = no_panic_no_hang("ingest::load", move || {
+            ingest::load(&input, true)
+                .map(|ds| ds.report)
+                .map_err(|e| (e.to_string(), matches!(e, IngestError::Empty(_))))
+        });
         match res {
             Ok(report) => {
                 for b in &report.bad_records {
                     assert!(b.loc.file.starts_with(corpus), "{b}");
                 }
             }
-            Err((msg, _)) => assert!(msg.contains(&corpus.display().to_string()), "the error does not name the file: {msg}"),
+            Err((msg, _)) => {
+                assert!(msg.contains(&corpus.display().to_string()), "the error does not name the file: {msg}")
+            }
         }
     }
 }
@@ -326,13 +335,16 @@ proptest! {
 
 /// A valid file of each format, built from the first documents of the quickstart corpus.
 fn seed_file(ext: &str) -> Vec<u8> {
-    let corpus = std::fs::read_to_string(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/quickstart/corpus.jsonl")).unwrap();
+    let corpus =
+        std::fs::read_to_string(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/quickstart/corpus.jsonl"))
+            .unwrap();
     let docs: Vec<serde_json::Value> = corpus.lines().take(12).map(|l| serde_json::from_str(l).unwrap()).collect();
     let field = |d: &serde_json::Value, k: &str| d[k].as_str().unwrap_or("").to_string();
     match ext {
         "jsonl" => docs.iter().map(|d| format!("{d}\n")).collect::<String>().into_bytes(),
         "csv" | "tsv" => {
-            let mut w = csv::WriterBuilder::new().delimiter(if ext == "csv" { b',' } else { b'\t' }).from_writer(Vec::new());
+            let mut w =
+                csv::WriterBuilder::new().delimiter(if ext == "csv" { b',' } else { b'\t' }).from_writer(Vec::new());
             w.write_record(["_id", "title", "text"]).unwrap();
             for d in &docs {
                 w.write_record([field(d, "_id"), field(d, "title"), field(d, "text")]).unwrap();
@@ -341,10 +353,18 @@ fn seed_file(ext: &str) -> Vec<u8> {
         }
         _ => {
             use arrow::array::{ArrayRef, StringArray};
-            let col = |k: &str| -> ArrayRef { std::sync::Arc::new(StringArray::from(docs.iter().map(|d| field(d, k)).collect::<Vec<_>>())) };
-            let batch = arrow::array::RecordBatch::try_from_iter([("_id", col("_id")), ("title", col("title")), ("text", col("text"))]).unwrap();
+            let col = |k: &str| -> ArrayRef {
+                std::sync::Arc::new(StringArray::from(docs.iter().map(|d| field(d, k)).collect::<Vec<_>>()))
+            };
+            let batch = arrow::array::RecordBatch::try_from_iter([
+                ("_id", col("_id")),
+                ("title", col("title")),
+                ("text", col("text")),
+            ])
+            .unwrap();
             let mut bytes = Vec::new();
-            let props = parquet::file::properties::WriterProperties::builder().set_max_row_group_row_count(Some(4)).build();
+            let props =
+                parquet::file::properties::WriterProperties::builder().set_max_row_group_row_count(Some(4)).build();
             let mut w = parquet::arrow::ArrowWriter::try_new(&mut bytes, batch.schema(), Some(props)).unwrap();
             w.write(&batch).unwrap();
             w.close().unwrap();
@@ -371,7 +391,10 @@ fn at(raw: usize, len: usize) -> usize {
 }
 
 fn mutation() -> impl Strategy<Value = Mutation> {
-    let byte = prop_oneof![any::<u8>(), prop::sample::select(vec![0u8, b'\n', b'\r', b'"', b'{', b'[', b',', b'\t', 0xff, 0x80])];
+    let byte = prop_oneof![
+        any::<u8>(),
+        prop::sample::select(vec![0u8, b'\n', b'\r', b'"', b'{', b'[', b',', b'\t', 0xff, 0x80])
+    ];
     prop_oneof![
         (any::<usize>(), byte.clone()).prop_map(|(i, b)| Mutation::Set(i, b)),
         (any::<usize>(), byte).prop_map(|(i, b)| Mutation::Insert(i, b)),
@@ -428,7 +451,10 @@ proptest! {
 /// column. It must be an error naming the file, not a crash.
 #[test]
 fn a_parquet_file_that_crashes_the_parquet_reader_is_an_error_naming_the_file() {
-    let bytes = mutate(seed_file("parquet"), &[Mutation::Delete(7781616742887246303, 19), Mutation::Set(4271843586472560264, 0)]);
+    let bytes = mutate(
+        seed_file("parquet"),
+        &[Mutation::Delete(7781616742887246303, 19), Mutation::Set(4271843586472560264, 0)],
+    );
     let t = tmp();
     let path = t.path().join("corpus.parquet");
     std::fs::write(&path, &bytes).unwrap();
@@ -446,23 +472,89 @@ fn a_parquet_file_that_crashes_the_parquet_reader_is_an_error_naming_the_file() 
 
 /// (dotted key, kind of value it wants) for a sample of the config's keys.
 const KEYS: &[&str] = &[
-    "index.m", "index.ef_construction", "index.ef_search", "index.exact_below", "index.kind", "index.recall_sample",
-    "mine.range_min", "mine.range_max", "mine.num_negatives", "mine.relative_margin", "mine.absolute_margin",
-    "mine.max_score", "mine.min_score", "mine.sampling", "mine.seed", "embed.batch_size", "embed.threads",
-    "model.max_length", "model.dir", "model.onnxruntime", "model.pooling", "input.on_bad_record",
-    "input.max_record_bytes", "input.include_title", "output.formats", "output.row_group_size", "filter.fidelity_min",
-    "filter.fidelity_max", "filter.round_trip_k", "filter.dedup_cosine", "filter.min_words", "filter.max_words",
-    "generate.llm.strategies", "generate.llm.queries_per_document", "generate.lexical.replace_rate",
-    "generate.lexical.strategies", "llm.base_url", "llm.model", "llm.concurrency", "llm.timeout_secs", "llm.temperature",
-    "llm.max_tokens", "index.no_such_key", "mine.rangemax", "unknown_table.x",
+    "index.m",
+    "index.ef_construction",
+    "index.ef_search",
+    "index.exact_below",
+    "index.kind",
+    "index.recall_sample",
+    "mine.range_min",
+    "mine.range_max",
+    "mine.num_negatives",
+    "mine.relative_margin",
+    "mine.absolute_margin",
+    "mine.max_score",
+    "mine.min_score",
+    "mine.sampling",
+    "mine.seed",
+    "embed.batch_size",
+    "embed.threads",
+    "model.max_length",
+    "model.dir",
+    "model.onnxruntime",
+    "model.pooling",
+    "input.on_bad_record",
+    "input.max_record_bytes",
+    "input.include_title",
+    "output.formats",
+    "output.row_group_size",
+    "filter.fidelity_min",
+    "filter.fidelity_max",
+    "filter.round_trip_k",
+    "filter.dedup_cosine",
+    "filter.min_words",
+    "filter.max_words",
+    "generate.llm.strategies",
+    "generate.llm.queries_per_document",
+    "generate.lexical.replace_rate",
+    "generate.lexical.strategies",
+    "llm.base_url",
+    "llm.model",
+    "llm.concurrency",
+    "llm.timeout_secs",
+    "llm.temperature",
+    "llm.max_tokens",
+    "index.no_such_key",
+    "mine.rangemax",
+    "unknown_table.x",
 ];
 
 fn toml_value() -> impl Strategy<Value = String> {
     prop_oneof![
-        prop_oneof![Just(-1i64), Just(0), Just(1), Just(2), Just(50), Just(256), Just(257), Just(100_000), Just(i64::MAX)].prop_map(|n| n.to_string()),
-        prop_oneof![Just("-0.5"), Just("0.0"), Just("0.5"), Just("1.0"), Just("1.5"), Just("nan"), Just("inf"), Just("-inf")].prop_map(String::from),
-        prop_oneof![Just(""), Just("top"), Just("hnsw"), Just("exact"), Just("x"), Just("/nonexistent/file"), Just("synthetic"), Just("mean")]
-            .prop_map(|s| format!("\"{s}\"")),
+        prop_oneof![
+            Just(-1i64),
+            Just(0),
+            Just(1),
+            Just(2),
+            Just(50),
+            Just(256),
+            Just(257),
+            Just(100_000),
+            Just(i64::MAX)
+        ]
+        .prop_map(|n| n.to_string()),
+        prop_oneof![
+            Just("-0.5"),
+            Just("0.0"),
+            Just("0.5"),
+            Just("1.0"),
+            Just("1.5"),
+            Just("nan"),
+            Just("inf"),
+            Just("-inf")
+        ]
+        .prop_map(String::from),
+        prop_oneof![
+            Just(""),
+            Just("top"),
+            Just("hnsw"),
+            Just("exact"),
+            Just("x"),
+            Just("/nonexistent/file"),
+            Just("synthetic"),
+            Just("mean")
+        ]
+        .prop_map(|s| format!("\"{s}\"")),
         any::<bool>().prop_map(|b| b.to_string()),
         Just("[\"triplet\", \"nope\"]".to_string()),
         Just("[]".to_string()),

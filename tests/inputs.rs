@@ -17,7 +17,8 @@ fn bad(name: &str) -> PathBuf {
 /// `positive` (a valid document of `corpus`) the positive of q1.
 fn bad_corpus_config(dir: &Path, corpus: &Path, positive: &str, extra: &str) -> PathBuf {
     let qrels = write(dir, "qrels.tsv", &format!("query-id\tcorpus-id\tscore\nq1\t{positive}\t1\n"));
-    let csv_fields = if corpus.extension().is_some_and(|e| e == "csv") { "[input.corpus_fields]\nid = \"id\"\n" } else { "" };
+    let csv_fields =
+        if corpus.extension().is_some_and(|e| e == "csv") { "[input.corpus_fields]\nid = \"id\"\n" } else { "" };
     let body = format!(
         "[input]\ncorpus = {}\nqueries = {}\nqrels = {}\n{extra}\n{csv_fields}[mine]\nrelative_margin = 0.0\n[output]\ndir = {}\nformats = [\"triplet\", \"flag-jsonl\"]\n",
         tp(corpus),
@@ -39,7 +40,11 @@ fn assert_stops_at(file: &str, positive: &str, line: u64, field: Option<&str>) {
     o.assert_stderr_has(&[&at]);
     if let Some(f) = field {
         let quoted = format!("`{f}`");
-        assert!(o.stderr.contains(&quoted), "stderr does not name the field {quoted} (fixtures/bad/README.md):\n{}", o.stderr);
+        assert!(
+            o.stderr.contains(&quoted),
+            "stderr does not name the field {quoted} (fixtures/bad/README.md):\n{}",
+            o.stderr
+        );
     }
     assert!(!t.path().join("out/triplet.parquet").exists(), "a failed run left an output file");
 }
@@ -126,7 +131,8 @@ fn qrels_naming_an_unknown_document_stops_with_file_line_and_field() {
 
     // Skipped: the two other qrels lines are mined.
     require_models();
-    let body = body.replace("[input]\n", "[input]\non_bad_record = \"skip\"\n") + "formats = [\"flag-jsonl\"]\n[mine]\nrelative_margin = 0.0\n";
+    let body = body.replace("[input]\n", "[input]\non_bad_record = \"skip\"\n")
+        + "formats = [\"flag-jsonl\"]\n[mine]\nrelative_margin = 0.0\n";
     let cfg = write(t.path(), "c2.toml", &body);
     run_config(&cfg, &[]).assert_ok();
     let r = read_json(&t.path().join("out/report.json"));
@@ -175,8 +181,12 @@ fn csv_corpus_with_a_quoted_newline_is_read() {
     assert_eq!(num_at(&r, "/ingest/documents"), 5.0, "{}", r["ingest"]);
     assert_eq!(num_at(&r, "/ingest/skipped"), 0.0);
     let flag = read_jsonl(&t.path().join("out/flag.jsonl"));
-    assert_eq!(strs(&flag[0]["pos"]), ["ISO Raising the ISO brightens the image, but it adds noise.\nKeep it as low as the light allows."]);
-    let ids: HashSet<String> = flag.iter().flat_map(|l| strs(&l["neg_ids"]).into_iter().chain(strs(&l["pos_ids"]))).collect();
+    assert_eq!(
+        strs(&flag[0]["pos"]),
+        ["ISO Raising the ISO brightens the image, but it adds noise.\nKeep it as low as the light allows."]
+    );
+    let ids: HashSet<String> =
+        flag.iter().flat_map(|l| strs(&l["neg_ids"]).into_iter().chain(strs(&l["pos_ids"]))).collect();
     assert!(ids.iter().all(|i| ["c1", "c2", "c3", "c4", "c5"].contains(&i.as_str())), "{ids:?}");
 }
 
@@ -184,8 +194,16 @@ fn csv_corpus_with_a_quoted_newline_is_read() {
 fn text_folder_corpus_uses_relative_paths_as_ids() {
     require_models();
     let t = tmpdir();
-    let queries = write(t.path(), "q.jsonl", "{\"_id\":\"t1\",\"text\":\"how do I pull an espresso shot\"}\n{\"_id\":\"t2\",\"text\":\"moons of jupiter in binoculars\"}\n");
-    let qrels = write(t.path(), "r.tsv", "query-id\tcorpus-id\tscore\nt1\tnotes/espresso.md\t1\nt2\tnotes/astronomy/jupiter-moons.md\t1\n");
+    let queries = write(
+        t.path(),
+        "q.jsonl",
+        "{\"_id\":\"t1\",\"text\":\"how do I pull an espresso shot\"}\n{\"_id\":\"t2\",\"text\":\"moons of jupiter in binoculars\"}\n",
+    );
+    let qrels = write(
+        t.path(),
+        "r.tsv",
+        "query-id\tcorpus-id\tscore\nt1\tnotes/espresso.md\t1\nt2\tnotes/astronomy/jupiter-moons.md\t1\n",
+    );
     let body = format!(
         "[input]\ncorpus = {}\nqueries = {}\nqrels = {}\n[mine]\nrelative_margin = 0.0\n[output]\ndir = {}\nformats = [\"flag-jsonl\"]\n",
         tp(&fixture("textdir")),
@@ -210,7 +228,8 @@ fn text_folder_corpus_uses_relative_paths_as_ids() {
     assert_eq!(strs(&flag[0]["pos_ids"]), ["notes/espresso.md"]);
     let espresso = std::fs::read_to_string(fixture("textdir/notes/espresso.md")).unwrap();
     assert_eq!(strs(&flag[0]["pos"])[0].trim(), espresso.trim());
-    let seen: HashSet<String> = flag.iter().flat_map(|l| strs(&l["neg_ids"]).into_iter().chain(strs(&l["pos_ids"]))).collect();
+    let seen: HashSet<String> =
+        flag.iter().flat_map(|l| strs(&l["neg_ids"]).into_iter().chain(strs(&l["pos_ids"]))).collect();
     for id in &seen {
         assert!(expected.contains(id.as_str()), "id {id:?} is not a relative path of textdir/");
     }

@@ -284,5 +284,9 @@ fn killed_anywhere_the_rerun_finishes_with_identical_outputs_and_no_repaid_call(
         let _ = std::fs::remove_dir_all(&dir);
     }
     assert!(double_kills >= 3, "only {double_kills} second kills happened");
-    eprintln!("kill sweep: {} points ({double_kills} killed twice) in {:.0}s", points.len(), started.elapsed().as_secs_f64());
+    eprintln!(
+        "kill sweep: {} points ({double_kills} killed twice) in {:.0}s",
+        points.len(),
+        started.elapsed().as_secs_f64()
+    );
 }

@@ -20,7 +20,8 @@ fn config(dir: &Path, strategies: &str, extra: &str) -> std::path::PathBuf {
 fn variants_are_filtered_recorded_and_mined_with_their_source_positives() {
     require_models();
     let t = tmpdir();
-    let all = "\"synonym\", \"hypernym\", \"embedding-neighbour\", \"random-insert\", \"random-delete\", \"random-swap\"";
+    let all =
+        "\"synonym\", \"hypernym\", \"embedding-neighbour\", \"random-insert\", \"random-delete\", \"random-swap\"";
     let cfg = config(t.path(), all, "");
     run_config(&cfg, &[]).assert_ok();
     let out = t.path().join("out");
@@ -82,7 +83,8 @@ fn variants_are_filtered_recorded_and_mined_with_their_source_positives() {
     assert_eq!(mined_variants, accepted_ids);
 
     // The training provenance says which strategy made each query.
-    let strategies: HashSet<String> = string_column(&out.join("triplet.provenance.parquet"), "query_strategy").into_iter().collect();
+    let strategies: HashSet<String> =
+        string_column(&out.join("triplet.provenance.parquet"), "query_strategy").into_iter().collect();
     assert!(strategies.contains("given") && strategies.len() > 2, "{strategies:?}");
 }
 
@@ -109,7 +111,12 @@ fn missing_wordnet_is_a_clear_error() {
     let empty = t.path().join("empty");
     std::fs::create_dir_all(&empty).unwrap();
     let cfg = config(t.path(), "\"synonym\"", &format!("wordnet_dir = {}", tp(&empty)));
-    run_config(&cfg, &[]).assert_code(1).assert_stderr_has(&["WordNet", "index.noun", "tripletgen fetch-models", "wordnet-base"]);
+    run_config(&cfg, &[]).assert_code(1).assert_stderr_has(&[
+        "WordNet",
+        "index.noun",
+        "tripletgen fetch-models",
+        "wordnet-base",
+    ]);
 }
 
 #[test]

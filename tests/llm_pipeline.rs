@@ -17,7 +17,13 @@ fn config(dir: &Path, server: &llama::LlamaServer, strategies: &str, max_documen
     config_for(dir, &fixture("quickstart/corpus.jsonl"), server, strategies, max_documents)
 }
 
-fn config_for(dir: &Path, corpus: &Path, server: &llama::LlamaServer, strategies: &str, max_documents: usize) -> std::path::PathBuf {
+fn config_for(
+    dir: &Path,
+    corpus: &Path,
+    server: &llama::LlamaServer,
+    strategies: &str,
+    max_documents: usize,
+) -> std::path::PathBuf {
     let mut llm = server.config();
     llm.max_tokens = 96;
     let body = format!(
@@ -149,8 +155,12 @@ fn a_refresh_asks_the_llm_only_for_added_and_edited_documents() {
     let server = &own;
     let t = tmpdir();
     let corpus = t.path().join("corpus.jsonl");
-    let lines: Vec<String> =
-        std::fs::read_to_string(fixture("quickstart/corpus.jsonl")).unwrap().lines().take(6).map(String::from).collect();
+    let lines: Vec<String> = std::fs::read_to_string(fixture("quickstart/corpus.jsonl"))
+        .unwrap()
+        .lines()
+        .take(6)
+        .map(String::from)
+        .collect();
     std::fs::write(&corpus, lines.join("\n") + "\n").unwrap();
     let cfg = config_for(t.path(), &corpus, server, "\"synthetic\"", 100);
     let out = t.path().join("out");
@@ -177,7 +187,11 @@ fn a_refresh_asks_the_llm_only_for_added_and_edited_documents() {
     assert_eq!((num_at(&r, "/llm/sent"), num_at(&r, "/llm/cached")), (2.0, 4.0), "{}", r["llm"]);
     assert_eq!(requests_seen(server) - before, 2, "the server saw only the edited and the added document's calls");
     let docs = &r["changes"]["documents"];
-    assert_eq!((docs["added"].as_u64(), docs["changed"].as_u64(), docs["deleted"].as_u64()), (Some(1), Some(1), Some(1)), "{docs}");
+    assert_eq!(
+        (docs["added"].as_u64(), docs["changed"].as_u64(), docs["deleted"].as_u64()),
+        (Some(1), Some(1), Some(1)),
+        "{docs}"
+    );
 
     // Queries generated from the deleted document are gone; the edited one's come from its new text.
     let variants = read_variants(&out);

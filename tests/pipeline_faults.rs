@@ -46,10 +46,18 @@ fn server_dies_mid_run_and_comes_back_within_the_retries() {
     reference(); // before this test's server starts dying
     // The 5th request kills the server for 1.5 s; retries (up to 20, backoff with full jitter up to
     // 1 s: ~9 s expected) outlast it.
-    let server = FakeLlm::start(|n, req| if n == 4 { fake_llm::die(Duration::from_millis(1500)) } else { fake_llm::echo(n, req) });
+    let server =
+        FakeLlm::start(
+            |n, req| if n == 4 { fake_llm::die(Duration::from_millis(1500)) } else { fake_llm::echo(n, req) },
+        );
     let t = tmpdir();
     let corpus = corpus_subset(t.path(), 30);
-    let cfg = server.pipeline_config(t.path(), &corpus, "", "max_retries = 20\ninitial_backoff_ms = 200\nmax_backoff_ms = 1000");
+    let cfg = server.pipeline_config(
+        t.path(),
+        &corpus,
+        "",
+        "max_retries = 20\ninitial_backoff_ms = 200\nmax_backoff_ms = 1000",
+    );
     run_config(&cfg, &[]).assert_ok();
     let report = read_json(&t.path().join("out/report.json"));
     let llm = &report["llm"];
@@ -63,7 +71,8 @@ fn server_dies_mid_run_and_comes_back_within_the_retries() {
 fn server_dies_for_good_the_run_stops_clearly_and_the_next_run_sends_only_what_is_missing() {
     require_models();
     // The 7th request kills the server for 60 s: longer than the run keeps trying.
-    let server = FakeLlm::start(|n, req| if n == 6 { fake_llm::die(Duration::from_secs(60)) } else { fake_llm::echo(n, req) });
+    let server =
+        FakeLlm::start(|n, req| if n == 6 { fake_llm::die(Duration::from_secs(60)) } else { fake_llm::echo(n, req) });
     let t = tmpdir();
     let corpus = corpus_subset(t.path(), 30);
     let cfg = server.pipeline_config(t.path(), &corpus, "", "max_retries = 1");
@@ -106,7 +115,11 @@ fn answers_arriving_after_the_client_gave_up_are_neither_lost_nor_double_counted
     let report = read_json(&t.path().join("out/report.json"));
     let planned = num_at(&report, "/llm/planned");
     assert_eq!(num_at(&report, "/llm/sent"), planned, "{}", report["llm"]);
-    assert!(num_at(&report, "/llm/attempts") >= 2.0 * planned, "a timed-out attempt and a retry per call: {}", report["llm"]);
+    assert!(
+        num_at(&report, "/llm/attempts") >= 2.0 * planned,
+        "a timed-out attempt and a retry per call: {}",
+        report["llm"]
+    );
     assert_eq!(report["llm"]["failed"], serde_json::json!({}));
     assert_eq!(stored_answers(&t.path().join("out/workspace")) as f64, planned, "one stored answer per call");
     let texts = string_column(&t.path().join("out/variants.parquet"), "text");

@@ -119,7 +119,12 @@ fn a_refresh_embeds_only_what_changed_and_equals_a_full_run_on_the_new_corpus() 
         (Some(4), Some(3), Some(2)),
         "{docs}"
     );
-    assert_eq!(num_at(&r, "/embed_documents/embedded"), 7.0, "only added and changed documents are embedded: {}", r["embed_documents"]);
+    assert_eq!(
+        num_at(&r, "/embed_documents/embedded"),
+        7.0,
+        "only added and changed documents are embedded: {}",
+        r["embed_documents"]
+    );
     assert_eq!(num_at(&r, "/embed_queries/embedded"), 0.0, "the queries did not change");
 
     // No row references a deleted document or the old text of an edited one.
@@ -130,7 +135,11 @@ fn a_refresh_embeds_only_what_changed_and_equals_a_full_run_on_the_new_corpus() 
     }
     for p in read_provenance(&t.path().join("refresh/triplet.provenance.parquet")) {
         let ids = std::iter::once(&p.positive_id).chain(&p.negative_ids);
-        assert!(ids.clone().all(|id| !deleted.contains(id)), "a row of query {} references a deleted document", p.query_id);
+        assert!(
+            ids.clone().all(|id| !deleted.contains(id)),
+            "a row of query {} references a deleted document",
+            p.query_id
+        );
     }
 
     // The workspace records each input's hash and what was produced from it.
@@ -139,7 +148,11 @@ fn a_refresh_embeds_only_what_changed_and_equals_a_full_run_on_the_new_corpus() 
     assert_eq!(docs.len(), 310 - 2 + 4);
     assert!(docs.iter().all(|d| !deleted.contains(&d.id)));
     let triplet_rows = parquet_rows(&t.path().join("refresh/triplet.parquet"));
-    assert_eq!(docs.iter().map(|d| d.negatives).sum::<usize>(), triplet_rows, "one triplet row per (query, negative) use");
+    assert_eq!(
+        docs.iter().map(|d| d.negatives).sum::<usize>(),
+        triplet_rows,
+        "one triplet row per (query, negative) use"
+    );
     let queries = store.snapshot("query").unwrap();
     assert_eq!(queries.iter().map(|q| q.negatives).sum::<usize>(), triplet_rows);
 
@@ -167,7 +180,11 @@ fn a_refresh_updates_the_saved_hnsw_graph_and_rebuilds_past_the_share() {
     let r = read_json(&t.path().join("refresh/report.json"));
     let g = &r["index"]["graph"];
     assert_eq!(g["mode"], "updated", "{g}");
-    assert_eq!((g["inserted"].as_u64(), g["dead"].as_u64()), (Some(7), Some(5)), "4 added + 3 edited inserted; 2 deleted + 3 old versions dead: {g}");
+    assert_eq!(
+        (g["inserted"].as_u64(), g["dead"].as_u64()),
+        (Some(7), Some(5)),
+        "4 added + 3 edited inserted; 2 deleted + 3 old versions dead: {g}"
+    );
     assert_eq!(g["reused"].as_u64(), Some(310 - 2 - 3), "{g}");
 
     run_config(&config(t.path(), "full", &beir, &t.path().join("ws-full"), hnsw), &[]).assert_ok();
@@ -179,7 +196,12 @@ fn a_refresh_updates_the_saved_hnsw_graph_and_rebuilds_past_the_share() {
     let fewer = "kind = \"hnsw\"\nrebuild_share = 0.2\n\n[mine]\nnum_negatives = 2";
     run_config(&config(t.path(), "fewer", &beir, &ws, fewer), &[]).assert_ok();
     let r = read_json(&t.path().join("fewer/report.json"));
-    assert_eq!((r["index"]["graph"]["mode"].as_str(), r["index"]["graph"]["inserted"].as_u64()), (Some("updated"), Some(0)), "{}", r["index"]);
+    assert_eq!(
+        (r["index"]["graph"]["mode"].as_str(), r["index"]["graph"]["inserted"].as_u64()),
+        (Some("updated"), Some(0)),
+        "{}",
+        r["index"]
+    );
     assert_eq!(num_at(&r, "/embed_documents/embedded") + num_at(&r, "/embed_queries/embedded"), 0.0);
     let cols = parquet_column_names(&t.path().join("fewer/n-tuple.parquet"));
     assert_eq!(cols, ["anchor", "positive", "negative_1", "negative_2"], "the new mining setting took effect");
@@ -237,7 +259,10 @@ fn a_setting_change_redoes_only_what_depends_on_it() {
     copy_dir(&repo().join("configs/prompts"), &prompts);
     let synth = prompts.join("synthetic.txt");
     std::fs::write(&synth, std::fs::read_to_string(&synth).unwrap() + "\nWrite natural queries.\n").unwrap();
-    let with_prompts = base.replace("paraphrases_per_query = 1\n", &format!("paraphrases_per_query = 1\nprompts_dir = {}\n", tp(&prompts)));
+    let with_prompts = base.replace(
+        "paraphrases_per_query = 1\n",
+        &format!("paraphrases_per_query = 1\nprompts_dir = {}\n", tp(&prompts)),
+    );
     assert_ne!(with_prompts, base);
     std::fs::write(&cfg, &with_prompts).unwrap();
     let (n, r) = run_counted(&server, &cfg, &out);

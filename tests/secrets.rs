@@ -75,7 +75,8 @@ fn a_canary_api_key_is_sent_to_the_server_and_written_nowhere() {
     assert!(t.path().join("out/manifest.json").is_file() && t.path().join("out/workspace/tripletgen.sqlite").is_file());
 
     // A server that refuses the key: the error names the problem, not the key.
-    let refusing = FakeLlm::start(|_, _| fake_llm::error(401, "Incorrect API key provided: sk-canary-7Q***************kJ6"));
+    let refusing =
+        FakeLlm::start(|_, _| fake_llm::error(401, "Incorrect API key provided: sk-canary-7Q***************kJ6"));
     let t2 = tmpdir();
     let cfg = refusing.pipeline_config(t2.path(), &corpus, "", &format!("api_key_env = \"{KEY_ENV}\""));
     let o = run_with_key(&cfg, &[]);

@@ -17,17 +17,153 @@ use std::collections::{HashMap, HashSet};
 
 /// English function words that are never replaced, inserted or counted as content.
 pub const STOPWORDS: &[&str] = &[
-    "a", "about", "above", "after", "again", "against", "all", "am", "an", "and", "any", "are", "as", "at", "be",
-    "because", "been", "before", "being", "below", "between", "both", "but", "by", "can", "could", "did", "do",
-    "does", "doing", "down", "during", "each", "few", "for", "from", "further", "had", "has", "have", "having",
-    "he", "her", "here", "hers", "herself", "him", "himself", "his", "how", "i", "if", "in", "into", "is", "it",
-    "its", "itself", "just", "me", "more", "most", "my", "myself", "no", "nor", "not", "now", "of", "off", "on",
-    "once", "only", "or", "other", "our", "ours", "ourselves", "out", "over", "own", "same", "she", "should",
-    "so", "some", "such", "than", "that", "the", "their", "theirs", "them", "themselves", "then", "there",
-    "these", "they", "this", "those", "through", "to", "too", "under", "until", "up", "very", "was", "we",
-    "were", "what", "when", "where", "which", "while", "who", "whom", "why", "will", "with", "would", "you",
-    "your", "yours", "yourself", "yourselves", "s", "t", "don", "also", "may", "might", "must", "shall", "get",
-    "got", "make", "made", "many", "much", "use", "used", "using", "one", "two", "like", "well",
+    "a",
+    "about",
+    "above",
+    "after",
+    "again",
+    "against",
+    "all",
+    "am",
+    "an",
+    "and",
+    "any",
+    "are",
+    "as",
+    "at",
+    "be",
+    "because",
+    "been",
+    "before",
+    "being",
+    "below",
+    "between",
+    "both",
+    "but",
+    "by",
+    "can",
+    "could",
+    "did",
+    "do",
+    "does",
+    "doing",
+    "down",
+    "during",
+    "each",
+    "few",
+    "for",
+    "from",
+    "further",
+    "had",
+    "has",
+    "have",
+    "having",
+    "he",
+    "her",
+    "here",
+    "hers",
+    "herself",
+    "him",
+    "himself",
+    "his",
+    "how",
+    "i",
+    "if",
+    "in",
+    "into",
+    "is",
+    "it",
+    "its",
+    "itself",
+    "just",
+    "me",
+    "more",
+    "most",
+    "my",
+    "myself",
+    "no",
+    "nor",
+    "not",
+    "now",
+    "of",
+    "off",
+    "on",
+    "once",
+    "only",
+    "or",
+    "other",
+    "our",
+    "ours",
+    "ourselves",
+    "out",
+    "over",
+    "own",
+    "same",
+    "she",
+    "should",
+    "so",
+    "some",
+    "such",
+    "than",
+    "that",
+    "the",
+    "their",
+    "theirs",
+    "them",
+    "themselves",
+    "then",
+    "there",
+    "these",
+    "they",
+    "this",
+    "those",
+    "through",
+    "to",
+    "too",
+    "under",
+    "until",
+    "up",
+    "very",
+    "was",
+    "we",
+    "were",
+    "what",
+    "when",
+    "where",
+    "which",
+    "while",
+    "who",
+    "whom",
+    "why",
+    "will",
+    "with",
+    "would",
+    "you",
+    "your",
+    "yours",
+    "yourself",
+    "yourselves",
+    "s",
+    "t",
+    "don",
+    "also",
+    "may",
+    "might",
+    "must",
+    "shall",
+    "get",
+    "got",
+    "make",
+    "made",
+    "many",
+    "much",
+    "use",
+    "used",
+    "using",
+    "one",
+    "two",
+    "like",
+    "well",
 ];
 
 /// A whitespace token split into punctuation and word.
@@ -46,7 +182,10 @@ pub fn tokenize(text: &str) -> Vec<Token> {
     text.split_whitespace()
         .map(|t| {
             let start = t.find(|c: char| c.is_alphanumeric()).unwrap_or(t.len());
-            let end = t.rfind(|c: char| c.is_alphanumeric()).map(|i| i + t[i..].chars().next().map_or(1, char::len_utf8)).unwrap_or(start);
+            let end = t
+                .rfind(|c: char| c.is_alphanumeric())
+                .map(|i| i + t[i..].chars().next().map_or(1, char::len_utf8))
+                .unwrap_or(start);
             let end = end.max(start);
             Token { pre: t[..start].into(), word: t[start..end].into(), post: t[end..].into() }
         })
@@ -276,7 +415,16 @@ mod tests {
                 assert!(x.len() < y.len() && !x.is_empty());
             }
         }
-        assert!(apply("single", LexicalStrategy::RandomSwap, &lex, &cfg, &mut rng_for(3, "single", LexicalStrategy::RandomSwap, 0)).is_none());
+        assert!(
+            apply(
+                "single",
+                LexicalStrategy::RandomSwap,
+                &lex,
+                &cfg,
+                &mut rng_for(3, "single", LexicalStrategy::RandomSwap, 0)
+            )
+            .is_none()
+        );
     }
 
     #[test]
@@ -284,14 +432,28 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         super::super::wordnet::tests_support::tiny(d.path());
         let wn = WordNet::load(d.path()).unwrap();
-        let lex = Lexicon { wordnet: Some(&wn), stopwords: STOPWORDS.iter().map(|s| s.to_string()).collect(), neighbours: HashMap::new() };
+        let lex = Lexicon {
+            wordnet: Some(&wn),
+            stopwords: STOPWORDS.iter().map(|s| s.to_string()).collect(),
+            neighbours: HashMap::new(),
+        };
         let cfg = LexicalConfig { replace_rate: 1.0, ..LexicalConfig::default() };
         let text = "Cars for the fast planet";
-        let syn = apply(text, LexicalStrategy::Synonym, &lex, &cfg, &mut rng_for(0, text, LexicalStrategy::Synonym, 0)).unwrap();
+        let syn = apply(text, LexicalStrategy::Synonym, &lex, &cfg, &mut rng_for(0, text, LexicalStrategy::Synonym, 0))
+            .unwrap();
         assert_eq!(syn.text, "Automobiles for the quick planet");
-        let hyp = apply(text, LexicalStrategy::Hypernym, &lex, &cfg, &mut rng_for(0, text, LexicalStrategy::Hypernym, 0)).unwrap();
+        let hyp =
+            apply(text, LexicalStrategy::Hypernym, &lex, &cfg, &mut rng_for(0, text, LexicalStrategy::Hypernym, 0))
+                .unwrap();
         assert_eq!(hyp.text, "Motor vehicles for the fast planet");
-        let ins = apply(text, LexicalStrategy::RandomInsert, &lex, &cfg, &mut rng_for(0, text, LexicalStrategy::RandomInsert, 0)).unwrap();
+        let ins = apply(
+            text,
+            LexicalStrategy::RandomInsert,
+            &lex,
+            &cfg,
+            &mut rng_for(0, text, LexicalStrategy::RandomInsert, 0),
+        )
+        .unwrap();
         assert_eq!(ins.text.split(' ').count(), 6);
     }
 }

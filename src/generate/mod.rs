@@ -8,10 +8,10 @@ pub mod lexical;
 pub mod llm;
 pub mod wordnet;
 
-use crate::config::{LexicalConfig, LexicalStrategy};
-use crate::embed::Vectors;
+use crate::config::{LexicalConfig, LexicalStrategy, Strategy};
 use crate::index::exact_search;
 use crate::ingest::Dataset;
+use crate::vectors::Vectors;
 use lexical::{Lexicon, STOPWORDS};
 use rayon::prelude::*;
 use serde::Serialize;
@@ -100,6 +100,67 @@ pub struct LlmProvenance {
     pub raw: Option<String>,
 }
 
+/// Why a generated query was rejected: at generation (an LLM answer that could not be used) or by
+/// a filter check ([`crate::filter`]). Serialised in kebab-case (`fidelity-below-min`), the spelling
+/// of variants.parquet, report.json and report.html.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RejectReason {
+    /// The LLM call failed for good.
+    LlmError,
+    /// The LLM answered nothing.
+    EmptyAnswer,
+    /// The answer could not be parsed.
+    UnparseableAnswer,
+    /// Backtranslation: the translation into the pivot language failed.
+    FailedForwardTranslation,
+    /// The last item of an answer cut at `max_tokens` (possibly incomplete).
+    TruncatedAnswer,
+    /// An item that repeats the prompt's markers.
+    PromptEcho,
+    /// An item that is a piece of JSON rather than a query.
+    JsonFragment,
+    /// Fewer words than `filter.min_words`.
+    TooShort,
+    /// More words than `filter.max_words`.
+    TooLong,
+    /// Same text as the source or an accepted sibling.
+    DuplicateText,
+    /// A synthetic query copied from its document.
+    CopiedFromDocument,
+    /// Fidelity below the floor (meaning drifted).
+    FidelityBelowMin,
+    /// Fidelity above the ceiling (adds nothing).
+    FidelityAboveMax,
+    /// Near-duplicate of an accepted sibling.
+    NearDuplicate,
+    /// None of its positives in its top `round_trip_k`.
+    RoundTripMiss,
+}
+
+impl RejectReason {
+    /// The name written to outputs.
+    pub fn name(self) -> &'static str {
+        match self {
+            RejectReason::LlmError => "llm-error",
+            RejectReason::EmptyAnswer => "empty-answer",
+            RejectReason::UnparseableAnswer => "unparseable-answer",
+            RejectReason::FailedForwardTranslation => "failed-forward-translation",
+            RejectReason::TruncatedAnswer => "truncated-answer",
+            RejectReason::PromptEcho => "prompt-echo",
+            RejectReason::JsonFragment => "json-fragment",
+            RejectReason::TooShort => "too-short",
+            RejectReason::TooLong => "too-long",
+            RejectReason::DuplicateText => "duplicate-text",
+            RejectReason::CopiedFromDocument => "copied-from-document",
+            RejectReason::FidelityBelowMin => "fidelity-below-min",
+            RejectReason::FidelityAboveMax => "fidelity-above-max",
+            RejectReason::NearDuplicate => "near-duplicate",
+            RejectReason::RoundTripMiss => "round-trip-miss",
+        }
+    }
+}
+
 /// A generated query, before filtering.
 #[derive(Debug, Clone, Serialize)]
 pub struct Candidate {
@@ -107,8 +168,8 @@ pub struct Candidate {
     pub id: String,
     /// What it was generated from.
     pub source: Source,
-    /// Strategy name.
-    pub strategy: String,
+    /// The strategy that made it.
+    pub strategy: Strategy,
     /// The generated text.
     pub text: String,
     /// What changed (lexical) or how it was asked (LLM).
@@ -116,7 +177,7 @@ pub struct Candidate {
     /// LLM provenance (None for lexical strategies).
     pub llm: Option<LlmProvenance>,
     /// Rejected before filtering (an answer that could not be parsed, a failed call…).
-    pub rejected: Option<&'static str>,
+    pub rejected: Option<RejectReason>,
 }
 
 /// Per-strategy generation counts.
@@ -236,7 +297,8 @@ pub fn neighbour_table<E: From<GenerateError>>(
             words.retain(|w| table.contains_key(w));
             vocab.retain(|w| table.contains_key(w));
             let dim = table.values().next().map_or(0, Vec::len);
-            let pick = |ws: &[String]| Vectors { dim, data: ws.iter().flat_map(|w| table[w].iter().copied()).collect() };
+            let pick =
+                |ws: &[String]| Vectors { dim, data: ws.iter().flat_map(|w| table[w].iter().copied()).collect() };
             (pick(&words), pick(&vocab))
         }
         None => {
@@ -282,7 +344,7 @@ pub fn read_word_vectors(path: &Path, wanted: &HashSet<String>) -> Result<HashMa
             Some(d) if d != v.len() => return Err(bad(format!("has {} values, earlier lines {d}", v.len()))),
             _ => {}
         }
-        crate::embed::normalize(&mut v);
+        crate::vectors::normalize(&mut v);
         out.entry(word.to_lowercase()).or_insert(v);
     }
     Ok(out)
@@ -294,7 +356,9 @@ pub fn lexical_candidates(
     cfg: &LexicalConfig,
     lex: &Lexicon<'_>,
 ) -> (Vec<Candidate>, BTreeMap<String, StrategyCounts>) {
-    let per_query: Vec<(Vec<Candidate>, Vec<(LexicalStrategy, bool)>)> = (0..ds.queries.len())
+    // Per query: its candidates, and per attempt the strategy and whether it could change the query.
+    type PerQuery = (Vec<Candidate>, Vec<(LexicalStrategy, bool)>);
+    let per_query: Vec<PerQuery> = (0..ds.queries.len())
         .into_par_iter()
         .map(|q| {
             let query = &ds.queries[q];
@@ -309,7 +373,7 @@ pub fn lexical_candidates(
                             out.push(Candidate {
                                 id: format!("{}#{}-{}", query.id, s.name(), n),
                                 source: Source::Query(q),
-                                strategy: s.name().into(),
+                                strategy: Strategy::Lexical(s),
                                 text: v.text,
                                 detail: v.detail,
                                 llm: None,

@@ -168,14 +168,25 @@ impl WordNet {
         if self.index.contains_key(&(pos, w.clone())) {
             return Some(w);
         }
-        if let Some(l) = self.exceptions.get(&(pos, w.clone())) {
-            if self.index.contains_key(&(pos, l.clone())) {
-                return Some(l.clone());
-            }
+        if let Some(l) = self.exceptions.get(&(pos, w.clone()))
+            && self.index.contains_key(&(pos, l.clone()))
+        {
+            return Some(l.clone());
         }
         let rules: &[(&str, &str)] = match pos {
-            Pos::Noun => &[("ses", "s"), ("xes", "x"), ("zes", "z"), ("ches", "ch"), ("shes", "sh"), ("men", "man"), ("ies", "y"), ("s", "")],
-            Pos::Verb => &[("ies", "y"), ("es", "e"), ("es", ""), ("ed", "e"), ("ed", ""), ("ing", "e"), ("ing", ""), ("s", "")],
+            Pos::Noun => &[
+                ("ses", "s"),
+                ("xes", "x"),
+                ("zes", "z"),
+                ("ches", "ch"),
+                ("shes", "sh"),
+                ("men", "man"),
+                ("ies", "y"),
+                ("s", ""),
+            ],
+            Pos::Verb => {
+                &[("ies", "y"), ("es", "e"), ("es", ""), ("ed", "e"), ("ed", ""), ("ing", "e"), ("ing", ""), ("s", "")]
+            }
             Pos::Adj => &[("er", ""), ("est", ""), ("er", "e"), ("est", "e")],
             Pos::Adv => &[],
         };
@@ -244,11 +255,6 @@ impl WordNet {
     /// Number of lemmas indexed (all parts of speech).
     pub fn len(&self) -> usize {
         self.index.len()
-    }
-
-    /// True when nothing is indexed.
-    pub fn is_empty(&self) -> bool {
-        self.index.is_empty()
     }
 }
 

@@ -6,8 +6,9 @@
 //! points with the same algorithm (greedy descent, beam of `ef_construction`, the neighbour
 //! selection heuristic, pruning of overfull lists), and saves and loads it for the next run.
 
-use super::{Ord32, dot};
+use super::Ord32;
 use crate::hash::ContentHash;
+use crate::vectors::dot;
 use rand::{Rng, SeedableRng};
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
@@ -338,13 +339,16 @@ impl Graph {
 
     /// Write the graph, the key of each node and the metadata to `path` (through a temporary file
     /// in the same folder, renamed when complete).
-    pub fn save(&self, path: &Path, keys: &[ContentHash], fingerprint: &str, inserted_since_build: u64) -> std::io::Result<()> {
-        let dir = path.parent().unwrap_or(Path::new("."));
-        std::fs::create_dir_all(dir)?;
-        remove_orphans(dir);
-        let tmp = tempfile::Builder::new().prefix(&format!("{TMP_PREFIX}{}-", std::process::id())).tempfile_in(dir)?;
+    pub fn save(
+        &self,
+        path: &Path,
+        keys: &[ContentHash],
+        fingerprint: &str,
+        inserted_since_build: u64,
+    ) -> std::io::Result<()> {
+        let mut tmp = crate::fsx::AtomicFile::create(path, ("index-synced", "index-saved"))?;
         {
-            let mut w = BufWriter::with_capacity(1 << 20, tmp.as_file());
+            let mut w = BufWriter::with_capacity(1 << 20, tmp.file());
             let u64s = |w: &mut BufWriter<_>, v: u64| w.write_all(&v.to_le_bytes());
             w.write_all(MAGIC)?;
             u64s(&mut w, fingerprint.len() as u64)?;
@@ -374,16 +378,13 @@ impl Graph {
             }
             w.flush()?;
         }
-        tmp.as_file().sync_all()?;
-        crate::killpoint::hit("index-synced");
-        tmp.persist(path).map_err(|e| e.error)?;
-        crate::killpoint::hit("index-saved");
-        Ok(())
+        tmp.commit()
     }
 
     /// Read a graph written by [`Graph::save`]. Any inconsistency is an `InvalidData` error.
     pub fn load(path: &Path) -> std::io::Result<Saved> {
-        let bad = |what: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, format!("{}: {what}", path.display()));
+        let bad =
+            |what: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, format!("{}: {what}", path.display()));
         let mut r = BufReader::with_capacity(1 << 20, std::fs::File::open(path)?);
         let mut magic = [0u8; 8];
         r.read_exact(&mut magic)?;
@@ -404,7 +405,13 @@ impl Graph {
         let [dim, m, m0, n, entry, max_level] = h;
         let inserted_since_build = read_u64(&mut r)?;
         let file_len = std::fs::metadata(path)?.len() as usize;
-        if dim == 0 || m < 2 || m0 < m || max_level > MAX_LEVEL || (n > 0 && entry >= n) || n.saturating_mul(dim * 4 + m0 * 4) > file_len {
+        if dim == 0
+            || m < 2
+            || m0 < m
+            || max_level > MAX_LEVEL
+            || (n > 0 && entry >= n)
+            || n.saturating_mul(dim * 4 + m0 * 4) > file_len
+        {
             return Err(bad("inconsistent header"));
         }
         let mut keys = Vec::with_capacity(n);
@@ -458,22 +465,6 @@ impl Graph {
     }
 }
 
-/// Prefix of the temporary files `save` writes (followed by the writer's process id).
-const TMP_PREFIX: &str = ".hnsw-tmp-";
-
-/// Remove temporary graph files left by killed processes (whose process id is gone), so that a
-/// killed save does not leave a corpus-sized file behind for good.
-fn remove_orphans(dir: &Path) {
-    let Ok(entries) = std::fs::read_dir(dir) else { return };
-    for e in entries.flatten() {
-        let name = e.file_name().to_string_lossy().into_owned();
-        let Some(pid) = name.strip_prefix(TMP_PREFIX).and_then(|r| r.split('-').next()) else { continue };
-        if pid.parse::<u32>().is_ok() && !Path::new("/proc").join(pid).exists() {
-            let _ = std::fs::remove_file(e.path());
-        }
-    }
-}
-
 fn write_u32s<W: Write>(w: &mut W, v: &[u32]) -> std::io::Result<()> {
     for x in v {
         w.write_all(&x.to_le_bytes())?;
@@ -505,7 +496,7 @@ mod tests {
         all.into_iter().take(k).map(|(_, n)| n).collect()
     }
 
-    fn recall(g: &Graph, qs: &crate::embed::Vectors, live: &[bool]) -> f64 {
+    fn recall(g: &Graph, qs: &crate::vectors::Vectors, live: &[bool]) -> f64 {
         let mut found = 0;
         for i in 0..qs.len() {
             let truth = exact_top(g, qs.row(i), 10, live);
@@ -519,7 +510,17 @@ mod tests {
     #[test]
     fn inserted_graph_finds_neighbours_and_skips_dead_nodes() {
         let docs = random_unit(1500, 24, 11);
-        let mut g = Graph { dim: 24, m: 8, m0: 16, vectors: vec![], count0: vec![], layer0: vec![], upper: HashMap::new(), entry: 0, max_level: 0 };
+        let mut g = Graph {
+            dim: 24,
+            m: 8,
+            m0: 16,
+            vectors: vec![],
+            count0: vec![],
+            layer0: vec![],
+            upper: HashMap::new(),
+            entry: 0,
+            max_level: 0,
+        };
         for i in 0..docs.len() {
             g.insert(docs.row(i), 100, 5);
         }
@@ -535,7 +536,17 @@ mod tests {
     #[test]
     fn save_and_load_round_trip_and_refuse_damage() {
         let docs = random_unit(300, 16, 13);
-        let mut g = Graph { dim: 16, m: 6, m0: 12, vectors: vec![], count0: vec![], layer0: vec![], upper: HashMap::new(), entry: 0, max_level: 0 };
+        let mut g = Graph {
+            dim: 16,
+            m: 6,
+            m0: 12,
+            vectors: vec![],
+            count0: vec![],
+            layer0: vec![],
+            upper: HashMap::new(),
+            entry: 0,
+            max_level: 0,
+        };
         for i in 0..docs.len() {
             g.insert(docs.row(i), 50, 1);
         }
@@ -546,11 +557,15 @@ mod tests {
         let s = Graph::load(&path).unwrap();
         assert_eq!((s.fingerprint.as_str(), s.inserted_since_build), ("fp", 7));
         assert_eq!(s.keys, keys);
-        assert_eq!((s.graph.vectors.clone(), s.graph.layer0.clone(), s.graph.count0.clone()), (g.vectors.clone(), g.layer0.clone(), g.count0.clone()));
+        assert_eq!(
+            (s.graph.vectors.clone(), s.graph.layer0.clone(), s.graph.count0.clone()),
+            (g.vectors.clone(), g.layer0.clone(), g.count0.clone())
+        );
         assert_eq!((s.graph.upper.clone(), s.graph.entry, s.graph.max_level), (g.upper.clone(), g.entry, g.max_level));
         // A temporary file of a dead process is removed by the next save; a live one's is kept.
-        let orphan = dir.path().join(format!("{TMP_PREFIX}4294967-abc"));
-        let live = dir.path().join(format!("{TMP_PREFIX}{}-abc", std::process::id()));
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        let orphan = dir.path().join(format!(".{name}.4294967.abcdef.tmp"));
+        let live = dir.path().join(format!(".{name}.{}.abcdef.tmp", std::process::id()));
         std::fs::write(&orphan, b"x").unwrap();
         std::fs::write(&live, b"x").unwrap();
         g.save(&path, &keys, "fp", 7).unwrap();

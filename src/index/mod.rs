@@ -8,17 +8,18 @@
 //! so results are deterministic.
 
 mod graph;
+mod policy;
 
 use crate::config::IndexConfig;
 use crate::hash::ContentHash;
-use graph::Graph;
-use crate::embed::Vectors;
 use crate::progress;
+use crate::vectors::{Hit, Vectors, dot, sort_hits};
+use graph::Graph;
 use hnsw_rs::prelude::{Distance, Hnsw, Point};
 use rand::SeedableRng;
-use std::sync::Arc;
 use rayon::prelude::*;
 use serde::Serialize;
+use std::sync::Arc;
 
 /// Errors of the index stage.
 #[derive(Debug, thiserror::Error)]
@@ -50,59 +51,6 @@ pub enum IndexError {
     },
 }
 
-/// One search result.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
-pub struct Hit {
-    /// Document number (row in the document vectors).
-    pub doc: u32,
-    /// Cosine similarity.
-    pub score: f32,
-}
-
-/// Dot product, 4 x 8 lanes wide; compiled for AVX2 when the CPU has it. The lane order is fixed, so the
-/// result is the same bits with or without AVX2.
-#[inline]
-pub fn dot(a: &[f32], b: &[f32]) -> f32 {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::arch::is_x86_feature_detected!("avx2") {
-            // SAFETY: the CPU supports AVX2, checked just above.
-            return unsafe { dot_avx2(a, b) };
-        }
-    }
-    dot_lanes(a, b)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-unsafe fn dot_avx2(a: &[f32], b: &[f32]) -> f32 {
-    dot_lanes(a, b)
-}
-
-#[inline(always)]
-fn dot_lanes(a: &[f32], b: &[f32]) -> f32 {
-    let n = a.len().min(b.len());
-    let (a, b) = (&a[..n], &b[..n]);
-    // Four independent 8-lane accumulators, so that additions do not wait on each other.
-    let mut acc = [[0f32; 8]; 4];
-    let ca = a.chunks_exact(32);
-    let cb = b.chunks_exact(32);
-    let (ra, rb) = (ca.remainder(), cb.remainder());
-    for (x, y) in ca.zip(cb) {
-        for (j, acc) in acc.iter_mut().enumerate() {
-            for i in 0..8 {
-                acc[i] += x[j * 8 + i] * y[j * 8 + i];
-            }
-        }
-    }
-    let mut tail = 0f32;
-    for (x, y) in ra.iter().zip(rb) {
-        tail += x * y;
-    }
-    let lanes: [f32; 8] = std::array::from_fn(|i| (acc[0][i] + acc[1][i]) + (acc[2][i] + acc[3][i]));
-    ((lanes[0] + lanes[4]) + (lanes[1] + lanes[5])) + ((lanes[2] + lanes[6]) + (lanes[3] + lanes[7])) + tail
-}
-
 /// `1 - dot`, clamped at 0: a distance for normalised vectors that never goes negative (rounding
 /// makes near-duplicates' dot exceed 1) and maps NaN to 0 instead of panicking.
 #[derive(Debug, Default, Clone, Copy)]
@@ -115,6 +63,9 @@ impl Distance<f32> for ClampedDot {
 }
 
 /// A built index.
+// One per run, moved around rarely: boxing the larger variant would buy nothing but an indirection
+// on every search.
+#[allow(clippy::large_enum_variant)]
 pub enum Index {
     /// Brute force.
     Exact(ExactIndex),
@@ -160,11 +111,54 @@ impl Ord for Ord32 {
     }
 }
 
+/// Which search structure a built index is (`index.kind = "auto"` resolves to one of them).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SearchKind {
+    /// Brute force.
+    #[default]
+    Exact,
+    /// HNSW graph.
+    Hnsw,
+}
+
+impl std::fmt::Display for SearchKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            SearchKind::Exact => "exact",
+            SearchKind::Hnsw => "hnsw",
+        })
+    }
+}
+
+/// How this run's HNSW graph came to be.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum GraphMode {
+    /// No usable saved graph: built from scratch.
+    #[default]
+    Built,
+    /// The saved graph, with the added and changed documents inserted.
+    Updated,
+    /// Too much changed (or another fingerprint): built from scratch again.
+    Rebuilt,
+}
+
+impl std::fmt::Display for GraphMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            GraphMode::Built => "built",
+            GraphMode::Updated => "updated",
+            GraphMode::Rebuilt => "rebuilt",
+        })
+    }
+}
+
 /// What was built and how it went.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct IndexStats {
-    /// `exact` or `hnsw`.
-    pub kind: String,
+    /// Exact or HNSW.
+    pub kind: SearchKind,
     /// Documents indexed.
     pub documents: usize,
     /// Seconds to build.
@@ -189,7 +183,12 @@ pub struct Recall {
 impl Index {
     /// Build the index that `cfg` asks for over `docs`. With `persist`, an HNSW graph is loaded from
     /// the workspace and updated when it can be (see [`GraphUpdate`]), and saved for the next run.
-    pub fn build(docs: Vectors, cfg: &IndexConfig, persist: Option<Persist>, show_progress: bool) -> Result<(Index, IndexStats), IndexError> {
+    pub fn build(
+        docs: Vectors,
+        cfg: &IndexConfig,
+        persist: Option<Persist>,
+        show_progress: bool,
+    ) -> Result<(Index, IndexStats), IndexError> {
         if docs.is_empty() {
             return Err(IndexError::Empty);
         }
@@ -202,7 +201,7 @@ impl Index {
             (Index::Exact(ExactIndex { docs }), None)
         };
         let stats = IndexStats {
-            kind: index.kind().into(),
+            kind: index.kind(),
             documents: n,
             build_seconds: start.elapsed().as_secs_f64(),
             graph,
@@ -211,11 +210,11 @@ impl Index {
         Ok((index, stats))
     }
 
-    /// `exact` or `hnsw`.
-    pub fn kind(&self) -> &'static str {
+    /// Exact or HNSW.
+    pub fn kind(&self) -> SearchKind {
         match self {
-            Index::Exact(_) => "exact",
-            Index::Hnsw(_) => "hnsw",
+            Index::Exact(_) => SearchKind::Exact,
+            Index::Hnsw(_) => SearchKind::Hnsw,
         }
     }
 
@@ -225,11 +224,6 @@ impl Index {
             Index::Exact(e) => e.docs.len(),
             Index::Hnsw(h) => h.node_of_doc.len(),
         }
-    }
-
-    /// True when the index holds no documents (never, once built).
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 
     /// Vector dimension.
@@ -375,7 +369,9 @@ impl HnswIndex {
                 .map(|p| {
                     let hood = p.get_neighborhood_id();
                     let level = p.get_point_id().0 as usize;
-                    (0..=level).map(|l| hood.get(l).map(|v| v.iter().map(|nb| nb.d_id as u32).collect()).unwrap_or_default()).collect()
+                    (0..=level)
+                        .map(|l| hood.get(l).map(|v| v.iter().map(|nb| nb.d_id as u32).collect()).unwrap_or_default())
+                        .collect()
                 })
                 .collect();
             raw
@@ -400,25 +396,39 @@ impl HnswIndex {
     }
 
     /// Load and update the saved graph, or build (and save) a new one.
-    fn open(docs: Vectors, cfg: &IndexConfig, persist: Option<Persist>, show_progress: bool) -> Result<(HnswIndex, Option<GraphUpdate>), IndexError> {
+    fn open(
+        docs: Vectors,
+        cfg: &IndexConfig,
+        persist: Option<Persist>,
+        show_progress: bool,
+    ) -> Result<(HnswIndex, Option<GraphUpdate>), IndexError> {
         let Some(p) = persist else {
             return Ok((HnswIndex::build(docs, cfg, show_progress)?, None));
         };
         let save_err = |source| IndexError::Save { path: p.path.clone(), source };
-        let mut mode = "built";
+        let mut mode = GraphMode::Built;
         if p.path.exists() {
-            mode = "rebuilt";
+            mode = GraphMode::Rebuilt;
             match Graph::load(&p.path) {
                 Ok(saved) if saved.fingerprint == p.fingerprint && saved.graph.dim == docs.dim => {
-                    if let Some((h, keys, inserted, update)) = HnswIndex::update(saved, &docs, p.keys, cfg, show_progress) {
+                    if let Some((h, keys, inserted, update)) =
+                        HnswIndex::update(saved, &docs, p.keys, cfg, show_progress)
+                    {
                         if update.inserted > 0 {
                             h.graph.save(&p.path, &keys, &p.fingerprint, inserted).map_err(save_err)?;
                         }
-                        log::info!("index: reused the saved graph: {} documents kept, {} inserted, {} gone", update.reused, update.inserted, update.dead);
+                        log::info!(
+                            "index: reused the saved graph: {} documents kept, {} inserted, {} gone",
+                            update.reused,
+                            update.inserted,
+                            update.dead
+                        );
                         return Ok((h, Some(update)));
                     }
                 }
-                Ok(_) => log::info!("index: the saved graph was built with another model, prefix or HNSW setting: rebuilding"),
+                Ok(_) => log::info!(
+                    "index: the saved graph was built with another model, prefix or HNSW setting: rebuilding"
+                ),
                 Err(e) => log::warn!("index: cannot use the saved graph ({e}): rebuilding"),
             }
         }
@@ -426,7 +436,7 @@ impl HnswIndex {
         let h = HnswIndex::build(docs, cfg, show_progress)?;
         let keys: Vec<ContentHash> = h.doc_of_node.iter().map(|&d| p.keys[d as usize]).collect();
         h.graph.save(&p.path, &keys, &p.fingerprint, 0).map_err(save_err)?;
-        Ok((h, Some(GraphUpdate { mode: mode.into(), reused: 0, inserted: n, dead: 0, share_changed: 1.0 })))
+        Ok((h, Some(GraphUpdate { mode, reused: 0, inserted: n, dead: 0, share_changed: 1.0 })))
     }
 
     fn new(graph: Graph, node_of_doc: Vec<u32>, ef_search: usize) -> HnswIndex {
@@ -442,13 +452,20 @@ impl HnswIndex {
     /// node keep it; the others are inserted; nodes left unclaimed (deleted or changed documents)
     /// stay in the graph for routing but are never returned. `None` when the share of changed
     /// nodes would pass `cfg.rebuild_share` (the caller rebuilds).
-    fn update(saved: graph::Saved, docs: &Vectors, keys: &[ContentHash], cfg: &IndexConfig, show_progress: bool) -> Option<(HnswIndex, Vec<ContentHash>, u64, GraphUpdate)> {
+    fn update(
+        saved: graph::Saved,
+        docs: &Vectors,
+        keys: &[ContentHash],
+        cfg: &IndexConfig,
+        show_progress: bool,
+    ) -> Option<(HnswIndex, Vec<ContentHash>, u64, GraphUpdate)> {
         let graph::Saved { mut graph, keys: mut node_keys, inserted_since_build, .. } = saved;
         let mut by_key: std::collections::HashMap<ContentHash, Vec<u32>> = std::collections::HashMap::new();
         for node in (0..node_keys.len() as u32).rev() {
             by_key.entry(node_keys[node as usize]).or_default().push(node);
         }
-        let mut node_of_doc: Vec<u32> = keys.iter().map(|k| by_key.get_mut(k).and_then(Vec::pop).unwrap_or(DEAD)).collect();
+        let mut node_of_doc: Vec<u32> =
+            keys.iter().map(|k| by_key.get_mut(k).and_then(Vec::pop).unwrap_or(DEAD)).collect();
         let new: Vec<usize> = (0..keys.len()).filter(|&d| node_of_doc[d] == DEAD).collect();
         let reused = keys.len() - new.len();
         let dead = graph.len() - reused;
@@ -470,7 +487,7 @@ impl HnswIndex {
             pb.inc(1);
         }
         pb.finish_and_clear();
-        let update = GraphUpdate { mode: "updated".into(), reused, inserted: new.len(), dead, share_changed: share };
+        let update = GraphUpdate { mode: GraphMode::Updated, reused, inserted: new.len(), dead, share_changed: share };
         let ef = cfg.ef_search_for(node_of_doc.len());
         Some((HnswIndex::new(graph, node_of_doc, ef), node_keys, inserted_since_build + new.len() as u64, update))
     }
@@ -506,8 +523,8 @@ pub struct Persist<'a> {
 /// How the HNSW graph of this run came to be.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct GraphUpdate {
-    /// `built` (no usable saved graph), `updated` (saved graph + inserts), `rebuilt` (too much changed).
-    pub mode: String,
+    /// Built, updated or rebuilt.
+    pub mode: GraphMode,
     /// Documents whose node was reused.
     pub reused: usize,
     /// Documents inserted into the saved graph.
@@ -545,11 +562,6 @@ fn points_by_id(graph: &Hnsw<'static, f32, ClampedDot>) -> Vec<Arc<Point<'static
     let mut points: Vec<Arc<Point<'static, f32>>> = graph.get_point_indexation().into_iter().collect();
     points.sort_unstable_by_key(|p| p.get_origin_id());
     points
-}
-
-/// Best first; equal scores by document number.
-pub fn sort_hits(hits: &mut [Hit]) {
-    hits.sort_unstable_by(|a, b| b.score.total_cmp(&a.score).then(a.doc.cmp(&b.doc)));
 }
 
 /// Exact top-k by blocked matrix product, parallel over query blocks.
@@ -601,19 +613,10 @@ pub(crate) mod tests {
         let mut data = Vec::with_capacity(n * d);
         for _ in 0..n {
             let mut v: Vec<f32> = (0..d).map(|_| rng.random_range(-1.0..1.0)).collect();
-            crate::embed::normalize(&mut v);
+            crate::vectors::normalize(&mut v);
             data.extend(v);
         }
         Vectors { dim: d, data }
-    }
-
-    #[test]
-    fn dot_matches_naive() {
-        let a: Vec<f32> = (0..37).map(|i| i as f32 * 0.1).collect();
-        let b: Vec<f32> = (0..37).map(|i| 1.0 - i as f32 * 0.05).collect();
-        let naive: f32 = a.iter().zip(&b).map(|(x, y)| x * y).sum();
-        assert!((dot(&a, &b) - naive).abs() < 1e-4);
-        assert_eq!(dot_lanes(&a, &b), dot(&a, &b));
     }
 
     #[test]
@@ -658,28 +661,37 @@ pub(crate) mod tests {
         };
         let first: Vec<usize> = (0..1000).collect();
         let (_, s) = open(&first, "fp");
-        assert_eq!(s.graph.unwrap().mode, "built");
+        assert_eq!(s.graph.unwrap().mode, GraphMode::Built);
 
         // 50 gone (every 20th), 95 new (1000..1100 but every 20th): updated; no gone document is returned.
         let second: Vec<usize> = (0..1100).filter(|i| i % 20 != 0).collect();
         let (index, s) = open(&second, "fp");
         let g = s.graph.unwrap();
-        assert_eq!((g.mode.as_str(), g.inserted, g.dead, g.reused), ("updated", 95, 50, 950));
+        assert_eq!((g.mode, g.inserted, g.dead, g.reused), (GraphMode::Updated, 95, 50, 950));
         let qs = random_unit(40, 16, 22);
         let hits = index.search_batch(&qs, 10).unwrap();
         assert!(hits.iter().flatten().all(|h| (h.doc as usize) < second.len()));
-        let (exact, _) = Index::build(pick(&second).0, &IndexConfig { kind: crate::config::IndexKind::Exact, ..cfg.clone() }, None, false).unwrap();
+        let (exact, _) = Index::build(
+            pick(&second).0,
+            &IndexConfig { kind: crate::config::IndexKind::Exact, ..cfg.clone() },
+            None,
+            false,
+        )
+        .unwrap();
         let truth = exact.search_batch(&qs, 10).unwrap();
         assert!(recall_at_k(&hits, &truth) > 0.95, "recall after the update {}", recall_at_k(&hits, &truth));
-        assert!(index.vector(0) == all.row(1) && index.vector(second.len() - 1) == all.row(1099), "vectors follow the documents");
+        assert!(
+            index.vector(0) == all.row(1) && index.vector(second.len() - 1) == all.row(1099),
+            "vectors follow the documents"
+        );
 
         // Past rebuild_share (earlier inserts count too), another fingerprint, a damaged file: rebuilt.
         let third: Vec<usize> = (100..1200).collect();
-        assert_eq!(open(&third, "fp").1.graph.unwrap().mode, "rebuilt");
-        assert_eq!(open(&third, "other model").1.graph.unwrap().mode, "rebuilt");
+        assert_eq!(open(&third, "fp").1.graph.unwrap().mode, GraphMode::Rebuilt);
+        assert_eq!(open(&third, "other model").1.graph.unwrap().mode, GraphMode::Rebuilt);
         std::fs::write(&path, b"TGHNSW01 garbage").unwrap();
-        assert_eq!(open(&third, "other model").1.graph.unwrap().mode, "rebuilt");
-        assert_eq!(open(&third, "other model").1.graph.unwrap().mode, "updated");
+        assert_eq!(open(&third, "other model").1.graph.unwrap().mode, GraphMode::Rebuilt);
+        assert_eq!(open(&third, "other model").1.graph.unwrap().mode, GraphMode::Updated);
     }
 
     #[test]
@@ -691,7 +703,7 @@ pub(crate) mod tests {
         }
         let cfg = IndexConfig { kind: crate::config::IndexKind::Hnsw, ..IndexConfig::default() };
         let (index, stats) = Index::build(docs, &cfg, None, false).unwrap();
-        assert_eq!(stats.kind, "hnsw");
+        assert_eq!(stats.kind, SearchKind::Hnsw);
         let qs = random_unit(100, 32, 5);
         let r = index.measure_recall(&qs, 10, 100, 7).unwrap();
         assert!(r.recall > 0.9, "recall {}", r.recall);

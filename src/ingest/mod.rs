@@ -126,14 +126,14 @@ pub struct Query {
 pub struct QueryOrigin {
     /// Id of the source query.
     pub source_id: String,
-    /// Strategy name.
-    pub strategy: String,
+    /// The strategy that generated it.
+    pub strategy: crate::config::Strategy,
 }
 
 impl Query {
     /// `given` for input queries, else the generating strategy.
-    pub fn strategy(&self) -> &str {
-        self.origin.as_ref().map_or("given", |o| o.strategy.as_str())
+    pub fn strategy(&self) -> &'static str {
+        self.origin.as_ref().map_or("given", |o| o.strategy.name())
     }
 }
 
@@ -148,13 +148,6 @@ pub struct Dataset {
     pub positives: Vec<Vec<usize>>,
     /// What was read, skipped and why.
     pub report: IngestReport,
-}
-
-impl Dataset {
-    /// Every (query index, positive doc index) pair, in input order.
-    pub fn pairs(&self) -> impl Iterator<Item = (usize, usize)> + '_ {
-        self.positives.iter().enumerate().flat_map(|(q, ps)| ps.iter().map(move |&d| (q, d)))
-    }
 }
 
 /// Counts of the ingest stage.
@@ -263,7 +256,6 @@ pub fn load(cfg: &InputConfig, corpus_only: bool) -> Result<Dataset, IngestError
     } else if cfg.queries.is_some() {
         load_queries_and_qrels(cfg, &mut ds, &doc_index, &mut col)?;
     }
-    drop(col);
     report.documents = ds.docs.len();
     report.queries_with_positives = ds.queries.len();
     report.pairs = ds.positives.iter().map(Vec::len).sum();
@@ -271,7 +263,9 @@ pub fn load(cfg: &InputConfig, corpus_only: bool) -> Result<Dataset, IngestError
         return Err(IngestError::Empty(format!("{}: no usable documents", corpus.display())));
     }
     if report.pairs == 0 && !corpus_only {
-        return Err(IngestError::Empty("no (query, positive) pairs: check the qrels/pairs input and field names".into()));
+        return Err(IngestError::Empty(
+            "no (query, positive) pairs: check the qrels/pairs input and field names".into(),
+        ));
     }
     ds.report = report;
     Ok(ds)
@@ -448,7 +442,11 @@ mod tests {
             "c.jsonl",
             "{\"_id\":\"a\",\"text\":\"alpha\"}\n{\"_id\":\"b\",\"text\":\"  \"}\n{\"_id\":\"a\",\"text\":\"again\"}\n{\"_id\":\"c\",\"title\":\"T\",\"text\":\"gamma\"}\n",
         );
-        let q = write(dir.path(), "q.jsonl", "{\"_id\":\"q1\",\"text\":\"find alpha\"}\n{\"_id\":\"q2\",\"text\":\"no qrels\"}\n");
+        let q = write(
+            dir.path(),
+            "q.jsonl",
+            "{\"_id\":\"q1\",\"text\":\"find alpha\"}\n{\"_id\":\"q2\",\"text\":\"no qrels\"}\n",
+        );
         let r = write(dir.path(), "r.tsv", "query-id\tcorpus-id\tscore\nq1\ta\t1\nq1\tzzz\t1\nq1\tc\t2\nq1\tc\t0\n");
         let mut cfg = cfg_for(&c, &q, &r);
         let e = load(&cfg, false).unwrap_err().to_string();
@@ -470,7 +468,11 @@ mod tests {
     #[test]
     fn pairs_match_corpus_text_and_group_queries() {
         let dir = tempfile::tempdir().unwrap();
-        let c = write(dir.path(), "c.jsonl", "{\"_id\":\"a\",\"text\":\"alpha\"}\n{\"_id\":\"b\",\"title\":\"B\",\"text\":\"beta\"}\n");
+        let c = write(
+            dir.path(),
+            "c.jsonl",
+            "{\"_id\":\"a\",\"text\":\"alpha\"}\n{\"_id\":\"b\",\"title\":\"B\",\"text\":\"beta\"}\n",
+        );
         let p = write(
             dir.path(),
             "p.jsonl",

@@ -103,10 +103,7 @@ fn read_jsonl(
     loop {
         buf.clear();
         line_no += 1;
-        let n = (&mut reader)
-            .take(max_record_bytes as u64 + 1)
-            .read_until(b'\n', &mut buf)
-            .map_err(io_err(path))?;
+        let n = (&mut reader).take(max_record_bytes as u64 + 1).read_until(b'\n', &mut buf).map_err(io_err(path))?;
         if n == 0 {
             break;
         }
@@ -173,11 +170,7 @@ fn read_jsonl(
                     values.push(Some(parts.join(LIST_SEP)))
                 }
                 Some(other) => {
-                    problem = Some(bad(
-                        loc.clone(),
-                        Some(f),
-                        format!("must be a string, found {}", json_kind(other)),
-                    ));
+                    problem = Some(bad(loc.clone(), Some(f), format!("must be a string, found {}", json_kind(other))));
                     break;
                 }
             }
@@ -246,8 +239,7 @@ fn read_delimited(
             String::from_utf8_lossy(h).trim().to_string()
         })
         .collect();
-    let columns: Vec<Option<usize>> =
-        fields.iter().map(|f| header_names.iter().position(|h| h == f)).collect();
+    let columns: Vec<Option<usize>> = fields.iter().map(|f| header_names.iter().position(|h| h == f)).collect();
     let mut rec = csv::ByteRecord::new();
     loop {
         match rdr.read_byte_record(&mut rec) {
@@ -321,7 +313,9 @@ fn read_parquet(
             .unwrap_or("unknown failure");
         Err(IngestError::Unsupported {
             path: path.to_path_buf(),
-            message: format!("not a readable Parquet file: the Parquet reader failed ({why}); the file is probably corrupt"),
+            message: format!(
+                "not a readable Parquet file: the Parquet reader failed ({why}); the file is probably corrupt"
+            ),
         })
     })
 }
@@ -334,7 +328,8 @@ fn read_parquet_unguarded(
     use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
     let file = File::open(path).map_err(io_err(path))?;
     let pq = |message: String| IngestError::Unsupported { path: path.to_path_buf(), message };
-    let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| pq(format!("not a readable Parquet file: {e}")))?;
+    let builder =
+        ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| pq(format!("not a readable Parquet file: {e}")))?;
     let schema = builder.schema().clone();
     let mut columns = Vec::with_capacity(fields.len());
     for f in fields {
@@ -343,10 +338,20 @@ fn read_parquet_unguarded(
                 let dt = schema.field(i).data_type();
                 if !matches!(
                     dt,
-                    DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
-                        | DataType::Int8 | DataType::Int16 | DataType::Int32 | DataType::Int64
-                        | DataType::UInt8 | DataType::UInt16 | DataType::UInt32 | DataType::UInt64
-                        | DataType::Float32 | DataType::Float64 | DataType::Boolean
+                    DataType::Utf8
+                        | DataType::LargeUtf8
+                        | DataType::Utf8View
+                        | DataType::Int8
+                        | DataType::Int16
+                        | DataType::Int32
+                        | DataType::Int64
+                        | DataType::UInt8
+                        | DataType::UInt16
+                        | DataType::UInt32
+                        | DataType::UInt64
+                        | DataType::Float32
+                        | DataType::Float64
+                        | DataType::Boolean
                 ) {
                     return Err(pq(format!("column `{f}` has type {dt}; expected a string or a number")));
                 }
@@ -369,9 +374,8 @@ fn read_parquet_unguarded(
             let values = cols
                 .iter()
                 .map(|c| {
-                    c.as_ref().and_then(|a| {
-                        if a.is_null(r) { None } else { Some(a.as_string::<i32>().value(r).to_string()) }
-                    })
+                    c.as_ref()
+                        .and_then(|a| if a.is_null(r) { None } else { Some(a.as_string::<i32>().value(r).to_string()) })
                 })
                 .collect();
             sink(Ok(RawRecord { loc: Location::row(path, row), values }))?;
@@ -394,7 +398,11 @@ fn read_text_dir(
         let loc = Location::line(&file, 1);
         let meta = std::fs::metadata(&file).map_err(io_err(&file))?;
         if meta.len() > max_record_bytes as u64 {
-            sink(Err(bad(loc, Some("text"), format!("file is larger than input.max_record_bytes ({max_record_bytes})"))))?;
+            sink(Err(bad(
+                loc,
+                Some("text"),
+                format!("file is larger than input.max_record_bytes ({max_record_bytes})"),
+            )))?;
             continue;
         }
         let bytes = std::fs::read(&file).map_err(io_err(&file))?;
@@ -469,7 +477,8 @@ mod tests {
     fn jsonl_oversized_line_is_skipped_and_reading_goes_on() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("c.jsonl");
-        let long = format!("{{\"_id\": \"1\", \"text\": \"{}\"}}\n{{\"_id\": \"2\", \"text\": \"ok\"}}\n", "x".repeat(5000));
+        let long =
+            format!("{{\"_id\": \"1\", \"text\": \"{}\"}}\n{{\"_id\": \"2\", \"text\": \"ok\"}}\n", "x".repeat(5000));
         std::fs::write(&p, long).unwrap();
         let mut v = Vec::new();
         read_records(&p, &["_id", "text"], 1024, &mut |it| {

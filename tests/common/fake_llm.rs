@@ -287,7 +287,9 @@ fn connection(stream: TcpStream, st: &State, generation: u64) {
         }
         let len = head
             .lines()
-            .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse::<usize>().unwrap_or(0)))
+            .find_map(|l| {
+                l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse::<usize>().unwrap_or(0))
+            })
             .unwrap_or(0);
         let mut body = vec![0u8; len];
         let mut got = 0;

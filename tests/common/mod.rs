@@ -57,7 +57,13 @@ impl Out {
     }
     /// Panic unless the command exited with `code` and did not panic.
     pub fn assert_code(&self, code: i32) -> &Self {
-        assert_eq!(self.code, Some(code), "expected exit code {code}\n--- stdout\n{}\n--- stderr\n{}", self.stdout, self.stderr);
+        assert_eq!(
+            self.code,
+            Some(code),
+            "expected exit code {code}\n--- stdout\n{}\n--- stderr\n{}",
+            self.stdout,
+            self.stderr
+        );
         self.assert_no_panic()
     }
     /// Panic if stderr shows a Rust panic.
@@ -138,13 +144,19 @@ pub fn read_jsonl(path: &Path) -> Vec<Value> {
     let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
     text.lines()
         .enumerate()
-        .map(|(i, l)| serde_json::from_str(l).unwrap_or_else(|e| panic!("{}:{}: invalid JSON: {e}", path.display(), i + 1)))
+        .map(|(i, l)| {
+            serde_json::from_str(l).unwrap_or_else(|e| panic!("{}:{}: invalid JSON: {e}", path.display(), i + 1))
+        })
         .collect()
 }
 
 /// A JSON array of strings.
 pub fn strs(v: &Value) -> Vec<String> {
-    v.as_array().unwrap_or_else(|| panic!("not an array: {v}")).iter().map(|x| x.as_str().unwrap().to_string()).collect()
+    v.as_array()
+        .unwrap_or_else(|| panic!("not an array: {v}"))
+        .iter()
+        .map(|x| x.as_str().unwrap().to_string())
+        .collect()
 }
 
 /// A JSON array of numbers.
@@ -298,7 +310,8 @@ pub fn read_provenance(path: &Path) -> Vec<ProvRow> {
     let (_, batches) = read_parquet(path);
     let mut rows = Vec::new();
     for b in &batches {
-        let col = |n: &str| b.column_by_name(n).unwrap_or_else(|| panic!("{} has no column {n}", path.display())).clone();
+        let col =
+            |n: &str| b.column_by_name(n).unwrap_or_else(|| panic!("{} has no column {n}", path.display())).clone();
         let qid = col("query_id");
         let qid = qid.as_string::<i32>();
         let pid = col("positive_id");

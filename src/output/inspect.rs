@@ -7,6 +7,7 @@
 //! generated queries also show where the query came from (variants.parquet).
 
 use crate::config::Format;
+use crate::output::schema::{self, provenance, variants};
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::{DataType, Float32Type, Int64Type, UInt32Type};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
@@ -140,18 +141,18 @@ const FORMATS: [Format; 4] = [Format::Triplet, Format::NTuple, Format::LabeledPa
 pub fn select(dir: &Path, opts: &InspectOptions) -> Result<Selection, InspectError> {
     let format = match opts.format {
         Some(f) => f,
-        None => *FORMATS.iter().find(|f| dir.join(format!("{}.parquet", f.name())).is_file()).ok_or_else(|| {
+        None => *FORMATS.iter().find(|f| dir.join(schema::data_file(**f)).is_file()).ok_or_else(|| {
             InspectError::NotAnOutput {
                 dir: dir.to_path_buf(),
-                looked_for: FORMATS.iter().map(|f| format!("{}.parquet", f.name())).collect::<Vec<_>>().join(", "),
+                looked_for: FORMATS.iter().map(|f| schema::data_file(*f)).collect::<Vec<_>>().join(", "),
             }
         })?,
     };
-    let file = format!("{}.parquet", format.name());
+    let file = schema::data_file(format);
     let data_path = dir.join(&file);
-    let prov_path = dir.join(format!("{}.provenance.parquet", format.name()));
+    let prov_path = dir.join(schema::provenance_file(format));
     if !data_path.is_file() {
-        let hint = if dir.join("report.json").is_file() {
+        let hint = if dir.join(schema::REPORT_JSON).is_file() {
             format!(" (this run did not write the {} format; see output.formats)", format.name())
         } else {
             format!(" ({} does not look like a tripletgen output folder)", dir.display())
@@ -159,25 +160,34 @@ pub fn select(dir: &Path, opts: &InspectOptions) -> Result<Selection, InspectErr
         return Err(InspectError::Missing { path: data_path, hint });
     }
     if !prov_path.is_file() {
-        return Err(InspectError::Missing { path: prov_path, hint: " (it is written beside every Parquet format)".into() });
+        return Err(InspectError::Missing {
+            path: prov_path,
+            hint: " (it is written beside every Parquet format)".into(),
+        });
     }
     let mut rows = read_provenance(&prov_path)?;
     let data = read_data(&data_path)?;
     if data.len() != rows.len() {
         return Err(InspectError::Read {
             path: prov_path,
-            message: format!("{} rows, but {} has {}: the files are not from the same run", rows.len(), file, data.len()),
+            message: format!(
+                "{} rows, but {} has {}: the files are not from the same run",
+                rows.len(),
+                file,
+                data.len()
+            ),
         });
     }
     for (r, d) in rows.iter_mut().zip(data) {
         r.data = d;
     }
-    let variants_path = dir.join("variants.parquet");
+    let variants_path = dir.join(schema::VARIANTS);
     let variants = if variants_path.is_file() { read_variants(&variants_path)? } else { Default::default() };
     let total = rows.len();
     let strategies: BTreeSet<String> = rows.iter().map(|r| r.query_strategy.clone()).collect();
     rows.retain(|r| {
-        opts.strategy.as_ref().is_none_or(|s| &r.query_strategy == s) && opts.query_id.as_ref().is_none_or(|q| &r.query_id == q)
+        opts.strategy.as_ref().is_none_or(|s| &r.query_strategy == s)
+            && opts.query_id.as_ref().is_none_or(|q| &r.query_id == q)
     });
     let matching = rows.len();
     let rows: Vec<Row> = match opts.seed {
@@ -215,25 +225,37 @@ fn read_provenance(path: &Path) -> Result<Vec<Row>, InspectError> {
                 message: format!("no {want} column {name:?}: not a tripletgen provenance file"),
             })
         };
-        let (qid, strat, pid, ps) = (col("query_id", "text")?, col("query_strategy", "text")?, col("positive_id", "text")?, col("positive_score", "number")?);
-        let (nid, ns, nr) = (col("negative_ids", "list")?, col("negative_scores", "list")?, col("negative_ranks", "list")?);
-        let bad = |e: &str| InspectError::Read { path: path.to_path_buf(), message: format!("unexpected column types ({e})") };
-        let (qid, strat, pid) = (
-            qid.as_string_opt::<i32>().ok_or_else(|| bad("query_id"))?,
-            strat.as_string_opt::<i32>().ok_or_else(|| bad("query_strategy"))?,
-            pid.as_string_opt::<i32>().ok_or_else(|| bad("positive_id"))?,
+        let (qid, strat, pid, ps) = (
+            col(provenance::QUERY_ID, "text")?,
+            col(provenance::QUERY_STRATEGY, "text")?,
+            col(provenance::POSITIVE_ID, "text")?,
+            col(provenance::POSITIVE_SCORE, "number")?,
         );
-        let ps = ps.as_primitive_opt::<Float32Type>().ok_or_else(|| bad("positive_score"))?;
         let (nid, ns, nr) = (
-            nid.as_list_opt::<i32>().ok_or_else(|| bad("negative_ids"))?,
-            ns.as_list_opt::<i32>().ok_or_else(|| bad("negative_scores"))?,
-            nr.as_list_opt::<i32>().ok_or_else(|| bad("negative_ranks"))?,
+            col(provenance::NEGATIVE_IDS, "list")?,
+            col(provenance::NEGATIVE_SCORES, "list")?,
+            col(provenance::NEGATIVE_RANKS, "list")?,
+        );
+        let bad = |e: &str| InspectError::Read {
+            path: path.to_path_buf(),
+            message: format!("unexpected column types ({e})"),
+        };
+        let (qid, strat, pid) = (
+            qid.as_string_opt::<i32>().ok_or_else(|| bad(provenance::QUERY_ID))?,
+            strat.as_string_opt::<i32>().ok_or_else(|| bad(provenance::QUERY_STRATEGY))?,
+            pid.as_string_opt::<i32>().ok_or_else(|| bad(provenance::POSITIVE_ID))?,
+        );
+        let ps = ps.as_primitive_opt::<Float32Type>().ok_or_else(|| bad(provenance::POSITIVE_SCORE))?;
+        let (nid, ns, nr) = (
+            nid.as_list_opt::<i32>().ok_or_else(|| bad(provenance::NEGATIVE_IDS))?,
+            ns.as_list_opt::<i32>().ok_or_else(|| bad(provenance::NEGATIVE_SCORES))?,
+            nr.as_list_opt::<i32>().ok_or_else(|| bad(provenance::NEGATIVE_RANKS))?,
         );
         for i in 0..b.num_rows() {
             let (ids, sc, rk) = (nid.value(i), ns.value(i), nr.value(i));
-            let ids = ids.as_string_opt::<i32>().ok_or_else(|| bad("negative_ids"))?;
-            let sc = sc.as_primitive_opt::<Float32Type>().ok_or_else(|| bad("negative_scores"))?;
-            let rk = rk.as_primitive_opt::<UInt32Type>().ok_or_else(|| bad("negative_ranks"))?;
+            let ids = ids.as_string_opt::<i32>().ok_or_else(|| bad(provenance::NEGATIVE_IDS))?;
+            let sc = sc.as_primitive_opt::<Float32Type>().ok_or_else(|| bad(provenance::NEGATIVE_SCORES))?;
+            let rk = rk.as_primitive_opt::<UInt32Type>().ok_or_else(|| bad(provenance::NEGATIVE_RANKS))?;
             rows.push(Row {
                 row: rows.len(),
                 query_id: qid.value(i).to_string(),
@@ -255,10 +277,18 @@ fn read_provenance(path: &Path) -> Result<Vec<Row>, InspectError> {
 fn read_variants(path: &Path) -> Result<std::collections::HashMap<String, VariantInfo>, InspectError> {
     let mut out = std::collections::HashMap::new();
     for b in parquet_batches(path)? {
-        let bad = |name: &str| InspectError::Read { path: path.to_path_buf(), message: format!("no text column {name:?}") };
-        let text = |name: &str| b.column_by_name(name).and_then(|c| c.as_string_opt::<i32>().cloned()).ok_or_else(|| bad(name));
-        let (id, kind, src, src_text, detail) =
-            (text("variant_id")?, text("source_kind")?, text("source_id")?, text("source_text")?, text("detail")?);
+        let bad =
+            |name: &str| InspectError::Read { path: path.to_path_buf(), message: format!("no text column {name:?}") };
+        let text = |name: &str| {
+            b.column_by_name(name).and_then(|c| c.as_string_opt::<i32>().cloned()).ok_or_else(|| bad(name))
+        };
+        let (id, kind, src, src_text, detail) = (
+            text(variants::VARIANT_ID)?,
+            text(variants::SOURCE_KIND)?,
+            text(variants::SOURCE_ID)?,
+            text(variants::SOURCE_TEXT)?,
+            text(variants::DETAIL)?,
+        );
         let fidelity = b
             .column_by_name("fidelity")
             .and_then(|c| c.as_primitive_opt::<Float32Type>().cloned())
@@ -286,7 +316,10 @@ fn read_data(path: &Path) -> Result<Vec<Vec<(String, Value)>>, InspectError> {
         let mut rows: Vec<Vec<(String, Value)>> = vec![Vec::new(); b.num_rows()];
         for (field, col) in schema.fields().iter().zip(b.columns()) {
             let name = field.name().clone();
-            let unsupported = || InspectError::Read { path: path.to_path_buf(), message: format!("column {name:?} has type {}", field.data_type()) };
+            let unsupported = || InspectError::Read {
+                path: path.to_path_buf(),
+                message: format!("column {name:?} has type {}", field.data_type()),
+            };
             for (i, row) in rows.iter_mut().enumerate() {
                 let v = match col.data_type() {
                     DataType::Utf8 => Value::Text(col.as_string::<i32>().value(i).to_string()),
@@ -329,13 +362,24 @@ impl Selection {
             Some(seed) => format!("a random sample, seed {seed}"),
             None => format!("from match {}", opts.offset + 1),
         };
-        let _ = writeln!(s, "{}: {} rows, {} match, showing {} ({how})", self.file, self.total, self.matching, self.rows.len());
+        let _ = writeln!(
+            s,
+            "{}: {} rows, {} match, showing {} ({how})",
+            self.file,
+            self.total,
+            self.matching,
+            self.rows.len()
+        );
         if self.matching == 0 {
             let _ = writeln!(s, "no rows match; query strategies in this file: {}", self.strategies.join(", "));
         }
         let w = opts.width;
         for r in &self.rows {
-            let _ = writeln!(s, "\n── row {} ─ query {} ({}) ─ positive {} ({:.3})", r.row, r.query_id, r.query_strategy, r.positive_id, r.positive_score);
+            let _ = writeln!(
+                s,
+                "\n── row {} ─ query {} ({}) ─ positive {} ({:.3})",
+                r.row, r.query_id, r.query_strategy, r.positive_id, r.positive_score
+            );
             let negs: Vec<String> = r
                 .negative_ids
                 .iter()
@@ -344,7 +388,14 @@ impl Selection {
                 .map(|((id, sc), rk)| format!("{id} ({sc:.3}, rank {rk})"))
                 .collect();
             if let Some(v) = &r.variant {
-                let _ = writeln!(s, "   generated from {} {} (fidelity {:.3}): {}", v.source_kind, v.source_id, v.fidelity, short(&v.source_text, w));
+                let _ = writeln!(
+                    s,
+                    "   generated from {} {} (fidelity {:.3}): {}",
+                    v.source_kind,
+                    v.source_id,
+                    v.fidelity,
+                    short(&v.source_text, w)
+                );
                 if !v.detail.is_empty() {
                     let _ = writeln!(s, "   how: {}", short(&v.detail, w));
                 }
@@ -398,7 +449,9 @@ mod tests {
         let t = tempfile::tempdir().unwrap();
         let e = select(t.path(), &InspectOptions { n: 5, ..Default::default() }).unwrap_err().to_string();
         assert!(e.contains(&t.path().display().to_string()) && e.contains("triplet.parquet"), "{e}");
-        let e = select(t.path(), &InspectOptions { format: Some(Format::NTuple), n: 5, ..Default::default() }).unwrap_err().to_string();
+        let e = select(t.path(), &InspectOptions { format: Some(Format::NTuple), n: 5, ..Default::default() })
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("n-tuple.parquet is missing") && e.contains("does not look like"), "{e}");
     }
 

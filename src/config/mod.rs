@@ -6,6 +6,9 @@
 //! `range_max`, a missing input file…) and names the key, the file and what would be valid. Everything
 //! after this module can trust the values it is given.
 
+pub mod llm;
+mod validate;
+
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -61,10 +64,7 @@ pub struct Config {
     /// Quality control of generated variants.
     pub filter: FilterConfig,
     /// The OpenAI-compatible LLM server (needed by `generate.llm` strategies).
-    pub llm: Option<crate::llm::LlmConfig>,
-    /// Plan the LLM calls, print their number, tokens and cost, and stop before sending any.
-    #[serde(skip)]
-    pub dry_run: bool,
+    pub llm: Option<llm::LlmConfig>,
     /// Hard-negative mining rules.
     pub mine: MineConfig,
     /// Judges for false negatives (`[judge]`, `[[judge.stages]]`).
@@ -75,9 +75,6 @@ pub struct Config {
     /// The folder where every stage keeps what it produced (embedding cache…). Default:
     /// `<output.dir>/workspace`.
     pub workspace: Option<PathBuf>,
-    /// Show progress bars (turned off automatically when stderr is not a terminal).
-    #[serde(skip)]
-    pub progress: bool,
 }
 
 /// What to do with a malformed input record.
@@ -244,7 +241,7 @@ impl Default for ModelConfig {
 }
 
 /// Pooling of token embeddings into one vector.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
 pub enum Pooling {
     /// Mean over tokens (sentence-transformers MiniLM, e5).
@@ -281,7 +278,7 @@ impl Default for EmbedConfig {
 }
 
 /// Which search structure to use.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
 pub enum IndexKind {
     /// Exact below `exact_below` documents, HNSW above.
@@ -319,26 +316,6 @@ pub struct IndexConfig {
     /// pass this share.
     pub rebuild_share: f64,
 }
-impl IndexConfig {
-    /// The HNSW search beam for `n` documents: `ef_search`, or when it is 0, 128 up to 100k
-    /// documents and 128 × sqrt(n / 100k) above (recall@50 ≥ 0.98 needed ~200 at 300k and ~400 at
-    /// 1M on the benchmark's clustered vectors).
-    pub fn ef_search_for(&self, n: usize) -> usize {
-        match self.ef_search {
-            0 => (128.0 * (n as f64 / 100_000.0).sqrt().max(1.0)).round() as usize,
-            ef => ef,
-        }
-    }
-
-    /// Whether `n` documents get an HNSW graph (else exact search).
-    pub fn uses_hnsw(&self, n: usize) -> bool {
-        match self.kind {
-            IndexKind::Exact => false,
-            IndexKind::Hnsw => true,
-            IndexKind::Auto => n >= self.exact_below,
-        }
-    }
-}
 
 impl Default for IndexConfig {
     fn default() -> Self {
@@ -357,7 +334,7 @@ impl Default for IndexConfig {
 }
 
 /// How negatives are picked among the allowed candidates.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
 pub enum Sampling {
     /// The highest-scoring allowed candidates.
@@ -567,6 +544,50 @@ impl LexicalStrategy {
     }
 }
 
+/// The strategy a generated query came from: one of the lexical or LLM strategies. Serialised as
+/// its name, and ordered by name (so per-strategy tables read alphabetically, as they always have).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Strategy {
+    /// An LLM-free strategy.
+    Lexical(LexicalStrategy),
+    /// An LLM strategy.
+    Llm(LlmStrategy),
+}
+
+impl Strategy {
+    /// The name used in config, ids, outputs and reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Strategy::Lexical(s) => s.name(),
+            Strategy::Llm(s) => s.name(),
+        }
+    }
+}
+
+impl Ord for Strategy {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.name().cmp(other.name())
+    }
+}
+
+impl PartialOrd for Strategy {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl std::fmt::Display for Strategy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl Serialize for Strategy {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.name())
+    }
+}
+
 /// LLM-free query variants.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -663,7 +684,7 @@ impl Default for FilterConfig {
 }
 
 /// An output format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
 pub enum Format {
     /// Parquet (anchor, positive, negative): one row per negative.
@@ -737,8 +758,8 @@ impl Config {
     /// file are resolved against the file's folder. Call [`Config::validate`] after applying
     /// command-line overrides.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+        let text =
+            std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
         let mut cfg: Config = toml::from_str(&text)
             .map_err(|e| ConfigError::Parse { path: path.to_path_buf(), message: e.to_string() })?;
         let base = path.parent().unwrap_or(Path::new("."));
@@ -748,10 +769,10 @@ impl Config {
 
     fn resolve_paths(&mut self, base: &Path) {
         let fix = |p: &mut Option<PathBuf>| {
-            if let Some(x) = p.as_mut() {
-                if x.is_relative() {
-                    *x = clean_path(&base.join(&*x));
-                }
+            if let Some(x) = p.as_mut()
+                && x.is_relative()
+            {
+                *x = clean_path(&base.join(&*x));
             }
         };
         fix(&mut self.input.beir);
@@ -783,294 +804,6 @@ impl Config {
     pub fn workspace_dir(&self) -> PathBuf {
         self.workspace.clone().unwrap_or_else(|| self.output.dir.join("workspace"))
     }
-
-    /// Check every value; `origin` names the file (or "command line") in errors. Also fills
-    /// `input.corpus/queries/qrels` from `input.beir`.
-    pub fn validate(&mut self, origin: &str) -> Result<(), ConfigError> {
-        let bad = |key: &str, message: String| ConfigError::Invalid {
-            origin: origin.to_string(),
-            key: key.to_string(),
-            message,
-        };
-        if let Some(beir) = self.input.beir.clone() {
-            if !beir.is_dir() {
-                return Err(bad("input.beir", format!("is {}, which is not a folder", beir.display())));
-            }
-            self.input.corpus.get_or_insert_with(|| beir.join("corpus.jsonl"));
-            self.input.queries.get_or_insert_with(|| beir.join("queries.jsonl"));
-            let qrels = beir.join("qrels").join(format!("{}.tsv", self.input.split));
-            if self.input.qrels.is_none() && self.input.pairs.is_none() {
-                if !qrels.is_file() {
-                    let splits = list_splits(&beir.join("qrels"));
-                    return Err(bad(
-                        "input.split",
-                        format!(
-                            "is {:?}, but {} does not exist (splits found: {})",
-                            self.input.split,
-                            qrels.display(),
-                            if splits.is_empty() { "none".into() } else { splits.join(", ") }
-                        ),
-                    ));
-                }
-                self.input.qrels = Some(qrels);
-            }
-        }
-        let Some(corpus) = &self.input.corpus else {
-            return Err(bad("input.corpus", "is missing: set input.corpus or input.beir".into()));
-        };
-        if !corpus.exists() {
-            return Err(bad("input.corpus", format!("is {}, which does not exist", corpus.display())));
-        }
-        let synthetic = self.generate.llm.strategies.contains(&LlmStrategy::Synthetic);
-        match (&self.input.queries, &self.input.qrels, &self.input.pairs) {
-            (_, _, Some(_)) => {}
-            (Some(_), Some(_), None) => {}
-            (None, None, None) if synthetic => {}
-            _ => {
-                return Err(bad(
-                    "input",
-                    "needs either `queries` and `qrels` (or `beir`), or `pairs`, or generate.llm.strategies with \"synthetic\" (corpus only)".into(),
-                ));
-            }
-        }
-        for (key, p) in [
-            ("input.queries", &self.input.queries),
-            ("input.qrels", &self.input.qrels),
-            ("input.pairs", &self.input.pairs),
-        ] {
-            if let Some(p) = p {
-                if !p.is_file() {
-                    return Err(bad(key, format!("is {}, which is not a file", p.display())));
-                }
-            }
-        }
-        if self.input.max_record_bytes < 1024 {
-            return Err(bad("input.max_record_bytes", "must be at least 1024".into()));
-        }
-        if let Some(dir) = &self.model.dir {
-            let missing: Vec<&str> = MODEL_FILES.iter().copied().filter(|f| !dir.join(f).is_file()).collect();
-            if !missing.is_empty() {
-                return Err(bad(
-                    "model.dir",
-                    format!(
-                        "is {}, which has no {}; a model folder needs {}",
-                        dir.display(),
-                        missing.join(", "),
-                        MODEL_FILES.join(", ")
-                    ),
-                ));
-            }
-        }
-        if let Some(lib) = &self.model.onnxruntime {
-            if !lib.is_file() {
-                return Err(bad(
-                    "model.onnxruntime",
-                    format!("is {}, which is not a file (run `tripletgen fetch-models`)", lib.display()),
-                ));
-            }
-        }
-        if !(8..=8192).contains(&self.model.max_length) {
-            return Err(bad("model.max_length", format!("is {}; valid: 8 to 8192", self.model.max_length)));
-        }
-        if !(1..=4096).contains(&self.embed.batch_size) {
-            return Err(bad("embed.batch_size", format!("is {}; valid: 1 to 4096", self.embed.batch_size)));
-        }
-        if self.embed.threads > 256 {
-            return Err(bad("embed.threads", format!("is {}; valid: 0 (all cores) to 256", self.embed.threads)));
-        }
-        let ix = &self.index;
-        if !(2..=256).contains(&ix.m) {
-            return Err(bad("index.m", format!("is {}; HNSW allows 2 to 256", ix.m)));
-        }
-        if !(1..=100_000).contains(&ix.ef_construction) {
-            return Err(bad("index.ef_construction", format!("is {}; valid: 1 to 100000", ix.ef_construction)));
-        }
-        if ix.ef_search > 100_000 {
-            return Err(bad("index.ef_search", format!("is {}; valid: 0 (auto) to 100000", ix.ef_search)));
-        }
-        if !(0.0..=1.0).contains(&ix.rebuild_share) {
-            return Err(bad("index.rebuild_share", format!("is {}; valid: 0 (always rebuild) to 1", ix.rebuild_share)));
-        }
-        let mn = &self.mine;
-        if mn.num_negatives == 0 {
-            return Err(bad("mine.num_negatives", "is 0; it must be at least 1".into()));
-        }
-        if mn.range_max == 0 {
-            return Err(bad("mine.range_max", "is 0; it must be at least 1".into()));
-        }
-        if mn.range_min >= mn.range_max {
-            return Err(bad(
-                "mine.range_min",
-                format!("is {} but must be below mine.range_max ({})", mn.range_min, mn.range_max),
-            ));
-        }
-        if mn.range_max > 10_000 {
-            return Err(bad("mine.range_max", format!("is {}; valid: 1 to 10000", mn.range_max)));
-        }
-        for (key, v) in [
-            ("mine.absolute_margin", mn.absolute_margin),
-            ("mine.relative_margin", mn.relative_margin),
-            ("mine.max_score", mn.max_score),
-            ("mine.min_score", mn.min_score),
-        ] {
-            if let Some(v) = v {
-                if !v.is_finite() {
-                    return Err(bad(key, "must be a finite number".into()));
-                }
-            }
-        }
-        if !(0.0..=2.0).contains(&mn.review_margin) {
-            return Err(bad("mine.review_margin", format!("is {}; valid: 0 to 2 (a cosine difference)", mn.review_margin)));
-        }
-        if let Some(r) = mn.relative_margin {
-            if !(0.0..1.0).contains(&r) {
-                return Err(bad("mine.relative_margin", format!("is {r}; valid: 0 <= x < 1")));
-            }
-        }
-        if let Some(a) = mn.absolute_margin {
-            if a < 0.0 {
-                return Err(bad("mine.absolute_margin", format!("is {a}; it must be >= 0")));
-            }
-        }
-        if let (Some(lo), Some(hi)) = (mn.min_score, mn.max_score) {
-            if lo > hi {
-                return Err(bad(
-                    "mine.min_score",
-                    format!("is {lo} but mine.max_score is {hi}; min_score must not exceed max_score"),
-                ));
-            }
-        }
-        let lx = &self.generate.lexical;
-        let mut seen = std::collections::HashSet::new();
-        for st in &lx.strategies {
-            if !seen.insert(*st) {
-                return Err(bad("generate.lexical.strategies", format!("lists {} twice", st.name())));
-            }
-        }
-        if !lx.strategies.is_empty() && !(1..=100).contains(&lx.variants_per_query) {
-            return Err(bad("generate.lexical.variants_per_query", format!("is {}; valid: 1 to 100", lx.variants_per_query)));
-        }
-        for (key, v) in [
-            ("generate.lexical.replace_rate", lx.replace_rate),
-            ("generate.lexical.insert_rate", lx.insert_rate),
-            ("generate.lexical.delete_rate", lx.delete_rate),
-            ("generate.lexical.swap_rate", lx.swap_rate),
-        ] {
-            if !(0.0..=1.0).contains(&v) {
-                return Err(bad(key, format!("is {v}; valid: 0 to 1")));
-            }
-        }
-        if !(-1.0..=1.0).contains(&lx.neighbour_min_similarity) {
-            return Err(bad("generate.lexical.neighbour_min_similarity", format!("is {}; valid: -1 to 1", lx.neighbour_min_similarity)));
-        }
-        if lx.senses == 0 || lx.neighbour_k == 0 || lx.vocabulary_size == 0 {
-            return Err(bad("generate.lexical", "senses, neighbour_k and vocabulary_size must be at least 1".into()));
-        }
-        for (key, p) in [
-            ("generate.lexical.wordnet_dir", &lx.wordnet_dir),
-            ("generate.lexical.stopwords", &lx.stopwords),
-            ("generate.lexical.word_vectors", &lx.word_vectors),
-        ] {
-            if let Some(p) = p {
-                if !p.exists() {
-                    return Err(bad(key, format!("is {}, which does not exist", p.display())));
-                }
-            }
-        }
-        let g = &self.generate.llm;
-        if !g.strategies.is_empty() {
-            let mut seen = std::collections::HashSet::new();
-            for st in &g.strategies {
-                if !seen.insert(*st) {
-                    return Err(bad("generate.llm.strategies", format!("lists {} twice", st.name())));
-                }
-            }
-            match &self.llm {
-                None => {
-                    return Err(bad(
-                        "generate.llm.strategies",
-                        "needs an [llm] section (base_url, model, api_key_env…)".into(),
-                    ));
-                }
-                Some(l) => l.validate(origin)?,
-            }
-            if !(1..=50).contains(&g.queries_per_document) || !(1..=50).contains(&g.paraphrases_per_query) {
-                return Err(bad(
-                    "generate.llm.queries_per_document",
-                    "and paraphrases_per_query must be between 1 and 50".into(),
-                ));
-            }
-            if g.styles.is_empty() || g.styles.iter().any(|s| s.trim().is_empty()) {
-                return Err(bad("generate.llm.styles", "must name at least one non-empty style".into()));
-            }
-            if g.strategies.contains(&LlmStrategy::Backtranslation)
-                && (g.pivot_languages.is_empty() || g.pivot_languages.iter().any(|l| l.trim().is_empty()))
-            {
-                return Err(bad("generate.llm.pivot_languages", "must name at least one language".into()));
-            }
-            if g.max_document_chars < 100 {
-                return Err(bad("generate.llm.max_document_chars", "must be at least 100".into()));
-            }
-            for (key, p) in [("generate.llm.few_shot", &g.few_shot), ("generate.llm.prompts_dir", &g.prompts_dir)] {
-                if let Some(p) = p {
-                    if !p.exists() {
-                        return Err(bad(key, format!("is {}, which does not exist", p.display())));
-                    }
-                }
-            }
-        }
-        let fl = &self.filter;
-        if !(-1.0..=1.0).contains(&fl.fidelity_min) || !(-1.0..=1.0).contains(&fl.fidelity_max) || fl.fidelity_min > fl.fidelity_max {
-            return Err(bad(
-                "filter.fidelity_min",
-                format!("{} / filter.fidelity_max {}: valid is -1 <= min <= max <= 1", fl.fidelity_min, fl.fidelity_max),
-            ));
-        }
-        if !(-1.0..=1.0).contains(&fl.document_fidelity_min)
-            || !(-1.0..=1.0).contains(&fl.document_fidelity_max)
-            || fl.document_fidelity_min > fl.document_fidelity_max
-        {
-            return Err(bad(
-                "filter.document_fidelity_min",
-                format!(
-                    "{} / filter.document_fidelity_max {}: valid is -1 <= min <= max <= 1",
-                    fl.document_fidelity_min, fl.document_fidelity_max
-                ),
-            ));
-        }
-        if !(-1.0..=1.0).contains(&fl.dedup_cosine) {
-            return Err(bad("filter.dedup_cosine", format!("is {}; valid: -1 to 1", fl.dedup_cosine)));
-        }
-        if fl.min_words > fl.max_words {
-            return Err(bad("filter.min_words", format!("is {} but filter.max_words is {}", fl.min_words, fl.max_words)));
-        }
-        if self.output.formats.is_empty() {
-            return Err(bad("output.formats", "is empty; name at least one format".into()));
-        }
-        let mut seen = std::collections::HashSet::new();
-        for f in &self.output.formats {
-            if !seen.insert(*f) {
-                return Err(bad("output.formats", format!("lists {} twice", f.name())));
-            }
-        }
-        if self.output.row_group_size == 0 {
-            return Err(bad("output.row_group_size", "must be at least 1".into()));
-        }
-        match &self.judge {
-            Some(j) => j.validate(origin, self.llm.is_some())?,
-            None if self.output.scores == ScoreSource::Judge => {
-                return Err(bad("output.scores", "is \"judge\" but no judge is configured ([judge] stages)".into()));
-            }
-            None => {}
-        }
-        if let Some(j) = &self.judge
-            && self.output.scores == ScoreSource::Judge
-            && j.stages.is_empty()
-        {
-            return Err(bad("output.scores", "is \"judge\" but judge.stages is empty".into()));
-        }
-        Ok(())
-    }
 }
 
 /// Remove `.` and resolve `..` lexically, so paths read well in messages (`configs/../x` -> `x`).
@@ -1089,45 +822,29 @@ fn clean_path(p: &Path) -> PathBuf {
     if out.as_os_str().is_empty() { PathBuf::from(".") } else { out }
 }
 
-/// A number, or `false` for "off" (TOML has no null).
+/// A number, or `"off"` (TOML has no null; `false`, the spelling of earlier versions, is read too).
 fn number_or_off<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<f32>, D::Error> {
     #[derive(Deserialize)]
     #[serde(untagged)]
     enum NumberOrOff {
         Number(f32),
         Off(bool),
+        Word(String),
     }
     match NumberOrOff::deserialize(d)? {
         NumberOrOff::Number(x) => Ok(Some(x)),
         NumberOrOff::Off(false) => Ok(None),
-        NumberOrOff::Off(true) => Err(serde::de::Error::custom("expected a number, or false to turn it off")),
+        NumberOrOff::Word(w) if w == OFF => Ok(None),
+        _ => Err(serde::de::Error::custom("expected a number, or \"off\" to turn it off")),
     }
 }
 
-fn list_splits(dir: &Path) -> Vec<String> {
-    let mut v: Vec<String> = std::fs::read_dir(dir)
-        .map(|rd| {
-            rd.filter_map(|e| e.ok())
-                .filter_map(|e| e.file_name().to_str().and_then(|n| n.strip_suffix(".tsv").map(String::from)))
-                .collect()
-        })
-        .unwrap_or_default();
-    v.sort();
-    v
-}
+/// The one spelling of "turned off" for optional thresholds: in the config (`relative_margin =
+/// "off"`), on the command line (`--relative-margin off`) and in report.html.
+pub const OFF: &str = "off";
 
 #[cfg(test)]
 mod tests {
-    #[test]
-    fn auto_ef_search_grows_with_the_corpus_and_a_set_value_wins() {
-        let auto = IndexConfig::default();
-        assert_eq!(auto.ef_search, 0);
-        assert_eq!((auto.ef_search_for(10), auto.ef_search_for(100_000)), (128, 128));
-        assert_eq!((auto.ef_search_for(400_000), auto.ef_search_for(1_000_000)), (256, 405));
-        let fixed = IndexConfig { ef_search: 64, ..IndexConfig::default() };
-        assert_eq!(fixed.ef_search_for(1_000_000), 64);
-    }
-
     use super::*;
 
     fn parse(s: &str) -> Result<Config, String> {
@@ -1143,6 +860,8 @@ mod tests {
     #[test]
     fn relative_margin_can_be_turned_off() {
         assert_eq!(parse("[mine]\nrelative_margin = false\n").unwrap().mine.relative_margin, None);
+        assert_eq!(parse("[mine]\nrelative_margin = \"off\"\n").unwrap().mine.relative_margin, None);
+        assert!(parse("[mine]\nrelative_margin = \"none\"\n").is_err());
         assert_eq!(parse("[mine]\nrelative_margin = 0.1\n").unwrap().mine.relative_margin, Some(0.1));
         assert_eq!(parse("").unwrap().mine.relative_margin, Some(0.05));
         assert!(parse("[mine]\nrelative_margin = true\n").is_err());

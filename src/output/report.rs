@@ -1,15 +1,15 @@
-//! Report: what a run did, as JSON (`report.json`, `manifest.json`) and as a terminal summary.
+//! Report: what a run did, as JSON (`report.json`, also inside manifest.json) and as the terminal summary.
 
 use crate::embed::EmbedStats;
-use crate::workspace::Changes;
 use crate::filter::FilterStats;
 use crate::generate::StrategyCounts;
-use std::collections::BTreeMap;
 use crate::index::IndexStats;
 use crate::ingest::IngestReport;
 use crate::mine::{MineStats, MinedPair};
-use crate::write::WriteStats;
+use crate::output::write::WriteStats;
+use crate::workspace::Changes;
 use serde::Serialize;
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
@@ -75,7 +75,11 @@ pub struct InputChanges {
 
 impl std::fmt::Display for Changes {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} added, {} changed, {} deleted, {} unchanged", self.added, self.changed, self.deleted, self.unchanged)
+        write!(
+            f,
+            "{} added, {} changed, {} deleted, {} unchanged",
+            self.added, self.changed, self.deleted, self.unchanged
+        )
     }
 }
 
@@ -167,7 +171,9 @@ impl RunReport {
         if !self.changes.documents.first_run {
             let _ = writeln!(s, "  changes  documents {}; queries {}", self.changes.documents, self.changes.queries);
         }
-        for (label, e) in [("docs", &self.embed_documents), ("queries", &self.embed_queries), ("variants", &self.embed_variants)] {
+        for (label, e) in
+            [("docs", &self.embed_documents), ("queries", &self.embed_queries), ("variants", &self.embed_variants)]
+        {
             if label == "variants" && e.texts == 0 {
                 continue;
             }
@@ -179,7 +185,8 @@ impl RunReport {
             );
         }
         if !self.generate.is_empty() {
-            let _ = writeln!(s, "  variants strategy              made  accepted   mean fidelity  top rejection reasons");
+            let _ =
+                writeln!(s, "  variants strategy              made  accepted   mean fidelity  top rejection reasons");
             for (name, g) in &self.generate {
                 let f = self.filter.get(name).cloned().unwrap_or_default();
                 let mut reasons: Vec<(&String, &usize)> = f.rejected.iter().collect();
@@ -189,7 +196,11 @@ impl RunReport {
                 let _ = writeln!(
                     s,
                     "           {name:<21} {:>5}  {:>5} {:>3.0}%   {:.3}          {}",
-                    g.produced, f.accepted, pct, f.mean_fidelity, top.join(", ")
+                    g.produced,
+                    f.accepted,
+                    pct,
+                    f.mean_fidelity,
+                    top.join(", ")
                 );
             }
         }
@@ -203,7 +214,16 @@ impl RunReport {
             let _ = writeln!(
                 s,
                 "  llm      {} calls: {} from the workspace, {} sent ({} HTTP attempts), {} failed, {} not started; {} + {} tokens{cost}; {} truncated, {} unparseable{cut}",
-                l.planned, l.cached, l.sent, l.attempts, failed, l.not_started, l.prompt_tokens, l.completion_tokens, l.truncated, l.unparseable
+                l.planned,
+                l.cached,
+                l.sent,
+                l.attempts,
+                failed,
+                l.not_started,
+                l.prompt_tokens,
+                l.completion_tokens,
+                l.truncated,
+                l.unparseable
             );
         }
         let recall = match &self.index.recall {
@@ -211,27 +231,21 @@ impl RunReport {
             None => String::new(),
         };
         let graph = match &self.index.graph {
-            Some(g) if g.mode == "updated" => {
+            Some(g) if g.mode == crate::index::GraphMode::Updated => {
                 format!("; saved graph updated: {} kept, {} inserted, {} gone", g.reused, g.inserted, g.dead)
             }
             Some(g) => format!("; graph {} and saved", g.mode),
             None => String::new(),
         };
-        let _ = writeln!(s, "  index    {} over {} documents{}{}", self.index.kind, self.index.documents, recall, graph);
+        let _ =
+            writeln!(s, "  index    {} over {} documents{}{}", self.index.kind, self.index.documents, recall, graph);
         let _ = writeln!(
             s,
             "  mine     {} pairs -> {} negatives; {} pairs short of negatives, {} with none",
             m.pairs, m.negatives, m.pairs_short, m.pairs_without_negatives
         );
-        let r = &m.removed;
-        let _ = writeln!(
-            s,
-            "           removed: known positive {}, same text {}, range_min {}, max_score {}, min_score {}, absolute_margin {}, relative_margin {}",
-            r.known_positive, r.same_text, r.range_min, r.max_score, r.min_score, r.absolute_margin, r.relative_margin
-        );
-        if r.judged_relevant > 0 {
-            let _ = writeln!(s, "           judged relevant (false negatives passed over): {}", r.judged_relevant);
-        }
+        let removed: Vec<String> = m.removed.removals().iter().map(|(rule, n)| format!("{rule} {n}")).collect();
+        let _ = writeln!(s, "           removed: {}", removed.join(", "));
         let _ = writeln!(
             s,
             "           {} pairs had candidates scoring above their positive (possible false negatives)",
@@ -251,7 +265,10 @@ impl RunReport {
         for f in &self.write.files {
             let _ = writeln!(s, "           {:<36} {:>8} rows", f.file, f.rows);
         }
-        let _ = writeln!(s, "           report.html (plots, samples), report.json, manifest.json (counts, timings, config, checksums)");
+        let _ = writeln!(
+            s,
+            "           report.html (plots, samples), report.json, manifest.json (counts, timings, config, checksums)"
+        );
         s
     }
 }

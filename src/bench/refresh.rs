@@ -2,15 +2,15 @@
 //! run that preceded it, on generated documents.
 //!
 //! Writes a BEIR folder of `n` generated documents (realistic mixed lengths, see
-//! [`crate::bench::generate_documents`]) with queries and qrels, runs the whole pipeline with HNSW
+//! [`super::synth::generate_documents`]) with queries and qrels, runs the whole pipeline with HNSW
 //! and synthetic query generation against an in-process instant LLM server (so LLM requests can be
 //! counted), changes a share of the documents (a third edited, a third deleted, a third added), runs
 //! again with the same workspace, and compares the embedding and index stages' times and the LLM
 //! requests sent.
 
-use crate::bench::{Vocabulary, generate_documents};
+use super::synth::{Vocabulary, generate_documents};
 use crate::config::Config;
-use crate::report::RunReport;
+use crate::output::report::RunReport;
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use rand::SeedableRng;
@@ -86,7 +86,7 @@ fn numbers(r: &RunReport) -> RunNumbers {
         index_seconds: r.timings.index,
         total_seconds: r.timings.total,
         documents_embedded: r.embed_documents.embedded,
-        index_mode: r.index.graph.as_ref().map_or_else(|| r.index.kind.clone(), |g| g.mode.clone()),
+        index_mode: r.index.graph.as_ref().map_or_else(|| r.index.kind.to_string(), |g| g.mode.to_string()),
         llm_sent: r.llm.as_ref().map_or(0, |l| l.sent),
         llm_cached: r.llm.as_ref().map_or(0, |l| l.cached),
     }
@@ -107,7 +107,8 @@ pub fn run(a: &RefreshBenchArgs, seed: u64, show_progress: bool, json: bool) -> 
     };
     let beir = dir.join("beir");
     std::fs::create_dir_all(beir.join("qrels"))?;
-    let vocab = Vocabulary::from_corpus(&Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/quickstart/corpus.jsonl"));
+    let vocab =
+        Vocabulary::from_corpus(&Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/quickstart/corpus.jsonl"));
     log::info!("bench refresh: generating {} documents", a.n);
     let mut docs: Vec<(String, String)> =
         generate_documents(&vocab, a.n, seed).into_iter().enumerate().map(|(i, t)| (format!("d{i}"), t)).collect();
@@ -124,7 +125,7 @@ pub fn run(a: &RefreshBenchArgs, seed: u64, show_progress: bool, json: bool) -> 
     std::fs::write(beir.join("qrels/test.tsv"), qrels)?;
     write_corpus(&beir, &docs)?;
 
-    let server = crate::bench_llm::InstantServer::start().context("cannot start the in-process instant LLM server")?;
+    let server = super::servers::InstantServer::start().context("cannot start the in-process instant LLM server")?;
     let config = format!(
         "workspace = {ws:?}\n\n[input]\nbeir = {beir:?}\n\n[index]\nkind = \"hnsw\"\n\n\
          [generate.llm]\nstrategies = [\"synthetic\"]\nqueries_per_document = 1\n\n[filter]\nround_trip_k = 0\n\n\
@@ -138,10 +139,10 @@ pub fn run(a: &RefreshBenchArgs, seed: u64, show_progress: bool, json: bool) -> 
     std::fs::write(&config_path, config)?;
     let mut cfg = Config::load(&config_path)?;
     cfg.validate(&config_path.display().to_string())?;
-    cfg.progress = show_progress;
+    let opts = crate::pipeline::RunOptions { progress: show_progress };
 
     log::info!("bench refresh: full run on {} documents", a.n);
-    let full = crate::pipeline::run(&cfg)?;
+    let full = crate::pipeline::run_with(&cfg, opts)?;
 
     // Change: edit, delete and add a third of the share each, never touching a positive.
     let k = ((a.n as f64 * a.change) / 3.0).round() as usize;
@@ -153,12 +154,15 @@ pub fn run(a: &RefreshBenchArgs, seed: u64, show_progress: bool, json: bool) -> 
         docs[free[i]].1.push_str(" This passage was revised.");
     }
     let gone: std::collections::HashSet<usize> = delete.iter().map(|&i| free[i]).collect();
-    let mut docs: Vec<(String, String)> = docs.into_iter().enumerate().filter(|(i, _)| !gone.contains(i)).map(|(_, d)| d).collect();
-    docs.extend(generate_documents(&vocab, k, seed ^ 0xadd).into_iter().enumerate().map(|(i, t)| (format!("added{i}"), t)));
+    let mut docs: Vec<(String, String)> =
+        docs.into_iter().enumerate().filter(|(i, _)| !gone.contains(i)).map(|(_, d)| d).collect();
+    docs.extend(
+        generate_documents(&vocab, k, seed ^ 0xadd).into_iter().enumerate().map(|(i, t)| (format!("added{i}"), t)),
+    );
     write_corpus(&beir, &docs)?;
 
     log::info!("bench refresh: refresh after editing, deleting and adding {k} documents each");
-    let refresh = crate::pipeline::run(&cfg)?;
+    let refresh = crate::pipeline::run_with(&cfg, opts)?;
     drop(server);
 
     let (f, r) = (numbers(&full), numbers(&refresh));
@@ -204,7 +208,13 @@ fn render(r: &RefreshReport) -> String {
     let verdict = |s: f64| if s <= TARGET_SHARE { "<= 5%: met" } else { "<= 5%: MISSED" };
     row(&mut t, "embedding stage", f.embed_seconds, x.embed_seconds, "");
     row(&mut t, "index stage", f.index_seconds, x.index_seconds, "");
-    row(&mut t, "embedding + index", f.embed_seconds + f.index_seconds, x.embed_seconds + x.index_seconds, verdict(r.embed_index_share));
+    row(
+        &mut t,
+        "embedding + index",
+        f.embed_seconds + f.index_seconds,
+        x.embed_seconds + x.index_seconds,
+        verdict(r.embed_index_share),
+    );
     row(&mut t, "whole run", f.total_seconds, x.total_seconds, "");
     let _ = writeln!(t, "  {:<34} {:>12} {:>12}", "documents embedded", f.documents_embedded, x.documents_embedded);
     let _ = writeln!(t, "  {:<34} {:>12} {:>12}", "index", f.index_mode, x.index_mode);

@@ -20,19 +20,16 @@
 //! all rounds of one client, divided by the other's. Against llama.cpp (temperature 0, seed 42) both
 //! clients should get the same completion tokens; the summary says whether they did.
 
+use super::servers::{InstantServer, LlamaServer};
 use crate::llm::{ChatRequest, Client, LlmConfig};
 use anyhow::{Context, Result, anyhow, bail};
 use serde::Serialize;
 use serde_json::{Value, json};
 use std::fmt::Write as _;
-use std::net::SocketAddr;
 use std::ops::ControlFlow;
-use std::path::PathBuf;
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// Target: requests per second tripletgen's client sustains against a server that answers at once.
 pub const TARGET_INSTANT_RPS: f64 = 2000.0;
@@ -164,7 +161,7 @@ pub fn run_with(opts: &LlmBenchOptions) -> Result<Vec<LlmBenchResult>> {
         };
         log::info!(
             "bench llm: instant server on {}: {} requests x {} rounds per client, {} in flight",
-            server.addr,
+            server.base_url(),
             opts.instant_requests,
             opts.rounds,
             opts.instant_concurrency
@@ -180,10 +177,11 @@ pub fn run_with(opts: &LlmBenchOptions) -> Result<Vec<LlmBenchResult>> {
 
     // --- llama.cpp ---------------------------------------------------------------------------------
     if opts.llama {
-        let server = LlamaServer::start()?;
+        log::info!("bench llm: starting llama-server ({} start)", super::servers::llama_script().display());
+        let server = LlamaServer::start(true)?;
         let load = Load {
             target: TARGET_LLAMA,
-            base_url: format!("http://127.0.0.1:{}/v1", server.port),
+            base_url: server.base_url(),
             model: LLAMA_MODEL.into(),
             concurrency: opts.llama_concurrency,
             max_tokens: opts.llama_max_tokens,
@@ -192,8 +190,8 @@ pub fn run_with(opts: &LlmBenchOptions) -> Result<Vec<LlmBenchResult>> {
         };
         log::info!(
             "bench llm: llama-server pid {} on port {}: {} requests x {} rounds per client, {} in flight, max_tokens {}",
-            server.pid,
-            server.port,
+            server.pid(),
+            server.port(),
             opts.llama_requests,
             opts.rounds,
             opts.llama_concurrency,
@@ -509,187 +507,6 @@ async fn plain_request(http: &reqwest::Client, url: &str, body: &Value) -> Resul
     }
 }
 
-// --- the instant server ----------------------------------------------------------------------------
-
-/// The body every request gets.
-const INSTANT_BODY: &str = r#"{"id":"chatcmpl-bench","object":"chat.completion","created":0,"model":"instant","choices":[{"index":0,"message":{"role":"assistant","content":"a short search query"},"finish_reason":"stop"}],"usage":{"prompt_tokens":12,"completion_tokens":4,"total_tokens":16}}"#;
-
-/// Longest request head accepted (a client sending more is disconnected).
-const MAX_HEAD: usize = 64 * 1024;
-
-/// An HTTP/1.1 keep-alive server on 127.0.0.1 answering every request at once with
-/// [`INSTANT_BODY`], on its own thread and current-thread tokio runtime. Stopped when dropped.
-pub(crate) struct InstantServer {
-    addr: SocketAddr,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl InstantServer {
-    pub(crate) fn start() -> Result<InstantServer> {
-        let std_listener = std::net::TcpListener::bind("127.0.0.1:0")?;
-        std_listener.set_nonblocking(true)?;
-        let addr = std_listener.local_addr()?;
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-        let listener = {
-            let _guard = rt.enter();
-            tokio::net::TcpListener::from_std(std_listener)?
-        };
-        let response: Arc<[u8]> = format!(
-            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{INSTANT_BODY}",
-            INSTANT_BODY.len()
-        )
-        .into_bytes()
-        .into();
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let thread = std::thread::Builder::new().name("bench-llm-instant".into()).spawn(move || {
-            rt.block_on(async move {
-                let accept = async {
-                    loop {
-                        match listener.accept().await {
-                            Ok((stream, _)) => {
-                                tokio::spawn(serve_connection(stream, response.clone()));
-                            }
-                            Err(e) => {
-                                log::debug!("bench llm: instant server: accept failed: {e}");
-                                tokio::time::sleep(Duration::from_millis(10)).await;
-                            }
-                        }
-                    }
-                };
-                tokio::select! {
-                    _ = stopped => {}
-                    _ = accept => {}
-                }
-            });
-            // Dropping the runtime here cancels every connection task.
-        })?;
-        Ok(InstantServer { addr, stop: Some(stop), thread: Some(thread) })
-    }
-
-    pub(crate) fn base_url(&self) -> String {
-        format!("http://{}/v1", self.addr)
-    }
-}
-
-impl Drop for InstantServer {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
-}
-
-/// Answer every complete request on one connection until the client closes it (or sends something
-/// this server does not understand).
-async fn serve_connection(mut stream: tokio::net::TcpStream, response: Arc<[u8]>) {
-    let _ = stream.set_nodelay(true);
-    let mut buf: Vec<u8> = Vec::with_capacity(8192);
-    let mut out: Vec<u8> = Vec::with_capacity(response.len());
-    loop {
-        // Every complete request in the buffer (pipelining allowed), answered in order.
-        let mut consumed = 0;
-        loop {
-            match request_len(&buf[consumed..]) {
-                Ok(Some(n)) => {
-                    consumed += n;
-                    out.extend_from_slice(&response);
-                }
-                Ok(None) => break,
-                Err(()) => return,
-            }
-        }
-        buf.drain(..consumed);
-        if !out.is_empty() {
-            if stream.write_all(&out).await.is_err() {
-                return;
-            }
-            out.clear();
-        }
-        match stream.read_buf(&mut buf).await {
-            Ok(0) | Err(_) => return,
-            Ok(_) => {}
-        }
-    }
-}
-
-/// Length of the first complete request (head + `Content-Length` body) at the start of `buf`:
-/// `Ok(None)` while incomplete, `Err` for a request this server does not handle (chunked body,
-/// unparsable length, oversized head).
-fn request_len(buf: &[u8]) -> Result<Option<usize>, ()> {
-    let Some(head_end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
-        return if buf.len() > MAX_HEAD { Err(()) } else { Ok(None) };
-    };
-    let head = std::str::from_utf8(&buf[..head_end]).map_err(|_| ())?;
-    let mut content_length = 0usize;
-    for line in head.split("\r\n").skip(1) {
-        let Some((name, value)) = line.split_once(':') else { continue };
-        let name = name.trim();
-        if name.eq_ignore_ascii_case("content-length") {
-            content_length = value.trim().parse().map_err(|_| ())?;
-        } else if name.eq_ignore_ascii_case("transfer-encoding") {
-            return Err(());
-        }
-    }
-    let total = head_end + 4 + content_length;
-    Ok((buf.len() >= total).then_some(total))
-}
-
-// --- the real llama.cpp server ---------------------------------------------------------------------
-
-/// A `llama-server` started by `scripts/llama-server.sh` (its watchdog stops it if this process
-/// dies); stopped when dropped.
-struct LlamaServer {
-    pid: u32,
-    port: u16,
-}
-
-fn llama_script() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts").join("llama-server.sh")
-}
-
-impl LlamaServer {
-    fn start() -> Result<LlamaServer> {
-        let script = llama_script();
-        if !script.is_file() {
-            bail!("bench llm: {} not found (run from a checkout of tripletgen)", script.display());
-        }
-        log::info!("bench llm: starting llama-server ({} start)", script.display());
-        let out = Command::new("bash")
-            .arg(&script)
-            .args(["start", "--owner-pid", &std::process::id().to_string()])
-            .stdin(Stdio::null())
-            .stderr(Stdio::inherit())
-            .output()
-            .with_context(|| format!("cannot run bash {}", script.display()))?;
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        if !out.status.success() {
-            bail!("bench llm: {} start failed ({}); its output is above", script.display(), out.status);
-        }
-        let line = stdout.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or_default();
-        let mut it = line.split_whitespace();
-        match (it.next().map(str::parse::<u32>), it.next().map(str::parse::<u16>), it.next()) {
-            (Some(Ok(pid)), Some(Ok(port)), None) => Ok(LlamaServer { pid, port }),
-            _ => bail!("bench llm: {} start printed {stdout:?}, expected one line `PID PORT`", script.display()),
-        }
-    }
-}
-
-impl Drop for LlamaServer {
-    fn drop(&mut self) {
-        let _ = Command::new("bash")
-            .arg(llama_script())
-            .args(["stop", &self.pid.to_string()])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -722,21 +539,6 @@ mod tests {
             })
             .unwrap();
         assert_eq!((ok, summary.delivered), (50, 50));
-    }
-
-    #[test]
-    fn request_framing() {
-        let req = b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello";
-        assert_eq!(request_len(req), Ok(Some(req.len())));
-        assert_eq!(request_len(&req[..req.len() - 1]), Ok(None), "body incomplete");
-        assert_eq!(request_len(&req[..20]), Ok(None), "head incomplete");
-        let mut two = req.to_vec();
-        two.extend_from_slice(req);
-        assert_eq!(request_len(&two), Ok(Some(req.len())), "pipelined: the first one");
-        let get = b"GET /health HTTP/1.1\r\ncontent-length:0\r\n\r\n";
-        assert_eq!(request_len(get), Ok(Some(get.len())));
-        assert_eq!(request_len(b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"), Err(()));
-        assert_eq!(request_len(b"POST / HTTP/1.1\r\nContent-Length: x\r\n\r\n"), Err(()));
     }
 
     #[test]

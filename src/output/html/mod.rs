@@ -8,11 +8,11 @@
 
 use crate::config::Config;
 use crate::filter::Decision;
-use crate::generate::{Candidate, Source};
+use crate::generate::{Candidate, RejectReason, Source};
 use crate::ingest::Dataset;
 use crate::mine::MinedPair;
-use crate::report::RunReport;
-use crate::write::{WriteError, write_atomic};
+use crate::output::report::RunReport;
+use crate::output::write::{WriteError, write_atomic};
 use plotters::coord::Shift;
 use plotters::prelude::*;
 use std::collections::BTreeMap;
@@ -77,7 +77,7 @@ pub fn plot_ids(has_variants: bool) -> Vec<&'static str> {
 /// Render and write `<dir>/report.html` atomically.
 pub fn write(dir: &Path, inputs: &Inputs<'_>) -> Result<(), HtmlReportError> {
     let html = render(inputs)?;
-    write_atomic(&dir.join("report.html"), html.as_bytes())?;
+    write_atomic(&dir.join(crate::output::schema::REPORT_HTML), html.as_bytes())?;
     Ok(())
 }
 
@@ -95,10 +95,17 @@ pub fn render(i: &Inputs<'_>) -> Result<String, HtmlReportError> {
         m.queries,
         m.pairs,
         m.negatives,
-        esc(&r.index.kind)
+        esc(&r.index.kind.to_string())
     );
     h.push_str("<nav>");
-    for (id, title) in [("overview", "Overview"), ("mining", "Mining"), ("false-negatives", "Possible false negatives"), ("variants", "Generated queries"), ("triplets", "Sample triplets"), ("rejected", "Rejected candidates")] {
+    for (id, title) in [
+        ("overview", "Overview"),
+        ("mining", "Mining"),
+        ("false-negatives", "Possible false negatives"),
+        ("variants", "Generated queries"),
+        ("triplets", "Sample triplets"),
+        ("rejected", "Rejected candidates"),
+    ] {
         let _ = write!(h, "<a href=\"#{id}\">{title}</a>");
     }
     h.push_str("</nav>\n<main>\n");
@@ -120,7 +127,12 @@ pub fn render(i: &Inputs<'_>) -> Result<String, HtmlReportError> {
         "plot-scores",
         "Positive vs chosen-negative scores",
         "Share of each set per score bin. Negatives crowding the positives' range are hard; negatives above most positives may be false negatives.",
-        histogram("plot-scores", "cosine similarity to the query", &[("positive", POSITIVE, &pos), ("negative", NEGATIVE, &neg)], &lines)?,
+        histogram(
+            "plot-scores",
+            "cosine similarity to the query",
+            &[("positive", POSITIVE, &pos), ("negative", NEGATIVE, &neg)],
+            &lines,
+        )?,
     );
     let range_max = i.cfg.mine.range_max;
     let mut ranks = vec![0f64; range_max];
@@ -133,21 +145,18 @@ pub fn render(i: &Inputs<'_>) -> Result<String, HtmlReportError> {
         "plot-negative-ranks",
         "Rank at which the chosen negatives were found",
         "0 = the most similar non-positive document of the query.",
-        bars("plot-negative-ranks", "negatives", "rank among non-positive candidates", &rank_labels, &[("negatives", NEUTRAL, ranks)], false, None)?,
+        bars(
+            "plot-negative-ranks",
+            "negatives",
+            "rank among non-positive candidates",
+            &rank_labels,
+            &[("negatives", NEUTRAL, ranks)],
+            false,
+            None,
+        )?,
     );
     let rc = &m.removed;
-    let mut rules: Vec<(&str, u64)> = vec![
-        ("known positive", rc.known_positive),
-        ("same text", rc.same_text),
-        ("range_min", rc.range_min),
-        ("max_score", rc.max_score),
-        ("min_score", rc.min_score),
-        ("absolute_margin", rc.absolute_margin),
-        ("relative_margin", rc.relative_margin),
-    ];
-    if r.judge.is_some() {
-        rules.push(("judged relevant", rc.judged_relevant));
-    }
+    let rules = rc.removals();
     let labels: Vec<String> = rules.iter().map(|(n, _)| n.to_string()).collect();
     figure(
         &mut h,
@@ -157,7 +166,15 @@ pub fn render(i: &Inputs<'_>) -> Result<String, HtmlReportError> {
             "Each candidate is counted once, against the first rule that removed it (top to bottom). Not shown: {} allowed candidates left unpicked beyond num_negatives.",
             rc.not_sampled
         ),
-        bars("plot-removed", "candidates", "", &labels, &[("removed", REJECTED, rules.iter().map(|(_, c)| *c as f64).collect())], true, None)?,
+        bars(
+            "plot-removed",
+            "candidates",
+            "",
+            &labels,
+            &[("removed", REJECTED, rules.iter().map(|(_, c)| *c as f64).collect())],
+            true,
+            None,
+        )?,
     );
     let above = above_positive_buckets(&m.candidates_above_positive);
     figure(
@@ -255,7 +272,12 @@ fn cell(s: &str) -> String {
 }
 
 fn figure(h: &mut String, id: &str, title: &str, caption: &str, svg: String) {
-    let _ = write!(h, "<figure id=\"{id}\">\n{svg}\n<figcaption><b>{}</b>{}</figcaption></figure>\n", esc(title), esc(caption));
+    let _ = write!(
+        h,
+        "<figure id=\"{id}\">\n{svg}\n<figcaption><b>{}</b>{}</figcaption></figure>\n",
+        esc(title),
+        esc(caption)
+    );
 }
 
 fn plot_err(plot: &'static str) -> impl Fn(String) -> HtmlReportError {
@@ -263,7 +285,10 @@ fn plot_err(plot: &'static str) -> impl Fn(String) -> HtmlReportError {
 }
 
 /// Draw into an SVG string of the standard size.
-fn svg(plot: &'static str, draw: impl FnOnce(&DrawingArea<SVGBackend<'_>, Shift>) -> Result<(), String>) -> Result<String, HtmlReportError> {
+fn svg(
+    plot: &'static str,
+    draw: impl FnOnce(&DrawingArea<SVGBackend<'_>, Shift>) -> Result<(), String>,
+) -> Result<String, HtmlReportError> {
     let mut s = String::new();
     {
         let root = SVGBackend::with_string(&mut s, (WIDTH, HEIGHT)).into_drawing_area();
@@ -367,14 +392,17 @@ fn bars(
 ) -> Result<String, HtmlReportError> {
     // plotters' integer ranges include their end: 0..n-1 makes n slots.
     let n = categories.len().max(1);
-    let totals: Vec<f64> = (0..n).map(|i| series.iter().map(|(_, _, v)| v.get(i).copied().unwrap_or(0.0)).sum()).collect();
+    let totals: Vec<f64> =
+        (0..n).map(|i| series.iter().map(|(_, _, v)| v.get(i).copied().unwrap_or(0.0)).sum()).collect();
     // Room on the right for the legend when horizontal bars have one.
     let room = if horizontal && series.len() > 1 { 1.45 } else { 1.12 };
     let vmax = totals.iter().fold(0f64, |a, &b| a.max(b)).max(1.0) * room;
     // Horizontal bars list the first category on top (the y axis grows upwards).
     let slot = |i: usize| if horizontal { n - 1 - i } else { i };
     let label = |v: &SegmentValue<usize>| match v {
-        SegmentValue::CenterOf(i) | SegmentValue::Exact(i) if *i < n => categories.get(slot(*i)).cloned().unwrap_or_default(),
+        SegmentValue::CenterOf(i) | SegmentValue::Exact(i) if *i < n => {
+            categories.get(slot(*i)).cloned().unwrap_or_default()
+        }
         _ => String::new(),
     };
     // Label every category when they fit, else about 12 of them.
@@ -444,7 +472,11 @@ fn bars(
             }
             chart
                 .draw_series(totals.iter().enumerate().map(|(i, t)| {
-                    Text::new(format!("{t:.0}"), (*t + vmax * 0.01, SegmentValue::CenterOf(slot(i))), ("sans-serif", 12).into_font())
+                    Text::new(
+                        format!("{t:.0}"),
+                        (*t + vmax * 0.01, SegmentValue::CenterOf(slot(i))),
+                        ("sans-serif", 12).into_font(),
+                    )
                 }))
                 .map_err(e)?;
             legend_at = SeriesLabelPosition::MiddleRight;
@@ -495,7 +527,10 @@ fn bars(
             if let Some((at, name)) = &threshold {
                 let x = SegmentValue::Exact(*at);
                 chart
-                    .draw_series(std::iter::once(PathElement::new([(x.clone(), 0.0), (x, vmax)], THRESHOLD.stroke_width(2))))
+                    .draw_series(std::iter::once(PathElement::new(
+                        [(x.clone(), 0.0), (x, vmax)],
+                        THRESHOLD.stroke_width(2),
+                    )))
                     .map_err(e)?
                     .label(name.as_str())
                     .legend(|(x, y)| PathElement::new([(x, y), (x + 12, y)], THRESHOLD.stroke_width(2)));
@@ -530,10 +565,16 @@ fn overview(h: &mut String, i: &Inputs<'_>) {
     let (m, ing) = (&r.mine, &r.ingest);
     let variants: usize = r.filter.values().map(|f| f.candidates).sum();
     let accepted: usize = r.filter.values().map(|f| f.accepted).sum();
-    let q = |d: &crate::report::Distribution| {
-        if d.count == 0 { "–".to_string() } else { format!("{:.3} / {:.3} / {:.3}", d.quantiles[1], d.quantiles[3], d.quantiles[5]) }
+    let q = |d: &crate::output::report::Distribution| {
+        if d.count == 0 {
+            "–".to_string()
+        } else {
+            format!("{:.3} / {:.3} / {:.3}", d.quantiles[1], d.quantiles[3], d.quantiles[5])
+        }
     };
-    h.push_str("<section id=\"overview\"><h2>Overview</h2><div class=\"cols\"><div><h3>Counts</h3><table class=\"kv\">\n");
+    h.push_str(
+        "<section id=\"overview\"><h2>Overview</h2><div class=\"cols\"><div><h3>Counts</h3><table class=\"kv\">\n",
+    );
     let rows: Vec<(&str, String)> = vec![
         ("documents", ing.documents.to_string()),
         ("queries read / with positives", format!("{} / {}", ing.queries_read, ing.queries_with_positives)),
@@ -560,7 +601,7 @@ fn overview(h: &mut String, i: &Inputs<'_>) {
 /// The settings that shaped the data (the full config is in manifest.json).
 fn settings(h: &mut String, cfg: &Config) {
     let (m, f) = (&cfg.mine, &cfg.filter);
-    let opt = |v: Option<f32>| v.map(|x| x.to_string()).unwrap_or_else(|| "off".into());
+    let opt = |v: Option<f32>| v.map(|x| x.to_string()).unwrap_or_else(|| crate::config::OFF.into());
     let sampling = match m.sampling {
         crate::config::Sampling::Top => "top".to_string(),
         crate::config::Sampling::Random => format!("random (seed {})", m.seed),
@@ -582,7 +623,9 @@ fn settings(h: &mut String, cfg: &Config) {
 }
 
 fn rules_table(h: &mut String, rules: &[(&str, u64)], not_sampled: u64, negatives: usize, short: usize, none: usize) {
-    h.push_str("<table class=\"kv\"><tr><th>rule (in the order applied)</th><th class=\"num\">candidates removed</th></tr>\n");
+    h.push_str(
+        "<table class=\"kv\"><tr><th>rule (in the order applied)</th><th class=\"num\">candidates removed</th></tr>\n",
+    );
     for (n, c) in rules {
         let _ = writeln!(h, "<tr><td>{}</td><td class=\"num\">{c}</td></tr>", esc(n));
     }
@@ -650,14 +693,24 @@ fn false_negatives(h: &mut String, i: &Inputs<'_>) {
         m.pairs_with_candidates_above_positive,
         m.pairs,
         if i.cfg.mine.review {
-            format!("review.jsonl lists every candidate within {} of the positive ({} in all).", i.cfg.mine.review_margin, m.review_candidates)
+            format!(
+                "review.jsonl lists every candidate within {} of the positive ({} in all).",
+                i.cfg.mine.review_margin, m.review_candidates
+            )
         } else {
-            "Set <code>mine.review = true</code> (or <code>--review</code>) to write all of them to review.jsonl.".into()
+            "Set <code>mine.review = true</code> (or <code>--review</code>) to write all of them to review.jsonl."
+                .into()
         }
     );
-    let mut worst: Vec<&MinedPair> = i.pairs.iter().filter(|p| p.above_positive > 0 && !p.suspects.is_empty()).collect();
+    let mut worst: Vec<&MinedPair> =
+        i.pairs.iter().filter(|p| p.above_positive > 0 && !p.suspects.is_empty()).collect();
     let top_margin = |p: &MinedPair| p.suspects[0].candidate.score - p.positive_score;
-    worst.sort_by(|a, b| b.above_positive.cmp(&a.above_positive).then(top_margin(b).total_cmp(&top_margin(a))).then(a.query.cmp(&b.query)));
+    worst.sort_by(|a, b| {
+        b.above_positive
+            .cmp(&a.above_positive)
+            .then(top_margin(b).total_cmp(&top_margin(a)))
+            .then(a.query.cmp(&b.query))
+    });
     if worst.is_empty() {
         h.push_str("</section>\n");
         return;
@@ -698,13 +751,16 @@ fn variants(h: &mut String, i: &Inputs<'_>) -> Result<(), HtmlReportError> {
         i.candidates
             .iter()
             .zip(i.decisions)
-            .filter(|(c, d)| matches!(c.source, Source::Document(_)) == doc && d.accepted == acc && c.rejected.is_none())
+            .filter(|(c, d)| {
+                matches!(c.source, Source::Document(_)) == doc && d.accepted == acc && c.rejected.is_none()
+            })
             .map(|(_, d)| d.fidelity)
             .collect()
     };
     let has_docs = i.candidates.iter().any(|c| matches!(c.source, Source::Document(_)));
     let (acc, rej) = (by_source(false, true), by_source(false, false));
-    let mut lines = vec![("fidelity_min".to_string(), f.fidelity_min as f64), ("fidelity_max".to_string(), f.fidelity_max as f64)];
+    let mut lines =
+        vec![("fidelity_min".to_string(), f.fidelity_min as f64), ("fidelity_max".to_string(), f.fidelity_max as f64)];
     let mut series = vec![("accepted", ACCEPTED, acc.as_slice()), ("rejected", REJECTED, rej.as_slice())];
     let (dacc, drej) = (by_source(true, true), by_source(true, false));
     if has_docs {
@@ -734,7 +790,9 @@ fn variants(h: &mut String, i: &Inputs<'_>) -> Result<(), HtmlReportError> {
             h,
             "plot-round-trip",
             "Round trip: rank of the first positive among the variant's results",
-            &format!("A variant must retrieve one of its positives within round_trip_k = {k}; the last bar counts the ones that did not."),
+            &format!(
+                "A variant must retrieve one of its positives within round_trip_k = {k}; the last bar counts the ones that did not."
+            ),
             bars(
                 "plot-round-trip",
                 "candidates",
@@ -751,7 +809,15 @@ fn variants(h: &mut String, i: &Inputs<'_>) -> Result<(), HtmlReportError> {
             "plot-round-trip",
             "Round trip",
             "filter.round_trip_k = 0: the round-trip check is off.",
-            bars("plot-round-trip", "candidates", "", &["off".to_string()], &[("candidates", NEUTRAL, vec![0.0])], false, None)?,
+            bars(
+                "plot-round-trip",
+                "candidates",
+                "",
+                &[crate::config::OFF.to_string()],
+                &[("candidates", NEUTRAL, vec![0.0])],
+                false,
+                None,
+            )?,
         );
     }
     let stats = &i.report.filter;
@@ -837,13 +903,18 @@ fn rejected(h: &mut String, i: &Inputs<'_>) {
     let mut by_reason: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
     for (k, d) in i.decisions.iter().enumerate() {
         if let Some(r) = d.reason {
-            by_reason.entry(r).or_default().push(k);
+            by_reason.entry(r.name()).or_default().push(k);
         }
     }
     let total: usize = by_reason.values().map(Vec::len).sum();
     let mut picked = Vec::new();
-    let mut queues: Vec<std::collections::VecDeque<usize>> =
-        by_reason.values().map(|v| { let n = v.len(); spread(n, SAMPLE_ROWS).map(|j| v[j]).collect() }).collect();
+    let mut queues: Vec<std::collections::VecDeque<usize>> = by_reason
+        .values()
+        .map(|v| {
+            let n = v.len();
+            spread(n, SAMPLE_ROWS).map(|j| v[j]).collect()
+        })
+        .collect();
     while picked.len() < SAMPLE_ROWS.min(total) {
         for q in queues.iter_mut() {
             if let Some(k) = q.pop_front() {
@@ -869,11 +940,11 @@ fn rejected(h: &mut String, i: &Inputs<'_>) {
         let _ = writeln!(
             h,
             "<tr><td>{}</td><td><span class=\"id\">{}</span><br>{}</td><td>{}</td><td><span class=\"tag bad\">{}</span></td><td class=\"num\">{:.3}</td><td class=\"num\">{}</td></tr>",
-            esc(&c.strategy),
+            esc(c.strategy.name()),
             esc(c.source.id(i.ds)),
             cell(c.source.text(i.ds)),
             cell(&c.text),
-            esc(d.reason.unwrap_or("")),
+            esc(d.reason.map_or("", RejectReason::name)),
             d.fidelity,
             d.round_trip_rank.map(|r| r.to_string()).unwrap_or_else(|| "–".into())
         );
@@ -887,7 +958,10 @@ mod tests {
 
     #[test]
     fn escapes_markup_and_quotes() {
-        assert_eq!(esc(r#"<script>alert("x&y")</script> it's"#), "&lt;script&gt;alert(&quot;x&amp;y&quot;)&lt;/script&gt; it&#39;s");
+        assert_eq!(
+            esc(r#"<script>alert("x&y")</script> it's"#),
+            "&lt;script&gt;alert(&quot;x&amp;y&quot;)&lt;/script&gt; it&#39;s"
+        );
         let long = "<b>".repeat(200);
         let c = cell(&long);
         assert!(!c.contains("<b>") && c.contains('…'), "{c}");
@@ -895,20 +969,41 @@ mod tests {
 
     #[test]
     fn plots_are_svg_with_drawn_shapes() {
-        let s = histogram("t", "x", &[("a", POSITIVE, &[0.1, 0.2, 0.2, 0.9]), ("b", NEGATIVE, &[])], &[("line".into(), 0.5)]).unwrap();
+        let s = histogram(
+            "t",
+            "x",
+            &[("a", POSITIVE, &[0.1, 0.2, 0.2, 0.9]), ("b", NEGATIVE, &[])],
+            &[("line".into(), 0.5)],
+        )
+        .unwrap();
         assert!(s.starts_with("<svg") && s.contains("<rect") && s.contains("<polyline"), "{s}");
         assert!(s.contains("a (n=4)") && s.contains("line = 0.500"), "legend missing: {s}");
-        let b = bars("t", "v", "c", &["x&y".into(), "z".into()], &[("s", NEUTRAL, vec![3.0, 0.0])], true, None).unwrap();
+        let b =
+            bars("t", "v", "c", &["x&y".into(), "z".into()], &[("s", NEUTRAL, vec![3.0, 0.0])], true, None).unwrap();
         assert!(b.contains("x&amp;y"), "labels are escaped by the SVG backend: {b}");
-        assert_eq!(b.matches("<rect").count(), 2, "background + one bar (a zero draws nothing; one series, no legend): {b}");
-        let v = bars("t", "v", "c", &["0".into(), "1".into(), "miss".into()], &[("s", NEUTRAL, vec![3.0, 1.0, 2.0])], false, Some((2, "k = 2".into()))).unwrap();
+        assert_eq!(
+            b.matches("<rect").count(),
+            2,
+            "background + one bar (a zero draws nothing; one series, no legend): {b}"
+        );
+        let v = bars(
+            "t",
+            "v",
+            "c",
+            &["0".into(), "1".into(), "miss".into()],
+            &[("s", NEUTRAL, vec![3.0, 1.0, 2.0])],
+            false,
+            Some((2, "k = 2".into())),
+        )
+        .unwrap();
         assert!(v.contains("k = 2") && v.contains("<polyline"), "threshold line and its legend: {v}");
     }
 
     #[test]
     fn an_empty_run_renders_every_mining_plot_and_says_no_variants() {
         let (report, cfg, ds) = (RunReport::default(), Config::default(), Dataset::default());
-        let page = render(&Inputs { report: &report, cfg: &cfg, ds: &ds, pairs: &[], candidates: &[], decisions: &[] }).unwrap();
+        let page = render(&Inputs { report: &report, cfg: &cfg, ds: &ds, pairs: &[], candidates: &[], decisions: &[] })
+            .unwrap();
         for id in plot_ids(false) {
             assert!(page.contains(&format!("<figure id=\"{id}\">\n<svg")), "{id} missing");
         }
@@ -916,7 +1011,11 @@ mod tests {
             assert!(!page.contains(id), "{id} drawn without variants");
         }
         assert!(page.contains("No query variants were generated"));
-        assert_eq!(page, render(&Inputs { report: &report, cfg: &cfg, ds: &ds, pairs: &[], candidates: &[], decisions: &[] }).unwrap());
+        assert_eq!(
+            page,
+            render(&Inputs { report: &report, cfg: &cfg, ds: &ds, pairs: &[], candidates: &[], decisions: &[] })
+                .unwrap()
+        );
     }
 
     #[test]

@@ -6,9 +6,9 @@
 //! an embedding cost, measured by `bench embed`). WordNet is the fetched copy.
 
 use crate::config::{LexicalConfig, LexicalStrategy};
-use crate::embed::{Vectors, normalize};
 use crate::generate::lexical::{self, Lexicon, STOPWORDS};
 use crate::generate::{neighbours, wordnet::WordNet};
+use crate::vectors::{Vectors, normalize};
 use anyhow::{Context, Result};
 use rand::{Rng, SeedableRng};
 use serde::Serialize;
@@ -81,7 +81,8 @@ pub fn run(n: usize, wordnet_dir: &std::path::Path) -> Result<Vec<LexicalResult>
     }
     let vecs = Vectors { dim, data };
     let table = neighbours(&vocab, &vecs, &vocab, &vecs, 10, -1.0);
-    let lex = Lexicon { wordnet: Some(&wn), stopwords: STOPWORDS.iter().map(|s| s.to_string()).collect(), neighbours: table };
+    let lex =
+        Lexicon { wordnet: Some(&wn), stopwords: STOPWORDS.iter().map(|s| s.to_string()).collect(), neighbours: table };
     let cfg = LexicalConfig::default();
     let mut out = Vec::new();
     for s in LexicalStrategy::ALL {

