@@ -174,7 +174,13 @@ mod tests {
 
     #[test]
     fn each_rule_rejects_with_its_reason() {
-        let q = |id: &str, t: &str| Query { id: id.into(), text: t.into(), hash: ContentHash::of(t), origin: None, answers: Vec::new() };
+        let q = |id: &str, t: &str| Query {
+            id: id.into(),
+            text: t.into(),
+            hash: ContentHash::of(t),
+            origin: None,
+            answers: Vec::new(),
+        };
         let d = |id: &str| Document { id: id.into(), text: id.into(), hash: ContentHash::of(id) };
         let ds = Dataset {
             docs: vec![d("a"), d("b")],

@@ -428,7 +428,13 @@ impl Ruled {
 
     /// With a judge: walk `order` (document indices), skip candidates judged relevant (or whose
     /// judgement failed), pick the first `num_negatives` usable ones; best rank first.
-    fn pick_judged(mut self, order: &[usize], judge: &JudgeStage, cfg: &MineConfig, counts: &mut RuleCounts) -> MinedPair {
+    fn pick_judged(
+        mut self,
+        order: &[usize],
+        judge: &JudgeStage,
+        cfg: &MineConfig,
+        counts: &mut RuleCounts,
+    ) -> MinedPair {
         let at: HashMap<usize, usize> = self.candidates.iter().enumerate().map(|(i, c)| (c.doc, i)).collect();
         let mut picked = Vec::with_capacity(cfg.num_negatives);
         for d in order {

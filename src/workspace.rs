@@ -300,16 +300,23 @@ impl Store {
     }
 
     /// Store verdicts of `judge` in one transaction.
-    pub fn put_judgements(&mut self, judge: &str, items: &[(ContentHash, crate::judge::Scored)]) -> Result<(), StoreError> {
+    pub fn put_judgements(
+        &mut self,
+        judge: &str,
+        items: &[(ContentHash, crate::judge::Scored)],
+    ) -> Result<(), StoreError> {
         let path = self.path.clone();
         let sq = |source| StoreError::Sqlite { path: path.clone(), source };
         let tx = self.conn.transaction().map_err(sq)?;
         {
             let mut stmt = tx
-                .prepare_cached("INSERT OR REPLACE INTO judgements (judge, key, score, label, detail) VALUES (?1, ?2, ?3, ?4, ?5)")
+                .prepare_cached(
+                    "INSERT OR REPLACE INTO judgements (judge, key, score, label, detail) VALUES (?1, ?2, ?3, ?4, ?5)",
+                )
                 .map_err(sq)?;
             for (k, s) in items {
-                stmt.execute(params![judge, &k.0[..], f64::from(s.score), s.label.map(i64::from), s.detail]).map_err(sq)?;
+                stmt.execute(params![judge, &k.0[..], f64::from(s.score), s.label.map(i64::from), s.detail])
+                    .map_err(sq)?;
             }
         }
         tx.commit().map_err(sq)

@@ -39,7 +39,13 @@ fn rule_score(query: &str, passage: &str) -> f64 {
 fn parse_rerank(api: &str, req: &Request) -> (String, Vec<String>) {
     let v: Value = serde_json::from_str(&req.body).expect("JSON body");
     let path = req.head.lines().next().unwrap_or("").to_string();
-    let list = |k: &str| -> Vec<String> { v[k].as_array().unwrap_or_else(|| panic!("no {k} in {v}")).iter().map(|x| x.as_str().unwrap().to_string()).collect() };
+    let list = |k: &str| -> Vec<String> {
+        v[k].as_array()
+            .unwrap_or_else(|| panic!("no {k} in {v}"))
+            .iter()
+            .map(|x| x.as_str().unwrap().to_string())
+            .collect()
+    };
     match api {
         "tei" => {
             assert!(path.contains("/rerank "), "{path}");
@@ -113,7 +119,10 @@ fn flag_negatives(out: &Path) -> Vec<(String, String)> {
 #[test]
 fn onnx_cross_encoders_match_the_torch_reference_single_and_batched() {
     require_models();
-    let refs: Vec<Value> = read_jsonl(&fixture("cross-encoder/reference.jsonl")).into_iter().filter(|v| v.get("_meta").is_none()).collect();
+    let refs: Vec<Value> = read_jsonl(&fixture("cross-encoder/reference.jsonl"))
+        .into_iter()
+        .filter(|v| v.get("_meta").is_none())
+        .collect();
     assert!(refs.len() >= 40);
     for model in ["bert-tiny", "xlmr-tiny"] {
         let dir = fixture(&format!("cross-encoder/{model}"));
@@ -209,7 +218,11 @@ fn rerank_faults_are_retried_and_garbage_fails_only_its_batch() {
     });
     let (out, ws) = (d.path().join("out"), d.path().join("ws"));
     // Quick retries: 1 + 2 attempts per request.
-    let cfg = write(d.path(), "c.toml", "[llm]\nmax_retries = 2\ninitial_backoff_ms = 20\nmax_backoff_ms = 100\nconcurrency = 2\n");
+    let cfg = write(
+        d.path(),
+        "c.toml",
+        "[llm]\nmax_retries = 2\ninitial_backoff_ms = 20\nmax_backoff_ms = 100\nconcurrency = 2\n",
+    );
     let url = format!("cross-encoder={}", server.base_url());
     let args = ["--judge", url.as_str(), "--config", cfg.to_str().unwrap()];
     mine_with(&out, &ws, &args).assert_ok();
@@ -219,7 +232,11 @@ fn rerank_faults_are_retried_and_garbage_fails_only_its_batch() {
     let report = read_json(&out.join("report.json"));
     let failed = num_at(&report, "/judge/failed");
     let v: Value = serde_json::from_str(&broken_batch).unwrap();
-    assert_eq!(failed as usize, v["texts"].as_array().unwrap().len(), "exactly the broken batch's items failed: {report}");
+    assert_eq!(
+        failed as usize,
+        v["texts"].as_array().unwrap().len(),
+        "exactly the broken batch's items failed: {report}"
+    );
     // Candidates judged relevant are never written; those whose judgement failed neither (the
     // pairs took the next candidates instead).
     let failed_texts: HashSet<String> = strs(&v["texts"]).into_iter().collect();
@@ -266,7 +283,18 @@ fn the_llm_judge_uses_logprobs_relabels_and_writes_teacher_scores() {
     let server = llm_judge_server();
     let (out, ws) = (d.path().join("out"), d.path().join("ws"));
     let url = server.base_url();
-    let args = ["--judge", "llm", "--llm-url", url.as_str(), "--llm-model", "fake", "--judge-action", "relabel", "--scores", "judge"];
+    let args = [
+        "--judge",
+        "llm",
+        "--llm-url",
+        url.as_str(),
+        "--llm-model",
+        "fake",
+        "--judge-action",
+        "relabel",
+        "--scores",
+        "judge",
+    ];
     mine_with(&out, &ws, &args).assert_ok();
     // Prompts carry the data between markers.
     let reqs = server.requests();
@@ -317,18 +345,14 @@ fn gold_answers_drop_candidates_without_a_judge_and_skip_the_screens_with_one() 
         .collect();
     std::fs::write(beir.join("queries.jsonl"), lines.join("\n") + "\n").unwrap();
     let out = d.path().join("out");
-    run(tripletgen()
-        .args(["mine", "--index", "exact", "--format", "flag-jsonl", "--out"])
-        .arg(&out)
-        .arg(&beir))
-    .assert_ok();
+    run(tripletgen().args(["mine", "--index", "exact", "--format", "flag-jsonl", "--out"]).arg(&out).arg(&beir))
+        .assert_ok();
     let report = read_json(&out.join("report.json"));
     assert!(num_at(&report, "/judge/gold_flagged") > 0.0);
     for (q, n) in flag_negatives(&out) {
         // Word-boundary match after SQuAD normalisation (the rule), approximated here by words.
         let kw = key_word(&q);
-        let words: HashSet<String> =
-            n.split(|c: char| !c.is_alphanumeric()).map(str::to_lowercase).collect();
+        let words: HashSet<String> = n.split(|c: char| !c.is_alphanumeric()).map(str::to_lowercase).collect();
         assert!(!words.contains(&kw), "a negative contains the gold answer {kw:?}");
     }
 }
@@ -359,14 +383,18 @@ fn the_embedding_teacher_screens_and_only_what_it_passes_on_reaches_the_llm() {
         .arg(fixture("quickstart")))
     .assert_ok();
     let report = read_json(&out.join("report.json"));
-    let (judged0, escalated0, cleared0) =
-        (num_at(&report, "/judge/stages/0/judged"), num_at(&report, "/judge/stages/0/escalated"), num_at(&report, "/judge/stages/0/cleared"));
+    let (judged0, escalated0, cleared0) = (
+        num_at(&report, "/judge/stages/0/judged"),
+        num_at(&report, "/judge/stages/0/escalated"),
+        num_at(&report, "/judge/stages/0/cleared"),
+    );
     let judged1 = num_at(&report, "/judge/stages/1/judged");
     assert!(judged0 > 0.0 && cleared0 > 0.0 && escalated0 > 0.0, "{report}");
     assert_eq!(judged1, escalated0, "only what the teacher passed on reaches the LLM");
     assert_eq!(server.count() as f64, escalated0);
     let agreement = &report["judge"]["agreement"][0];
-    let total: f64 = ["both_relevant", "only_first", "only_second", "neither"].iter().map(|k| agreement[k].as_f64().unwrap()).sum();
+    let total: f64 =
+        ["both_relevant", "only_first", "only_second", "neither"].iter().map(|k| agreement[k].as_f64().unwrap()).sum();
     assert_eq!(total, escalated0);
 }
 
@@ -377,7 +405,14 @@ fn the_labelled_fixture_is_well_formed_and_the_gold_rule_is_measured_on_it() {
     let relevant = cases.iter().filter(|c| c.relevant).count();
     assert!(relevant > 30 && cases.len() - relevant > 30);
     let cats: HashSet<&str> = cases.iter().map(|c| c.category.as_str()).collect();
-    for c in ["answers", "answers-paraphrased", "same-topic-no-answer", "answer-string-other-sense", "near-miss", "off-topic"] {
+    for c in [
+        "answers",
+        "answers-paraphrased",
+        "same-topic-no-answer",
+        "answer-string-other-sense",
+        "near-miss",
+        "off-topic",
+    ] {
         assert!(cats.contains(c), "category {c} is missing");
     }
     // The gold-answer rule alone: it finds every verbatim answer and is fooled by the other sense.
@@ -394,5 +429,10 @@ fn the_labelled_fixture_is_well_formed_and_the_gold_rule_is_measured_on_it() {
     assert_eq!(ok, 0, "the rule cannot tell another sense of the answer string");
     let (ok, _) = r.by_category["answers-paraphrased"];
     assert_eq!(ok, 0, "the rule cannot see an answer in other words");
-    eprintln!("gold-answer rule on the fixture: accuracy {:.3}, recall {:.3}, precision {:.3}", r.accuracy(), r.recall(), r.precision());
+    eprintln!(
+        "gold-answer rule on the fixture: accuracy {:.3}, recall {:.3}, precision {:.3}",
+        r.accuracy(),
+        r.recall(),
+        r.precision()
+    );
 }

@@ -57,7 +57,12 @@ fn qwen_judges_labelled_cases_with_logprob_scores_and_a_rerun_asks_nothing() {
     assert!(right >= 10, "Qwen judged {right} of 12 easy cases right: {r}");
     // Verdicts are stored with logprob scores: at least one is not a plain grade / 3.
     let store = tripletgen::workspace::Store::open(&ws).unwrap();
-    let id = format!("llm:{}:prompt:{}:chars:4000", server.model(), tripletgen::hash::ContentHash::of(&std::fs::read_to_string(repo().join("configs/prompts/judge.txt")).unwrap()).short());
+    let id = format!(
+        "llm:{}:prompt:{}:chars:4000",
+        server.model(),
+        tripletgen::hash::ContentHash::of(&std::fs::read_to_string(repo().join("configs/prompts/judge.txt")).unwrap())
+            .short()
+    );
     assert_eq!(store.count_judgements(&id).unwrap(), 12);
     let keys: Vec<_> = cases
         .iter()

@@ -52,7 +52,12 @@ pub fn run(a: &JudgeBenchArgs, json: bool) -> Result<()> {
         })
         .collect();
     let cascade = if stages.is_empty() { "gold-answer rule only".to_string() } else { stages.join(" -> ") };
-    println!("judge: {cascade}; {} cases from {} ({})", r.cases, a.cases.display(), if a.with_answers { "gold answers given" } else { "no gold answers" });
+    println!(
+        "judge: {cascade}; {} cases from {} ({})",
+        r.cases,
+        a.cases.display(),
+        if a.with_answers { "gold answers given" } else { "no gold answers" }
+    );
     println!(
         "  accuracy {:.3}  precision {:.3}  recall {:.3}  (tp {} fp {} fn {} tn {}, {} failed)",
         r.accuracy(),

@@ -738,7 +738,12 @@ pub struct OutputConfig {
 }
 impl Default for OutputConfig {
     fn default() -> Self {
-        Self { dir: PathBuf::from("out"), formats: vec![Format::Triplet], row_group_size: 65_536, scores: ScoreSource::Retriever }
+        Self {
+            dir: PathBuf::from("out"),
+            formats: vec![Format::Triplet],
+            row_group_size: 65_536,
+            scores: ScoreSource::Retriever,
+        }
     }
 }
 

@@ -426,7 +426,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("vec.txt");
         std::fs::write(&p, "4 2\nplanet 1 0\nplanets 1 0.01\nworld 0.9 0.2\nbanana 0 1\n").unwrap();
-        let q = |t: &str| Query { id: t.into(), text: t.into(), hash: ContentHash::of(t), origin: None, answers: Vec::new() };
+        let q = |t: &str| Query {
+            id: t.into(),
+            text: t.into(),
+            hash: ContentHash::of(t),
+            origin: None,
+            answers: Vec::new(),
+        };
         let d = |t: &str| Document { id: t.into(), text: t.into(), hash: ContentHash::of(t) };
         let ds = Dataset {
             docs: vec![d("planets world banana"), d("world")],

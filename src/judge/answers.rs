@@ -7,8 +7,11 @@
 
 /// SQuAD's answer normalisation: lower case, no punctuation, no articles, single spaces.
 pub fn normalize(text: &str) -> String {
-    let lower: String =
-        text.chars().map(|c| if c.is_alphanumeric() || c.is_whitespace() { c } else { ' ' }).collect::<String>().to_lowercase();
+    let lower: String = text
+        .chars()
+        .map(|c| if c.is_alphanumeric() || c.is_whitespace() { c } else { ' ' })
+        .collect::<String>()
+        .to_lowercase();
     lower.split_whitespace().filter(|w| !matches!(*w, "a" | "an" | "the")).collect::<Vec<_>>().join(" ")
 }
 

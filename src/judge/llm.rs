@@ -37,7 +37,9 @@ impl LlmJudge {
         llm.temperature = 0.0;
         llm.json_mode = false;
         let template = match &st.prompt {
-            Some(p) => Template::new(std::fs::read_to_string(p).map_err(|e| setup(format!("cannot read {}: {e}", p.display())))?),
+            Some(p) => Template::new(
+                std::fs::read_to_string(p).map_err(|e| setup(format!("cannot read {}: {e}", p.display())))?,
+            ),
             None => Template::new(include_str!("../../configs/prompts/judge.txt").to_string()),
         };
         let client = Client::new(&llm).map_err(|e| setup(e.to_string()))?;
@@ -46,10 +48,9 @@ impl LlmJudge {
     }
 
     fn request(&self, item: &Item<'_>) -> ChatRequest {
-        let prompt = self.template.render(&[
-            ("query", &fenced(item.query)),
-            ("passage", &fenced(cut(item.passage, self.max_chars))),
-        ]);
+        let prompt = self
+            .template
+            .render(&[("query", &fenced(item.query)), ("passage", &fenced(cut(item.passage, self.max_chars)))]);
         ChatRequest { top_logprobs: Some(TOP_LOGPROBS), ..ChatRequest::user(prompt) }
     }
 }
@@ -91,7 +92,8 @@ impl Judge for LlmJudge {
         items: &[Item<'_>],
         sink: &mut dyn FnMut(usize, Result<Scored, String>) -> ControlFlow<()>,
     ) -> Result<Ended, JudgeError> {
-        let requests: Vec<(usize, ChatRequest)> = items.iter().enumerate().map(|(i, it)| (i, self.request(it))).collect();
+        let requests: Vec<(usize, ChatRequest)> =
+            items.iter().enumerate().map(|(i, it)| (i, self.request(it))).collect();
         let mut tokens = (0u64, 0u64);
         let summary = self
             .client
@@ -127,7 +129,11 @@ mod tests {
         assert_eq!(grade("Grade: 2."), Some(2));
         assert_eq!(grade("7"), None);
         assert_eq!(grade("none"), None);
-        let top = vec![("3".to_string(), (0.6f64).ln()), ("0".to_string(), (0.2f64).ln()), ("Grade".to_string(), (0.2f64).ln())];
+        let top = vec![
+            ("3".to_string(), (0.6f64).ln()),
+            ("0".to_string(), (0.2f64).ln()),
+            ("Grade".to_string(), (0.2f64).ln()),
+        ];
         let s = scored("3", &top).unwrap();
         assert!((s.score - (0.6 * 3.0 / 0.8 / 3.0) as f32).abs() < 1e-6, "{}", s.score);
         assert_eq!(s.label, Some(3));

@@ -251,7 +251,11 @@ impl Default for JudgeConfig {
 impl JudgeConfig {
     /// Check every stage; errors name the key (`judge.stages[i].…`) and `origin`.
     pub fn validate(&self, origin: &str, has_llm: bool) -> Result<(), crate::config::ConfigError> {
-        let bad = |key: String, message: String| crate::config::ConfigError::Invalid { origin: origin.to_string(), key, message };
+        let bad = |key: String, message: String| crate::config::ConfigError::Invalid {
+            origin: origin.to_string(),
+            key,
+            message,
+        };
         for (i, st) in self.stages.iter().enumerate() {
             let key = |k: &str| format!("judge.stages[{i}].{k}");
             let (lo, hi) = if st.kind == JudgeKind::Embedding { (-1.0, 1.0) } else { (0.0, 1.0) };
@@ -265,13 +269,20 @@ impl JudgeConfig {
             if st.clear_below() > st.threshold() && i + 1 < self.stages.len() {
                 return Err(bad(
                     key("clear_below"),
-                    format!("is {} above the threshold {}: a candidate this stage flags would be cleared", st.clear_below(), st.threshold()),
+                    format!(
+                        "is {} above the threshold {}: a candidate this stage flags would be cleared",
+                        st.clear_below(),
+                        st.threshold()
+                    ),
                 ));
             }
             let (needs_dir, allows_url) = match st.kind {
                 JudgeKind::Llm => {
                     if !has_llm {
-                        return Err(bad(key("kind"), "is \"llm\" but there is no [llm] section naming the server".into()));
+                        return Err(bad(
+                            key("kind"),
+                            "is \"llm\" but there is no [llm] section naming the server".into(),
+                        ));
                     }
                     (false, false)
                 }
@@ -305,7 +316,10 @@ impl JudgeConfig {
             if let Some(u) = &st.url {
                 match reqwest::Url::parse(u) {
                     Ok(p) if !p.username().is_empty() || p.password().is_some() => {
-                        return Err(bad(key("url"), "contains a user name or password: put the key in the variable api_key_env names".into()));
+                        return Err(bad(
+                            key("url"),
+                            "contains a user name or password: put the key in the variable api_key_env names".into(),
+                        ));
                     }
                     Ok(p) if matches!(p.scheme(), "http" | "https") => {}
                     _ => return Err(bad(key("url"), format!("is {u:?}, not an http(s) URL"))),
@@ -317,7 +331,10 @@ impl JudgeConfig {
                 return Err(bad(key("prompt"), format!("is {}, which is not a file", p.display())));
             }
             if st.batch_size == Some(0) || st.max_length == Some(0) || st.max_passage_chars == Some(0) {
-                return Err(bad(key("batch_size"), "batch_size, max_length and max_passage_chars must be at least 1".into()));
+                return Err(bad(
+                    key("batch_size"),
+                    "batch_size, max_length and max_passage_chars must be at least 1".into(),
+                ));
             }
             if let Some(v) = &st.api_key_env
                 && std::env::var(v).is_err()
@@ -802,10 +819,10 @@ impl JudgeStage {
                         } else {
                             self.stats.failed += 1;
                         }
-                    let relevant = match sc.last() {
-                        Some(&(s, v)) => v >= self.cfg.stages[s as usize].threshold(),
-                        None => gold,
-                    };
+                        let relevant = match sc.last() {
+                            Some(&(s, v)) => v >= self.cfg.stages[s as usize].threshold(),
+                            None => gold,
+                        };
                         self.decide(key, relevant, gold, by, sc, ds);
                         continue;
                     }
@@ -847,7 +864,15 @@ impl JudgeStage {
         Ok(())
     }
 
-    fn decide(&mut self, key: (usize, usize), relevant: bool, gold: bool, by: DecidedBy, scores: Vec<(u8, f32)>, ds: &Dataset) {
+    fn decide(
+        &mut self,
+        key: (usize, usize),
+        relevant: bool,
+        gold: bool,
+        by: DecidedBy,
+        scores: Vec<(u8, f32)>,
+        ds: &Dataset,
+    ) {
         let v = Verdict { relevant, by, gold, scores };
         self.stats.candidates += 1;
         if relevant {
@@ -899,13 +924,19 @@ impl JudgeStage {
             return Ok(out);
         }
         if judge.paid() && self.dry {
-            let items: Vec<Item<'_>> =
-                todo.iter().map(|&i| Item { query: &ds.queries[keys[i].0].text, passage: &ds.docs[keys[i].1].text }).collect();
+            let items: Vec<Item<'_>> = todo
+                .iter()
+                .map(|&i| Item { query: &ds.queries[keys[i].0].text, passage: &ds.docs[keys[i].1].text })
+                .collect();
             let (calls, prompt, completion) = judge.estimate(&items);
             let plan = match self.stats.planned.iter().position(|p| p.stage == stage) {
                 Some(i) => &mut self.stats.planned[i],
                 None => {
-                    self.stats.planned.push(DryRunStage { stage, kind: self.cfg.stages[stage].kind.name().into(), ..Default::default() });
+                    self.stats.planned.push(DryRunStage {
+                        stage,
+                        kind: self.cfg.stages[stage].kind.name().into(),
+                        ..Default::default()
+                    });
                     self.stats.planned.last_mut().expect("just pushed")
                 }
             };
@@ -926,7 +957,13 @@ impl JudgeStage {
             .collect();
         judge.prepare(&items, store)?;
         let t = Instant::now();
-        log::info!("judge: {} ({}): scoring {} candidates ({} from the workspace)", stage, judge.id(), todo.len(), keys.len() - todo.len());
+        log::info!(
+            "judge: {} ({}): scoring {} candidates ({} from the workspace)",
+            stage,
+            judge.id(),
+            todo.len(),
+            keys.len() - todo.len()
+        );
         let pb = crate::progress::bar(todo.len() as u64, "judge", "pairs", true);
         let paid = judge.paid();
         let (mut stored, mut failed, mut persist_error) = (0usize, 0usize, None);
@@ -1108,7 +1145,12 @@ pub fn read_cases(path: &std::path::Path) -> Result<Vec<Case>, String> {
 
 /// Run the cascade of `cfg` (with the gold-answer rule when `use_answers`) on labelled `cases`,
 /// with verdicts cached in `store` like a run's.
-pub fn evaluate_cases(cfg: &Config, cases: &[Case], use_answers: bool, store: &mut Store) -> Result<CaseReport, JudgeError> {
+pub fn evaluate_cases(
+    cfg: &Config,
+    cases: &[Case],
+    use_answers: bool,
+    store: &mut Store,
+) -> Result<CaseReport, JudgeError> {
     let t = Instant::now();
     let mut ds = Dataset::default();
     for c in cases {
@@ -1119,7 +1161,11 @@ pub fn evaluate_cases(cfg: &Config, cases: &[Case], use_answers: bool, store: &m
             origin: None,
             answers: if use_answers { c.answers.clone() } else { Vec::new() },
         });
-        ds.docs.push(crate::ingest::Document { id: c.id.clone(), text: c.passage.clone(), hash: ContentHash::of(&c.passage) });
+        ds.docs.push(crate::ingest::Document {
+            id: c.id.clone(),
+            text: c.passage.clone(),
+            hash: ContentHash::of(&c.passage),
+        });
         ds.positives.push(Vec::new());
     }
     let mut stage = JudgeStage::new(cfg, &ds)?;

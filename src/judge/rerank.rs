@@ -24,7 +24,9 @@ pub(crate) fn build(st: &StageConfig, cfg: &Config, name: &str) -> Result<Box<dy
     match (&st.dir, &st.url) {
         (Some(_), None) => Ok(Box::new(OnnxCrossEncoder::new(st, cfg, name)?)),
         (None, Some(_)) => Ok(Box::new(HttpReranker::new(st, cfg, name)?)),
-        _ => Err(setup("set exactly one of `dir` (a local ONNX reranker folder) and `url` (an HTTP rerank API)".into())),
+        _ => {
+            Err(setup("set exactly one of `dir` (a local ONNX reranker folder) and `url` (an HTTP rerank API)".into()))
+        }
     }
 }
 
@@ -135,7 +137,11 @@ impl Judge for OnnxCrossEncoder {
                     left -= 1;
                     let s = Scored { score: sigmoid(l), label: None, detail: None };
                     if sink(i, Ok(s)).is_break() {
-                        return Ok(Ended { stopped_by: Some("stopped by the caller".into()), not_sent: left, ..Default::default() });
+                        return Ok(Ended {
+                            stopped_by: Some("stopped by the caller".into()),
+                            not_sent: left,
+                            ..Default::default()
+                        });
                     }
                 }
             }
@@ -197,9 +203,12 @@ impl HttpReranker {
     fn request(&self, query: &str, passages: &[&str]) -> (&'static str, Value) {
         let model = self.model.as_deref();
         match self.api {
-            RerankApi::Tei => ("rerank", json!({"query": query, "texts": passages, "raw_scores": false, "truncate": true})),
+            RerankApi::Tei => {
+                ("rerank", json!({"query": query, "texts": passages, "raw_scores": false, "truncate": true}))
+            }
             RerankApi::Cohere => {
-                let mut v = json!({"query": query, "documents": passages, "top_n": passages.len(), "return_documents": false});
+                let mut v =
+                    json!({"query": query, "documents": passages, "top_n": passages.len(), "return_documents": false});
                 if let Some(m) = model {
                     v["model"] = json!(m);
                 }
@@ -229,8 +238,12 @@ pub(crate) fn parse_scores(api: RerankApi, bytes: &[u8], n: usize) -> Result<Vec
     let list = list.ok_or_else(|| invalid("not the rerank API's result list".into()))?;
     let mut out: Vec<Option<f32>> = vec![None; n];
     for r in list {
-        let i = r.get("index").and_then(Value::as_u64).ok_or_else(|| invalid("a result without `index`".into()))? as usize;
-        let s = r.get(field).and_then(Value::as_f64).ok_or_else(|| invalid(format!("a result without a numeric `{field}`")))?;
+        let i =
+            r.get("index").and_then(Value::as_u64).ok_or_else(|| invalid("a result without `index`".into()))? as usize;
+        let s = r
+            .get(field)
+            .and_then(Value::as_f64)
+            .ok_or_else(|| invalid(format!("a result without a numeric `{field}`")))?;
         if i >= n || out[i].is_some() {
             return Err(invalid(format!("index {i} is out of range or repeated ({n} passages sent)")));
         }
@@ -263,10 +276,10 @@ impl Judge for HttpReranker {
                 batches.push((q, chunk.to_vec()));
             }
         }
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| JudgeError::Setup { judge: self.id.clone(), message: format!("cannot start the async runtime: {e}") })?;
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| JudgeError::Setup {
+            judge: self.id.clone(),
+            message: format!("cannot start the async runtime: {e}"),
+        })?;
         let this = &*self;
         let mut stopped_by = None;
         let mut not_sent = 0usize;
@@ -280,7 +293,10 @@ impl Judge for HttpReranker {
                         let body = serde_json::to_vec(&body).expect("a JSON value serialises");
                         let charge = (body.len() as u64).div_ceil(4);
                         let n = passages.len();
-                        this.client.post_json(&url, body, charge, |b| parse_scores(this.api, b, n)).await.map(|(s, _)| s)
+                        this.client
+                            .post_json(&url, body, charge, |b| parse_scores(this.api, b, n))
+                            .await
+                            .map(|(s, _)| s)
                     }
                     Err(e) => Err(e),
                 };
@@ -335,7 +351,8 @@ mod tests {
     fn each_api_shape_parses_by_index() {
         let tei = r#"[{"index":1,"score":0.9},{"index":0,"score":0.1}]"#;
         assert_eq!(scores_of(RerankApi::Tei, tei, 2).unwrap(), BTreeMap::from([(0, 0.1), (1, 0.9)]));
-        let cohere = r#"{"id":"x","results":[{"index":0,"relevance_score":0.25},{"index":1,"relevance_score":0.5}],"meta":{}}"#;
+        let cohere =
+            r#"{"id":"x","results":[{"index":0,"relevance_score":0.25},{"index":1,"relevance_score":0.5}],"meta":{}}"#;
         assert_eq!(scores_of(RerankApi::Cohere, cohere, 2).unwrap(), BTreeMap::from([(0, 0.25), (1, 0.5)]));
         let vllm = r#"{"id":"s","object":"list","data":[{"index":0,"object":"score","score":0.75}],"usage":{}}"#;
         assert_eq!(scores_of(RerankApi::VllmScore, vllm, 1).unwrap(), BTreeMap::from([(0, 0.75)]));
@@ -343,8 +360,16 @@ mod tests {
 
     #[test]
     fn wrong_counts_and_garbage_are_errors() {
-        assert!(scores_of(RerankApi::Tei, r#"[{"index":0,"score":0.1}]"#, 2).unwrap_err().contains("no score for passage 1"));
-        assert!(scores_of(RerankApi::Tei, r#"[{"index":0,"score":0.1},{"index":0,"score":0.2}]"#, 2).unwrap_err().contains("repeated"));
+        assert!(
+            scores_of(RerankApi::Tei, r#"[{"index":0,"score":0.1}]"#, 2)
+                .unwrap_err()
+                .contains("no score for passage 1")
+        );
+        assert!(
+            scores_of(RerankApi::Tei, r#"[{"index":0,"score":0.1},{"index":0,"score":0.2}]"#, 2)
+                .unwrap_err()
+                .contains("repeated")
+        );
         assert!(scores_of(RerankApi::Tei, r#"[{"index":5,"score":0.1}]"#, 1).unwrap_err().contains("out of range"));
         assert!(scores_of(RerankApi::Cohere, r#"{"error":"x"}"#, 1).is_err());
         assert!(scores_of(RerankApi::Tei, "<html>", 1).unwrap_err().contains("not JSON"));

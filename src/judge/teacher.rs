@@ -71,7 +71,11 @@ impl Judge for Teacher {
             let (q, p) = (&self.vectors[&ContentHash::of(it.query)], &self.vectors[&ContentHash::of(it.passage)]);
             let s = Scored { score: crate::vectors::dot(q, p), label: None, detail: None };
             if sink(i, Ok(s)).is_break() {
-                return Ok(Ended { stopped_by: Some("stopped by the caller".into()), not_sent: items.len() - i - 1, ..Default::default() });
+                return Ok(Ended {
+                    stopped_by: Some("stopped by the caller".into()),
+                    not_sent: items.len() - i - 1,
+                    ..Default::default()
+                });
             }
         }
         Ok(Ended::default())

@@ -353,7 +353,8 @@ impl Client {
         let prompt_est = req.prompt_tokens_estimate();
         let charge = prompt_est + u64::from(max_tokens);
         let url = self.url.clone();
-        let (mut resp, attempts) = self.post_json(&url, body, charge, |bytes| parse_response(bytes, prompt_est)).await?;
+        let (mut resp, attempts) =
+            self.post_json(&url, body, charge, |bytes| parse_response(bytes, prompt_est)).await?;
         resp.attempts = attempts;
         self.limiter.correct_tokens(charge, resp.prompt_tokens + resp.completion_tokens);
         let mut s = self.stats();
@@ -715,7 +716,8 @@ fn first_token_logprobs(choice: &Value) -> Vec<(String, f64)> {
         .filter_map(|t| Some((t.get("token")?.as_str()?.to_string(), t.get("logprob")?.as_f64()?)))
         .collect();
     if out.is_empty()
-        && let (Some(tok), Some(lp)) = (first.get("token").and_then(Value::as_str), first.get("logprob").and_then(Value::as_f64))
+        && let (Some(tok), Some(lp)) =
+            (first.get("token").and_then(Value::as_str), first.get("logprob").and_then(Value::as_f64))
     {
         out.push((tok.to_string(), lp));
     }
@@ -783,8 +785,16 @@ mod tests {
     #[test]
     fn request_body_shape() {
         let msgs = vec![super::super::Message::user("q")];
-        let b =
-            Body { model: "m", messages: &msgs, temperature: 0.5, max_tokens: 9, seed: Some(1), response_format: true, logprobs: false, top_logprobs: None };
+        let b = Body {
+            model: "m",
+            messages: &msgs,
+            temperature: 0.5,
+            max_tokens: 9,
+            seed: Some(1),
+            response_format: true,
+            logprobs: false,
+            top_logprobs: None,
+        };
         let v: Value = serde_json::to_value(&b).unwrap();
         assert_eq!(v["response_format"]["type"], "json_object");
         assert_eq!(v["messages"][0]["role"], "user");

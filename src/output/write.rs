@@ -12,7 +12,9 @@ use crate::generate::RejectReason;
 use crate::ingest::Dataset;
 use crate::mine::{MinedPair, Negative};
 use crate::output::schema::{self, provenance, variants};
-use arrow::array::{ArrayRef, BooleanBuilder, Float32Builder, Int64Builder, ListBuilder, RecordBatch, StringBuilder, UInt32Builder};
+use arrow::array::{
+    ArrayRef, BooleanBuilder, Float32Builder, Int64Builder, ListBuilder, RecordBatch, StringBuilder, UInt32Builder,
+};
 use arrow::datatypes::{Field, Schema};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
@@ -179,10 +181,28 @@ fn output_file(dir: &Path, file: &str, kind: &str, rows: usize) -> Result<Output
 
 /// Column builders for one format's training columns.
 enum Columns {
-    Triplet { anchor: StringBuilder, positive: StringBuilder, negative: StringBuilder, scores: Option<ListBuilder<Float32Builder>> },
-    NTuple { anchor: StringBuilder, positive: StringBuilder, negatives: Vec<StringBuilder>, scores: Option<ListBuilder<Float32Builder>> },
-    LabeledPair { anchor: StringBuilder, text: StringBuilder, label: Int64Builder },
-    LabeledList { anchor: StringBuilder, texts: ListBuilder<StringBuilder>, labels: ListBuilder<Int64Builder> },
+    Triplet {
+        anchor: StringBuilder,
+        positive: StringBuilder,
+        negative: StringBuilder,
+        scores: Option<ListBuilder<Float32Builder>>,
+    },
+    NTuple {
+        anchor: StringBuilder,
+        positive: StringBuilder,
+        negatives: Vec<StringBuilder>,
+        scores: Option<ListBuilder<Float32Builder>>,
+    },
+    LabeledPair {
+        anchor: StringBuilder,
+        text: StringBuilder,
+        label: Int64Builder,
+    },
+    LabeledList {
+        anchor: StringBuilder,
+        texts: ListBuilder<StringBuilder>,
+        labels: ListBuilder<Int64Builder>,
+    },
 }
 
 /// Row-aligned provenance builders.
@@ -394,7 +414,11 @@ impl Columns {
         }
         match self {
             Columns::Triplet { anchor, positive, negative, scores } => {
-                let mut v = vec![("anchor".into(), s(anchor)), ("positive".into(), s(positive)), ("negative".into(), s(negative))];
+                let mut v = vec![
+                    ("anchor".into(), s(anchor)),
+                    ("positive".into(), s(positive)),
+                    ("negative".into(), s(negative)),
+                ];
                 if let Some(sc) = scores {
                     v.push((schema::SCORES.into(), Arc::new(sc.finish())));
                 }
@@ -489,8 +513,11 @@ fn write_parquet_format(
     let flush = |cols: &mut Columns, prov: &mut Provenance, data: &mut ParquetSink, ps: &mut ParquetSink| {
         let b = batch(cols.finish(), &[]).map_err(|e| data.err(e))?;
         data.write(b)?;
-        let pb = batch(prov.finish().into_iter().map(|(k, v)| (k.to_string(), v)).collect(), &[provenance::NEGATIVE_JUDGE_SCORES])
-            .map_err(|e| ps.err(e))?;
+        let pb = batch(
+            prov.finish().into_iter().map(|(k, v)| (k.to_string(), v)).collect(),
+            &[provenance::NEGATIVE_JUDGE_SCORES],
+        )
+        .map_err(|e| ps.err(e))?;
         ps.write(pb)
     };
     for p in pairs {
@@ -601,28 +628,40 @@ struct FlagLine<'a> {
     neg_ids: Vec<&'a str>,
 }
 
-fn write_flag_jsonl(path: &Path, ds: &Dataset, pairs: &[MinedPair], judged: Option<&JudgeOutput>) -> Result<usize, WriteError> {
-    write_jsonl(path, pairs.iter().map(|p| {
-        let q = p.query;
-        let score = |d: usize, retriever: f32| judged.map_or(retriever, |j| j.score(q, d, retriever));
-        // Relabelled candidates follow the pair's positive (their retriever score is not kept: the
-        // judge's score stands in).
-        let extra: &[usize] = judged.map_or(&[], |j| j.extra_positives(q));
-        let extra_score = |d: usize| {
-            judged.and_then(|j| j.teacher.as_ref().or(Some(&j.judge_scores))?.get(&(q, d)).copied()).unwrap_or(f32::NAN)
-        };
-        let pos: Vec<usize> = std::iter::once(p.positive).chain(extra.iter().copied()).collect();
-        FlagLine {
-            query: &ds.queries[q].text,
-            pos: pos.iter().map(|&d| ds.docs[d].text.as_str()).collect(),
-            neg: p.negatives.iter().map(|n| ds.docs[n.doc].text.as_str()).collect(),
-            pos_scores: std::iter::once(score(p.positive, p.positive_score)).chain(extra.iter().map(|&d| extra_score(d))).collect(),
-            neg_scores: p.negatives.iter().map(|n| score(n.doc, n.score)).collect(),
-            query_id: &ds.queries[q].id,
-            pos_ids: pos.iter().map(|&d| ds.docs[d].id.as_str()).collect(),
-            neg_ids: p.negatives.iter().map(|n| ds.docs[n.doc].id.as_str()).collect(),
-        }
-    }))
+fn write_flag_jsonl(
+    path: &Path,
+    ds: &Dataset,
+    pairs: &[MinedPair],
+    judged: Option<&JudgeOutput>,
+) -> Result<usize, WriteError> {
+    write_jsonl(
+        path,
+        pairs.iter().map(|p| {
+            let q = p.query;
+            let score = |d: usize, retriever: f32| judged.map_or(retriever, |j| j.score(q, d, retriever));
+            // Relabelled candidates follow the pair's positive (their retriever score is not kept: the
+            // judge's score stands in).
+            let extra: &[usize] = judged.map_or(&[], |j| j.extra_positives(q));
+            let extra_score = |d: usize| {
+                judged
+                    .and_then(|j| j.teacher.as_ref().or(Some(&j.judge_scores))?.get(&(q, d)).copied())
+                    .unwrap_or(f32::NAN)
+            };
+            let pos: Vec<usize> = std::iter::once(p.positive).chain(extra.iter().copied()).collect();
+            FlagLine {
+                query: &ds.queries[q].text,
+                pos: pos.iter().map(|&d| ds.docs[d].text.as_str()).collect(),
+                neg: p.negatives.iter().map(|n| ds.docs[n.doc].text.as_str()).collect(),
+                pos_scores: std::iter::once(score(p.positive, p.positive_score))
+                    .chain(extra.iter().map(|&d| extra_score(d)))
+                    .collect(),
+                neg_scores: p.negatives.iter().map(|n| score(n.doc, n.score)).collect(),
+                query_id: &ds.queries[q].id,
+                pos_ids: pos.iter().map(|&d| ds.docs[d].id.as_str()).collect(),
+                neg_ids: p.negatives.iter().map(|n| ds.docs[n.doc].id.as_str()).collect(),
+            }
+        }),
+    )
 }
 
 /// Write `qrels.judged.tsv` (BEIR qrels layout: query-id, corpus-id, score): the positives of every

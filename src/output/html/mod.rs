@@ -641,7 +641,15 @@ fn judge_section(h: &mut String, i: &Inputs<'_>, j: &crate::judge::JudgeStats) {
     let _ = writeln!(
         h,
         "<p class=\"note\">{} candidates judged in {} passes: {} relevant (not negatives; {} contain a gold answer of their query), {} relabelled as positives, {} queries dropped ({} pairs), {} failed, {} left unjudged by <code>judge.max_calls</code>.</p>",
-        j.candidates, j.passes, j.relevant, j.gold_flagged, j.relabelled, j.queries_dropped, j.pairs_dropped, j.failed, j.unjudged_by_budget
+        j.candidates,
+        j.passes,
+        j.relevant,
+        j.gold_flagged,
+        j.relabelled,
+        j.queries_dropped,
+        j.pairs_dropped,
+        j.failed,
+        j.unjudged_by_budget
     );
     if !j.stages.is_empty() {
         h.push_str("<table><tr><th>stage</th><th class=\"num\">judged</th><th class=\"num\">from workspace</th><th class=\"num\">sent</th><th class=\"num\">failed</th><th class=\"num\">flagged</th><th class=\"num\">cleared</th><th class=\"num\">passed on</th></tr>\n");
@@ -649,7 +657,15 @@ fn judge_section(h: &mut String, i: &Inputs<'_>, j: &crate::judge::JudgeStats) {
             let _ = writeln!(
                 h,
                 "<tr><td>[{n}] {}<br><span class=\"id\">{}</span></td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td></tr>",
-                esc(&st.kind), esc(&st.id), st.judged, st.cached, st.sent, st.failed, st.flagged, st.cleared, st.escalated
+                esc(&st.kind),
+                esc(&st.id),
+                st.judged,
+                st.cached,
+                st.sent,
+                st.failed,
+                st.flagged,
+                st.cleared,
+                st.escalated
             );
         }
         h.push_str("</table>\n");
@@ -663,8 +679,10 @@ fn judge_section(h: &mut String, i: &Inputs<'_>, j: &crate::judge::JudgeStats) {
     }
     if !j.examples.is_empty() {
         h.push_str("<table><tr><th>query</th><th>candidate judged relevant</th><th class=\"num\">score</th></tr>\n");
-        let qid: std::collections::HashMap<&str, usize> = i.ds.queries.iter().enumerate().map(|(n, q)| (q.id.as_str(), n)).collect();
-        let did: std::collections::HashMap<&str, usize> = i.ds.docs.iter().enumerate().map(|(n, d)| (d.id.as_str(), n)).collect();
+        let qid: std::collections::HashMap<&str, usize> =
+            i.ds.queries.iter().enumerate().map(|(n, q)| (q.id.as_str(), n)).collect();
+        let did: std::collections::HashMap<&str, usize> =
+            i.ds.docs.iter().enumerate().map(|(n, d)| (d.id.as_str(), n)).collect();
         for e in &j.examples {
             let (Some(&q), Some(&d)) = (qid.get(e.query_id.as_str()), did.get(e.doc_id.as_str())) else { continue };
             let _ = writeln!(
