@@ -237,6 +237,10 @@ pub struct MineFlags {
     /// The API of `--judge cross-encoder=URL`: tei, cohere (also Jina, vLLM /rerank) or vllm-score.
     #[arg(long, value_parser = ["tei", "cohere", "vllm-score"])]
     pub judge_api: Option<String>,
+    /// The model name sent by the judges that --judge adds (an HTTP rerank API's `model`; for `llm`,
+    /// instead of llm.model).
+    #[arg(long)]
+    pub judge_model: Option<String>,
     /// Candidates judged per pair beyond --num-negatives on the first pass.
     #[arg(long)]
     pub judge_window: Option<usize>,
@@ -337,6 +341,9 @@ impl MineFlags {
                     bad_flag("--judge", format!("is {spec:?}; use llm, cross-encoder=DIR|URL or embedding=DIR"))
                 })?;
                 let mut st = StageConfig::of(kind);
+                if kind != JudgeKind::Embedding {
+                    st.model = self.judge_model.clone();
+                }
                 match (kind, arg) {
                     (JudgeKind::Llm, None) => {}
                     (JudgeKind::Llm, Some(m)) => st.model = Some(m.to_string()),

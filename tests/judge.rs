@@ -164,7 +164,7 @@ fn every_rerank_api_drops_what_it_judges_relevant_and_a_rerun_asks_nothing() {
         let server = reranker(api);
         let (out, ws) = (d.path().join("out"), d.path().join("ws"));
         let url = format!("cross-encoder={}", server.base_url());
-        let args = ["--judge", url.as_str(), "--judge-api", api, "--llm-model", "rr"];
+        let args = ["--judge", url.as_str(), "--judge-api", api, "--judge-model", "rr"];
         mine_with(&out, &ws, &args).assert_ok().assert_stderr_has(&["judge"]);
         let first = server.count();
         assert!(first > 0);
