@@ -7,6 +7,7 @@
 
 use crate::hash::ContentHash;
 use rusqlite::{Connection, OptionalExtension, params};
+use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
 /// Errors of the workspace store.
@@ -50,6 +51,17 @@ fn disk_hint(e: &rusqlite::Error) -> &'static str {
         }
         _ => "",
     }
+}
+
+/// What a judge said about one (query, passage), as stored (`crate::judge` re-exports it).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Scored {
+    /// Relevance in [0, 1] (see [`StageConfig::threshold`]).
+    pub score: f32,
+    /// The graded label, for judges that give one (LLM: 0-3).
+    pub label: Option<u8>,
+    /// The judge's raw answer, when it has one worth keeping (LLM text).
+    pub detail: Option<String>,
 }
 
 /// The workspace database.
@@ -279,7 +291,7 @@ impl Store {
         &self,
         judge: &str,
         keys: &[ContentHash],
-    ) -> Result<Vec<Option<crate::judge::Scored>>, StoreError> {
+    ) -> Result<Vec<Option<Scored>>, StoreError> {
         let mut stmt = self
             .conn
             .prepare_cached("SELECT score, label, detail FROM judgements WHERE judge = ?1 AND key = ?2")
@@ -287,7 +299,7 @@ impl Store {
         keys.iter()
             .map(|k| {
                 stmt.query_row(params![judge, &k.0[..]], |r| {
-                    Ok(crate::judge::Scored {
+                    Ok(Scored {
                         score: r.get::<_, f64>(0)? as f32,
                         label: r.get::<_, Option<i64>>(1)?.map(|l| l.clamp(0, 255) as u8),
                         detail: r.get(2)?,
@@ -303,7 +315,7 @@ impl Store {
     pub fn put_judgements(
         &mut self,
         judge: &str,
-        items: &[(ContentHash, crate::judge::Scored)],
+        items: &[(ContentHash, Scored)],
     ) -> Result<(), StoreError> {
         let path = self.path.clone();
         let sq = |source| StoreError::Sqlite { path: path.clone(), source };

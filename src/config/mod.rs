@@ -6,6 +6,7 @@
 //! `range_max`, a missing input file…) and names the key, the file and what would be valid. Everything
 //! after this module can trust the values it is given.
 
+pub mod judge;
 pub mod llm;
 mod validate;
 
@@ -69,7 +70,7 @@ pub struct Config {
     pub mine: MineConfig,
     /// Judges for false negatives (`[judge]`, `[[judge.stages]]`).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub judge: Option<crate::judge::JudgeConfig>,
+    pub judge: Option<judge::JudgeConfig>,
     /// What to write and where.
     pub output: OutputConfig,
     /// The folder where every stage keeps what it produced (embedding cache…). Default:
