@@ -270,17 +270,39 @@ formats = ["triplet"]
         return out
 
     # ---------------------------------------------------------------- training and eval
-    def train(self, arm, rows, seed):
+    def train_cmd(self, arm, rows, seed, threads):
         name = f"{arm}-s{seed}"
         out = self.work / "models" / name
-        if not (out / "done.json").exists():
-            _, secs = sh([self.py, HERE / "train.py", "--triplets", rows, "--out", out, "--seed", seed,
-                          "--steps", self.a.steps, "--batch-size", self.a.batch_size, "--lr", self.a.lr,
-                          "--warmup", self.a.warmup, "--max-seq-length", self.a.max_seq_length,
-                          "--threads", self.a.threads],
-                         logfile=self.work / "models" / f"{name}.log")
-            self.timed(f"{name}.train", secs)
-        return out
+        return name, out, [self.py, HERE / "train.py", "--triplets", rows, "--out", out, "--seed", seed,
+                           "--steps", self.a.steps, "--batch-size", self.a.batch_size, "--lr", self.a.lr,
+                           "--warmup", self.a.warmup, "--max-seq-length", self.a.max_seq_length,
+                           "--threads", threads]
+
+    def train_all(self, tasks):
+        jobs = max(1, self.a.jobs)
+        threads = self.a.threads if jobs == 1 else 1
+        todo = []
+        for arm, rows, seed in tasks:
+            name, out, cmd = self.train_cmd(arm, rows, seed, threads)
+            if not (out / "done.json").exists():
+                todo.append((name, out, cmd))
+        running = []
+        while todo or running:
+            while todo and len(running) < jobs:
+                name, out, cmd = todo.pop(0)
+                log(f"training {name} ({len(todo)} waiting)")
+                f = open(self.work / "models" / f"{name}.log", "ab")
+                running.append((name, subprocess.Popen([str(c) for c in cmd], stdout=f, stderr=subprocess.STDOUT), time.time(), f))
+            time.sleep(5)
+            for item in list(running):
+                name, proc, t0, f = item
+                if proc.poll() is not None:
+                    f.close()
+                    running.remove(item)
+                    if proc.returncode != 0:
+                        sys.exit(f"training {name} failed; log: {self.work / 'models' / (name + '.log')}")
+                    self.timed(f"{name}.train", time.time() - t0)
+                    log(f"trained {name} in {time.time() - t0:.0f}s")
 
     def base(self):
         out = self.work / "models" / "a"
@@ -290,20 +312,35 @@ formats = ["triplet"]
         return out
 
     def evaluate(self, model_dir):
-        res = self.work / "eval" / f"{Path(model_dir).name}.json"
+        """`tripletgen eval` of one model on the test split; one workspace per model (no cache is
+        shared between models anyway: the model id is part of every key), result cached as JSON."""
+        name = Path(model_dir).name
+        res = self.work / "eval" / f"{name}.json"
         if not res.exists():
-            tmp = res.with_suffix(".tmp")
+            tmp = self.work / "eval" / f"{name}.{os.getpid()}.tmp"
+            t0 = time.time()
             with open(tmp, "w") as f:
-                t0 = time.time()
                 p = subprocess.run([self.bin, "--no-progress", "eval", DATA / "test", "--split", "test",
-                                    "--model", model_dir, "--json", "--workspace", self.work / "eval-workspace"],
+                                    "--model", model_dir, "--json", "--workspace", self.work / "eval-ws" / name],
                                    stdout=f, stderr=subprocess.PIPE, text=True)
-                if p.returncode != 0:
-                    sys.exit(f"tripletgen eval failed for {model_dir}:\n{p.stderr[-3000:]}")
-            tmp.rename(res)
-            self.timed(f"{Path(model_dir).name}.eval", time.time() - t0)
+            if p.returncode != 0:
+                sys.exit(f"tripletgen eval failed for {model_dir}:\n{p.stderr[-3000:]}")
+            os.replace(tmp, res)
+            self.timed(f"{name}.eval", time.time() - t0)
         rep = json.loads(res.read_text())
         return rep["models"][0]
+
+    def evaluate_finished(self, names, stop):
+        """Evaluate models as their training finishes (runs beside the training)."""
+        left = list(names)
+        while left:
+            for name in list(left):
+                if (self.work / "models" / name / "done.json").exists():
+                    self.evaluate(self.work / "models" / name)
+                    left.remove(name)
+            if stop.is_set() and not any((self.work / "models" / n / "done.json").exists() for n in left):
+                return
+            time.sleep(5)
 
     def parity(self, base_dir):
         """Once: the fp32 ONNX export of the base model, evaluated by tripletgen, against the
@@ -343,27 +380,60 @@ formats = ["triplet"]
 
     # ---------------------------------------------------------------- the table
     def run(self):
+        import threading
+
         seeds = self.a.seeds
-        base_dir = self.base()
-        results = {"a": [self.evaluate(base_dir)]}
-        parity = self.parity(base_dir)
         rows = {}
         builders = {"b": self.rows_b, "c": self.rows_c, "d": self.rows_d, "e": self.rows_e, "f": self.rows_f}
-        for arm in self.a.arms:
-            if arm == "a":
-                continue
-            t0 = time.time()
+        # Cheap arms first, so their training starts while the LLM arms generate.
+        order = [a for a in ["c", "b", "f", "d", "e"] if a in self.a.arms]
+        tasks = []
+        trainer = None
+        failures = []
+
+        def train_batch(batch):
+            try:
+                self.train_all(batch)
+            except SystemExit as e:  # keep the message for the main thread
+                failures.append(str(e))
+
+        for arm in order:
             r = builders[arm]()
             if r is None:
                 log(f"arm {arm}: {self.status.get(arm)}")
                 continue
             rows[arm] = r
-        # Seed-major order: a run cut short still has every arm at the first seeds.
+            batch = [(arm, r, seed) for seed in seeds]
+            tasks += batch
+            if trainer is not None and arm in ("d", "e"):
+                trainer.join()  # LLM arms: train after the earlier batch (keeps --jobs honest)
+            if trainer is None or not trainer.is_alive():
+                pending = [t for t in tasks if not (self.work / "models" / f"{t[0]}-s{t[2]}" / "done.json").exists()]
+                trainer = threading.Thread(target=train_batch, args=(pending,))
+                trainer.start()
+        # The base model, its evaluation and the parity check run while the arms train.
+        base_dir = self.base()
+        results = {"a": [self.evaluate(base_dir)]}
+        parity = self.parity(base_dir)
+        stop = threading.Event()
+        evaluator = threading.Thread(target=self.evaluate_finished,
+                                     args=([f"{t[0]}-s{t[2]}" for t in tasks], stop))
+        evaluator.start()
+        if trainer is not None:
+            trainer.join()
+        left = [t for t in tasks if not (self.work / "models" / f"{t[0]}-s{t[2]}" / "done.json").exists()]
+        if left and not failures:
+            self.train_all(left)
+        stop.set()
+        evaluator.join()
+        if failures:
+            sys.exit(failures[0])
         for seed in seeds:
-            for arm, r in rows.items():
-                m = self.train(arm, r, seed)
-                results.setdefault(arm, []).append(self.evaluate(m))
-                self.partial(results, rows)
+            for arm in rows:
+                m = self.work / "models" / f"{arm}-s{seed}"
+                if (m / "done.json").exists():
+                    results.setdefault(arm, []).append(self.evaluate(m))
+                    self.partial(results, rows)
         table = self.table(results, rows)
         table["parity"] = parity
         table["acceptance"] = self.acceptance()
@@ -405,6 +475,13 @@ formats = ["triplet"]
                 entry["train_rows"] = pq.read_metadata(rows[arm]).num_rows
             if arm in self.notes:
                 entry["note"] = self.notes[arm]
+            secs = []
+            for seed in self.a.seeds:
+                done = self.work / "models" / f"{arm}-s{seed}" / "done.json"
+                if done.exists():
+                    secs.append(json.loads(done.read_text()).get("train_secs", 0))
+            if secs:
+                entry["train_secs_per_seed"] = secs
             for metric in METRICS:
                 mean, std, vals = stats(arm, metric)
                 e = {"mean": mean, "std": std, "values": vals}
@@ -436,12 +513,12 @@ def markdown(t):
     lines.append(f"Recipe for every trained arm: {c['loss']}, {c['steps']} steps x batch {c['batch_size']}, lr {c['lr']}, "
                  f"warmup {c['warmup']}, max_seq_length {c['max_seq_length']}, seeds {c['seeds']}; {c['base_model']}.")
     lines.append("")
-    hdr = "| arm | train rows | " + " | ".join(f"{m} (mean ± std)" for m in METRICS) + " | Δ nDCG@10 vs (a) | Δ nDCG@10 vs (b) |"
+    hdr = "| arm | train rows | train s/seed | " + " | ".join(f"{m} (mean ± std)" for m in METRICS) + " | Δ nDCG@10 vs (a) | Δ nDCG@10 vs (b) |"
     lines.append(hdr)
-    lines.append("|" + " --- |" * (4 + len(METRICS)))
+    lines.append("|" + " --- |" * (5 + len(METRICS)))
     for arm, e in t["arms"].items():
         if "metrics" not in e:
-            lines.append(f"| ({arm}) {e['name']} | – | " + " | ".join("–" for _ in METRICS) + f" | {e['status']} | |")
+            lines.append(f"| ({arm}) {e['name']} | – | – | " + " | ".join("–" for _ in METRICS) + f" | {e['status']} | |")
             continue
         cells = []
         for m in METRICS:
@@ -456,7 +533,9 @@ def markdown(t):
 
         rows = e.get("train_rows", "–")
         note = f" — {e['note']}" if e.get("note") else ""
-        lines.append(f"| ({arm}) {e['name']}{note} | {rows} | " + " | ".join(cells) + f" | {d('a')} | {d('b')} |")
+        ts = e.get("train_secs_per_seed")
+        tcell = f"{statistics.mean(ts):.0f}" if ts else "–"
+        lines.append(f"| ({arm}) {e['name']}{note} | {rows} | {tcell} | " + " | ".join(cells) + f" | {d('a')} | {d('b')} |")
     lines.append("")
     lines.append("Δ: difference of the means over seeds; ± the standard error of that difference "
                  "(sqrt(std_x²/n_x + std_ref²/n_ref)); 'better'/'worse' when |Δ| > 2 standard errors, else 'within noise'. "
@@ -491,12 +570,13 @@ def main():
     ap.add_argument("--work", required=True)
     ap.add_argument("--arms", default="a,b,c,d,e,f")
     ap.add_argument("--seeds", default="1,2,3")
-    ap.add_argument("--steps", type=int, default=40)
+    ap.add_argument("--steps", type=int, default=30)
     ap.add_argument("--batch-size", type=int, default=16)
-    ap.add_argument("--lr", type=float, default=3e-5)
-    ap.add_argument("--warmup", type=int, default=4)
+    ap.add_argument("--lr", type=float, default=5e-5)
+    ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--max-seq-length", type=int, default=128)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--jobs", type=int, default=3, help="training runs in parallel (1 torch thread each when > 1)")
     ap.add_argument("--llm-url", default=os.environ.get("DOWNSTREAM_LLM_URL", ""))
     ap.add_argument("--llm-model", default=os.environ.get("DOWNSTREAM_LLM_MODEL", "qwen2.5-coder-1.5b-instruct"))
     ap.add_argument("--e-documents", type=int, default=150)
