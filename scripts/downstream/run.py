@@ -287,7 +287,18 @@ formats = ["triplet"]
             if not (out / "done.json").exists():
                 todo.append((name, out, cmd))
         running = []
-        while todo or running:
+        # A model another process is training right now (its log was written in the last 3 minutes):
+        # wait for its done.json instead of training it twice.
+        busy = [t for t in todo if (self.work / "models" / f"{t[0]}.log").exists()
+                and time.time() - (self.work / "models" / f"{t[0]}.log").stat().st_mtime < 180]
+        todo = [t for t in todo if t not in busy]
+        while todo or running or busy:
+            for t in list(busy):
+                if (t[1] / "done.json").exists():
+                    busy.remove(t)
+                elif time.time() - (self.work / "models" / f"{t[0]}.log").stat().st_mtime > 600:
+                    busy.remove(t)  # that process is gone: train it here
+                    todo.append(t)
             while todo and len(running) < jobs:
                 name, out, cmd = todo.pop(0)
                 log(f"training {name} ({len(todo)} waiting)")
@@ -411,14 +422,15 @@ formats = ["triplet"]
                 pending = [t for t in tasks if not (self.work / "models" / f"{t[0]}-s{t[2]}" / "done.json").exists()]
                 trainer = threading.Thread(target=train_batch, args=(pending,))
                 trainer.start()
-        # The base model, its evaluation and the parity check run while the arms train.
-        base_dir = self.base()
-        results = {"a": [self.evaluate(base_dir)]}
-        parity = self.parity(base_dir)
+        # Models are evaluated as they finish; the base model, its evaluation and the parity check run
+        # while the arms train.
         stop = threading.Event()
         evaluator = threading.Thread(target=self.evaluate_finished,
                                      args=([f"{t[0]}-s{t[2]}" for t in tasks], stop))
         evaluator.start()
+        base_dir = self.base()
+        results = {"a": [self.evaluate(base_dir)]}
+        parity = self.parity(base_dir)
         if trainer is not None:
             trainer.join()
         left = [t for t in tasks if not (self.work / "models" / f"{t[0]}-s{t[2]}" / "done.json").exists()]
