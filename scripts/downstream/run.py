@@ -503,11 +503,14 @@ formats = ["triplet"]
                         se = math.sqrt(std ** 2 / len(vals) + rs ** 2 / len(results[ref]))
                         delta = mean - rm
                         verdict = "within noise"
-                        if se > 0 and delta > 2 * se:
+                        n_ref = len(results[ref])
+                        if (arm != "a" and len(vals) < 2) or (ref != "a" and n_ref < 2):
+                            verdict = "no spread yet (1 seed)"
+                        elif se > 0 and delta > 2 * se:
                             verdict = "better"
                         elif se > 0 and delta < -2 * se:
                             verdict = "worse"
-                        elif se == 0:
+                        elif se == 0 and not verdict.startswith("no spread"):
                             verdict = "better" if delta > 0 else ("worse" if delta < 0 else "same")
                         e[f"delta_vs_{ref}"] = delta
                         e[f"se_vs_{ref}"] = se
