@@ -284,7 +284,13 @@ formats = ["triplet"]
         todo = []
         for arm, rows, seed in tasks:
             name, out, cmd = self.train_cmd(arm, rows, seed, threads)
-            if not (out / "done.json").exists():
+            done = out / "done.json"
+            if done.exists() and json.loads(done.read_text()).get("triplets") != str(rows):
+                # The arm's rows changed (e.g. (f) gained its LLM variants): retrain and re-evaluate.
+                log(f"{name}: trained on {json.loads(done.read_text()).get('triplets')}, now {rows}: retraining")
+                shutil.rmtree(out)
+                (self.work / "eval" / f"{name}.json").unlink(missing_ok=True)
+            if not done.exists():
                 todo.append((name, out, cmd))
         running = []
         # A model another process is training right now (its log was written in the last 3 minutes):
