@@ -287,11 +287,7 @@ impl Store {
     }
 
     /// Stored verdicts of `judge` for (query, passage) keys; `None` where not stored.
-    pub fn get_judgements(
-        &self,
-        judge: &str,
-        keys: &[ContentHash],
-    ) -> Result<Vec<Option<Scored>>, StoreError> {
+    pub fn get_judgements(&self, judge: &str, keys: &[ContentHash]) -> Result<Vec<Option<Scored>>, StoreError> {
         let mut stmt = self
             .conn
             .prepare_cached("SELECT score, label, detail FROM judgements WHERE judge = ?1 AND key = ?2")
@@ -312,11 +308,7 @@ impl Store {
     }
 
     /// Store verdicts of `judge` in one transaction.
-    pub fn put_judgements(
-        &mut self,
-        judge: &str,
-        items: &[(ContentHash, Scored)],
-    ) -> Result<(), StoreError> {
+    pub fn put_judgements(&mut self, judge: &str, items: &[(ContentHash, Scored)]) -> Result<(), StoreError> {
         let path = self.path.clone();
         let sq = |source| StoreError::Sqlite { path: path.clone(), source };
         let tx = self.conn.transaction().map_err(sq)?;

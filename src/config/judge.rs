@@ -178,11 +178,7 @@ impl Default for JudgeConfig {
 impl JudgeConfig {
     /// Check every stage; errors name the key (`judge.stages[i].…`) and `origin`.
     pub fn validate(&self, origin: &str, has_llm: bool) -> Result<(), ConfigError> {
-        let bad = |key: String, message: String| ConfigError::Invalid {
-            origin: origin.to_string(),
-            key,
-            message,
-        };
+        let bad = |key: String, message: String| ConfigError::Invalid { origin: origin.to_string(), key, message };
         for (i, st) in self.stages.iter().enumerate() {
             let key = |k: &str| format!("judge.stages[{i}].{k}");
             let (lo, hi) = if st.kind == JudgeKind::Embedding { (-1.0, 1.0) } else { (0.0, 1.0) };
@@ -272,4 +268,3 @@ impl JudgeConfig {
         Ok(())
     }
 }
-
