@@ -84,12 +84,18 @@ SETUPTOOLS_VERSION=80.9.0
 SETUPTOOLS_SCM_VERSION=8.3.1
 WHEEL_VERSION=0.45.1
 
-# Required: the CPU flags (the default GGML_NATIVE=ON crashes here). Optional ones are dropped when
-# this llama.cpp version does not know them.
+# Required: the CPU flags (the default GGML_NATIVE=ON crashes on some of these VMs: AMX advertised but
+# unusable). Each x86 extension is switched on only when this CPU has it (/proc/cpuinfo): the machines
+# are not all alike (Intel with AVX-512, AMD EPYC without it), and a binary built for AVX-512 dies with
+# "Illegal instruction" on a CPU without it. The flags are part of the build's cache key, so each kind
+# of CPU gets its own build. Optional ones are dropped when this llama.cpp version does not know them.
+cpu_has() { grep -qw "$1" /proc/cpuinfo 2>/dev/null; }
+onoff() { if cpu_has "$1"; then echo ON; else echo OFF; fi; }
 CMAKE_REQUIRED_FLAGS=(
     -DCMAKE_BUILD_TYPE=Release
     -DGGML_NATIVE=OFF
-    -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON -DGGML_AVX512=ON
+    -DGGML_AVX="$(onoff avx)" -DGGML_AVX2="$(onoff avx2)" -DGGML_FMA="$(onoff fma)" -DGGML_F16C="$(onoff f16c)"
+    -DGGML_BMI2="$(onoff bmi2)" -DGGML_AVX512="$(onoff avx512f)"
     -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF
 )
 CMAKE_OPTIONAL_FLAGS=(
