@@ -30,6 +30,8 @@ pub struct Cli {
 }
 
 /// Subcommands.
+// One value per process, parsed once: boxing `mine`'s flags would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the pipeline described by a config file.

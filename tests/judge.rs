@@ -436,3 +436,56 @@ fn the_labelled_fixture_is_well_formed_and_the_gold_rule_is_measured_on_it() {
         r.precision()
     );
 }
+
+#[test]
+fn a_refresh_after_the_corpus_changed_asks_nothing_already_judged() {
+    require_models();
+    let d = tmpdir();
+    let beir = d.path().join("beir");
+    copy_dir(&fixture("quickstart"), &beir);
+    let server = reranker("tei");
+    let (out, ws) = (d.path().join("out"), d.path().join("ws"));
+    let url = format!("cross-encoder={}", server.base_url());
+    let mine = || {
+        run(tripletgen()
+            .args(["mine", "--index", "exact", "--format", "flag-jsonl", "--judge", url.as_str(), "--out"])
+            .arg(&out)
+            .arg("--workspace")
+            .arg(&ws)
+            .arg(&beir))
+        .assert_ok();
+    };
+    let pairs_sent = |reqs: &[Request]| -> HashSet<(String, String)> {
+        reqs.iter()
+            .flat_map(|r| {
+                let (q, ps) = parse_rerank("tei", r);
+                ps.into_iter().map(move |p| (q.clone(), p))
+            })
+            .collect()
+    };
+    mine();
+    let first = pairs_sent(&server.requests());
+    let n1 = server.count();
+    // Edit every tenth document (a word appended) and rerun on the same workspace.
+    let corpus = beir.join("corpus.jsonl");
+    let lines: Vec<String> = std::fs::read_to_string(&corpus)
+        .unwrap()
+        .lines()
+        .enumerate()
+        .map(|(i, l)| {
+            let mut v: Value = serde_json::from_str(l).unwrap();
+            if i % 10 == 0 {
+                v["text"] = json!(format!("{} Revised.", v["text"].as_str().unwrap()));
+            }
+            v.to_string()
+        })
+        .collect();
+    std::fs::write(&corpus, lines.join("\n") + "\n").unwrap();
+    mine();
+    let second = pairs_sent(&server.requests()[n1..]);
+    assert!(!second.is_empty(), "the edited documents are new candidates to judge");
+    let again: Vec<_> = second.intersection(&first).collect();
+    assert!(again.is_empty(), "the refresh asked again about {} (query, passage) pairs judged before", again.len());
+    let report = read_json(&out.join("report.json"));
+    assert!(num_at(&report, "/judge/stages/0/cached") > 0.0, "the unchanged verdicts came from the workspace");
+}

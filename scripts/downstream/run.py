@@ -128,7 +128,7 @@ class Bench:
         if not out.exists():
             cfg = d / "judge.toml"
             cfg.write_text(self.llm_toml() + self.a.judge_toml)
-            _, secs = sh(self.mine_cmd(d / "out", ["--config", cfg, "--judge"]), logfile=d / "mine.log")
+            _, secs = sh(self.mine_cmd(d / "out", ["--config", cfg]), logfile=d / "mine.log")
             self.timed("d.rows", secs)
         return out
 
@@ -607,7 +607,9 @@ def main():
     args.arms = [a.strip() for a in args.arms.split(",") if a.strip()]
     args.seeds = [int(s) for s in args.seeds.split(",")]
     args.judge = judge_supported(args.bin)
-    args.judge_toml = "\n[judge]\n" if args.judge else ""
+    # The LLM judge (docs/judge.md): one llm stage on the [llm] server; gold answers (the queries'
+    # `answers`) also apply, as in a default run.
+    args.judge_toml = '\n[judge]\n\n[[judge.stages]]\nkind = "llm"\n' if args.judge else ""
     b = Bench(args)
     t = b.run()
     t["test"] = "fixtures/downstream/test (22 COVID-QA articles: 915 passages, 346 questions; no test article in training)"
