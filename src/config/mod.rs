@@ -735,6 +735,7 @@ pub struct OutputConfig {
     /// Scores written as `pos_scores`/`neg_scores` (FlagEmbedding) and in the score columns:
     /// `retriever` (the embedding model's cosine) or `judge` (the last judge of the cascade scores
     /// every positive and negative: teacher scores for MarginMSE-style distillation).
+    #[serde(skip_serializing_if = "ScoreSource::is_retriever")]
     pub scores: ScoreSource,
 }
 impl Default for OutputConfig {
@@ -745,6 +746,13 @@ impl Default for OutputConfig {
             row_group_size: 65_536,
             scores: ScoreSource::Retriever,
         }
+    }
+}
+
+impl ScoreSource {
+    /// The default (left out of manifest.json, so runs without a judge record the same config).
+    pub fn is_retriever(&self) -> bool {
+        *self == ScoreSource::Retriever
     }
 }
 

@@ -652,16 +652,14 @@ fn judge_section(h: &mut String, i: &Inputs<'_>, j: &crate::judge::JudgeStats) {
         j.unjudged_by_budget
     );
     if !j.stages.is_empty() {
-        h.push_str("<table><tr><th>stage</th><th class=\"num\">judged</th><th class=\"num\">from workspace</th><th class=\"num\">sent</th><th class=\"num\">failed</th><th class=\"num\">flagged</th><th class=\"num\">cleared</th><th class=\"num\">passed on</th></tr>\n");
+        h.push_str("<table><tr><th>stage</th><th class=\"num\">judged</th><th class=\"num\">failed</th><th class=\"num\">flagged</th><th class=\"num\">cleared</th><th class=\"num\">passed on</th></tr>\n");
         for (n, st) in j.stages.iter().enumerate() {
             let _ = writeln!(
                 h,
-                "<tr><td>[{n}] {}<br><span class=\"id\">{}</span></td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td></tr>",
+                "<tr><td>[{n}] {}<br><span class=\"id\">{}</span></td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td></tr>",
                 esc(&st.kind),
                 esc(&st.id),
                 st.judged,
-                st.cached,
-                st.sent,
                 st.failed,
                 st.flagged,
                 st.cleared,
