@@ -166,9 +166,15 @@ pub struct QueryFields {
     pub id: String,
     /// Query text.
     pub text: String,
-    /// Gold answers (optional): a list of strings in JSON, or one string.
+    /// Gold answers (optional): a list of strings in JSON, or one string. Left out of manifest.json
+    /// at its default, so a run records the same config as before the field existed.
+    #[serde(skip_serializing_if = "is_answers")]
     pub answers: String,
 }
+fn is_answers(s: &str) -> bool {
+    s == "answers"
+}
+
 impl Default for QueryFields {
     fn default() -> Self {
         Self { id: "_id".into(), text: "text".into(), answers: "answers".into() }
