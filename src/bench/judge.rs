@@ -26,8 +26,15 @@ pub struct JudgeBenchArgs {
 /// Run the benchmark and print its table (or JSON).
 pub fn run(a: &JudgeBenchArgs, json: bool) -> Result<()> {
     let cases = crate::judge::read_cases(&a.cases).map_err(anyhow::Error::msg)?;
-    let mut cfg = Config::load(&a.config)?;
-    cfg.validate(&a.config.display().to_string())?;
+    let cfg = Config::load(&a.config)?;
+    // Only the sections a judge reads: the cases are the input, so no `[input]` is needed.
+    let origin = a.config.display().to_string();
+    if let Some(l) = &cfg.llm {
+        l.validate(&origin)?;
+    }
+    if let Some(j) = &cfg.judge {
+        j.validate(&origin, cfg.llm.is_some())?;
+    }
     let tmp;
     let ws = match &a.workspace {
         Some(w) => w.clone(),
