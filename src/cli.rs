@@ -646,10 +646,7 @@ fn run_config(mut cfg: Config, origin: &str, common: CommonFlags, show_progress:
     }
     cfg.validate(origin)?;
     if common.dry_run {
-        let judge_paid = cfg
-            .judge
-            .as_ref()
-            .is_some_and(|j| j.stages.iter().any(|s| s.kind == crate::judge::JudgeKind::Llm || s.url.is_some()));
+        let judge_paid = cfg.judge.as_ref().is_some_and(|j| j.stages.iter().any(|s| s.paid()));
         if judge_paid {
             let plan = pipeline::judge_plan(&cfg, pipeline::RunOptions { progress: show_progress })?;
             progress::MULTI.clear().ok();

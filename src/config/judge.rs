@@ -123,6 +123,10 @@ impl StageConfig {
             max_passage_chars: None,
         }
     }
+    /// True when this stage's calls cost money or a remote server's time (an LLM, an HTTP API).
+    pub fn paid(&self) -> bool {
+        self.kind == JudgeKind::Llm || self.url.is_some()
+    }
     /// The threshold in force.
     pub fn threshold(&self) -> f32 {
         self.threshold.unwrap_or(match self.kind {

@@ -407,19 +407,9 @@ impl JudgeStage {
         self.dry = true;
     }
 
-    /// True when a stage calls a paid judge (what a dry run is for).
-    pub fn has_paid_stage(&self) -> bool {
-        self.judges.iter().any(|j| j.paid())
-    }
-
     /// True when there is anything to judge with: a stage, or gold answers on some query.
     pub fn is_active(&self) -> bool {
         !self.judges.is_empty() || self.answers.iter().any(|a| !a.is_empty())
-    }
-
-    /// The settings.
-    pub fn config(&self) -> &JudgeConfig {
-        &self.cfg
     }
 
     /// Every verdict so far.
