@@ -371,7 +371,14 @@ impl Rounds {
                 let origin = QueryOrigin { source_id: c.source.id(ds).to_string(), strategy: c.strategy };
                 let answers = match c.source {
                     generate::Source::Query(i) => ds.queries[i].answers.clone(),
-                    generate::Source::Document(_) => Vec::new(),
+                    // A synthetic query's answer span counts as gold only where the document has it.
+                    generate::Source::Document(d) => {
+                        let answer = c.llm.as_ref().and_then(|l| l.answer.clone());
+                        answer
+                            .filter(|a| crate::ingest::Answers::new(&[a]).found_in(&ds.docs[d].text).is_some())
+                            .into_iter()
+                            .collect()
+                    }
                 };
                 let q = Query {
                     id: c.id.clone(),

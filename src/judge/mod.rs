@@ -5,7 +5,7 @@
 //! embedding teacher, a cross-encoder (ONNX folder or an HTTP rerank API), an LLM. Every stage but the
 //! last screens: a candidate scoring below its `clear_below` is cleared (a fine negative) there; one at
 //! or above goes on to the next stage. The last stage decides with its `threshold`. Candidates that
-//! contain a gold answer of their query (the DPR rule, [`answers`]) skip the screens and go straight to
+//! contain a gold answer of their query (the DPR rule, [`crate::ingest::answers`]) skip the screens and go straight to
 //! the last stage; without any stage they are judged relevant on that ground alone.
 //!
 //! Invariants:
@@ -21,7 +21,6 @@
 //! - A judgement that failed after its retries makes the candidate unusable in this run (it is not a
 //!   negative) and is counted; the next run asks again.
 
-pub mod answers;
 mod llm;
 mod rerank;
 mod teacher;
@@ -36,8 +35,8 @@ use std::ops::ControlFlow;
 use std::time::Instant;
 
 pub use crate::config::judge::{JudgeAction, JudgeConfig, JudgeKind, RerankApi, StageConfig};
+pub use crate::ingest::Answers;
 pub use crate::workspace::Scored;
-pub use answers::Answers;
 pub use rerank::OnnxCrossEncoder;
 
 /// Errors of the judge stage.

@@ -16,7 +16,7 @@ mod limiter;
 mod parse;
 
 pub use client::{Client, LlmError, RunSummary, UsageStats};
-pub use parse::{ParseFailure, parse_list, parse_single};
+pub use parse::{ListItem, ParseFailure, parse_items, parse_list, parse_single};
 
 pub use crate::config::llm::LlmConfig;
 use serde::{Deserialize, Serialize};

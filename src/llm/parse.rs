@@ -23,9 +23,31 @@ fn failure(reason: impl Into<String>, raw: &str) -> ParseFailure {
     ParseFailure { reason: reason.into(), raw: raw.to_string() }
 }
 
+/// One item of a list answer: its text and, when the model gave one (`{"query": …, "answer": …}`),
+/// the answer span it paired with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListItem {
+    /// The item (a query, a paraphrase…).
+    pub text: String,
+    /// The answer the model gave with it, if any.
+    pub answer: Option<String>,
+}
+
+impl ListItem {
+    fn plain(text: String) -> Self {
+        ListItem { text, answer: None }
+    }
+}
+
 /// Parse an answer that should hold a list of strings. `expected_key` is the JSON key asked for
 /// (e.g. `"queries"`). Items are trimmed and unquoted; empty items are dropped; order is kept.
 pub fn parse_list(content: &str, expected_key: Option<&str>) -> Result<Vec<String>, ParseFailure> {
+    Ok(parse_items(content, expected_key)?.into_iter().map(|i| i.text).collect())
+}
+
+/// [`parse_list`], keeping the answer paired with each item when the JSON list holds objects such as
+/// `{"query": "…", "answer": "…"}` (synthetic queries with their answer span).
+pub fn parse_items(content: &str, expected_key: Option<&str>) -> Result<Vec<ListItem>, ParseFailure> {
     let text = content.trim();
     if text.is_empty() {
         return Err(failure("the answer is empty", content));
@@ -66,14 +88,14 @@ pub fn parse_list(content: &str, expected_key: Option<&str>) -> Result<Vec<Strin
         }
     }
     if !marked.is_empty() {
-        return Ok(marked);
+        return Ok(marked.into_iter().map(ListItem::plain).collect());
     }
     if json_like {
         return Err(failure(json_problem.unwrap_or_else(|| "malformed JSON".into()), content));
     }
     plain.retain(|s| !s.is_empty());
     if plain.len() >= 2 {
-        return Ok(plain);
+        return Ok(plain.into_iter().map(ListItem::plain).collect());
     }
     Err(failure(
         json_problem.unwrap_or_else(|| "no JSON list, numbered or bulleted lines, or several plain lines".into()),
@@ -158,7 +180,7 @@ fn unfenced(text: &str) -> &str {
 }
 
 /// `None`: no JSON here. `Some(Err)`: JSON of the wrong shape.
-fn json_list(text: &str, key: Option<&str>) -> Option<Result<Vec<String>, String>> {
+fn json_list(text: &str, key: Option<&str>) -> Option<Result<Vec<ListItem>, String>> {
     let start = text.find(['{', '['])?;
     let open = text.as_bytes()[start];
     let close = if open == b'{' { '}' } else { ']' };
@@ -171,18 +193,18 @@ fn json_list(text: &str, key: Option<&str>) -> Option<Result<Vec<String>, String
     // Python-style or trailing-comma arrays: ['a', "b",]
     let from = text.find('[')?;
     match lenient_array(&text[from..]) {
-        Some(items) => Some(nonempty(items.iter().map(|s| clean(s)).collect())),
+        Some(items) => Some(nonempty(items.iter().map(|s| ListItem::plain(clean(s))).collect())),
         None if open == b'{' || end.is_some() => Some(Err("malformed JSON".into())),
         None => None,
     }
 }
 
-fn nonempty(items: Vec<String>) -> Result<Vec<String>, String> {
-    let items: Vec<String> = items.into_iter().filter(|s| !s.is_empty()).collect();
+fn nonempty(items: Vec<ListItem>) -> Result<Vec<ListItem>, String> {
+    let items: Vec<ListItem> = items.into_iter().filter(|i| !i.text.is_empty()).collect();
     if items.is_empty() { Err("the JSON list is empty".into()) } else { Ok(items) }
 }
 
-fn value_list(v: &Value, key: Option<&str>) -> Result<Vec<String>, String> {
+fn value_list(v: &Value, key: Option<&str>) -> Result<Vec<ListItem>, String> {
     match v {
         Value::Array(a) => strings_of(a),
         Value::Object(o) => {
@@ -191,7 +213,7 @@ fn value_list(v: &Value, key: Option<&str>) -> Result<Vec<String>, String> {
             {
                 return match found {
                     Value::Array(a) => strings_of(a),
-                    Value::String(s) => nonempty(vec![clean(s)]),
+                    Value::String(s) => nonempty(vec![ListItem::plain(clean(s))]),
                     _ => Err(format!("`{k}` is not a list of strings")),
                 };
             }
@@ -217,18 +239,27 @@ fn find_key<'a>(v: &'a Value, key: &str, depth: u32) -> Option<&'a Value> {
     o.values().find_map(|c| find_key(c, key, depth - 1))
 }
 
-fn strings_of(a: &[Value]) -> Result<Vec<String>, String> {
+fn strings_of(a: &[Value]) -> Result<Vec<ListItem>, String> {
     let mut out = Vec::with_capacity(a.len());
     for e in a {
         match e {
-            Value::String(s) => out.push(clean(s)),
-            // [{"query": "..."}]: an object with one string field.
+            Value::String(s) => out.push(ListItem::plain(clean(s))),
+            // [{"query": "...", "answer": "..."}], or an object with one string field.
             Value::Object(o) => {
+                let field = |k: &str| o.get(k).and_then(Value::as_str);
                 let strings: Vec<&str> = o.values().filter_map(Value::as_str).collect();
-                if strings.len() != 1 {
-                    return Err("a list element is an object without exactly one string field".into());
+                let text = match ["query", "question", "text"].into_iter().find_map(field) {
+                    Some(t) => t,
+                    None if strings.len() == 1 => strings[0],
+                    None => return Err("a list element is an object without a `query` or a single string field".into()),
+                };
+                let answer = match o.get("answer") {
+                    Some(Value::String(a)) => Some(clean(a)),
+                    Some(Value::Number(n)) => Some(n.to_string()),
+                    _ => None,
                 }
-                out.push(clean(strings[0]));
+                .filter(|a| !a.is_empty());
+                out.push(ListItem { text: clean(text), answer });
             }
             _ => return Err("a list element is not a string".into()),
         }
@@ -432,6 +463,19 @@ mod tests {
     fn fails(s: &str) {
         let e = parse_list(s, Some("queries")).expect_err(s);
         assert_eq!(e.raw, s);
+    }
+
+    #[test]
+    fn query_answer_objects() {
+        let items = parse_items(
+            r#"{"queries": [{"query": "who won", "answer": "Ann"}, {"question": "when", "answer": 1901}, {"query": "x y"}, "plain"]}"#,
+            Some("queries"),
+        )
+        .unwrap();
+        let pairs: Vec<(&str, Option<&str>)> = items.iter().map(|i| (i.text.as_str(), i.answer.as_deref())).collect();
+        assert_eq!(pairs, [("who won", Some("Ann")), ("when", Some("1901")), ("x y", None), ("plain", None)]);
+        assert_eq!(list(r#"{"queries": [{"query": "a", "answer": "b"}]}"#), ["a"]);
+        fails(r#"{"queries": [{"q": "a", "a": "b"}]}"#);
     }
 
     #[test]

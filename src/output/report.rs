@@ -211,9 +211,13 @@ impl RunReport {
                 0 => String::new(),
                 n => format!("; {n} documents cut to generate.llm.max_document_chars in prompts"),
             };
+            let spans = match l.answers_given {
+                0 => String::new(),
+                n => format!("; {} of {n} answer spans found in their document", l.answers_in_document),
+            };
             let _ = writeln!(
                 s,
-                "  llm      {} calls: {} from the workspace, {} sent ({} HTTP attempts), {} failed, {} not started; {} + {} tokens{cost}; {} truncated, {} unparseable{cut}",
+                "  llm      {} calls: {} from the workspace, {} sent ({} HTTP attempts), {} failed, {} not started; {} + {} tokens{cost}; {} truncated, {} unparseable{cut}{spans}",
                 l.planned,
                 l.cached,
                 l.sent,

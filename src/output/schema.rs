@@ -77,6 +77,8 @@ pub mod variants {
     pub const PIVOT_LANGUAGE: &str = "pivot_language";
     /// Backtranslation: the pivot text.
     pub const PIVOT_TEXT: &str = "pivot_text";
+    /// Synthetic queries: the answer span the LLM gave with the query.
+    pub const ANSWER: &str = "answer";
     /// LLM: the raw answer when it could not be used.
     pub const RAW_ANSWER: &str = "raw_answer";
     /// The rejection reason.

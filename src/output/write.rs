@@ -563,6 +563,7 @@ pub fn write_variants(
         variants::TEMPLATE_HASH,
         variants::PIVOT_LANGUAGE,
         variants::PIVOT_TEXT,
+        variants::ANSWER,
         variants::RAW_ANSWER,
         variants::REASON,
     ];
@@ -572,7 +573,7 @@ pub fn write_variants(
     let mut accepted = BooleanBuilder::new();
     for (c, d) in cands.iter().zip(decisions) {
         let llm = c.llm.as_ref();
-        let values: [Option<&str>; 13] = [
+        let values: [Option<&str>; 14] = [
             Some(&c.id),
             Some(c.source.kind()),
             Some(c.source.id(ds)),
@@ -584,6 +585,7 @@ pub fn write_variants(
             llm.map(|l| l.template_hash.as_str()),
             llm.and_then(|l| l.pivot_language.as_deref()),
             llm.and_then(|l| l.pivot_text.as_deref()),
+            llm.and_then(|l| l.answer.as_deref()),
             llm.and_then(|l| l.raw.as_deref()),
             d.reason.map(RejectReason::name),
         ];
@@ -606,6 +608,7 @@ pub fn write_variants(
         variants::TEMPLATE_HASH,
         variants::PIVOT_LANGUAGE,
         variants::PIVOT_TEXT,
+        variants::ANSWER,
         variants::RAW_ANSWER,
         variants::ROUND_TRIP_RANK,
         variants::REASON,

@@ -354,6 +354,8 @@ pub struct Variant {
     pub strategy: String,
     pub text: String,
     pub accepted: bool,
+    /// Synthetic queries: the answer span the LLM gave.
+    pub answer: Option<String>,
 }
 
 /// `variants.parquet` of an output folder, by variant id (empty when the run generated none).
@@ -368,6 +370,8 @@ pub fn read_variants(out: &Path) -> HashMap<String, Variant> {
         let col = |n: &str| b.column_by_name(n).unwrap_or_else(|| panic!("variants.parquet has no column {n}")).clone();
         let (id, kind, src, strat, text, acc) =
             (col("variant_id"), col("source_kind"), col("source_id"), col("strategy"), col("text"), col("accepted"));
+        let answer = col("answer");
+        let answer = answer.as_string::<i32>();
         let (id, kind, src, strat, text, acc) = (
             id.as_string::<i32>(),
             kind.as_string::<i32>(),
@@ -385,6 +389,7 @@ pub fn read_variants(out: &Path) -> HashMap<String, Variant> {
                     strategy: strat.value(i).to_string(),
                     text: text.value(i).to_string(),
                     accepted: acc.value(i),
+                    answer: answer.is_valid(i).then(|| answer.value(i).to_string()),
                 },
             );
         }
