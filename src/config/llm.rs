@@ -91,9 +91,15 @@ impl LlmConfig {
     /// "command line") and what would be valid. Checks that the API key variable, when named, is set
     /// (the message names the variable, never its value).
     pub fn validate(&self, origin: &str) -> Result<(), ConfigError> {
+        self.validate_as(origin, "llm")
+    }
+
+    /// [`LlmConfig::validate`] for settings that live in another section (`model` for a remote
+    /// embedding server): errors name `{section}.{key}`.
+    pub fn validate_as(&self, origin: &str, section: &str) -> Result<(), ConfigError> {
         let bad = |key: &str, message: String| ConfigError::Invalid {
             origin: origin.to_string(),
-            key: format!("llm.{key}"),
+            key: format!("{section}.{key}"),
             message,
         };
         match reqwest::Url::parse(&self.base_url) {
@@ -101,9 +107,10 @@ impl LlmConfig {
             Ok(u) if !u.username().is_empty() || u.password().is_some() => {
                 return Err(bad(
                     "base_url",
-                    "contains a user name or password: the config is written to manifest.json, so secrets \
-                     go in the variable llm.api_key_env names (with llm.api_key_header for another header)"
-                        .into(),
+                    format!(
+                        "contains a user name or password: the config is written to manifest.json, so secrets \
+                         go in the variable {section}.api_key_env names"
+                    ),
                 ));
             }
             Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {}
@@ -142,7 +149,7 @@ impl LlmConfig {
                     return Err(bad(
                         "api_key_env",
                         format!(
-                            "names ${var}, which is not set: export it, or remove llm.api_key_env for a server without a key"
+                            "names ${var}, which is not set: export it, or remove {section}.api_key_env for a server without a key"
                         ),
                     ));
                 }
@@ -156,7 +163,10 @@ impl LlmConfig {
                 return Err(bad("api_key_header", format!("is {h:?}, which is not a valid HTTP header name")));
             }
             if self.api_key_env.is_none() {
-                return Err(bad("api_key_header", "is set but llm.api_key_env is not: name the key's variable".into()));
+                return Err(bad(
+                    "api_key_header",
+                    format!("is set but {section}.api_key_env is not: name the key's variable"),
+                ));
             }
         }
         for (name, value) in &self.headers {

@@ -231,8 +231,43 @@ pub struct ModelConfig {
     /// Folder where fetched models and the runtime are cached. Else `$TRIPLETGEN_CACHE`, else the
     /// user cache dir (`~/.cache/tripletgen`).
     pub cache_dir: Option<PathBuf>,
-    /// Maximum tokens per text; longer texts are truncated (counted in the report).
+    /// Maximum tokens per text; longer texts are truncated (counted in the report). Remote providers
+    /// truncate on the server, to the served model's own limit.
     pub max_length: usize,
+    /// Where vectors are computed: `local` (ONNX Runtime here), `openai` (`POST {base_url}/embeddings`:
+    /// OpenAI, vLLM, Infinity, Ollama, llama.cpp `--embedding`, TEI's OpenAI route) or `tei`
+    /// (text-embeddings-inference's native `POST {base_url}/embed`). Remote: `name` is the model name
+    /// sent to the server.
+    #[serde(skip_serializing_if = "Provider::is_local")]
+    pub provider: Provider,
+    /// Remote: the server's base URL, e.g. `https://api.openai.com/v1` or `http://127.0.0.1:8080`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub base_url: Option<String>,
+    /// Remote (`openai`): output dimensions, for models that can shorten their vectors
+    /// (text-embedding-3-*). Part of the cache key.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dimensions: Option<usize>,
+    /// Remote: the environment variable holding the API key (never the key itself).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub api_key_env: Option<String>,
+    /// Remote: requests in flight at once (default 4).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub concurrency: Option<usize>,
+    /// Remote: client-side limit on requests per minute.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub requests_per_minute: Option<u32>,
+    /// Remote: client-side limit on tokens per minute (estimated from text length).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tokens_per_minute: Option<u32>,
+    /// Remote: retries of a failed request (429, 5xx, timeouts, garbled answers; default 6).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_retries: Option<u32>,
+    /// Remote: timeout of one request in seconds (default 120).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timeout_secs: Option<f64>,
+    /// Remote: price per million input tokens, for the cost in the report.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub price_per_million_tokens: Option<f64>,
 }
 impl Default for ModelConfig {
     fn default() -> Self {
@@ -243,6 +278,66 @@ impl Default for ModelConfig {
             onnxruntime: None,
             cache_dir: None,
             max_length: 256,
+            provider: Provider::Local,
+            base_url: None,
+            dimensions: None,
+            api_key_env: None,
+            concurrency: None,
+            requests_per_minute: None,
+            tokens_per_minute: None,
+            max_retries: None,
+            timeout_secs: None,
+            price_per_million_tokens: None,
+        }
+    }
+}
+
+impl ModelConfig {
+    /// The HTTP client settings of a remote provider (`None` for `local`).
+    pub fn http(&self) -> Option<llm::LlmConfig> {
+        if self.provider.is_local() {
+            return None;
+        }
+        let d = llm::LlmConfig::default();
+        Some(llm::LlmConfig {
+            base_url: self.base_url.clone().unwrap_or_default(),
+            model: self.name.clone(),
+            api_key_env: self.api_key_env.clone(),
+            concurrency: self.concurrency.unwrap_or(d.concurrency),
+            requests_per_minute: self.requests_per_minute,
+            tokens_per_minute: self.tokens_per_minute,
+            max_retries: self.max_retries.unwrap_or(d.max_retries),
+            timeout_secs: self.timeout_secs.unwrap_or(d.timeout_secs),
+            price_per_million_input: self.price_per_million_tokens,
+            ..d
+        })
+    }
+}
+
+/// Where embedding vectors are computed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Provider {
+    /// ONNX Runtime on this machine.
+    #[default]
+    Local,
+    /// An OpenAI-compatible `/embeddings` endpoint.
+    Openai,
+    /// text-embeddings-inference's native `/embed`.
+    Tei,
+}
+
+impl Provider {
+    fn is_local(&self) -> bool {
+        *self == Provider::Local
+    }
+
+    /// The spelling in configs and model ids.
+    pub fn name(self) -> &'static str {
+        match self {
+            Provider::Local => "local",
+            Provider::Openai => "openai",
+            Provider::Tei => "tei",
         }
     }
 }

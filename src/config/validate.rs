@@ -71,6 +71,39 @@ impl Config {
             }
         }
         check.file("model.onnxruntime", &self.model.onnxruntime, " (run `tripletgen fetch-models`)")?;
+        if let Some(http) = self.model.http() {
+            let provider = self.model.provider.name();
+            if self.model.base_url.is_none() {
+                return Err(bad(
+                    "model.base_url",
+                    format!(
+                        "is not set: provider \"{provider}\" needs the server's URL, e.g. http://127.0.0.1:8080/v1"
+                    ),
+                ));
+            }
+            if self.model.dir.is_some() {
+                return Err(bad(
+                    "model.dir",
+                    format!("is set, but provider \"{provider}\" computes vectors on a server"),
+                ));
+            }
+            if let Some(d) = self.model.dimensions {
+                check.range("model.dimensions", d, 1, 65_536)?;
+            }
+            http.validate_as(origin, "model")?;
+        } else if let Some(key) = [
+            ("base_url", self.model.base_url.is_some()),
+            ("dimensions", self.model.dimensions.is_some()),
+            ("api_key_env", self.model.api_key_env.is_some()),
+        ]
+        .iter()
+        .find_map(|(k, set)| set.then_some(k))
+        {
+            return Err(bad(
+                &format!("model.{key}"),
+                "is for a remote embedding server: set model.provider = \"openai\" or \"tei\"".into(),
+            ));
+        }
         check.range("model.max_length", self.model.max_length, 8, 8192)?;
         check.range("embed.batch_size", self.embed.batch_size, 1, 4096)?;
         if self.embed.threads > 256 {

@@ -59,9 +59,8 @@ pub struct OnnxCrossEncoder {
 
 impl OnnxCrossEncoder {
     fn new(st: &StageConfig, cfg: &Config, name: &str) -> Result<Self, JudgeError> {
-        let runtime = crate::models::resolve(&cfg.model)
-            .map_err(|e| JudgeError::Setup { judge: name.to_string(), message: e.to_string() })?
-            .runtime;
+        let runtime = crate::models::resolve_runtime(&cfg.model)
+            .map_err(|e| JudgeError::Setup { judge: name.to_string(), message: e.to_string() })?;
         let dir = st.dir.as_ref().expect("build checked dir");
         Self::load(dir, st.max_length.unwrap_or(512), st.batch_size(), cfg.embed.threads, &runtime, name)
     }

@@ -25,6 +25,7 @@ impl Teacher {
         let dir = st.dir.clone().ok_or_else(|| setup("needs `dir`, an ONNX embedding model folder".into()))?;
         let mut tcfg = cfg.clone();
         tcfg.model.dir = Some(dir);
+        tcfg.model.provider = crate::config::Provider::Local; // a teacher is a local folder
         if let Some(m) = st.max_length {
             tcfg.model.max_length = m;
         }

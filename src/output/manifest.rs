@@ -62,9 +62,15 @@ impl<'a> Manifest<'a> {
         let source = match &resolved.model {
             models::ModelSource::Local { dir, .. } => dir.display().to_string(),
             models::ModelSource::Hub { name, .. } => name.clone(),
+            models::ModelSource::Remote => {
+                let m = &cfg.model;
+                format!("{}:{}@{}", m.provider.name(), m.name, m.base_url.as_deref().unwrap_or_default())
+            }
         };
         let mut checksums = model_checksums.clone();
-        checksums.insert("onnxruntime".into(), sha(&resolved.runtime)?);
+        if !resolved.runtime.as_os_str().is_empty() {
+            checksums.insert("onnxruntime".into(), sha(&resolved.runtime)?);
+        }
         let mut inputs = Vec::new();
         for (role, p) in [
             ("corpus", &cfg.input.corpus),

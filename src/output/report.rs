@@ -178,10 +178,16 @@ impl RunReport {
                 continue;
             }
             let rate = if e.seconds > 0.0 { e.embedded as f64 / e.seconds } else { 0.0 };
+            let tail = if e.remote {
+                let cost = e.cost.map(|c| format!(", ${c:.4}")).unwrap_or_default();
+                format!("on the server: {} tokens{cost}, long texts truncated by the server", e.tokens)
+            } else {
+                format!("{} truncated", e.truncated)
+            };
             let _ = writeln!(
                 s,
-                "  embed    {label:<8} {} texts: {} cached, {} embedded ({:.0}/s), {} truncated",
-                e.texts, e.cached, e.embedded, rate, e.truncated
+                "  embed    {label:<8} {} texts: {} cached, {} embedded ({:.0}/s), {tail}",
+                e.texts, e.cached, e.embedded, rate
             );
         }
         if !self.generate.is_empty() {

@@ -1,10 +1,13 @@
-//! Embed: texts to L2-normalised vectors with fastembed on ONNX Runtime, cached by content hash.
+//! Embed: texts to L2-normalised vectors with fastembed on ONNX Runtime, or on a remote embedding
+//! server ([`remote`]: OpenAI-compatible or TEI), cached by content hash.
 //!
 //! ONNX Runtime is loaded at run time from the library that [`crate::models::resolve`] found, through
 //! an environment we create ourselves, so a missing or wrong library is an error, not a panic. Texts
 //! are sorted by length before batching (less padding), each batch's vectors are committed to the
 //! workspace as soon as they exist, and a text whose (model id, prefix + text) key is already stored is
 //! never embedded again.
+
+mod remote;
 
 use crate::config::{Config, Pooling};
 use crate::hash::{ContentHash, sha256_file};
@@ -50,6 +53,14 @@ pub enum EmbedError {
     /// Inference failed.
     #[error("embedding failed: {0}")]
     Inference(String),
+    /// A remote embedding server failed (after its retries) or answered something unusable.
+    #[error("embedding server {endpoint}: {source}")]
+    Remote {
+        /// The endpoint.
+        endpoint: String,
+        /// What went wrong.
+        source: crate::llm::LlmError,
+    },
     /// The workspace store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -81,9 +92,15 @@ pub fn ort_environment(path: &Path) -> Result<ort::environment::Environment, Emb
     Ok(env)
 }
 
+/// Where vectors are computed.
+enum Backend {
+    Local(Box<TextEmbedding>),
+    Remote(remote::RemoteEmbedder),
+}
+
 /// A loaded embedding model.
 pub struct Embedder {
-    model: TextEmbedding,
+    model: Backend,
     /// Identifies the model and every setting that changes its vectors; part of every cache key.
     pub model_id: String,
     /// Human-readable model name.
@@ -113,6 +130,13 @@ pub struct EmbedStats {
     pub truncated: usize,
     /// Seconds spent.
     pub seconds: f64,
+    /// Vectors came from a remote server: it truncates long texts itself (not counted here), and
+    /// `tokens` are the counts it reported.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub remote: bool,
+    /// Remote: the price of `tokens` (`model.price_per_million_tokens`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cost: Option<f64>,
 }
 
 impl EmbedStats {
@@ -124,12 +148,20 @@ impl EmbedStats {
         self.tokens += o.tokens;
         self.truncated += o.truncated;
         self.seconds += o.seconds;
+        self.remote |= o.remote;
+        self.cost = match (self.cost, o.cost) {
+            (None, None) => None,
+            (a, b) => Some(a.unwrap_or(0.0) + b.unwrap_or(0.0)),
+        };
     }
 }
 
 impl Embedder {
     /// Load the model that `resolved` names with the settings of `cfg`.
     pub fn load(resolved: &Resolved, cfg: &Config) -> Result<Embedder, EmbedError> {
+        if matches!(resolved.model, ModelSource::Remote) {
+            return Self::remote(cfg);
+        }
         let env = ort_environment(&resolved.runtime)?;
         let threads = cfg.embed.threads;
         let max_length = cfg.model.max_length;
@@ -171,6 +203,7 @@ impl Embedder {
                 );
                 (model, dir.display().to_string(), id)
             }
+            ModelSource::Remote => unreachable!("handled above"),
             ModelSource::Hub { name, cache_dir } => {
                 let which = hub_model(name).map_err(|message| EmbedError::Model { model: name.clone(), message })?;
                 let mut opts = TextInitOptions::new(which)
@@ -192,8 +225,8 @@ impl Embedder {
                 (model, name.clone(), format!("hub:{name}"))
             }
         };
-        let mut e = Embedder {
-            model,
+        let e = Embedder {
+            model: Backend::Local(Box::new(model)),
             model_id: format!("{id_base}:max:{max_length}"),
             model_name,
             checksums,
@@ -202,6 +235,28 @@ impl Embedder {
             sort_by_length: cfg.embed.sort_by_length,
             max_length,
         };
+        Self::probe(e)
+    }
+
+    /// A remote embedder (`model.provider` is `openai` or `tei`).
+    fn remote(cfg: &Config) -> Result<Embedder, EmbedError> {
+        let r = remote::RemoteEmbedder::new(&cfg.model)?;
+        log::info!("embeddings from {} (model {:?})", r.endpoint(), cfg.model.name);
+        let e = Embedder {
+            model_id: r.id(),
+            model_name: format!("{} ({})", cfg.model.name, r.endpoint()),
+            model: Backend::Remote(r),
+            checksums: BTreeMap::new(),
+            dim: 0,
+            batch_size: cfg.embed.batch_size,
+            sort_by_length: cfg.embed.sort_by_length,
+            max_length: cfg.model.max_length,
+        };
+        Self::probe(e)
+    }
+
+    /// Learn the vector dimension from one text.
+    fn probe(mut e: Embedder) -> Result<Embedder, EmbedError> {
         e.dim = e.embed_batch(&["dimension probe"])?.first().map(Vec::len).unwrap_or(0);
         if e.dim == 0 {
             return Err(EmbedError::Model {
@@ -214,8 +269,20 @@ impl Embedder {
 
     /// Embed one batch as it is (no sorting, no cache), L2-normalised.
     pub fn embed_batch<S: AsRef<str> + Send + Sync>(&mut self, texts: &[S]) -> Result<Vec<Vec<f32>>, EmbedError> {
-        let mut out =
-            self.model.embed(texts, Some(texts.len().max(1))).map_err(|e| EmbedError::Inference(e.to_string()))?;
+        let mut out = match &mut self.model {
+            Backend::Local(m) => {
+                m.embed(texts, Some(texts.len().max(1))).map_err(|e| EmbedError::Inference(e.to_string()))?
+            }
+            Backend::Remote(r) => {
+                let batch: Vec<&str> = texts.iter().map(AsRef::as_ref).collect();
+                let mut out = Vec::new();
+                r.embed_batches(&[batch], |_, b| {
+                    out = b.vectors;
+                    Ok(())
+                })?;
+                out
+            }
+        };
         for v in &mut out {
             normalize(v);
         }
@@ -223,8 +290,10 @@ impl Embedder {
     }
 
     /// Token count (after truncation) and whether `text` was truncated.
+    /// Remote models have no tokenizer here: (0, false).
     pub fn token_count(&self, text: &str) -> (usize, bool) {
-        match self.model.tokenizer.encode(text, true) {
+        let Backend::Local(m) = &self.model else { return (0, false) };
+        match m.tokenizer.encode(text, true) {
             Ok(enc) => (enc.len(), !enc.get_overflowing().is_empty() || enc.len() > self.max_length),
             Err(_) => (0, false),
         }
@@ -257,7 +326,11 @@ impl Embedder {
         // tokens (each token covers at least one character), so only long texts are tokenized.
         let mut counted = std::collections::HashSet::new();
         for (k, t) in keys.iter().zip(texts) {
-            if found.contains_key(k) && prefix.len() + t.len() + 2 > self.max_length && counted.insert(*k) {
+            if found.contains_key(k)
+                && matches!(self.model, Backend::Local(_))
+                && prefix.len() + t.len() + 2 > self.max_length
+                && counted.insert(*k)
+            {
                 stats.truncated += self.token_count(&format!("{prefix}{t}")).1 as usize;
             }
         }
@@ -275,22 +348,46 @@ impl Embedder {
         }
         stats.embedded = todo.len();
         let pb = progress::bar(todo.len() as u64, label, "texts", show_progress && !todo.is_empty());
-        for batch in todo.chunks(self.batch_size) {
-            for (_, t) in batch {
-                let (n, cut) = self.token_count(t);
-                stats.tokens += n;
-                stats.truncated += cut as usize;
+        if let Backend::Remote(r) = &self.model {
+            stats.remote = true;
+            let batches: Vec<&[(ContentHash, String)]> = todo.chunks(self.batch_size).collect();
+            let texts: Vec<Vec<&str>> = batches.iter().map(|b| b.iter().map(|(_, t)| t.as_str()).collect()).collect();
+            let model_id = &self.model_id;
+            let mut tokens = 0u64;
+            r.embed_batches(&texts, |i, out| {
+                tokens += out.tokens.unwrap_or(0);
+                let mut vecs = out.vectors;
+                vecs.iter_mut().for_each(|v| normalize(v));
+                let items: Vec<(ContentHash, &[f32])> =
+                    batches[i].iter().zip(&vecs).map(|((k, _), v)| (*k, v.as_slice())).collect();
+                store.put_embeddings(model_id, &items)?;
+                crate::killpoint::hit("embed-batch");
+                for ((k, _), v) in batches[i].iter().zip(vecs) {
+                    found.insert(*k, v);
+                }
+                pb.inc(batches[i].len() as u64);
+                Ok(())
+            })?;
+            stats.tokens = tokens as usize;
+            stats.cost = r.cost(tokens);
+        } else {
+            for batch in todo.chunks(self.batch_size) {
+                for (_, t) in batch {
+                    let (n, cut) = self.token_count(t);
+                    stats.tokens += n;
+                    stats.truncated += cut as usize;
+                }
+                let strs: Vec<&str> = batch.iter().map(|(_, t)| t.as_str()).collect();
+                let vecs = self.embed_batch(&strs)?;
+                let items: Vec<(ContentHash, &[f32])> =
+                    batch.iter().zip(&vecs).map(|((k, _), v)| (*k, v.as_slice())).collect();
+                store.put_embeddings(&self.model_id, &items)?;
+                crate::killpoint::hit("embed-batch");
+                for ((k, _), v) in batch.iter().zip(vecs) {
+                    found.insert(*k, v);
+                }
+                pb.inc(batch.len() as u64);
             }
-            let strs: Vec<&str> = batch.iter().map(|(_, t)| t.as_str()).collect();
-            let vecs = self.embed_batch(&strs)?;
-            let items: Vec<(ContentHash, &[f32])> =
-                batch.iter().zip(&vecs).map(|((k, _), v)| (*k, v.as_slice())).collect();
-            store.put_embeddings(&self.model_id, &items)?;
-            crate::killpoint::hit("embed-batch");
-            for ((k, _), v) in batch.iter().zip(vecs) {
-                found.insert(*k, v);
-            }
-            pb.inc(batch.len() as u64);
         }
         pb.finish_and_clear();
         let mut data = Vec::with_capacity(texts.len() * self.dim);
