@@ -110,7 +110,9 @@ if [[ -x "${DOWNSTREAM_VENV:-}/bin/python" && ! -f "$OUT/st.jsonl" ]]; then
 fi
 
 echo
-python3 "$ROOT/scripts/judge/fn_rate.py" "$SUB/queries.jsonl" "$OUT/none" "$OUT/gold" "$OUT/llm" $( [[ -f "$OUT/st.jsonl" ]] && echo "$OUT/st.jsonl" )
+AUDIT=()
+[[ -f "$SRC/audit.jsonl" ]] && AUDIT=(--audit "$SRC/audit.jsonl")
+python3 "$ROOT/scripts/judge/fn_rate.py" "${AUDIT[@]}" "$SUB/queries.jsonl" "$OUT/none" "$OUT/gold" "$OUT/llm" $( [[ -f "$OUT/st.jsonl" ]] && echo "$OUT/st.jsonl" )
 python3 - "$OUT/llm/report.json" <<'PY'
 import json, sys
 j = json.load(open(sys.argv[1]))["judge"]

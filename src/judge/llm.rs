@@ -1,8 +1,11 @@
-//! The LLM judge: an OpenAI-compatible chat model grades each (query, passage) 0-3 with the prompt
-//! of configs/prompts/judge.txt (query and passage between data markers). The score is the expected
-//! grade / 3 from the first token's log probabilities where the server returns them (OpenAI, vLLM,
-//! llama.cpp), else the grade / 3. Calls go through [`crate::llm::Client`]: concurrency, rate limits,
-//! retries with backoff and Retry-After, the key from the environment.
+//! The LLM judge: an OpenAI-compatible chat model answers, for each (query, passage), whether the
+//! passage answers the query, with the prompt of configs/prompts/judge.txt (query and passage between
+//! data markers). A prompt may ask for `yes`/`no` (the built-in one: small models are far better
+//! calibrated on a strict yes/no question than on a graded scale) or for a grade 0-3. The score is
+//! P(yes), or the expected grade / 3, from the first token's log probabilities where the server
+//! returns them (OpenAI, vLLM, llama.cpp), else 1/0 or the grade / 3. Calls go through
+//! [`crate::llm::Client`]: concurrency, rate limits, retries with backoff and Retry-After, the key
+//! from the environment.
 
 use super::{Ended, Item, Judge, JudgeError, Scored, StageConfig};
 use crate::config::Config;
@@ -32,7 +35,7 @@ impl LlmJudge {
         if let Some(u) = &st.base_url {
             llm.base_url = u.clone();
         }
-        // A grade is one token; a few more let a chatty model say "Grade: 3".
+        // A verdict is one token; a few more let a chatty model say "Grade: 3".
         llm.max_tokens = 8;
         llm.temperature = 0.0;
         llm.json_mode = false;
@@ -55,28 +58,46 @@ impl LlmJudge {
     }
 }
 
-/// The grade in an answer: its first digit 0-3.
-fn grade(content: &str) -> Option<u8> {
-    content.chars().find(|c| c.is_ascii_digit()).and_then(|c| c.to_digit(10)).filter(|&d| d <= 3).map(|d| d as u8)
+/// The verdict in an answer: its first word, `yes` (label 1) / `no` (label 0), or its first digit
+/// 0-3 (a grade, label = the grade), with its score (1 / 0, or grade / 3).
+fn verdict(content: &str) -> Option<(u8, f32)> {
+    let word: String = content
+        .trim_start_matches(|c: char| !c.is_alphanumeric())
+        .chars()
+        .take_while(|c| c.is_alphanumeric())
+        .collect::<String>()
+        .to_lowercase();
+    match word.as_str() {
+        "yes" => return Some((1, 1.0)),
+        "no" => return Some((0, 0.0)),
+        _ => {}
+    }
+    let d = content.chars().find(|c| c.is_ascii_digit())?.to_digit(10).filter(|&d| d <= 3)? as u8;
+    Some((d, f32::from(d) / 3.0))
 }
 
-/// Expected grade / 3 from the first token's alternatives, when some of them are grades.
-fn expected_grade(top: &[(String, f64)]) -> Option<f32> {
+/// The expected score over the first token's alternatives that are verdicts of the same kind as the
+/// answer (yes/no or grades), weighted by their probabilities.
+fn expected(top: &[(String, f64)], yes_no: bool) -> Option<f32> {
     let (mut mass, mut sum) = (0.0f64, 0.0f64);
     for (tok, lp) in top {
-        if let Some(g) = grade(tok.trim()).filter(|_| tok.trim().len() == 1) {
+        let t = tok.trim();
+        let kind_ok = if yes_no { t.chars().all(char::is_alphabetic) } else { t.len() == 1 };
+        if let Some((_, v)) = verdict(t).filter(|_| kind_ok && !t.is_empty()) {
             let p = lp.exp();
             mass += p;
-            sum += p * f64::from(g);
+            sum += p * f64::from(v);
         }
     }
-    (mass > 0.0).then(|| (sum / mass / 3.0) as f32)
+    (mass > 0.0).then(|| (sum / mass) as f32)
 }
 
 /// Turn an answer into a score.
 pub(crate) fn scored(content: &str, top: &[(String, f64)]) -> Result<Scored, String> {
-    let label = grade(content).ok_or_else(|| format!("no grade 0-3 in the answer {:?}", cut(content, 80)))?;
-    let score = expected_grade(top).unwrap_or(f32::from(label) / 3.0);
+    let (label, plain) =
+        verdict(content).ok_or_else(|| format!("no yes/no or grade 0-3 in the answer {:?}", cut(content, 80)))?;
+    let yes_no = content.trim_start().starts_with(|c: char| c.is_alphabetic());
+    let score = expected(top, yes_no).unwrap_or(plain);
     Ok(Scored { score, label: Some(label), detail: Some(content.trim().to_string()) })
 }
 
@@ -124,11 +145,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn grades_and_logprob_scores() {
-        assert_eq!(grade("3"), Some(3));
-        assert_eq!(grade("Grade: 2."), Some(2));
-        assert_eq!(grade("7"), None);
-        assert_eq!(grade("none"), None);
+    fn verdicts_and_logprob_scores() {
+        assert_eq!(verdict("3"), Some((3, 1.0)));
+        assert_eq!(verdict("Grade: 2."), Some((2, 2.0 / 3.0)));
+        assert_eq!(verdict("Yes."), Some((1, 1.0)));
+        assert_eq!(verdict(" no, it does not"), Some((0, 0.0)));
+        assert_eq!(verdict("7"), None);
+        assert_eq!(verdict("none"), None);
+        assert_eq!(verdict("Nothing"), None);
         let top = vec![
             ("3".to_string(), (0.6f64).ln()),
             ("0".to_string(), (0.2f64).ln()),
@@ -138,6 +162,17 @@ mod tests {
         assert!((s.score - (0.6 * 3.0 / 0.8 / 3.0) as f32).abs() < 1e-6, "{}", s.score);
         assert_eq!(s.label, Some(3));
         assert_eq!(scored("1", &[]).unwrap().score, 1.0 / 3.0);
+        // yes/no: P(yes) over the yes/no alternatives, whatever their case.
+        let top = vec![
+            ("Yes".to_string(), (0.5f64).ln()),
+            ("yes".to_string(), (0.1f64).ln()),
+            ("No".to_string(), (0.3f64).ln()),
+            ("1".to_string(), (0.1f64).ln()),
+        ];
+        let s = scored("Yes", &top).unwrap();
+        assert!((s.score - (0.6 / 0.9) as f32).abs() < 1e-6, "{}", s.score);
+        assert_eq!(s.label, Some(1));
+        assert_eq!(scored("no", &[]).unwrap().score, 0.0);
         assert!(scored("I cannot tell", &[]).is_err());
     }
 }
