@@ -95,7 +95,7 @@ pub fn ort_environment(path: &Path) -> Result<ort::environment::Environment, Emb
 /// Where vectors are computed.
 enum Backend {
     Local(Box<TextEmbedding>),
-    Remote(remote::RemoteEmbedder),
+    Remote(Box<remote::RemoteEmbedder>),
 }
 
 /// A loaded embedding model.
@@ -245,7 +245,7 @@ impl Embedder {
         let e = Embedder {
             model_id: r.id(),
             model_name: format!("{} ({})", cfg.model.name, r.endpoint()),
-            model: Backend::Remote(r),
+            model: Backend::Remote(Box::new(r)),
             checksums: BTreeMap::new(),
             dim: 0,
             batch_size: cfg.embed.batch_size,
