@@ -359,7 +359,7 @@ pub struct Resolved {
 /// Find the runtime (config, `$ORT_DYLIB_PATH`, cache) and the model (config dir, built-in cached
 /// model, or a hub name).
 pub fn resolve(cfg: &ModelConfig) -> Result<Resolved, ModelError> {
-    if cfg.http().is_some() {
+    if cfg.provider != crate::config::Provider::Local {
         // Vectors come from a server: ONNX Runtime is needed only by local judges, if any.
         let runtime = resolve_runtime(cfg).unwrap_or_default();
         return Ok(Resolved { runtime, model: ModelSource::Remote });

@@ -371,14 +371,7 @@ impl Rounds {
                 let origin = QueryOrigin { source_id: c.source.id(ds).to_string(), strategy: c.strategy };
                 let answers = match c.source {
                     generate::Source::Query(i) => ds.queries[i].answers.clone(),
-                    // A synthetic query's answer span counts as gold only where the document has it.
-                    generate::Source::Document(d) => {
-                        let answer = c.llm.as_ref().and_then(|l| l.answer.clone());
-                        answer
-                            .filter(|a| crate::ingest::Answers::new(&[a]).found_in(&ds.docs[d].text).is_some())
-                            .into_iter()
-                            .collect()
-                    }
+                    generate::Source::Document(_) => c.document_answer(ds).map(str::to_string).into_iter().collect(),
                 };
                 let q = Query {
                     id: c.id.clone(),

@@ -20,6 +20,28 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 sys.path.insert(0, str(Path(__file__).parent))
 
 
+def load_pairs(beir, split):
+    """(corpus texts by id, anchors, positives) of a BEIR folder: one (query, positive) per qrel of
+    qrels/<split>.tsv with a score > 0; a passage is its title and text, as tripletgen embeds it."""
+    corpus = {}
+    for line in open(beir / "corpus.jsonl", encoding="utf-8"):
+        r = json.loads(line)
+        corpus[r["_id"]] = (r.get("title", "") + " " + r["text"]).strip()
+    queries = {}
+    for line in open(beir / "queries.jsonl", encoding="utf-8"):
+        r = json.loads(line)
+        queries[r["_id"]] = r["text"]
+    anchors, positives = [], []
+    for i, line in enumerate(open(beir / "qrels" / f"{split}.tsv", encoding="utf-8")):
+        if i == 0:
+            continue
+        q, c, s = line.rstrip("\n").split("\t")
+        if float(s) > 0:
+            anchors.append(queries[q])
+            positives.append(corpus[c])
+    return corpus, anchors, positives
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("beir")
@@ -34,23 +56,7 @@ def main():
     from train import load_model
 
     torch.set_num_threads(args.threads)
-    beir = Path(args.beir)
-    corpus = {}
-    for line in open(beir / "corpus.jsonl", encoding="utf-8"):
-        r = json.loads(line)
-        corpus[r["_id"]] = (r.get("title", "") + " " + r["text"]).strip()
-    queries = {}
-    for line in open(beir / "queries.jsonl", encoding="utf-8"):
-        r = json.loads(line)
-        queries[r["_id"]] = r["text"]
-    anchors, positives = [], []
-    for i, line in enumerate(open(beir / "qrels" / "train.tsv", encoding="utf-8")):
-        if i == 0:
-            continue
-        q, c, s = line.rstrip("\n").split("\t")
-        if float(s) > 0:
-            anchors.append(queries[q])
-            positives.append(corpus[c])
+    corpus, anchors, positives = load_pairs(Path(args.beir), "train")
     t0 = time.time()
     model = load_model(256)
     ds = Dataset.from_dict({"anchor": anchors, "positive": positives})

@@ -19,22 +19,11 @@ def main():
     import torch
     from datasets import Dataset
     from sentence_transformers import util
+    from st_mine import load_pairs
     from train import load_model
 
     torch.set_num_threads(2)
-    corpus = {}
-    for line in open(beir / "corpus.jsonl", encoding="utf-8"):
-        r = json.loads(line)
-        corpus[r["_id"]] = (r.get("title", "") + " " + r["text"]).strip()
-    queries = {json.loads(l)["_id"]: json.loads(l)["text"] for l in open(beir / "queries.jsonl", encoding="utf-8")}
-    anchors, positives = [], []
-    for i, line in enumerate(open(beir / "qrels" / "test.tsv", encoding="utf-8")):
-        if i == 0:
-            continue
-        q, c, s = line.rstrip("\n").split("\t")
-        if float(s) > 0:
-            anchors.append(queries[q])
-            positives.append(corpus[c])
+    corpus, anchors, positives = load_pairs(beir, "test")
     model = load_model(256)
     ds = Dataset.from_dict({"anchor": anchors, "positive": positives})
     res = util.mine_hard_negatives(

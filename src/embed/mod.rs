@@ -358,13 +358,7 @@ impl Embedder {
                 tokens += out.tokens.unwrap_or(0);
                 let mut vecs = out.vectors;
                 vecs.iter_mut().for_each(|v| normalize(v));
-                let items: Vec<(ContentHash, &[f32])> =
-                    batches[i].iter().zip(&vecs).map(|((k, _), v)| (*k, v.as_slice())).collect();
-                store.put_embeddings(model_id, &items)?;
-                crate::killpoint::hit("embed-batch");
-                for ((k, _), v) in batches[i].iter().zip(vecs) {
-                    found.insert(*k, v);
-                }
+                commit(store, model_id, batches[i], vecs, &mut found)?;
                 pb.inc(batches[i].len() as u64);
                 Ok(())
             })?;
@@ -379,13 +373,7 @@ impl Embedder {
                 }
                 let strs: Vec<&str> = batch.iter().map(|(_, t)| t.as_str()).collect();
                 let vecs = self.embed_batch(&strs)?;
-                let items: Vec<(ContentHash, &[f32])> =
-                    batch.iter().zip(&vecs).map(|((k, _), v)| (*k, v.as_slice())).collect();
-                store.put_embeddings(&self.model_id, &items)?;
-                crate::killpoint::hit("embed-batch");
-                for ((k, _), v) in batch.iter().zip(vecs) {
-                    found.insert(*k, v);
-                }
+                commit(store, &self.model_id, batch, vecs, &mut found)?;
                 pb.inc(batch.len() as u64);
             }
         }
@@ -397,6 +385,24 @@ impl Embedder {
         stats.seconds = start.elapsed().as_secs_f64();
         Ok((Vectors { dim: self.dim, data }, stats))
     }
+}
+
+/// Commit one batch's (normalised) vectors to the workspace in one transaction, then keep them in
+/// `found`: a batch is stored the moment it exists, so an interrupted run keeps it.
+fn commit(
+    store: &mut Store,
+    model_id: &str,
+    batch: &[(ContentHash, String)],
+    vecs: Vec<Vec<f32>>,
+    found: &mut HashMap<ContentHash, Vec<f32>>,
+) -> Result<(), EmbedError> {
+    let items: Vec<(ContentHash, &[f32])> = batch.iter().zip(&vecs).map(|((k, _), v)| (*k, v.as_slice())).collect();
+    store.put_embeddings(model_id, &items)?;
+    crate::killpoint::hit("embed-batch");
+    for ((k, _), v) in batch.iter().zip(vecs) {
+        found.insert(*k, v);
+    }
+    Ok(())
 }
 
 /// A fastembed model by its hub name (`Xenova/bge-small-en-v1.5`), the name after the slash

@@ -16,7 +16,6 @@ pub(crate) struct RemoteEmbedder {
     provider: Provider,
     client: Client,
     http: LlmConfig,
-    model: String,
     dimensions: Option<usize>,
     url: reqwest::Url,
 }
@@ -40,20 +39,13 @@ impl RemoteEmbedder {
         let fail = |source| EmbedError::Remote { endpoint: format!("{}/{path}", http.base_url), source };
         let client = Client::new(&http).map_err(fail)?;
         let url = client.endpoint(path).map_err(fail)?;
-        Ok(RemoteEmbedder {
-            provider: cfg.provider,
-            client,
-            model: cfg.name.clone(),
-            dimensions: cfg.dimensions,
-            url,
-            http,
-        })
+        Ok(RemoteEmbedder { provider: cfg.provider, client, dimensions: cfg.dimensions, url, http })
     }
 
     /// The cache id: provider, served model and dimensions (never the URL, so replicas share vectors).
     pub(crate) fn id(&self) -> String {
         let dims = self.dimensions.map_or_else(|| "-".to_string(), |d| d.to_string());
-        format!("{}:{}:dim:{dims}", self.provider.name(), self.model)
+        format!("{}:{}:dim:{dims}", self.provider.name(), self.http.model)
     }
 
     /// The endpoint requests go to.
@@ -70,7 +62,7 @@ impl RemoteEmbedder {
         match self.provider {
             Provider::Tei => json!({"inputs": texts, "normalize": true, "truncate": true}),
             _ => {
-                let mut v = json!({"model": self.model, "input": texts, "encoding_format": "float"});
+                let mut v = json!({"model": self.http.model, "input": texts, "encoding_format": "float"});
                 if let Some(d) = self.dimensions {
                     v["dimensions"] = json!(d);
                 }

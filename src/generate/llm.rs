@@ -11,7 +11,7 @@
 use super::{Candidate, GenerateError, LlmProvenance, RejectReason, Source};
 use crate::config::{DocumentSelection, LlmGenerateConfig, LlmStrategy, Strategy};
 use crate::hash::ContentHash;
-use crate::ingest::{Answers, Dataset};
+use crate::ingest::Dataset;
 use crate::llm::{ChatRequest, ChatResponse, Client, LlmConfig, LlmError, estimate, parse_items, parse_single};
 use crate::workspace::{Store, StoreError};
 use serde::Serialize;
@@ -522,13 +522,9 @@ impl<'a> LlmGenerator<'a> {
                 res,
                 "queries",
             );
-            for c in &out[from..] {
-                if let Some(a) = c.llm.as_ref().and_then(|l| l.answer.as_deref()) {
-                    self.stats.answers_given += 1;
-                    if Answers::new(&[a]).found_in(&ds.docs[*doc].text).is_some() {
-                        self.stats.answers_in_document += 1;
-                    }
-                }
+            for c in out[from..].iter().filter(|c| c.llm.as_ref().is_some_and(|l| l.answer.is_some())) {
+                self.stats.answers_given += 1;
+                self.stats.answers_in_document += c.document_answer(ds).is_some() as usize;
             }
         }
         Ok(out)

@@ -10,7 +10,7 @@ pub mod wordnet;
 
 use crate::config::{LexicalConfig, LexicalStrategy, Strategy};
 use crate::index::exact_search;
-use crate::ingest::Dataset;
+use crate::ingest::{Answers, Dataset};
 use crate::vectors::Vectors;
 use lexical::{Lexicon, STOPWORDS};
 use rayon::prelude::*;
@@ -181,6 +181,16 @@ pub struct Candidate {
     pub llm: Option<LlmProvenance>,
     /// Rejected before filtering (an answer that could not be parsed, a failed call…).
     pub rejected: Option<RejectReason>,
+}
+
+impl Candidate {
+    /// A synthetic query's answer span when its document contains it (SQuAD normalisation): then it
+    /// is the query's gold answer. `None` for any other candidate.
+    pub fn document_answer(&self, ds: &Dataset) -> Option<&str> {
+        let Source::Document(d) = self.source else { return None };
+        let a = self.llm.as_ref()?.answer.as_deref()?;
+        Answers::new(&[a]).found_in(&ds.docs[d].text).map(|_| a)
+    }
 }
 
 /// Per-strategy generation counts.

@@ -507,20 +507,25 @@ mod tests {
         found as f64 / (qs.len() * 10) as f64
     }
 
-    #[test]
-    fn inserted_graph_finds_neighbours_and_skips_dead_nodes() {
-        let docs = random_unit(1500, 24, 11);
-        let mut g = Graph {
-            dim: 24,
-            m: 8,
-            m0: 16,
+    /// A graph with no nodes, for `insert` (layer 0 has 2m slots, as hnsw_rs builds it).
+    fn empty(dim: usize, m: usize) -> Graph {
+        Graph {
+            dim,
+            m,
+            m0: 2 * m,
             vectors: vec![],
             count0: vec![],
             layer0: vec![],
             upper: HashMap::new(),
             entry: 0,
             max_level: 0,
-        };
+        }
+    }
+
+    #[test]
+    fn inserted_graph_finds_neighbours_and_skips_dead_nodes() {
+        let docs = random_unit(1500, 24, 11);
+        let mut g = empty(24, 8);
         for i in 0..docs.len() {
             g.insert(docs.row(i), 100, 5);
         }
@@ -536,17 +541,7 @@ mod tests {
     #[test]
     fn save_and_load_round_trip_and_refuse_damage() {
         let docs = random_unit(300, 16, 13);
-        let mut g = Graph {
-            dim: 16,
-            m: 6,
-            m0: 12,
-            vectors: vec![],
-            count0: vec![],
-            layer0: vec![],
-            upper: HashMap::new(),
-            entry: 0,
-            max_level: 0,
-        };
+        let mut g = empty(16, 6);
         for i in 0..docs.len() {
             g.insert(docs.row(i), 50, 1);
         }

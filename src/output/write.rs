@@ -551,7 +551,8 @@ pub fn write_variants(
     let file = schema::VARIANTS;
     let path = dir.join(file);
     let mut sink = ParquetSink::new(&path, 65_536)?;
-    let names = [
+    // The string columns, in order: always set, then set only for some candidates (nullable).
+    let always = [
         variants::VARIANT_ID,
         variants::SOURCE_KIND,
         variants::SOURCE_ID,
@@ -559,6 +560,8 @@ pub fn write_variants(
         variants::TEXT,
         variants::SOURCE_TEXT,
         variants::DETAIL,
+    ];
+    let sometimes = [
         variants::MODEL,
         variants::TEMPLATE_HASH,
         variants::PIVOT_LANGUAGE,
@@ -567,6 +570,7 @@ pub fn write_variants(
         variants::RAW_ANSWER,
         variants::REASON,
     ];
+    let names: Vec<&str> = always.iter().chain(&sometimes).copied().collect();
     let mut strings: Vec<StringBuilder> = names.iter().map(|_| StringBuilder::new()).collect();
     let mut fidelity = Float32Builder::new();
     let mut rank = Int32Builder::new();
@@ -603,16 +607,7 @@ pub fn write_variants(
     cols.push((variants::ROUND_TRIP_RANK.into(), Arc::new(rank.finish())));
     cols.push((variants::ACCEPTED.into(), Arc::new(accepted.finish())));
     cols.push(reason);
-    let nullable = [
-        variants::MODEL,
-        variants::TEMPLATE_HASH,
-        variants::PIVOT_LANGUAGE,
-        variants::PIVOT_TEXT,
-        variants::ANSWER,
-        variants::RAW_ANSWER,
-        variants::ROUND_TRIP_RANK,
-        variants::REASON,
-    ];
+    let nullable: Vec<&str> = sometimes.iter().copied().chain([variants::ROUND_TRIP_RANK]).collect();
     let b = batch(cols, &nullable).map_err(|e| sink.err(e))?;
     sink.write(b)?;
     sink.finish()?;
