@@ -724,6 +724,10 @@ pub struct LexicalConfig {
     pub word_vectors: Option<PathBuf>,
     /// embedding-neighbour: vocabulary size (most frequent corpus and query words).
     pub vocabulary_size: usize,
+    /// Reject replacements that are WordNet antonyms (reason `antonym`), leave comparatives and
+    /// superlatives alone, and never generalise a named entity to its class. Needs WordNet for
+    /// embedding-neighbour too.
+    pub meaning_guard: bool,
 }
 
 impl Default for LexicalConfig {
@@ -743,6 +747,7 @@ impl Default for LexicalConfig {
             neighbour_min_similarity: 0.7,
             word_vectors: None,
             vocabulary_size: 20_000,
+            meaning_guard: true,
         }
     }
 }

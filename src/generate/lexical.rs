@@ -1,12 +1,18 @@
 //! LLM-free query variants: WordNet synonym and hypernym replacement, embedding-neighbour word
 //! replacement, and EDA's random insertion, deletion and swap.
 //!
+//! With `meaning_guard` (the default), a replacement that is a WordNet antonym of the word it
+//! replaces is kept but rejected (reason `antonym`), comparatives and superlatives are not replaced
+//! (a synonym's base form drops the degree: "largest" -> "big"), and named entities are not
+//! generalised to their class ("California" -> "American state").
+//!
 //! Words are whitespace tokens with their surrounding punctuation kept aside; only alphabetic words
 //! that are not stop words are replaced or used as insertion sources. Capitalisation and a plural
 //! `-s` are carried over to the replacement. Every candidate has its own random stream, derived from
 //! the seed, the query text, the strategy and the candidate number, so results do not depend on the
 //! order or number of other queries.
 
+use super::RejectReason;
 use super::wordnet::{Pos, WordNet};
 use crate::config::{LexicalConfig, LexicalStrategy};
 use crate::hash::ContentHash;
@@ -215,7 +221,7 @@ impl Lexicon<'_> {
     }
 
     /// Replacement choices for `word` under a replacing strategy.
-    fn choices(&self, word: &str, strategy: LexicalStrategy, senses: usize) -> Vec<String> {
+    fn choices(&self, word: &str, strategy: LexicalStrategy, cfg: &LexicalConfig) -> Vec<String> {
         let lower = word.to_lowercase();
         match strategy {
             LexicalStrategy::EmbeddingNeighbour => {
@@ -224,10 +230,13 @@ impl Lexicon<'_> {
             LexicalStrategy::Synonym | LexicalStrategy::RandomInsert | LexicalStrategy::Hypernym => {
                 let Some(wn) = self.wordnet else { return Vec::new() };
                 let Some((pos, lemma)) = wn.dominant_pos(&lower) else { return Vec::new() };
+                if cfg.meaning_guard && pos == Pos::Adj && lemma != lower {
+                    return Vec::new(); // a comparative or superlative: its synonyms' base forms drop the degree
+                }
                 let mut out = if strategy == LexicalStrategy::Hypernym {
-                    wn.hypernyms(&lemma, pos, senses)
+                    wn.hypernyms(&lemma, pos, cfg.senses, !cfg.meaning_guard)
                 } else {
-                    wn.synonyms(&lemma, pos, senses)
+                    wn.synonyms(&lemma, pos, cfg.senses)
                 };
                 let plural = pos == Pos::Noun && lemma != lower && lower.ends_with('s');
                 out.retain(|w| w != &lower);
@@ -262,6 +271,8 @@ pub struct LexicalVariant {
     pub text: String,
     /// What changed, e.g. `car -> automobile`.
     pub detail: String,
+    /// Rejected at generation: a replacement that is an antonym of the word it replaced.
+    pub rejected: Option<RejectReason>,
 }
 
 /// The random stream of candidate `n` of `strategy` for `text`.
@@ -282,6 +293,7 @@ pub fn apply(
     let words = tokens.iter().filter(|t| !t.word.is_empty()).count();
     let count = |rate: f32, of: usize| ((rate * of as f32).round() as usize).max(1);
     let mut changes: Vec<String> = Vec::new();
+    let mut rejected = None;
     match strategy {
         LexicalStrategy::Synonym | LexicalStrategy::Hypernym | LexicalStrategy::EmbeddingNeighbour => {
             let mut candidates: Vec<(usize, Vec<String>)> = tokens
@@ -289,7 +301,7 @@ pub fn apply(
                 .enumerate()
                 .filter(|(_, t)| lex.eligible(&t.word))
                 .filter_map(|(i, t)| {
-                    let c = lex.choices(&t.word, strategy, cfg.senses);
+                    let c = lex.choices(&t.word, strategy, cfg);
                     (!c.is_empty()).then_some((i, c))
                 })
                 .collect();
@@ -302,7 +314,11 @@ pub fn apply(
             for (i, choices) in candidates.into_iter().take(n) {
                 let pick = choices.choose(rng).expect("non-empty");
                 let new = match_case(&tokens[i].word, pick);
-                changes.push(format!("{} -> {}", tokens[i].word, new));
+                let flipped = cfg.meaning_guard && lex.wordnet.is_some_and(|wn| wn.antonyms(&tokens[i].word, pick));
+                if flipped {
+                    rejected = Some(RejectReason::Antonym);
+                }
+                changes.push(format!("{} -> {}{}", tokens[i].word, new, if flipped { " (antonym)" } else { "" }));
                 tokens[i].word = new;
             }
         }
@@ -310,7 +326,7 @@ pub fn apply(
             let sources: Vec<Vec<String>> = tokens
                 .iter()
                 .filter(|t| lex.eligible(&t.word))
-                .map(|t| lex.choices(&t.word, strategy, cfg.senses))
+                .map(|t| lex.choices(&t.word, strategy, cfg))
                 .filter(|c| !c.is_empty())
                 .collect();
             if sources.is_empty() {
@@ -365,7 +381,7 @@ pub fn apply(
         }
     }
     let out = detokenize(&tokens);
-    (out != text).then(|| LexicalVariant { text: out, detail: changes.join("; ") })
+    (out != text).then(|| LexicalVariant { text: out, detail: changes.join("; "), rejected })
 }
 
 #[cfg(test)]
@@ -446,6 +462,32 @@ mod tests {
             apply(text, LexicalStrategy::Hypernym, &lex, &cfg, &mut rng_for(0, text, LexicalStrategy::Hypernym, 0))
                 .unwrap();
         assert_eq!(hyp.text, "Motor vehicles for the fast planet");
+        let big = "the largest planet";
+        assert!(
+            apply(big, LexicalStrategy::Synonym, &lex, &cfg, &mut rng_for(0, big, LexicalStrategy::Synonym, 0))
+                .is_none(),
+            "a superlative keeps its degree"
+        );
+        let off = LexicalConfig { meaning_guard: false, ..cfg.clone() };
+        let v = apply(big, LexicalStrategy::Synonym, &lex, &off, &mut rng_for(0, big, LexicalStrategy::Synonym, 0));
+        assert_eq!(v.unwrap().text, "the big planet");
+        let ca = "roads of California";
+        let hyp = |c: &LexicalConfig| {
+            apply(ca, LexicalStrategy::Hypernym, &lex, c, &mut rng_for(0, ca, LexicalStrategy::Hypernym, 0))
+        };
+        assert!(hyp(&cfg).is_none(), "a named entity is not generalised");
+        assert_eq!(hyp(&off).unwrap().text, "roads of American state");
+
+        let mut with_neighbours = lex;
+        with_neighbours.neighbours.insert("high".into(), vec![("low".into(), 0.9)]);
+        let court = "the high court";
+        let s = LexicalStrategy::EmbeddingNeighbour;
+        let v = apply(court, s, &with_neighbours, &cfg, &mut rng_for(0, court, s, 0)).unwrap();
+        assert_eq!((v.text.as_str(), v.rejected), ("the low court", Some(RejectReason::Antonym)));
+        assert!(v.detail.contains("(antonym)"), "{}", v.detail);
+        let v = apply(court, s, &with_neighbours, &off, &mut rng_for(0, court, s, 0)).unwrap();
+        assert_eq!(v.rejected, None, "the guard off");
+        let lex = with_neighbours;
         let ins = apply(
             text,
             LexicalStrategy::RandomInsert,

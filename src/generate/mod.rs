@@ -123,6 +123,8 @@ pub enum RejectReason {
     PromptEcho,
     /// An item that is a piece of JSON rather than a query.
     JsonFragment,
+    /// A lexical replacement that is a WordNet antonym of the word it replaced ("high" -> "low").
+    Antonym,
     /// Fewer words than `filter.min_words`.
     TooShort,
     /// More words than `filter.max_words`.
@@ -152,6 +154,7 @@ impl RejectReason {
             RejectReason::TruncatedAnswer => "truncated-answer",
             RejectReason::PromptEcho => "prompt-echo",
             RejectReason::JsonFragment => "json-fragment",
+            RejectReason::Antonym => "antonym",
             RejectReason::TooShort => "too-short",
             RejectReason::TooLong => "too-long",
             RejectReason::DuplicateText => "duplicate-text",
@@ -390,7 +393,7 @@ pub fn lexical_candidates(
                                 text: v.text,
                                 detail: v.detail,
                                 llm: None,
-                                rejected: None,
+                                rejected: v.rejected,
                             });
                         }
                         None => tally.push((s, false)),
@@ -419,7 +422,8 @@ pub fn lexical_candidates(
 
 /// Load WordNet if any configured strategy needs it.
 pub fn load_wordnet_if_needed(cfg: &LexicalConfig, cache_root: &Path) -> Result<Option<WordNet>, GenerateError> {
-    if !cfg.strategies.iter().any(|s| s.needs_wordnet()) {
+    let guard = cfg.meaning_guard && cfg.strategies.contains(&LexicalStrategy::EmbeddingNeighbour);
+    if !guard && !cfg.strategies.iter().any(|s| s.needs_wordnet()) {
         return Ok(None);
     }
     let dir = wordnet_dir(cfg, cache_root);
