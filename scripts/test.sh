@@ -2,7 +2,8 @@
 # The one test command: ./scripts/test.sh [extra `cargo test` arguments, e.g. a test name filter]
 #
 # 1. Creates (or reuses) a Python venv OUTSIDE the repository with the pinned pyarrow, datasets and pytrec_eval of
-#    scripts/test-requirements.txt, keyed by the Python version and a hash of that file:
+#    scripts/test-requirements.txt (+ the --no-deps loaders of test-requirements-nodeps.txt), keyed by the Python
+#    version and a hash of both files:
 #      ${XDG_CACHE_HOME:-$HOME/.cache}/tripletgen/test-venv-py<X.Y>-<hash>
 #    (override with TRIPLETGEN_TEST_VENV; pick the base Python with PYTHON, default python3).
 # 2. Builds the debug binary and tests once and runs `tripletgen fetch-models` (idempotent, verifies checksums)
@@ -30,6 +31,7 @@ T0=$(now)
 
 PY="${PYTHON:-python3}"
 REQ="$ROOT/scripts/test-requirements.txt"
+REQ_NODEPS="$ROOT/scripts/test-requirements-nodeps.txt"
 
 # --- 0. Formatting -----------------------------------------------------------------------
 LINT=1
@@ -47,19 +49,20 @@ fi
 # --- 1. Python venv for the output checks ---------------------------------------------------
 command -v "$PY" >/dev/null || { log "error: $PY not found (set PYTHON to a Python 3.11+ with pip and venv)"; exit 1; }
 PYVER="$("$PY" -c 'import sys; print("%d.%d" % sys.version_info[:2])')"
-REQ_HASH="$(sha256sum "$REQ" | cut -c1-16)"
+REQ_HASH="$(cat "$REQ" "$REQ_NODEPS" | sha256sum | cut -c1-16)"
 CACHE_HOME="${XDG_CACHE_HOME:-$HOME/.cache}"
 VENV="${TRIPLETGEN_TEST_VENV:-$CACHE_HOME/tripletgen/test-venv-py$PYVER-$REQ_HASH}"
 STAMP="$VENV/.tripletgen-requirements-ok"
 
-if [[ -f "$STAMP" && -x "$VENV/bin/python" ]] && "$VENV/bin/python" -c 'import pyarrow, datasets, pytrec_eval' 2>/dev/null; then
+if [[ -f "$STAMP" && -x "$VENV/bin/python" ]] && "$VENV/bin/python" -c 'import pyarrow, datasets, pytrec_eval, beir.datasets.data_loader' 2>/dev/null; then
     log "reusing Python venv $VENV"
 else
-    log "creating Python venv $VENV (pinned pyarrow + datasets + pytrec_eval)"
+    log "creating Python venv $VENV (pinned pyarrow + datasets + pytrec_eval, beir and tevatron loaders)"
     rm -rf "$VENV"
     mkdir -p "$(dirname "$VENV")"
     "$PY" -m venv "$VENV"
     "$VENV/bin/python" -m pip install --disable-pip-version-check --no-input -q -r "$REQ"
+    "$VENV/bin/python" -m pip install --disable-pip-version-check --no-input -q --no-deps -r "$REQ_NODEPS"
     "$VENV/bin/python" -c 'import pyarrow, datasets, pytrec_eval; print("pyarrow", pyarrow.__version__, "datasets", datasets.__version__, "pytrec_eval ok")' >&2
     touch "$STAMP"
 fi

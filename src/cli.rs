@@ -181,6 +181,10 @@ pub struct CommonFlags {
     /// stop before sending any.
     #[arg(long)]
     pub dry_run: bool,
+    /// A BEIR folder of an evaluation set to keep out of the training data (repeatable; adds to
+    /// exclude_eval.dirs): matching training queries are removed, its relevant documents held out.
+    #[arg(long, value_name = "DIR")]
+    pub exclude_eval: Vec<PathBuf>,
 }
 
 /// Mining flags of `mine`.
@@ -543,13 +547,12 @@ fn run_inspect(a: InspectArgs) -> Result<()> {
     let format = match a.format {
         None => None,
         Some(f) => match f {
-            Format::FlagJsonl => {
-                return Err(bad_flag(
-                    "--format",
-                    "flag-jsonl is plain JSON lines: read it with any text tool; inspect reads the Parquet formats"
-                        .into(),
-                )
-                .into());
+            Format::FlagJsonl | Format::Tevatron | Format::Beir => {
+                let msg = format!(
+                    "{} is plain JSON lines: read it with any text tool; inspect reads the Parquet formats",
+                    f.name()
+                );
+                return Err(bad_flag("--format", msg).into());
             }
             f => Some(f),
         },
@@ -644,6 +647,7 @@ fn run_config(mut cfg: Config, origin: &str, common: CommonFlags, show_progress:
     if let Some(w) = common.workspace {
         cfg.workspace = Some(w);
     }
+    cfg.exclude_eval.dirs.extend(common.exclude_eval);
     cfg.validate(origin)?;
     if common.dry_run {
         let judge_paid = cfg.judge.as_ref().is_some_and(|j| j.stages.iter().any(|s| s.paid()));

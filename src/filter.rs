@@ -186,7 +186,7 @@ mod tests {
             docs: vec![d("a"), d("b")],
             queries: vec![q("q", "red planet mars")],
             positives: vec![vec![0]],
-            report: Default::default(),
+            ..Default::default()
         };
         let docs = Vectors { dim: 2, data: [unit(&[1.0, 0.0]), unit(&[0.0, 1.0])].concat() };
         let (index, _) =

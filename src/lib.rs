@@ -25,6 +25,7 @@
 pub mod bench;
 pub mod cli;
 pub mod config;
+pub(crate) mod contamination;
 pub(crate) mod embed;
 pub(crate) mod eval;
 pub(crate) mod filter;

@@ -122,6 +122,9 @@ pub struct RuleCounts {
     pub known_positive: u64,
     /// Same text as a positive or as the query (counted per pair).
     pub same_text: u64,
+    /// Documents held out by the contamination guard (`exclude_eval.documents`; counted per pair).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub eval_document: u64,
     /// Rank below `range_min`.
     pub range_min: u64,
     /// Score above `max_score`.
@@ -141,7 +144,8 @@ pub struct RuleCounts {
 
 impl RuleCounts {
     /// The removals of every rule in the order the rules run, named as reports show them (the rule's
-    /// config key; the two checks before the rules by what they remove).
+    /// config key; the checks before the rules by what they remove; `eval document` only when the
+    /// contamination guard held a candidate out).
     /// (The judge's count comes last, and only when the judge passed over a candidate.)
     pub fn removals(&self) -> Vec<(&'static str, u64)> {
         let mut v = vec![
@@ -153,6 +157,9 @@ impl RuleCounts {
             (Outcome::AbsoluteMargin.name(), self.absolute_margin),
             (Outcome::RelativeMargin.name(), self.relative_margin),
         ];
+        if self.eval_document > 0 {
+            v.insert(2, ("eval document", self.eval_document));
+        }
         if self.judged_relevant > 0 {
             v.push((Outcome::JudgedRelevant.name(), self.judged_relevant));
         }
@@ -229,7 +236,9 @@ pub fn mine(
         })
         .collect();
     let max_excluded = excluded.iter().map(HashSet::len).max().unwrap_or(0);
-    let k = (cfg.range_max + max_excluded).min(index.len());
+    // Held-out documents are skipped too: retrieve up to range_max more for them.
+    let held_out = ds.held_out.iter().filter(|h| **h).count().min(cfg.range_max);
+    let k = (cfg.range_max + max_excluded + held_out).min(index.len());
 
     let pb = progress::bar(ds.queries.len() as u64, "mine", "queries", show_progress);
     let chunk = 1024;
@@ -247,12 +256,16 @@ pub fn mine(
                 let ex = &excluded[q];
                 let mut counts = RuleCounts::default();
                 let mut candidates = Vec::with_capacity(cfg.range_max);
-                let (mut hit_positive, mut hit_same_text) = (0, 0);
+                let (mut hit_positive, mut hit_same_text, mut hit_held_out) = (0, 0, 0);
                 for h in &hits[q - start_q] {
                     if candidates.len() == cfg.range_max {
                         break;
                     }
                     let d = h.doc as usize;
+                    if ds.held_out.get(d).copied().unwrap_or(false) {
+                        hit_held_out += 1;
+                        continue;
+                    }
                     if ex.contains(&d) {
                         if ds.positives[q].contains(&d) {
                             hit_positive += 1;
@@ -269,6 +282,7 @@ pub fn mine(
                     .map(|&p| {
                         counts.known_positive += hit_positive;
                         counts.same_text += hit_same_text;
+                        counts.eval_document += hit_held_out;
                         let pos_score = dot(qv, index.vector(p));
                         apply_rules(q, p, pos_score, candidates.clone(), cfg, &mut counts)
                     })
@@ -340,6 +354,7 @@ pub fn mine(
 fn add_counts(a: &mut RuleCounts, b: &RuleCounts) {
     a.known_positive += b.known_positive;
     a.same_text += b.same_text;
+    a.eval_document += b.eval_document;
     a.range_min += b.range_min;
     a.max_score += b.max_score;
     a.min_score += b.min_score;

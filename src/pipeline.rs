@@ -64,6 +64,9 @@ pub enum PipelineError {
     /// The judge.
     #[error(transparent)]
     Judge(#[from] JudgeError),
+    /// The contamination guard.
+    #[error(transparent)]
+    Contamination(#[from] crate::contamination::ContaminationError),
 }
 
 /// True when synthetic generation may supply all queries.
@@ -224,6 +227,7 @@ fn run_inner(cfg: &Config, opts: RunOptions, plan_judge: bool) -> Result<Ran, Pi
     timings.generate += t.elapsed().as_secs_f64();
     let vecs = query_vecs.clone();
     rounds.judge(cfg, &mut ds, &mut embedder, &mut store, &index, &vecs, Some(&mut query_vecs), cands, &mut timings)?;
+    let exclude_eval = exclude_eval(cfg, &mut ds, &query_vecs, &mut embedder, &mut store, show)?;
     let model_checksums = std::mem::take(&mut embedder.checksums);
     drop(embedder);
 
@@ -279,6 +283,7 @@ fn run_inner(cfg: &Config, opts: RunOptions, plan_judge: bool) -> Result<Ran, Pi
         index: index_stats,
         mine: mine_stats,
         judge: judge.is_active().then(|| judge.stats.clone()),
+        exclude_eval,
         scores: Scores::of(&pairs),
         write: write_stats,
         timings,
@@ -303,6 +308,26 @@ fn run_inner(cfg: &Config, opts: RunOptions, plan_judge: bool) -> Result<Ran, Pi
         &serde_json::to_vec_pretty(&manifest).expect("manifest serialises"),
     )?;
     Ok(Ran::Report(Box::new(report)))
+}
+
+/// The contamination guard, when evaluation sets are configured: reads them, embeds their queries
+/// (cached like any text) and removes what matches from `ds`.
+fn exclude_eval(
+    cfg: &Config,
+    ds: &mut Dataset,
+    query_vecs: &Vectors,
+    embedder: &mut Embedder,
+    store: &mut Store,
+    show: bool,
+) -> Result<Option<crate::contamination::ContaminationStats>, PipelineError> {
+    use crate::contamination;
+    if cfg.exclude_eval.dirs.is_empty() {
+        return Ok(None);
+    }
+    let sets = contamination::load(&cfg.exclude_eval, &cfg.input)?;
+    let texts = contamination::query_texts(&sets);
+    let (eval_vecs, _) = embedder.embed_cached(store, &texts, &cfg.embed.query_prefix, "eval queries", show)?;
+    Ok(Some(contamination::apply(ds, query_vecs, &sets, &eval_vecs, &cfg.exclude_eval)))
 }
 
 /// What this run produced from each document and each given query (for the workspace snapshot).

@@ -71,6 +71,8 @@ pub struct Config {
     /// Judges for false negatives (`[judge]`, `[[judge.stages]]`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub judge: Option<judge::JudgeConfig>,
+    /// Evaluation sets kept out of the training data (`[exclude_eval]`, `--exclude-eval DIR`).
+    pub exclude_eval: ExcludeEvalConfig,
     /// What to write and where.
     pub output: OutputConfig,
     /// The folder where every stage keeps what it produced (embedding cache…). Default:
@@ -804,12 +806,23 @@ pub enum Format {
     LabeledList,
     /// FlagEmbedding JSONL {"query", "pos", "neg", "pos_scores", "neg_scores"}.
     FlagJsonl,
+    /// Tevatron JSONL {"query_id", "query", "positive_passages", "negative_passages"}.
+    Tevatron,
+    /// A BEIR folder `beir/` (corpus.jsonl, queries.jsonl with generated queries, qrels/train.tsv).
+    Beir,
 }
 
 impl Format {
     /// Every format, in a stable order.
-    pub const ALL: [Format; 5] =
-        [Format::Triplet, Format::NTuple, Format::LabeledPair, Format::LabeledList, Format::FlagJsonl];
+    pub const ALL: [Format; 7] = [
+        Format::Triplet,
+        Format::NTuple,
+        Format::LabeledPair,
+        Format::LabeledList,
+        Format::FlagJsonl,
+        Format::Tevatron,
+        Format::Beir,
+    ];
 
     /// The name used in config and on the command line.
     pub fn name(self) -> &'static str {
@@ -819,12 +832,37 @@ impl Format {
             Format::LabeledPair => "labeled-pair",
             Format::LabeledList => "labeled-list",
             Format::FlagJsonl => "flag-jsonl",
+            Format::Tevatron => "tevatron",
+            Format::Beir => "beir",
         }
     }
 
     /// Parse a command-line name.
     pub fn parse(s: &str) -> Option<Format> {
         Format::ALL.into_iter().find(|f| f.name() == s)
+    }
+}
+
+/// The contamination guard: evaluation sets (BEIR folders) kept out of the training data.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ExcludeEvalConfig {
+    /// BEIR folders of evaluation sets (`--exclude-eval DIR` adds one). Empty: the guard is off.
+    pub dirs: Vec<PathBuf>,
+    /// The qrels split of the evaluation sets whose queries and documents are kept out.
+    pub split: String,
+    /// Remove a training query whose cosine to an evaluation query is at least this (queries with
+    /// the same normalised text always go).
+    pub max_cosine: f32,
+    /// Also keep the evaluation queries' relevant documents out of positives and negatives.
+    pub documents: bool,
+    /// Removed queries listed in the report.
+    pub examples: usize,
+}
+
+impl Default for ExcludeEvalConfig {
+    fn default() -> Self {
+        Self { dirs: Vec::new(), split: "test".into(), max_cosine: 0.9, documents: true, examples: 10 }
     }
 }
 
@@ -909,6 +947,11 @@ impl Config {
         fix(&mut self.generate.lexical.word_vectors);
         fix(&mut self.generate.llm.few_shot);
         fix(&mut self.generate.llm.prompts_dir);
+        for d in &mut self.exclude_eval.dirs {
+            if d.is_relative() {
+                *d = clean_path(&base.join(&*d));
+            }
+        }
         if let Some(j) = self.judge.as_mut() {
             for st in &mut j.stages {
                 fix(&mut st.dir);

@@ -218,6 +218,22 @@ impl Config {
             check.exists("generate.llm.few_shot", &g.few_shot)?;
             check.exists("generate.llm.prompts_dir", &g.prompts_dir)?;
         }
+        let ex = &self.exclude_eval;
+        for dir in &ex.dirs {
+            for f in ["corpus.jsonl", "queries.jsonl", &format!("qrels/{}.tsv", ex.split)] {
+                if !dir.join(f).is_file() {
+                    let what = format!(
+                        "names {}, which has no {f} (a BEIR folder with split {:?} is expected)",
+                        dir.display(),
+                        ex.split
+                    );
+                    return Err(bad("exclude_eval.dirs", what));
+                }
+            }
+        }
+        if !(ex.max_cosine > 0.0 && ex.max_cosine <= 1.0) {
+            return Err(bad("exclude_eval.max_cosine", format!("is {}: valid is 0 < max_cosine <= 1", ex.max_cosine)));
+        }
         let fl = &self.filter;
         if !(-1.0..=1.0).contains(&fl.fidelity_min)
             || !(-1.0..=1.0).contains(&fl.fidelity_max)

@@ -455,7 +455,7 @@ mod tests {
             docs: vec![d("planets world banana"), d("world")],
             queries: vec![q("red planet")],
             positives: vec![vec![0]],
-            report: Default::default(),
+            ..Default::default()
         };
         let lx = LexicalConfig { word_vectors: Some(p), neighbour_min_similarity: 0.5, ..Default::default() };
         let stop = stopwords(&lx).unwrap();

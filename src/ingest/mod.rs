@@ -151,6 +151,9 @@ pub struct Dataset {
     pub positives: Vec<Vec<usize>>,
     /// What was read, skipped and why.
     pub report: IngestReport,
+    /// `held_out[d]`: document `d` is kept out of positives and negatives (an evaluation set's
+    /// document, see [`crate::contamination`]). Empty: none is.
+    pub held_out: Vec<bool>,
 }
 
 /// Counts of the ingest stage.

@@ -136,6 +136,9 @@ pub struct RunReport {
     /// The judge stage (when a judge or gold answers were used).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub judge: Option<crate::judge::JudgeStats>,
+    /// The contamination guard (`exclude_eval`), when evaluation sets were given.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exclude_eval: Option<crate::contamination::ContaminationStats>,
     /// Score distributions.
     pub scores: Scores,
     /// Files written.
@@ -249,6 +252,9 @@ impl RunReport {
         };
         let _ =
             writeln!(s, "  index    {} over {} documents{}{}", self.index.kind, self.index.documents, recall, graph);
+        if let Some(x) = &self.exclude_eval {
+            s.push_str(&x.summary());
+        }
         let _ = writeln!(
             s,
             "  mine     {} pairs -> {} negatives; {} pairs short of negatives, {} with none",

@@ -16,6 +16,12 @@ pub const VARIANTS: &str = "variants.parquet";
 pub const REVIEW: &str = "review.jsonl";
 /// `flag.jsonl`: the FlagEmbedding format.
 pub const FLAG_JSONL: &str = "flag.jsonl";
+/// `tevatron.jsonl`: the Tevatron training format.
+pub const TEVATRON_JSONL: &str = "tevatron.jsonl";
+/// `beir/`: the queries (given and generated) as a BEIR folder.
+pub const BEIR_DIR: &str = "beir";
+/// The qrels split written into [`BEIR_DIR`].
+pub const BEIR_SPLIT: &str = "train";
 /// The qrels with the judge's relabelled positives (`judge.action = "relabel"`).
 pub const JUDGED_QRELS: &str = "qrels.judged.tsv";
 /// The teacher-score column of triplet and n-tuple files (`output.scores = "judge"`).

@@ -156,6 +156,12 @@ pub fn write_all(
                 let rows = write_flag_jsonl(&dir.join(file), ds, pairs, judged)?;
                 stats.files.push(output_file(dir, file, "flag-jsonl", rows)?);
             }
+            Format::Tevatron => {
+                let file = schema::TEVATRON_JSONL;
+                let rows = write_tevatron(&dir.join(file), ds, pairs, judged)?;
+                stats.files.push(output_file(dir, file, "tevatron", rows)?);
+            }
+            Format::Beir => stats.files.extend(write_beir(dir, ds, judged)?),
             _ => {
                 let file = schema::data_file(format);
                 let prov = schema::provenance_file(format);
@@ -319,7 +325,8 @@ impl Columns {
                 text: StringBuilder::new(),
                 label: Int64Builder::new(),
             },
-            Format::LabeledList | Format::FlagJsonl => Columns::LabeledList {
+            // The JSON formats have their own writers and never get here.
+            Format::LabeledList | Format::FlagJsonl | Format::Tevatron | Format::Beir => Columns::LabeledList {
                 anchor: StringBuilder::new(),
                 texts: ListBuilder::new(StringBuilder::new()),
                 labels: ListBuilder::new(Int64Builder::new()),
@@ -626,6 +633,23 @@ struct FlagLine<'a> {
     neg_ids: Vec<&'a str>,
 }
 
+/// A pair's positives: the mined positive, then the candidates the judge relabelled (their score is
+/// the teacher's, else the deciding judge score: their retriever score is not kept).
+fn positives_of(p: &MinedPair, judged: Option<&JudgeOutput>) -> Vec<(usize, f32)> {
+    let q = p.query;
+    let score = judged.map_or(p.positive_score, |j| j.score(q, p.positive, p.positive_score));
+    let extra: &[usize] = judged.map_or(&[], |j| j.extra_positives(q));
+    let extra_score = |d: usize| {
+        judged.and_then(|j| j.teacher.as_ref().or(Some(&j.judge_scores))?.get(&(q, d)).copied()).unwrap_or(f32::NAN)
+    };
+    std::iter::once((p.positive, score)).chain(extra.iter().map(|&d| (d, extra_score(d)))).collect()
+}
+
+/// A pair's negatives with their written scores.
+fn negatives_of(p: &MinedPair, judged: Option<&JudgeOutput>) -> Vec<(usize, f32)> {
+    p.negatives.iter().map(|n| (n.doc, judged.map_or(n.score, |j| j.score(p.query, n.doc, n.score)))).collect()
+}
+
 fn write_flag_jsonl(
     path: &Path,
     ds: &Dataset,
@@ -635,31 +659,136 @@ fn write_flag_jsonl(
     write_jsonl(
         path,
         pairs.iter().map(|p| {
-            let q = p.query;
-            let score = |d: usize, retriever: f32| judged.map_or(retriever, |j| j.score(q, d, retriever));
-            // Relabelled candidates follow the pair's positive (their retriever score is not kept: the
-            // judge's score stands in).
-            let extra: &[usize] = judged.map_or(&[], |j| j.extra_positives(q));
-            let extra_score = |d: usize| {
-                judged
-                    .and_then(|j| j.teacher.as_ref().or(Some(&j.judge_scores))?.get(&(q, d)).copied())
-                    .unwrap_or(f32::NAN)
-            };
-            let pos: Vec<usize> = std::iter::once(p.positive).chain(extra.iter().copied()).collect();
+            let (pos, neg) = (positives_of(p, judged), negatives_of(p, judged));
+            let text = |v: &[(usize, f32)]| v.iter().map(|&(d, _)| ds.docs[d].text.as_str()).collect();
+            let ids = |v: &[(usize, f32)]| v.iter().map(|&(d, _)| ds.docs[d].id.as_str()).collect();
             FlagLine {
-                query: &ds.queries[q].text,
-                pos: pos.iter().map(|&d| ds.docs[d].text.as_str()).collect(),
-                neg: p.negatives.iter().map(|n| ds.docs[n.doc].text.as_str()).collect(),
-                pos_scores: std::iter::once(score(p.positive, p.positive_score))
-                    .chain(extra.iter().map(|&d| extra_score(d)))
-                    .collect(),
-                neg_scores: p.negatives.iter().map(|n| score(n.doc, n.score)).collect(),
-                query_id: &ds.queries[q].id,
-                pos_ids: pos.iter().map(|&d| ds.docs[d].id.as_str()).collect(),
-                neg_ids: p.negatives.iter().map(|n| ds.docs[n.doc].id.as_str()).collect(),
+                query: &ds.queries[p.query].text,
+                pos: text(&pos),
+                neg: text(&neg),
+                pos_scores: pos.iter().map(|&(_, s)| s).collect(),
+                neg_scores: neg.iter().map(|&(_, s)| s).collect(),
+                query_id: &ds.queries[p.query].id,
+                pos_ids: ids(&pos),
+                neg_ids: ids(&neg),
             }
         }),
     )
+}
+
+#[derive(Serialize)]
+struct TevatronLine<'a> {
+    query_id: &'a str,
+    query: &'a str,
+    positive_passages: Vec<TevatronPassage<'a>>,
+    negative_passages: Vec<TevatronPassage<'a>>,
+}
+
+#[derive(Serialize)]
+struct TevatronPassage<'a> {
+    docid: &'a str,
+    text: &'a str,
+    /// The written score (retriever, or teacher with `output.scores = "judge"`): Tevatron's
+    /// distillation trainer reads it.
+    score: f32,
+}
+
+/// `tevatron.jsonl`: one line per mined pair, in Tevatron's training layout (the `title` key is left
+/// out: titles are part of `text` when `input.include_title` is on).
+fn write_tevatron(
+    path: &Path,
+    ds: &Dataset,
+    pairs: &[MinedPair],
+    judged: Option<&JudgeOutput>,
+) -> Result<usize, WriteError> {
+    let passages = |v: Vec<(usize, f32)>| {
+        v.into_iter()
+            .map(|(d, score)| TevatronPassage { docid: &ds.docs[d].id, text: &ds.docs[d].text, score })
+            .collect()
+    };
+    write_jsonl(
+        path,
+        pairs.iter().map(|p| TevatronLine {
+            query_id: &ds.queries[p.query].id,
+            query: &ds.queries[p.query].text,
+            positive_passages: passages(positives_of(p, judged)),
+            negative_passages: passages(negatives_of(p, judged)),
+        }),
+    )
+}
+
+#[derive(Serialize)]
+struct BeirDoc<'a> {
+    _id: &'a str,
+    title: &'a str,
+    text: &'a str,
+}
+
+#[derive(Serialize)]
+struct BeirQuery<'a> {
+    _id: &'a str,
+    text: &'a str,
+    metadata: BeirQueryMeta<'a>,
+}
+
+#[derive(Serialize)]
+struct BeirQueryMeta<'a> {
+    strategy: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    source_id: Option<&'a str>,
+}
+
+/// `beir/`: every document, every query with positives (given and accepted generated ones, with their
+/// strategy and source in `metadata`; queries the contamination guard removed are left out) and their positives (with the judge's relabelled ones) as a BEIR folder, to
+/// evaluate on the generated queries or hand them to other tools.
+fn write_beir(dir: &Path, ds: &Dataset, judged: Option<&JudgeOutput>) -> Result<Vec<OutputFile>, WriteError> {
+    let beir = dir.join(schema::BEIR_DIR);
+    let qrels_dir = beir.join("qrels");
+    std::fs::create_dir_all(&qrels_dir).map_err(|source| WriteError::Io { path: qrels_dir.clone(), source })?;
+    let docs = write_jsonl(
+        &beir.join("corpus.jsonl"),
+        ds.docs.iter().map(|d| BeirDoc { _id: &d.id, title: "", text: &d.text }),
+    )?;
+    let queries = write_jsonl(
+        &beir.join("queries.jsonl"),
+        ds.queries.iter().zip(&ds.positives).filter(|(_, ps)| !ps.is_empty()).map(|(q, _)| BeirQuery {
+            _id: &q.id,
+            text: &q.text,
+            metadata: BeirQueryMeta {
+                strategy: q.strategy(),
+                source_id: q.origin.as_ref().map(|o| o.source_id.as_str()),
+            },
+        }),
+    )?;
+    let relabelled = judged.map(|j| &j.relabelled);
+    let qrels = format!("qrels/{}.tsv", schema::BEIR_SPLIT);
+    let rows = write_qrels(&beir.join(&qrels), ds, relabelled)?;
+    let file =
+        |name: &str, kind: &str, rows: usize| output_file(dir, &format!("{}/{name}", schema::BEIR_DIR), kind, rows);
+    Ok(vec![
+        file("corpus.jsonl", "beir-corpus", docs)?,
+        file("queries.jsonl", "beir-queries", queries)?,
+        file(&qrels, "beir-qrels", rows)?,
+    ])
+}
+
+/// Write a BEIR qrels file (header, then query-id, corpus-id, 1): every query's positives, plus the
+/// candidates the judge relabelled. Returns the rows written.
+fn write_qrels(
+    path: &Path,
+    ds: &Dataset,
+    relabelled: Option<&std::collections::BTreeMap<usize, Vec<usize>>>,
+) -> Result<usize, WriteError> {
+    let mut text = String::from("query-id\tcorpus-id\tscore\n");
+    let mut rows = 0;
+    for (q, ps) in ds.positives.iter().enumerate() {
+        for &d in ps.iter().chain(relabelled.and_then(|r| r.get(&q)).into_iter().flatten()) {
+            text.push_str(&format!("{}\t{}\t1\n", ds.queries[q].id, ds.docs[d].id));
+            rows += 1;
+        }
+    }
+    write_atomic(path, text.as_bytes())?;
+    Ok(rows)
 }
 
 /// Write `qrels.judged.tsv` (BEIR qrels layout: query-id, corpus-id, score): the positives of every
@@ -670,15 +799,7 @@ pub fn write_judged_qrels(
     relabelled: &std::collections::BTreeMap<usize, Vec<usize>>,
 ) -> Result<OutputFile, WriteError> {
     let file = schema::JUDGED_QRELS;
-    let mut text = String::from("query-id\tcorpus-id\tscore\n");
-    let mut rows = 0;
-    for (q, ps) in ds.positives.iter().enumerate() {
-        for &d in ps.iter().chain(relabelled.get(&q).into_iter().flatten()) {
-            text.push_str(&format!("{}\t{}\t1\n", ds.queries[q].id, ds.docs[d].id));
-            rows += 1;
-        }
-    }
-    write_atomic(&dir.join(file), text.as_bytes())?;
+    let rows = write_qrels(&dir.join(file), ds, Some(relabelled))?;
     output_file(dir, file, "qrels", rows)
 }
 

@@ -12,7 +12,12 @@
   inherit, their own text as anchor and their strategy in `query_strategy`;
 * `datasets.load_dataset("parquet", ...)` loads triplet.parquet with exactly the three string columns
   sentence-transformers' MultipleNegativesRankingLoss takes (anchor, positive, negative);
-* flag.jsonl lines have FlagEmbedding's keys query / pos / neg / pos_scores / neg_scores.
+* flag.jsonl lines have FlagEmbedding's keys query / pos / neg / pos_scores / neg_scores;
+* tevatron.jsonl is loaded as Tevatron does (`datasets.load_dataset("json")` mapped through
+  tevatron's own TrainPreProcessor, with a whitespace tokenizer standing in for transformers') and
+  holds the same pairs as flag.jsonl;
+* beir/ is loaded by beir's GenericDataLoader: the fixture's corpus, every given and accepted
+  generated query with its strategy, and the positives each inherits.
 
 Prints "all checks passed" and exits 0, or prints every problem found and exits 1.
 """
@@ -218,6 +223,83 @@ def check_flag(out, corpus, queries, qrels):
     return len(lines)
 
 
+class WhitespaceTokenizer:
+    """Stands in for a transformers tokenizer in tevatron's preprocessor (only `encode` is called)."""
+
+    def __init__(self):
+        self.vocab = {}
+
+    def encode(self, text, add_special_tokens=False, max_length=None, truncation=False):
+        ids = [self.vocab.setdefault(w, len(self.vocab)) for w in text.split()]
+        return ids[:max_length] if truncation and max_length else ids
+
+    def decode(self, ids):
+        words = {i: w for w, i in self.vocab.items()}
+        return " ".join(words[i] for i in ids)
+
+
+def tevatron_preprocessor():
+    """tevatron's TrainPreProcessor, loaded from its file (the package's __init__ imports transformers)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("tevatron")
+    path = os.path.join(os.path.dirname(spec.origin), "datasets", "preprocessor.py")
+    mod_spec = importlib.util.spec_from_file_location("tevatron_preprocessor", path)
+    mod = importlib.util.module_from_spec(mod_spec)
+    mod_spec.loader.exec_module(mod)
+    return mod.TrainPreProcessor
+
+
+def check_tevatron(out, corpus, queries, qrels):
+    path = os.path.join(out, "tevatron.jsonl")
+    flag = read_jsonl(os.path.join(out, "flag.jsonl"))
+    tok = WhitespaceTokenizer()
+    with tempfile.TemporaryDirectory() as cache:
+        ds = datasets.load_dataset("json", data_files={"train": path}, split="train", cache_dir=cache)
+        check(ds.num_rows == len(flag) > 0, f"tevatron.jsonl has {ds.num_rows} rows, flag.jsonl {len(flag)}")
+        encoded = ds.map(tevatron_preprocessor()(tok, query_max_length=64, text_max_length=100000), remove_columns=ds.column_names)
+    for i, (raw, enc, fl) in enumerate(zip(ds, encoded, flag), 1):
+        where = f"tevatron.jsonl line {i}"
+        qid = raw["query_id"]
+        check(raw["query"] == queries.get(qid) == fl["query"], f"{where}: query is not the text of {qid}")
+        check([p["docid"] for p in raw["positive_passages"]] == fl["pos_ids"], f"{where}: positives differ from flag.jsonl")
+        check([p["docid"] for p in raw["negative_passages"]] == fl["neg_ids"], f"{where}: negatives differ from flag.jsonl")
+        for p in raw["positive_passages"] + raw["negative_passages"]:
+            check(p["text"] == corpus.get(p["docid"]), f"{where}: text of {p['docid']} is not the corpus text")
+            check(isinstance(p["score"], float), f"{where}: score of {p['docid']} is {p['score']!r}")
+        for p in raw["negative_passages"]:
+            check(p["docid"] not in qrels.get(qid, ()), f"{where}: negative {p['docid']} is a known positive of {qid}")
+        check(tok.decode(enc["query"]) == " ".join(raw["query"].split()), f"{where}: tevatron reads another query")
+        check(len(enc["positives"]) == len(raw["positive_passages"]) and len(enc["negatives"]) == len(raw["negative_passages"]),
+              f"{where}: tevatron sees {len(enc['positives'])} positives, {len(enc['negatives'])} negatives")
+        if enc["negatives"]:
+            check(tok.decode(enc["negatives"][0]) == " ".join(raw["negative_passages"][0]["text"].split()), f"{where}: first negative")
+    return ds.num_rows
+
+
+def check_beir(out, corpus, queries, qrels, strategy):
+    from beir.datasets.data_loader import GenericDataLoader
+
+    folder = os.path.join(out, "beir")
+    b_corpus, b_queries, b_qrels = GenericDataLoader(data_folder=folder).load(split="train")
+    texts = {k: (f"{d['title']} {d['text']}" if d.get("title") else d["text"]) for k, d in b_corpus.items()}
+    check(texts == corpus, f"beir corpus: {len(texts)} documents, fixture {len(corpus)}, or other texts")
+    meta = {q["_id"]: q["metadata"] for q in read_jsonl(os.path.join(folder, "queries.jsonl"))}
+    mined = {q for q in strategy if qrels.get(q)}
+    check(set(b_queries) == mined == set(meta), f"beir queries: {len(b_queries)} ({len(meta)} in the file), mined {len(mined)}")
+    given = [q for q, s in strategy.items() if s == "given"]
+    check(given and all(b_queries.get(q) == queries[q] for q in given), "beir: a given query's text differs")
+    for q in given:
+        check(set(b_qrels.get(q, {})) == set(qrels.get(q, ())), f"beir qrels of {q} differ from the fixture's")
+    for q in mined:
+        s = strategy[q]
+        check(meta.get(q, {}).get("strategy") == s, f"beir query {q}: strategy {meta.get(q)} != {s}")
+        src = meta.get(q, {}).get("source_id")
+        if s != "given" and src in qrels:
+            check(set(b_qrels.get(q, {})) == set(qrels[src]), f"beir: variant {q} does not inherit the positives of {src}")
+    return len(b_queries)
+
+
 def check_datasets(out, expected_rows):
     path = os.path.join(out, "triplet.parquet")
     with tempfile.TemporaryDirectory() as cache:
@@ -249,6 +331,8 @@ def main():
     for fmt in ("triplet", "n-tuple", "labeled-pair", "labeled-list"):
         counts[fmt] = check_format(a.out, fmt, a.num_negatives, corpus, queries, qrels, a.relative_margin, strategy)
     counts["flag.jsonl"] = check_flag(a.out, corpus, queries, qrels)
+    counts["tevatron.jsonl"] = check_tevatron(a.out, corpus, queries, qrels)
+    counts["beir queries"] = check_beir(a.out, corpus, queries, qrels, strategy)
     counts["datasets triplet"] = check_datasets(a.out, counts["triplet"])
     print("rows:", json.dumps(counts))
     print(f"pyarrow {pa.__version__}, datasets {datasets.__version__}")
