@@ -8,9 +8,14 @@
 //! removes is counted against that rule. `relative_margin` uses `pos - |pos| * m`, which stays right
 //! when scores are negative. Sampling is `top` or seeded `random` (seeded per pair, so the result does
 //! not depend on the order or number of other queries).
+//!
+//! Candidates come from the dense index, from BM25 ([`crate::index::bm25`]), or from both, fused by
+//! reciprocal rank or interleaving ([`fuse`]); each candidate keeps its rank in every list, and its
+//! score is always the dense model's cosine, so the rules mean the same whatever found it.
 
-use crate::config::{MineConfig, Sampling};
+use crate::config::{Fusion, MineConfig, Retriever, Sampling};
 use crate::hash::ContentHash;
+use crate::index::bm25::{Bm25, Bm25Stats};
 use crate::index::{Index, IndexError};
 use crate::ingest::Dataset;
 use crate::judge::{JudgeError, JudgeStage, Walk};
@@ -43,6 +48,81 @@ pub struct Negative {
     pub score: f32,
     /// Rank among the query's non-positive candidates (0 = most similar).
     pub rank: usize,
+    /// Rank in the dense index's results (0 = top hit), when it found the document.
+    pub dense_rank: Option<u32>,
+    /// Rank in BM25's results (0 = top hit), when it found the document.
+    pub bm25_rank: Option<u32>,
+}
+
+impl Negative {
+    /// `dense`, `bm25` or `dense+bm25`: which retrievers found it.
+    pub fn retrievers(&self) -> &'static str {
+        match (self.dense_rank, self.bm25_rank) {
+            (Some(_), Some(_)) => "dense+bm25",
+            (None, Some(_)) => "bm25",
+            _ => "dense",
+        }
+    }
+}
+
+/// A document found by the retrievers, with its rank in each list.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Found {
+    doc: u32,
+    dense: Option<u32>,
+    bm25: Option<u32>,
+}
+
+/// Merge the dense hits (documents, best first) and BM25's into one candidate order.
+fn fuse(dense: &[u32], lexical: &[u32], cfg: &MineConfig) -> Vec<Found> {
+    let single = |list: &[u32], is_dense: bool| {
+        let rank = |r: usize| Some(r as u32);
+        list.iter()
+            .enumerate()
+            .map(|(r, &doc)| Found { doc, dense: rank(r).filter(|_| is_dense), bm25: rank(r).filter(|_| !is_dense) })
+            .collect()
+    };
+    if lexical.is_empty() {
+        return single(dense, true);
+    }
+    if dense.is_empty() {
+        return single(lexical, false);
+    }
+    let mut found: Vec<Found> = Vec::with_capacity(dense.len() + lexical.len());
+    let mut at: HashMap<u32, usize> = HashMap::with_capacity(dense.len() + lexical.len());
+    for (list, is_dense) in [(dense, true), (lexical, false)] {
+        for (r, &doc) in list.iter().enumerate() {
+            let i = *at.entry(doc).or_insert_with(|| {
+                found.push(Found { doc, dense: None, bm25: None });
+                found.len() - 1
+            });
+            if is_dense {
+                found[i].dense = Some(r as u32);
+            } else {
+                found[i].bm25 = Some(r as u32);
+            }
+        }
+    }
+    let rank_of = |f: &Found, r: Retriever| match r {
+        Retriever::Dense => f.dense,
+        Retriever::Bm25 => f.bm25,
+    };
+    match cfg.fusion {
+        Fusion::Rrf => {
+            let k = cfg.rrf_k as f64;
+            let score =
+                |f: &Found| [f.dense, f.bm25].iter().flatten().map(|&r| 1.0 / (k + r as f64 + 1.0)).sum::<f64>();
+            found.sort_by(|a, b| score(b).total_cmp(&score(a)).then(a.doc.cmp(&b.doc)));
+        }
+        Fusion::Interleave => {
+            // Position 2r (first retriever) or 2r + 1 (second) of each document's best list.
+            let order = |f: &Found| {
+                cfg.retrievers.iter().enumerate().filter_map(|(i, &r)| rank_of(f, r).map(|x| 2 * x as usize + i)).min()
+            };
+            found.sort_by_key(|f| (order(f).unwrap_or(usize::MAX), f.doc));
+        }
+    }
+    found
 }
 
 /// The result for one (query, positive) pair.
@@ -191,6 +271,13 @@ pub struct MineStats {
     pub candidates_above_positive: std::collections::BTreeMap<usize, usize>,
     /// Candidates written to review.jsonl (with `mine.review`).
     pub review_candidates: usize,
+    /// With BM25 among the retrievers: its index and search times.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bm25: Option<Bm25Stats>,
+    /// With several retrievers: chosen negatives by the retrievers that found them (`dense`, `bm25`,
+    /// `dense+bm25`).
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub negatives_by_retriever: std::collections::BTreeMap<String, usize>,
     /// Seconds spent searching and filtering.
     pub seconds: f64,
 }
@@ -207,9 +294,11 @@ pub fn mine(
     index: &Index,
     query_vecs: &Vectors,
     cfg: &MineConfig,
+    mut bm25: Option<&mut Bm25>,
     mut judge: Option<(&mut JudgeStage, &mut Store)>,
     show_progress: bool,
 ) -> Result<(Vec<MinedPair>, MineStats), MineError> {
+    let use_dense = cfg.retrievers.contains(&Retriever::Dense);
     let start = std::time::Instant::now();
     // Documents sharing a normalised text.
     let doc_keys: Vec<ContentHash> =
@@ -248,7 +337,18 @@ pub fn mine(
         let end_q = (start_q + chunk).min(ds.queries.len());
         let mut sub = Vectors { dim: query_vecs.dim, data: Vec::new() };
         sub.data.extend_from_slice(&query_vecs.data[start_q * query_vecs.dim..end_q * query_vecs.dim]);
-        let hits = index.search_batch(&sub, k)?;
+        let dense: Vec<Vec<u32>> = if use_dense {
+            index.search_batch(&sub, k)?.into_iter().map(|hs| hs.into_iter().map(|h| h.doc).collect()).collect()
+        } else {
+            vec![Vec::new(); end_q - start_q]
+        };
+        let lexical: Vec<Vec<u32>> = match bm25.as_deref_mut() {
+            Some(b) => {
+                let texts: Vec<&str> = ds.queries[start_q..end_q].iter().map(|q| q.text.as_str()).collect();
+                b.search_batch(&texts, k).map_err(IndexError::from)?
+            }
+            None => vec![Vec::new(); end_q - start_q],
+        };
         crate::killpoint::hit("mine-search");
         let results: Vec<(Vec<Ruled>, RuleCounts)> = (start_q..end_q)
             .into_par_iter()
@@ -257,11 +357,12 @@ pub fn mine(
                 let mut counts = RuleCounts::default();
                 let mut candidates = Vec::with_capacity(cfg.range_max);
                 let (mut hit_positive, mut hit_same_text, mut hit_held_out) = (0, 0, 0);
-                for h in &hits[q - start_q] {
+                let qv = query_vecs.row(q);
+                for f in fuse(&dense[q - start_q], &lexical[q - start_q], cfg) {
                     if candidates.len() == cfg.range_max {
                         break;
                     }
-                    let d = h.doc as usize;
+                    let d = f.doc as usize;
                     if ds.held_out.get(d).copied().unwrap_or(false) {
                         hit_held_out += 1;
                         continue;
@@ -274,9 +375,14 @@ pub fn mine(
                         }
                         continue;
                     }
-                    candidates.push(Negative { doc: d, score: h.score, rank: candidates.len() });
+                    candidates.push(Negative {
+                        doc: d,
+                        score: dot(qv, index.vector(d)),
+                        rank: candidates.len(),
+                        dense_rank: f.dense,
+                        bm25_rank: f.bm25,
+                    });
                 }
-                let qv = query_vecs.row(q);
                 let out = ds.positives[q]
                     .iter()
                     .map(|&p| {
@@ -347,7 +453,13 @@ pub fn mine(
         if cfg.review {
             stats.review_candidates += p.suspects.len();
         }
+        if cfg.retrievers != [Retriever::Dense] {
+            for n in &p.negatives {
+                *stats.negatives_by_retriever.entry(n.retrievers().to_string()).or_default() += 1;
+            }
+        }
     }
+    stats.bm25 = bm25.map(|b| b.stats.clone());
     Ok((pairs_out, stats))
 }
 
@@ -504,7 +616,11 @@ mod tests {
     use super::*;
 
     fn cands(scores: &[f32]) -> Vec<Negative> {
-        scores.iter().enumerate().map(|(i, &s)| Negative { doc: 100 + i, score: s, rank: i }).collect()
+        scores
+            .iter()
+            .enumerate()
+            .map(|(i, &s)| Negative { doc: 100 + i, score: s, rank: i, dense_rank: Some(i as u32), bm25_rank: None })
+            .collect()
     }
 
     fn cfg() -> MineConfig {

@@ -10,6 +10,7 @@ use crate::filter;
 use crate::generate::llm::{DryRun, LlmGenerator, LlmStageError};
 use crate::generate::{self, Candidate, GenerateError, StrategyCounts};
 use crate::hash::ContentHash;
+use crate::index::bm25::Bm25;
 use crate::index::{Index, IndexError, Persist};
 use crate::ingest::{self, Dataset, IngestError, Query, QueryOrigin};
 use crate::judge::{JudgeError, JudgeStage};
@@ -177,6 +178,20 @@ fn run_inner(cfg: &Config, opts: RunOptions, plan_judge: bool) -> Result<Ran, Pi
         crate::index::release_free_memory();
     }
     let (index, mut index_stats) = Index::build(doc_vecs, &cfg.index, persist, show)?;
+    let mut bm25 = if cfg.mine.retrievers.contains(&crate::config::Retriever::Bm25) {
+        let docs: Vec<(&str, ContentHash)> = ds.docs.iter().map(|d| (d.text.as_str(), d.hash)).collect();
+        let b = Bm25::refresh(&cfg.workspace_dir().join("index").join("bm25"), &docs).map_err(IndexError::from)?;
+        log::info!(
+            "bm25: {} texts ({} added, {} deleted) in {:.2}s",
+            b.stats.documents,
+            b.stats.added,
+            b.stats.deleted,
+            b.stats.build_seconds
+        );
+        Some(b)
+    } else {
+        None
+    };
     timings.index = t.elapsed().as_secs_f64();
     let mut embedder = match kept {
         Some(e) => e,
@@ -236,7 +251,8 @@ fn run_inner(cfg: &Config, opts: RunOptions, plan_judge: bool) -> Result<Ran, Pi
     if plan_judge {
         judge.plan_only();
     }
-    let (pairs, mine_stats) = mine::mine(&ds, &index, &query_vecs, &cfg.mine, Some((&mut judge, &mut store)), show)?;
+    let (pairs, mine_stats) =
+        mine::mine(&ds, &index, &query_vecs, &cfg.mine, bm25.as_mut(), Some((&mut judge, &mut store)), show)?;
     timings.mine = t.elapsed().as_secs_f64();
     crate::killpoint::hit("mine");
     if plan_judge {
@@ -246,15 +262,8 @@ fn run_inner(cfg: &Config, opts: RunOptions, plan_judge: bool) -> Result<Ran, Pi
 
     let t = Instant::now();
     let out = &cfg.output.dir;
-    let mut write_stats = write::write_all(
-        out,
-        &cfg.output.formats,
-        cfg.mine.num_negatives,
-        cfg.output.row_group_size,
-        &ds,
-        &pairs,
-        judged.as_ref(),
-    )?;
+    let mut write_stats =
+        write::write_all(out, &cfg.output.formats, &cfg.mine, cfg.output.row_group_size, &ds, &pairs, judged.as_ref())?;
     if let Some(j) = judged.as_ref().filter(|j| !j.relabelled.is_empty()) {
         write_stats.files.push(write::write_judged_qrels(out, &ds, &j.relabelled)?);
     }

@@ -6,6 +6,8 @@
 //! * [`index`] (`bench index`): HNSW build, search speed against exact search, recall and peak memory
 //!   on clustered synthetic vectors;
 //! * [`lexical`] (`bench lexical`): lexical variants per second per strategy;
+//! * [`bm25`] (`bench bm25`): the BM25 retriever's build, refresh and query rate against exact dense
+//!   search;
 //! * [`llm`] (`bench llm`): the LLM client's overhead against a plain load generator;
 //! * [`refresh`] (`bench refresh`): a refresh after a small corpus change against the full run.
 //!
@@ -17,6 +19,7 @@
 //! The result tables go to stdout (or one JSON object with `--json`, the tables then go to stderr);
 //! progress and notes go to stderr through the logger.
 
+pub mod bm25;
 pub mod embed;
 pub mod index;
 pub mod judge;
@@ -72,6 +75,9 @@ pub enum BenchCommand {
     Index(IndexBenchArgs),
     /// Lexical variants per second, per strategy (`generate.lexical`).
     Lexical(LexicalBenchArgs),
+    /// The BM25 retriever (`mine.retrievers`): index build, refresh and query rate, next to exact
+    /// dense search.
+    Bm25(bm25::Bm25BenchArgs),
     /// A refresh after a small corpus change against the full run before it (embedding and index
     /// stages, LLM requests).
     Refresh(refresh::RefreshBenchArgs),
@@ -236,6 +242,7 @@ pub struct BenchReport {
 pub fn run(args: BenchArgs, show_progress: bool) -> Result<()> {
     let (embed_args, index_args) = match args.which {
         Some(BenchCommand::Lexical(l)) => return run_lexical(&l, args.json),
+        Some(BenchCommand::Bm25(b)) => return bm25::run(&b, args.seed, args.json).map(drop),
         Some(BenchCommand::Judge(j)) => return judge::run(&j, args.json),
         Some(BenchCommand::Refresh(r)) => return refresh::run(&r, args.seed, show_progress, args.json).map(drop),
         Some(BenchCommand::Llm(l)) => {

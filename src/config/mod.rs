@@ -481,6 +481,44 @@ pub struct MineConfig {
     /// How far below the positive's score a candidate still counts as suspicious (0 = only those
     /// scoring above it).
     pub review_margin: f32,
+    /// Where candidates come from: `dense` (the embedding index) and/or `bm25` (a tantivy index kept
+    /// in the workspace). With both, their lists are fused (`fusion`); the rules always use the
+    /// dense model's scores.
+    pub retrievers: Vec<Retriever>,
+    /// How two retrievers' candidate lists are merged.
+    pub fusion: Fusion,
+    /// Reciprocal rank fusion: a candidate scores the sum of 1 / (rrf_k + rank) over the lists.
+    pub rrf_k: u32,
+}
+
+/// A candidate retriever for mining.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Retriever {
+    /// The embedding index (exact or HNSW).
+    Dense,
+    /// BM25 over the corpus text.
+    Bm25,
+}
+
+impl Retriever {
+    /// The name in config, provenance and reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Retriever::Dense => "dense",
+            Retriever::Bm25 => "bm25",
+        }
+    }
+}
+
+/// How candidate lists of several retrievers are merged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Fusion {
+    /// Reciprocal rank fusion (Cormack et al. 2009), ties by document order.
+    Rrf,
+    /// Alternate the lists (first retriever first), skipping documents already taken.
+    Interleave,
 }
 impl Default for MineConfig {
     fn default() -> Self {
@@ -497,6 +535,9 @@ impl Default for MineConfig {
             normalize_text_match: true,
             review: false,
             review_margin: 0.0,
+            retrievers: vec![Retriever::Dense],
+            fusion: Fusion::Rrf,
+            rrf_k: 60,
         }
     }
 }

@@ -7,6 +7,7 @@
 //! with [`dot`], so they do not depend on the index kind, and ties are broken by document number,
 //! so results are deterministic.
 
+pub(crate) mod bm25;
 mod graph;
 mod policy;
 
@@ -24,6 +25,9 @@ use std::sync::Arc;
 /// Errors of the index stage.
 #[derive(Debug, thiserror::Error)]
 pub enum IndexError {
+    /// The BM25 index.
+    #[error(transparent)]
+    Bm25(#[from] bm25::Bm25Error),
     /// Nothing to index.
     #[error("cannot build an index over zero documents")]
     Empty,

@@ -262,6 +262,17 @@ impl RunReport {
         );
         let removed: Vec<String> = m.removed.removals().iter().map(|(rule, n)| format!("{rule} {n}")).collect();
         let _ = writeln!(s, "           removed: {}", removed.join(", "));
+        if !m.negatives_by_retriever.is_empty() {
+            let by: Vec<String> = m.negatives_by_retriever.iter().map(|(r, n)| format!("{r} {n}")).collect();
+            let _ = writeln!(s, "           negatives found by: {}", by.join(", "));
+        }
+        if let Some(b) = &m.bm25 {
+            let _ = writeln!(
+                s,
+                "           bm25 index: {} texts ({} added, {} deleted) in {:.2}s; searched in {:.2}s",
+                b.documents, b.added, b.deleted, b.build_seconds, b.search_seconds
+            );
+        }
         let _ = writeln!(
             s,
             "           {} pairs had candidates scoring above their positive (possible false negatives)",

@@ -57,6 +57,12 @@ pub mod provenance {
     pub const NEGATIVE_JUDGE_SCORES: &str = "negative_judge_scores";
     /// With a judge: the row's positive is a candidate the judge relabelled.
     pub const RELABELLED: &str = "relabelled";
+    /// With BM25 among `mine.retrievers`: `dense`, `bm25` or `dense+bm25` per negative.
+    pub const NEGATIVE_RETRIEVERS: &str = "negative_retrievers";
+    /// With BM25 among `mine.retrievers`: each negative's rank in the dense results (null: not found).
+    pub const NEGATIVE_DENSE_RANKS: &str = "negative_dense_ranks";
+    /// With BM25 among `mine.retrievers`: each negative's rank in BM25's results (null: not found).
+    pub const NEGATIVE_BM25_RANKS: &str = "negative_bm25_ranks";
 }
 
 /// Columns of variants.parquet.

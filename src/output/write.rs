@@ -6,7 +6,7 @@
 //! its own ids. Every file is written to a temporary name in the output folder, synced, and renamed
 //! when complete, so a finished-looking file is never half-written.
 
-use crate::config::Format;
+use crate::config::{Format, MineConfig, Retriever};
 use crate::fsx::AtomicFile;
 use crate::generate::RejectReason;
 use crate::ingest::Dataset;
@@ -141,7 +141,7 @@ impl JudgeOutput {
 pub fn write_all(
     dir: &Path,
     formats: &[Format],
-    num_negatives: usize,
+    mine: &MineConfig,
     row_group_size: usize,
     ds: &Dataset,
     pairs: &[MinedPair],
@@ -165,7 +165,8 @@ pub fn write_all(
             _ => {
                 let file = schema::data_file(format);
                 let prov = schema::provenance_file(format);
-                let target = Target { format, n: num_negatives, row_group_size, judged };
+                let retrievers = mine.retrievers != [Retriever::Dense];
+                let target = Target { format, n: mine.num_negatives, row_group_size, judged, retrievers };
                 let (rows, dropped) = write_parquet_format(&dir.join(&file), &dir.join(&prov), &target, ds, pairs)?;
                 if format == Format::NTuple {
                     stats.ntuple_pairs_dropped = dropped;
@@ -223,10 +224,13 @@ struct Provenance {
     /// With a judge: each negative's deciding judge score (null where no judge scored it), and
     /// whether the row's positive is a relabelled candidate.
     judge: Option<(ListBuilder<Float32Builder>, BooleanBuilder)>,
+    /// With BM25 among the retrievers: which retrievers found each negative, and its rank in each.
+    retrievers: Option<(ListBuilder<StringBuilder>, ListBuilder<UInt32Builder>, ListBuilder<UInt32Builder>)>,
 }
 
 impl Provenance {
-    fn new(judged: bool) -> Self {
+    fn new(judged: bool, retrievers: bool) -> Self {
+        let ranks = || ListBuilder::new(UInt32Builder::new());
         Provenance {
             query_id: StringBuilder::new(),
             query_strategy: StringBuilder::new(),
@@ -236,6 +240,7 @@ impl Provenance {
             negative_scores: ListBuilder::new(Float32Builder::new()),
             negative_ranks: ListBuilder::new(UInt32Builder::new()),
             judge: judged.then(|| (ListBuilder::new(Float32Builder::new()), BooleanBuilder::new())),
+            retrievers: retrievers.then(|| (ListBuilder::new(StringBuilder::new()), ranks(), ranks())),
         }
     }
 
@@ -267,6 +272,16 @@ impl Provenance {
         self.negative_ids.append(true);
         self.negative_scores.append(true);
         self.negative_ranks.append(true);
+        if let Some((found_by, dense, bm25)) = self.retrievers.as_mut() {
+            for n in negs {
+                found_by.values().append_value(n.retrievers());
+                dense.values().append_option(n.dense_rank);
+                bm25.values().append_option(n.bm25_rank);
+            }
+            found_by.append(true);
+            dense.append(true);
+            bm25.append(true);
+        }
         if let (Some((scores, relabel)), Some(j)) = (self.judge.as_mut(), judged) {
             for n in negs {
                 scores.values().append_option(j.judge_scores.get(&(p.query, n.doc)).copied());
@@ -290,6 +305,11 @@ impl Provenance {
             v.push((provenance::NEGATIVE_JUDGE_SCORES, Arc::new(scores.finish())));
             v.push((provenance::RELABELLED, Arc::new(relabelled.finish())));
         }
+        if let Some((found_by, dense, bm25)) = self.retrievers.as_mut() {
+            v.push((provenance::NEGATIVE_RETRIEVERS, Arc::new(found_by.finish())));
+            v.push((provenance::NEGATIVE_DENSE_RANKS, Arc::new(dense.finish())));
+            v.push((provenance::NEGATIVE_BM25_RANKS, Arc::new(bm25.finish())));
+        }
         v
     }
 }
@@ -298,6 +318,8 @@ impl Provenance {
 struct Target<'a> {
     format: Format,
     n: usize,
+    /// Provenance says which retrievers found each negative.
+    retrievers: bool,
     row_group_size: usize,
     judged: Option<&'a JudgeOutput>,
 }
@@ -515,7 +537,7 @@ fn write_parquet_format(
     let mut rows = 0;
     let mut dropped = 0;
     let mut cols = Columns::new(format, t.n, t.judged.is_some_and(|j| j.teacher.is_some()));
-    let mut prov = Provenance::new(t.judged.is_some());
+    let mut prov = Provenance::new(t.judged.is_some(), t.retrievers);
     let mut pending = 0;
     let flush = |cols: &mut Columns, prov: &mut Provenance, data: &mut ParquetSink, ps: &mut ParquetSink| {
         let b = batch(cols.finish(), &[]).map_err(|e| data.err(e))?;

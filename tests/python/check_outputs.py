@@ -88,6 +88,14 @@ PROVENANCE = pa.schema(
 )
 
 
+# With BM25 among mine.retrievers: which retrievers found each negative, and its rank in each.
+RETRIEVERS = [
+    ("negative_retrievers", pa.list_(S)),
+    ("negative_dense_ranks", pa.list_(pa.uint32())),
+    ("negative_bm25_ranks", pa.list_(pa.uint32())),
+]
+
+
 def expected_schema(fmt, n):
     if fmt == "triplet":
         return pa.schema([("anchor", S), ("positive", S), ("negative", S)])
@@ -153,7 +161,10 @@ def check_format(out, fmt, n, corpus, queries, qrels, margin, strategy):
     prov = pq.read_table(prov_path)
     exp = expected_schema(fmt, n)
     check(same_types(data.schema, exp), f"{fmt}.parquet schema is\n{data.schema}\nexpected\n{exp}")
-    check(same_types(prov.schema, PROVENANCE), f"{fmt}.provenance.parquet schema is\n{prov.schema}\nexpected\n{PROVENANCE}")
+    expected = PROVENANCE
+    if "negative_retrievers" in prov.schema.names:  # mine.retrievers with bm25
+        expected = pa.schema([(f.name, f.type) for f in PROVENANCE] + RETRIEVERS)
+    check(same_types(prov.schema, expected), f"{fmt}.provenance.parquet schema is\n{prov.schema}\nexpected\n{expected}")
     if not check(data.num_rows == prov.num_rows, f"{fmt}: {data.num_rows} data rows but {prov.num_rows} provenance rows"):
         return 0
     check(data.num_rows > 0, f"{fmt}: no rows")
