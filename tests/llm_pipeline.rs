@@ -1,5 +1,5 @@
 //! Query generation end to end through a REAL llama.cpp server (SmolLM2-135M): synthetic queries from
-//! documents, paraphrases and backtranslations, answers parsed or rejected with reasons, answers
+//! documents, paraphrases, contextual replacements and backtranslations, answers parsed or rejected with reasons, answers
 //! stored in the workspace, triplets written; a second run sends nothing; a run killed mid-way is
 //! finished by the next one without paying twice.
 //!
@@ -51,7 +51,7 @@ fn generation_end_to_end_then_a_rerun_sends_no_request() {
     let Some(own) = llama::LlamaServer::start() else { return llama::skipped("generation_end_to_end") };
     let server = &own;
     let t = tmpdir();
-    let cfg = config(t.path(), server, "\"synthetic\", \"paraphrase\", \"backtranslation\"", 3);
+    let cfg = config(t.path(), server, "\"synthetic\", \"paraphrase\", \"backtranslation\", \"contextual\"", 3);
     let out = t.path().join("out");
 
     let before = requests_seen(server);
@@ -70,6 +70,13 @@ fn generation_end_to_end_then_a_rerun_sends_no_request() {
     let v = out.join("variants.parquet");
     let strategies = string_column(&v, "strategy");
     assert!(strategies.iter().any(|s| s == "synthetic"), "{strategies:?}");
+    let details = string_column(&v, "detail");
+    let contextual: Vec<&String> =
+        strategies.iter().zip(&details).filter(|(s, _)| *s == "contextual").map(|(_, d)| d).collect();
+    if strategies.iter().any(|s| s == "paraphrase") {
+        assert!(!contextual.is_empty(), "a contextual call per query, like paraphrase: {strategies:?}");
+    }
+    assert!(contextual.iter().all(|d| d.starts_with("marked: ")), "{contextual:?}");
     let models = string_column(&v, "model");
     assert!(models.iter().all(|m| m == llama::MODEL), "{models:?}");
     assert!(string_column(&v, "template_hash").iter().all(|h| h.len() == 16));

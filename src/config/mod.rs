@@ -562,6 +562,9 @@ pub enum LlmStrategy {
     Paraphrase,
     /// Translation to a pivot language and back (two calls).
     Backtranslation,
+    /// Contextual word substitution: content words are marked and the model replaces them in
+    /// context (the LLM form of the masked-language-model "BERT" augmentation).
+    Contextual,
 }
 
 impl LlmStrategy {
@@ -570,6 +573,7 @@ impl LlmStrategy {
         match self {
             LlmStrategy::Synthetic => "synthetic",
             LlmStrategy::Paraphrase => "paraphrase",
+            LlmStrategy::Contextual => "contextual",
             LlmStrategy::Backtranslation => "backtranslation",
         }
     }
@@ -612,13 +616,17 @@ pub struct LlmGenerateConfig {
     pub max_document_chars: usize,
     /// paraphrase: paraphrases asked for per query.
     pub paraphrases_per_query: usize,
+    /// contextual: versions asked for per query.
+    pub contextual_per_query: usize,
+    /// contextual: share of a query's content words marked for in-context replacement (at least one).
+    pub contextual_rate: f32,
     /// backtranslation: pivot languages (two calls each per query).
     pub pivot_languages: Vec<String>,
     /// backtranslation: the language of the queries.
     pub source_language: String,
-    /// Folder with `synthetic.txt`, `paraphrase.txt`, `translate.txt` prompt templates (default: the
-    /// templates of configs/prompts/ built into the binary). The template's hash is part of every
-    /// cache key.
+    /// Folder with `synthetic.txt`, `paraphrase.txt`, `translate.txt` prompt templates, and
+    /// optionally `contextual.txt` (default: the templates of configs/prompts/ built into the
+    /// binary). The template's hash is part of every cache key.
     pub prompts_dir: Option<PathBuf>,
 }
 
@@ -635,6 +643,8 @@ impl Default for LlmGenerateConfig {
             few_shot_count: 3,
             max_document_chars: 2000,
             paraphrases_per_query: 2,
+            contextual_per_query: 2,
+            contextual_rate: 0.3,
             pivot_languages: vec!["French".into()],
             source_language: "English".into(),
             prompts_dir: None,

@@ -205,6 +205,15 @@ impl Config {
                 }
                 Some(l) => l.validate(origin)?,
             }
+            if !(1..=50).contains(&g.contextual_per_query) {
+                return Err(bad("generate.llm.contextual_per_query", "must be between 1 and 50".into()));
+            }
+            if !(g.contextual_rate > 0.0 && g.contextual_rate <= 1.0) {
+                return Err(bad(
+                    "generate.llm.contextual_rate",
+                    format!("is {}: valid is 0 < rate <= 1", g.contextual_rate),
+                ));
+            }
             if !(1..=50).contains(&g.queries_per_document) || !(1..=50).contains(&g.paraphrases_per_query) {
                 return Err(bad(
                     "generate.llm.queries_per_document",
