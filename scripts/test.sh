@@ -54,7 +54,7 @@ CACHE_HOME="${XDG_CACHE_HOME:-$HOME/.cache}"
 VENV="${TRIPLETGEN_TEST_VENV:-$CACHE_HOME/tripletgen/test-venv-py$PYVER-$REQ_HASH}"
 STAMP="$VENV/.tripletgen-requirements-ok"
 
-if [[ -f "$STAMP" && -x "$VENV/bin/python" ]] && "$VENV/bin/python" -c 'import pyarrow, datasets, pytrec_eval, beir.datasets.data_loader' 2>/dev/null; then
+if [[ -f "$STAMP" && -x "$VENV/bin/python" ]] && "$VENV/bin/python" -c 'import pyarrow, datasets, pytrec_eval, beir.datasets.data_loader, onnx' 2>/dev/null; then
     log "reusing Python venv $VENV"
 else
     log "creating Python venv $VENV (pinned pyarrow + datasets + pytrec_eval, beir and tevatron loaders)"

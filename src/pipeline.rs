@@ -470,7 +470,15 @@ fn generate_lexical(
     } else {
         Default::default()
     };
-    let lex = generate::lexical::Lexicon { wordnet: wordnet.as_ref(), stopwords, neighbours };
+    let contextual = match &lx.mlm_dir {
+        Some(dir) if lx.strategies.contains(&LexicalStrategy::Contextual) => {
+            let runtime = models::resolve_runtime(&cfg.model)?;
+            let mut mlm = generate::mlm::MaskedLm::load(dir, &runtime, cfg.embed.threads)?;
+            generate::contextual_table(ds, lx, &stopwords, &mut mlm, show)?
+        }
+        _ => Default::default(),
+    };
+    let lex = generate::lexical::Lexicon { wordnet: wordnet.as_ref(), stopwords, neighbours, contextual };
     let (candidates, counts) = generate::lexical_candidates(ds, lx, &lex);
     log::info!("generated {} lexical candidates", candidates.len());
     Ok(Lexical { candidates, counts })

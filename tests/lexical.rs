@@ -129,3 +129,39 @@ fn impossible_lexical_settings_are_refused_at_load() {
     let cfg = config(t.path(), "\"blah\"", "");
     run_config(&cfg, &[]).assert_code(2).assert_stderr_has(&["blah"]);
 }
+
+#[test]
+fn contextual_replacements_are_the_masked_language_models_best_words() {
+    require_models();
+    let Some(py) = std::env::var_os("TRIPLETGEN_TEST_PYTHON") else {
+        eprintln!("skipped: TRIPLETGEN_TEST_PYTHON is not set (./scripts/test.sh sets it)");
+        return;
+    };
+    let t = tmpdir();
+    let mlm = t.path().join("mlm");
+    let script = repo().join("tests/python/mlm_reference.py");
+    let tokenizer = models_cache().join("all-minilm-l6-v2/tokenizer.json");
+    let o =
+        run(assert_cmd::Command::new(&py).arg(&script).args(["build"]).arg(&mlm).arg("--tokenizer").arg(&tokenizer));
+    assert_eq!(o.code, Some(0), "{}\n{}", o.stdout, o.stderr);
+
+    // A missing model folder is a configuration error that names the LLM alternative.
+    let cfg = config(t.path(), "\"contextual\"", "");
+    run_config(&cfg, &[]).assert_code(2).assert_stderr_has(&["generate.lexical.mlm_dir", "generate.llm.strategies"]);
+
+    let extra = format!("mlm_dir = {}\nreplace_rate = 0.3\n[filter]\nfidelity_min = 0.0\nround_trip_k = 0\n", tp(&mlm));
+    let cfg = config(t.path(), "\"contextual\"", &extra);
+    run_config(&cfg, &[]).assert_ok();
+    let v = t.path().join("out/variants.parquet");
+    let first = std::fs::read(&v).unwrap();
+    let o = run(assert_cmd::Command::new(&py)
+        .arg(&script)
+        .arg("check")
+        .arg(&mlm)
+        .arg("--variants")
+        .arg(&v)
+        .args(["--k", "16", "--min", "50"]));
+    assert_eq!(o.code, Some(0), "{}\n{}", o.stdout, o.stderr);
+    run_config(&cfg, &[]).assert_ok();
+    assert!(std::fs::read(&v).unwrap() == first, "same model, same variants");
+}

@@ -668,17 +668,20 @@ pub enum LexicalStrategy {
     RandomDelete,
     /// Swap random pairs of words (EDA).
     RandomSwap,
+    /// Replace words by what a masked language model predicts in their place (`mlm_dir`).
+    Contextual,
 }
 
 impl LexicalStrategy {
     /// Every strategy, in a stable order.
-    pub const ALL: [LexicalStrategy; 6] = [
+    pub const ALL: [LexicalStrategy; 7] = [
         LexicalStrategy::Synonym,
         LexicalStrategy::Hypernym,
         LexicalStrategy::EmbeddingNeighbour,
         LexicalStrategy::RandomInsert,
         LexicalStrategy::RandomDelete,
         LexicalStrategy::RandomSwap,
+        LexicalStrategy::Contextual,
     ];
 
     /// The name used in config, ids and reports.
@@ -690,6 +693,7 @@ impl LexicalStrategy {
             LexicalStrategy::RandomInsert => "random-insert",
             LexicalStrategy::RandomDelete => "random-delete",
             LexicalStrategy::RandomSwap => "random-swap",
+            LexicalStrategy::Contextual => "contextual",
         }
     }
 
@@ -779,8 +783,13 @@ pub struct LexicalConfig {
     pub vocabulary_size: usize,
     /// Reject replacements that are WordNet antonyms (reason `antonym`), leave comparatives and
     /// superlatives alone, and never generalise a named entity to its class. Needs WordNet for
-    /// embedding-neighbour too.
+    /// embedding-neighbour and contextual too.
     pub meaning_guard: bool,
+    /// contextual: an ONNX masked language model folder (`model.onnx` with a `logits` output,
+    /// `tokenizer.json`), e.g. a BERT, DistilBERT or RoBERTa `*ForMaskedLM` export.
+    pub mlm_dir: Option<PathBuf>,
+    /// contextual: the model's best whole words considered per masked word.
+    pub contextual_k: usize,
 }
 
 impl Default for LexicalConfig {
@@ -801,6 +810,8 @@ impl Default for LexicalConfig {
             word_vectors: None,
             vocabulary_size: 20_000,
             meaning_guard: true,
+            mlm_dir: None,
+            contextual_k: 5,
         }
     }
 }
@@ -996,6 +1007,7 @@ impl Config {
         fix(&mut self.generate.lexical.wordnet_dir);
         fix(&mut self.generate.lexical.stopwords);
         fix(&mut self.generate.lexical.word_vectors);
+        fix(&mut self.generate.lexical.mlm_dir);
         fix(&mut self.generate.llm.few_shot);
         fix(&mut self.generate.llm.prompts_dir);
         for d in &mut self.exclude_eval.dirs {

@@ -193,6 +193,31 @@ impl Config {
         check.exists("generate.lexical.wordnet_dir", &lx.wordnet_dir)?;
         check.exists("generate.lexical.stopwords", &lx.stopwords)?;
         check.exists("generate.lexical.word_vectors", &lx.word_vectors)?;
+        if lx.strategies.contains(&LexicalStrategy::Contextual) {
+            let Some(dir) = &lx.mlm_dir else {
+                return Err(bad(
+                    "generate.lexical.mlm_dir",
+                    "is missing: the contextual strategy needs an ONNX masked language model folder (model.onnx, \
+                     tokenizer.json; e.g. `optimum-cli export onnx --model distilbert-base-uncased --task fill-mask DIR`), \
+                     or use the LLM form: generate.llm.strategies = [\"contextual\"]"
+                        .into(),
+                ));
+            };
+            for f in ["model.onnx", "tokenizer.json"] {
+                if !dir.join(f).is_file() {
+                    return Err(bad("generate.lexical.mlm_dir", format!("is {}, which has no {f}", dir.display())));
+                }
+            }
+            if lx.contextual_k == 0 {
+                return Err(bad("generate.lexical.contextual_k", "must be at least 1".into()));
+            }
+            if self.generate.llm.strategies.contains(&LlmStrategy::Contextual) {
+                return Err(bad(
+                    "generate.lexical.strategies",
+                    "and generate.llm.strategies both name contextual: pick the masked LM or the LLM".into(),
+                ));
+            }
+        }
         let g = &self.generate.llm;
         if !g.strategies.is_empty() {
             check.no_duplicates("generate.llm.strategies", &g.strategies, |s| s.name())?;

@@ -211,6 +211,8 @@ pub struct Lexicon<'a> {
     pub stopwords: HashSet<String>,
     /// For embedding-neighbour: lowercase word -> neighbours (word, cosine), best first.
     pub neighbours: HashMap<String, Vec<(String, f32)>>,
+    /// For contextual: (query text hash, token position) -> the masked LM's replacements.
+    pub contextual: HashMap<(ContentHash, usize), Vec<String>>,
 }
 
 impl Lexicon<'_> {
@@ -295,13 +297,20 @@ pub fn apply(
     let mut changes: Vec<String> = Vec::new();
     let mut rejected = None;
     match strategy {
-        LexicalStrategy::Synonym | LexicalStrategy::Hypernym | LexicalStrategy::EmbeddingNeighbour => {
+        LexicalStrategy::Synonym
+        | LexicalStrategy::Hypernym
+        | LexicalStrategy::EmbeddingNeighbour
+        | LexicalStrategy::Contextual => {
+            let key = (strategy == LexicalStrategy::Contextual).then(|| ContentHash::of(text));
             let mut candidates: Vec<(usize, Vec<String>)> = tokens
                 .iter()
                 .enumerate()
                 .filter(|(_, t)| lex.eligible(&t.word))
                 .filter_map(|(i, t)| {
-                    let c = lex.choices(&t.word, strategy, cfg);
+                    let c = match key {
+                        Some(k) => lex.contextual.get(&(k, i)).cloned().unwrap_or_default(),
+                        None => lex.choices(&t.word, strategy, cfg),
+                    };
                     (!c.is_empty()).then_some((i, c))
                 })
                 .collect();
@@ -391,7 +400,12 @@ mod tests {
     fn lex_with_neighbours() -> Lexicon<'static> {
         let mut neighbours = HashMap::new();
         neighbours.insert("planet".to_string(), vec![("world".to_string(), 0.8)]);
-        Lexicon { wordnet: None, stopwords: STOPWORDS.iter().map(|s| s.to_string()).collect(), neighbours }
+        Lexicon {
+            wordnet: None,
+            stopwords: STOPWORDS.iter().map(|s| s.to_string()).collect(),
+            neighbours,
+            contextual: HashMap::new(),
+        }
     }
 
     #[test]
@@ -452,6 +466,7 @@ mod tests {
             wordnet: Some(&wn),
             stopwords: STOPWORDS.iter().map(|s| s.to_string()).collect(),
             neighbours: HashMap::new(),
+            contextual: HashMap::new(),
         };
         let cfg = LexicalConfig { replace_rate: 1.0, ..LexicalConfig::default() };
         let text = "Cars for the fast planet";

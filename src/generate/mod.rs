@@ -6,9 +6,11 @@
 
 pub mod lexical;
 pub mod llm;
+pub mod mlm;
 pub mod wordnet;
 
 use crate::config::{LexicalConfig, LexicalStrategy, Strategy};
+use crate::hash::ContentHash;
 use crate::index::exact_search;
 use crate::ingest::{Answers, Dataset};
 use crate::vectors::Vectors;
@@ -32,6 +34,14 @@ pub enum GenerateError {
         path: PathBuf,
         /// The I/O error.
         source: std::io::Error,
+    },
+    /// The masked language model of the contextual strategy.
+    #[error("masked language model {dir}: {message}")]
+    MaskedLm {
+        /// Its folder.
+        dir: PathBuf,
+        /// What went wrong.
+        message: String,
     },
     /// A word-vector line does not parse.
     #[error("{path}:{line}: {message}")]
@@ -290,6 +300,58 @@ pub fn neighbours(
         .collect()
 }
 
+/// The contextual strategy's replacements: per (query text, token position), the masked LM's best
+/// whole words for that gap (the word itself, its inflections and stop words left out).
+pub fn contextual_table(
+    ds: &Dataset,
+    lx: &LexicalConfig,
+    stop: &HashSet<String>,
+    mlm: &mut mlm::MaskedLm,
+    show: bool,
+) -> Result<HashMap<(ContentHash, usize), Vec<String>>, GenerateError> {
+    let dir = lx.mlm_dir.clone().unwrap_or_default();
+    let mut table = HashMap::new();
+    let mut done = HashSet::new();
+    let pb = crate::progress::bar(ds.queries.len() as u64, "contextual", "queries", show);
+    for q in &ds.queries {
+        pb.inc(1);
+        let key = ContentHash::of(&q.text);
+        if !done.insert(key) {
+            continue;
+        }
+        let tokens = lexical::tokenize(&q.text);
+        let eligible =
+            |w: &str| w.chars().count() > 1 && w.chars().all(char::is_alphabetic) && !stop.contains(&w.to_lowercase());
+        let positions: Vec<usize> = (0..tokens.len()).filter(|&i| eligible(&tokens[i].word)).collect();
+        let masked: Vec<String> = positions
+            .iter()
+            .map(|&i| {
+                let mut t = tokens.clone();
+                t[i].word = mlm.mask_token().to_string();
+                lexical::detokenize(&t)
+            })
+            .collect();
+        let fills = mlm
+            .fill(&masked, lx.contextual_k + 8)
+            .map_err(|message| GenerateError::MaskedLm { dir: dir.clone(), message })?;
+        for (&i, fill) in positions.iter().zip(fills) {
+            let word = tokens[i].word.to_lowercase();
+            let choices: Vec<String> = fill
+                .into_iter()
+                .map(|(w, _)| w)
+                .filter(|w| *w != word && !stop.contains(w) && !is_inflection(&word, w))
+                .take(lx.contextual_k)
+                .collect();
+            if !choices.is_empty() {
+                table.insert((key, i), choices);
+            }
+        }
+    }
+    pb.finish_and_clear();
+    log::info!("contextual: replacements for {} words of {} queries ({})", table.len(), done.len(), mlm.id);
+    Ok(table)
+}
+
 /// "planet"/"planets", "run"/"running": an inflection is not a useful replacement.
 fn is_inflection(a: &str, b: &str) -> bool {
     let (short, long) = if a.len() <= b.len() { (a, b) } else { (b, a) };
@@ -422,7 +484,11 @@ pub fn lexical_candidates(
 
 /// Load WordNet if any configured strategy needs it.
 pub fn load_wordnet_if_needed(cfg: &LexicalConfig, cache_root: &Path) -> Result<Option<WordNet>, GenerateError> {
-    let guard = cfg.meaning_guard && cfg.strategies.contains(&LexicalStrategy::EmbeddingNeighbour);
+    let guard = cfg.meaning_guard
+        && cfg
+            .strategies
+            .iter()
+            .any(|s| matches!(s, LexicalStrategy::EmbeddingNeighbour | LexicalStrategy::Contextual));
     if !guard && !cfg.strategies.iter().any(|s| s.needs_wordnet()) {
         return Ok(None);
     }
