@@ -1,5 +1,5 @@
 //! The kill sweep: a run on a fixture subset (embedding, LLM synthetic queries and paraphrases through
-//! a fake server, filtering, an HNSW index, mining, five output formats) is killed with SIGKILL at many
+//! a fake server, filtering, an HNSW index and a BM25 index, mining, five output formats) is killed with SIGKILL at many
 //! checkpoints spread over every stage (chosen with a seeded generator from the checkpoints an
 //! uninterrupted run passes, see `src/killpoint.rs`), then rerun. For every kill point:
 //!
@@ -62,8 +62,8 @@ fn run_with(cfg: &Path, env: &[(&str, &Path)]) -> std::process::ExitStatus {
 
 /// Drop what legitimately differs between an uninterrupted run and a resumed one: timings, rates,
 /// cache counters, the change report (the resumed run has a snapshot from no completed run), and how
-/// the HNSW graph came to be (`index.graph`: built, or loaded from the workspace where a persisted
-/// graph exists).
+/// the HNSW graph and the BM25 index came to be (`index.graph`: built, or loaded from the workspace
+/// where a persisted graph exists; `mine.bm25.added`/`deleted`: what the refresh had to do).
 fn normalized(mut v: Value) -> Value {
     const VOLATILE: &[&str] = &[
         "timings",
@@ -80,6 +80,8 @@ fn normalized(mut v: Value) -> Value {
         "completion_tokens",
         "cost",
         "paid_calls",
+        "added",
+        "deleted",
     ];
     fn strip(v: &mut Value) {
         match v {
@@ -147,8 +149,10 @@ static JUDGE_ID: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     format!("{JUDGE_ID_PREFIX}{hash}:chars:4000")
 });
 
-/// The judge section of the sweep's config: the fake server grades every candidate.
-const JUDGE: &str = "[judge]\nwindow = 1\n\n[[judge.stages]]\nkind = \"llm\"\n";
+/// The judge section of the sweep's config (the fake server grades every candidate), and BM25
+/// candidates beside the dense ones (the BM25 index in the workspace is killed mid-refresh too).
+const JUDGE: &str =
+    "[judge]\nwindow = 1\n\n[[judge.stages]]\nkind = \"llm\"\n\n[mine]\nretrievers = [\"dense\", \"bm25\"]\n";
 
 /// Pick `n` (checkpoint, hit) points: one at random in every checkpoint first (every stage gets
 /// killed), the rest at random among all hits.
@@ -203,6 +207,7 @@ fn killed_anywhere_the_rerun_finishes_with_identical_outputs_and_no_repaid_call(
         "filter",
         "index-synced",
         "index-saved",
+        "bm25-commit",
         "index",
         "mine-search",
         "judge-verdict",

@@ -154,6 +154,7 @@ impl Bm25 {
         }
         if added > 0 || !gone.is_empty() {
             writer.commit().map_err(|e| err(&e))?;
+            crate::killpoint::hit("bm25-commit");
             let segments = index.searchable_segment_ids().map_err(|e| err(&e))?;
             // One segment without deletions: the statistics of a fresh build.
             if segments.len() > 1 || !gone.is_empty() {
