@@ -627,6 +627,24 @@ mod tests {
         MineConfig { relative_margin: None, num_negatives: 10, ..MineConfig::default() }
     }
 
+    #[test]
+    fn fusion_orders_by_reciprocal_rank_or_alternates_and_keeps_both_ranks() {
+        let docs = |f: &[Found]| f.iter().map(|x| x.doc).collect::<Vec<_>>();
+        let (dense, bm25) = ([1, 2, 3], [3, 4, 1]);
+        let rrf = fuse(&dense, &bm25, &cfg());
+        // 1: 1/61 + 1/63; 3: 1/63 + 1/61 (tie, by document); 2: 1/62; 4: 1/62 (tie, by document).
+        assert_eq!(docs(&rrf), vec![1, 3, 2, 4]);
+        assert_eq!(rrf[1], Found { doc: 3, dense: Some(2), bm25: Some(0) });
+        assert_eq!(rrf[3], Found { doc: 4, dense: None, bm25: Some(1) });
+        let il =
+            MineConfig { fusion: Fusion::Interleave, retrievers: vec![Retriever::Dense, Retriever::Bm25], ..cfg() };
+        assert_eq!(docs(&fuse(&dense, &bm25, &il)), vec![1, 3, 2, 4], "d1 b3 d2 b4 (d3, b1 already taken)");
+        let il = MineConfig { retrievers: vec![Retriever::Bm25, Retriever::Dense], ..il };
+        assert_eq!(docs(&fuse(&dense, &bm25, &il)), vec![3, 1, 4, 2], "BM25 first");
+        assert_eq!(docs(&fuse(&dense, &[], &cfg())), vec![1, 2, 3], "one list: its order");
+        assert!(fuse(&[], &bm25, &cfg()).iter().all(|f| f.dense.is_none() && f.bm25.is_some()));
+    }
+
     /// A one-query dataset with a positive (doc 0) and candidates 100.. .
     fn ds() -> Dataset {
         let mut ds = Dataset::default();
