@@ -581,6 +581,7 @@ impl<'a> LlmGenerator<'a> {
                     let prov = self.provenance(&self.templates.contextual);
                     let detail = format!("marked: {marked}");
                     let strategy = Strategy::Llm(LlmStrategy::Contextual);
+                    let from = out.len();
                     self.list_candidates(
                         &mut out,
                         &base,
@@ -591,6 +592,10 @@ impl<'a> LlmGenerator<'a> {
                         res,
                         "queries",
                     );
+                    // An answer that kept the markers is the prompt echoed, not a query.
+                    for c in out[from..].iter_mut().filter(|c| c.rejected.is_none() && keeps_brackets(&c.text)) {
+                        c.rejected = Some(RejectReason::PromptEcho);
+                    }
                 }
                 Job::Forward { query, lang } => {
                     let id = format!("{}#backtranslation-{}", ds.queries[*query].id, lang.to_lowercase());
@@ -758,6 +763,11 @@ fn mark_words(text: &str, rate: f32) -> Option<(String, String)> {
     Some((detokenize(&tokens), marked.join(", ")))
 }
 
+/// A contextual answer that still has a `[word]` marker in it.
+fn keeps_brackets(text: &str) -> bool {
+    text.find('[').is_some_and(|open| text[open..].contains(']'))
+}
+
 /// Items that are pieces of the prompt or of JSON rather than queries (small models echo both).
 fn junk_item(text: &str) -> Option<RejectReason> {
     let t = text.trim();
@@ -859,6 +869,9 @@ mod tests {
         let (all, _) = mark_words("Which planet rotates sideways?", 1.0).unwrap();
         assert_eq!(all, "Which [planet] [rotates] [sideways]?");
         assert!(mark_words("what is it?", 1.0).is_none(), "no content word");
+        assert!(
+            keeps_brackets("the south west [wind] blows") && !keeps_brackets("a ] b [ c") && !keeps_brackets("plain")
+        );
     }
 
     #[test]
