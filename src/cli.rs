@@ -499,7 +499,7 @@ fn dispatch(cli: Cli) -> Result<()> {
                 log::info!("first run: fetching the pinned model and ONNX Runtime into {}", root.display());
                 models::fetch(&root, &python)?;
             }
-            if cfg.generate.lexical.strategies.iter().any(|s| s.needs_wordnet())
+            if cfg.generate.lexical.needs_wordnet()
                 && !crate::generate::wordnet_dir(&cfg.generate.lexical, &root).join("index.noun").is_file()
             {
                 models::fetch_wordnet(&root)?;

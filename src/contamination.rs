@@ -73,6 +73,16 @@ pub fn query_texts(sets: &[EvalSet]) -> Vec<&str> {
     sets.iter().flat_map(|s| s.data.queries.iter().map(|q| q.text.as_str())).collect()
 }
 
+/// Why a training query matched an evaluation query (report.json spells it `same-text`, `cosine`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum MatchReason {
+    /// The same normalised text.
+    SameText,
+    /// A cosine of at least `max_cosine`.
+    Cosine,
+}
+
 /// A removed training query and the evaluation query it matched.
 #[derive(Debug, Clone, Serialize)]
 pub struct Example {
@@ -88,8 +98,8 @@ pub struct Example {
     pub eval_query_id: String,
     /// Its text.
     pub eval_query: String,
-    /// `same-text` or `cosine`.
-    pub reason: &'static str,
+    /// Why it matched.
+    pub reason: MatchReason,
     /// Cosine similarity of the two queries.
     pub cosine: f32,
 }
@@ -138,7 +148,7 @@ impl ContaminationStats {
             self.queries_without_positives
         );
         for e in self.examples.iter().take(3) {
-            let why = if e.reason == "same-text" { "same text; " } else { "" };
+            let why = if e.reason == MatchReason::SameText { "same text; " } else { "" };
             s.push_str(&format!(
                 "           {:?} ({}) ~ {:?} ({why}cosine {:.3})\n",
                 e.query, e.strategy, e.eval_query, e.cosine
@@ -175,16 +185,15 @@ pub fn apply(
         }
         let best = hits.first().map(|h| (h.doc as usize, h.score));
         let (row, reason, cosine) = match (by_text.get(&query_key(&ds.queries[q].text)), best) {
-            (Some(&i), _) => (i, "same-text", crate::vectors::dot(query_vecs.row(q), eval_vecs.row(i))),
-            (None, Some((i, score))) if score >= cfg.max_cosine => (i, "cosine", score),
+            (Some(&i), _) => (i, MatchReason::SameText, crate::vectors::dot(query_vecs.row(q), eval_vecs.row(i))),
+            (None, Some((i, score))) if score >= cfg.max_cosine => (i, MatchReason::Cosine, score),
             _ => continue,
         };
         ds.positives[q].clear();
         let query = &ds.queries[q];
-        if reason == "same-text" {
-            stats.queries_same_text += 1;
-        } else {
-            stats.queries_near += 1;
+        match reason {
+            MatchReason::SameText => stats.queries_same_text += 1,
+            MatchReason::Cosine => stats.queries_near += 1,
         }
         *stats.queries_by_strategy.entry(query.strategy().to_string()).or_default() += 1;
         if stats.examples.len() < cfg.examples {
@@ -271,7 +280,7 @@ mod tests {
         assert_eq!(ds.positives[0], Vec::<usize>::new(), "same text after normalisation");
         assert_eq!(ds.positives[1], Vec::<usize>::new(), "cosine 0.999");
         assert_eq!(ds.positives[2], vec![0, 1], "far from every eval query");
-        assert_eq!(st.examples[1].reason, "cosine");
+        assert_eq!((st.examples[0].reason, st.examples[1].reason), (MatchReason::SameText, MatchReason::Cosine));
         assert_eq!(st.examples[0].eval_query_id, "what is alpha");
         assert_eq!(ds.held_out, vec![false, false, true], "gamma doc has an eval positive's text");
         assert_eq!((st.documents_held_out, st.positives_dropped, st.queries_without_positives), (1, 1, 1));

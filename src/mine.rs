@@ -20,8 +20,8 @@ use crate::index::{Index, IndexError};
 use crate::ingest::Dataset;
 use crate::judge::{JudgeError, JudgeStage, Walk};
 use crate::progress;
-use crate::vectors::Vectors;
 use crate::vectors::dot;
+use crate::vectors::{Hit, Vectors};
 use crate::workspace::Store;
 use rand::SeedableRng;
 use rayon::prelude::*;
@@ -73,8 +73,9 @@ struct Found {
     bm25: Option<u32>,
 }
 
-/// Merge the dense hits (documents, best first) and BM25's into one candidate order.
-fn fuse(dense: &[u32], lexical: &[u32], cfg: &MineConfig) -> Vec<Found> {
+/// Merge the dense hits (best first) and BM25's documents (best first) into one candidate order.
+fn fuse(dense: &[Hit], lexical: &[u32], cfg: &MineConfig) -> Vec<Found> {
+    let dense: Vec<u32> = dense.iter().map(|h| h.doc).collect();
     let single = |list: &[u32], is_dense: bool| {
         let rank = |r: usize| Some(r as u32);
         list.iter()
@@ -83,14 +84,14 @@ fn fuse(dense: &[u32], lexical: &[u32], cfg: &MineConfig) -> Vec<Found> {
             .collect()
     };
     if lexical.is_empty() {
-        return single(dense, true);
+        return single(&dense, true);
     }
     if dense.is_empty() {
         return single(lexical, false);
     }
     let mut found: Vec<Found> = Vec::with_capacity(dense.len() + lexical.len());
     let mut at: HashMap<u32, usize> = HashMap::with_capacity(dense.len() + lexical.len());
-    for (list, is_dense) in [(dense, true), (lexical, false)] {
+    for (list, is_dense) in [(dense.as_slice(), true), (lexical, false)] {
         for (r, &doc) in list.iter().enumerate() {
             let i = *at.entry(doc).or_insert_with(|| {
                 found.push(Found { doc, dense: None, bm25: None });
@@ -337,11 +338,8 @@ pub fn mine(
         let end_q = (start_q + chunk).min(ds.queries.len());
         let mut sub = Vectors { dim: query_vecs.dim, data: Vec::new() };
         sub.data.extend_from_slice(&query_vecs.data[start_q * query_vecs.dim..end_q * query_vecs.dim]);
-        let dense: Vec<Vec<u32>> = if use_dense {
-            index.search_batch(&sub, k)?.into_iter().map(|hs| hs.into_iter().map(|h| h.doc).collect()).collect()
-        } else {
-            vec![Vec::new(); end_q - start_q]
-        };
+        let dense: Vec<Vec<Hit>> =
+            if use_dense { index.search_batch(&sub, k)? } else { vec![Vec::new(); end_q - start_q] };
         let lexical: Vec<Vec<u32>> = match bm25.as_deref_mut() {
             Some(b) => {
                 let texts: Vec<&str> = ds.queries[start_q..end_q].iter().map(|q| q.text.as_str()).collect();
@@ -358,7 +356,8 @@ pub fn mine(
                 let mut candidates = Vec::with_capacity(cfg.range_max);
                 let (mut hit_positive, mut hit_same_text, mut hit_held_out) = (0, 0, 0);
                 let qv = query_vecs.row(q);
-                for f in fuse(&dense[q - start_q], &lexical[q - start_q], cfg) {
+                let hits = &dense[q - start_q];
+                for f in fuse(hits, &lexical[q - start_q], cfg) {
                     if candidates.len() == cfg.range_max {
                         break;
                     }
@@ -377,7 +376,8 @@ pub fn mine(
                     }
                     candidates.push(Negative {
                         doc: d,
-                        score: dot(qv, index.vector(d)),
+                        // The dense score where the index found it, else computed the same way.
+                        score: f.dense.map_or_else(|| dot(qv, index.vector(d)), |r| hits[r as usize].score),
                         rank: candidates.len(),
                         dense_rank: f.dense,
                         bm25_rank: f.bm25,
@@ -453,7 +453,7 @@ pub fn mine(
         if cfg.review {
             stats.review_candidates += p.suspects.len();
         }
-        if cfg.retrievers != [Retriever::Dense] {
+        if cfg.uses_bm25() {
             for n in &p.negatives {
                 *stats.negatives_by_retriever.entry(n.retrievers().to_string()).or_default() += 1;
             }
@@ -630,7 +630,8 @@ mod tests {
     #[test]
     fn fusion_orders_by_reciprocal_rank_or_alternates_and_keeps_both_ranks() {
         let docs = |f: &[Found]| f.iter().map(|x| x.doc).collect::<Vec<_>>();
-        let (dense, bm25) = ([1, 2, 3], [3, 4, 1]);
+        let dense: Vec<Hit> = [1, 2, 3].map(|doc| Hit { doc, score: 0.0 }).to_vec();
+        let bm25 = [3, 4, 1];
         let rrf = fuse(&dense, &bm25, &cfg());
         // 1: 1/61 + 1/63; 3: 1/63 + 1/61 (tie, by document); 2: 1/62; 4: 1/62 (tie, by document).
         assert_eq!(docs(&rrf), vec![1, 3, 2, 4]);

@@ -178,7 +178,7 @@ fn run_inner(cfg: &Config, opts: RunOptions, plan_judge: bool) -> Result<Ran, Pi
         crate::index::release_free_memory();
     }
     let (index, mut index_stats) = Index::build(doc_vecs, &cfg.index, persist, show)?;
-    let mut bm25 = if cfg.mine.retrievers.contains(&crate::config::Retriever::Bm25) {
+    let mut bm25 = if cfg.mine.uses_bm25() {
         let docs: Vec<(&str, ContentHash)> = ds.docs.iter().map(|d| (d.text.as_str(), d.hash)).collect();
         let b = Bm25::refresh(&cfg.workspace_dir().join("index").join("bm25"), &docs).map_err(IndexError::from)?;
         log::info!(

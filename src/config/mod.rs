@@ -520,6 +520,14 @@ pub enum Fusion {
     /// Alternate the lists (first retriever first), skipping documents already taken.
     Interleave,
 }
+impl MineConfig {
+    /// BM25 is among the retrievers (it needs its index, and provenance and reports say which
+    /// retriever found each negative).
+    pub fn uses_bm25(&self) -> bool {
+        self.retrievers.contains(&Retriever::Bm25)
+    }
+}
+
 impl Default for MineConfig {
     fn default() -> Self {
         Self {
@@ -697,9 +705,14 @@ impl LexicalStrategy {
         }
     }
 
-    /// True for the strategies that need WordNet.
-    pub fn needs_wordnet(self) -> bool {
-        matches!(self, LexicalStrategy::Synonym | LexicalStrategy::Hypernym | LexicalStrategy::RandomInsert)
+    /// True for the strategies that need WordNet: to draw words from, or, with the meaning guard,
+    /// to check the words another source proposes for antonyms.
+    pub fn needs_wordnet(self, meaning_guard: bool) -> bool {
+        match self {
+            LexicalStrategy::Synonym | LexicalStrategy::Hypernym | LexicalStrategy::RandomInsert => true,
+            LexicalStrategy::EmbeddingNeighbour | LexicalStrategy::Contextual => meaning_guard,
+            LexicalStrategy::RandomDelete | LexicalStrategy::RandomSwap => false,
+        }
     }
 }
 
@@ -790,6 +803,13 @@ pub struct LexicalConfig {
     pub mlm_dir: Option<PathBuf>,
     /// contextual: the model's best whole words considered per masked word.
     pub contextual_k: usize,
+}
+
+impl LexicalConfig {
+    /// True when a configured strategy needs WordNet.
+    pub fn needs_wordnet(&self) -> bool {
+        self.strategies.iter().any(|s| s.needs_wordnet(self.meaning_guard))
+    }
 }
 
 impl Default for LexicalConfig {

@@ -134,13 +134,10 @@ impl Config {
             ));
         }
         check.range("mine.range_max", mn.range_max, 1, 10_000)?;
-        let unique: std::collections::HashSet<_> = mn.retrievers.iter().collect();
-        if mn.retrievers.is_empty() || unique.len() != mn.retrievers.len() {
-            return Err(bad(
-                "mine.retrievers",
-                format!("is {:?}: name \"dense\", \"bm25\" or both, once each", mn.retrievers),
-            ));
+        if mn.retrievers.is_empty() {
+            return Err(bad("mine.retrievers", "is empty: name \"dense\", \"bm25\" or both".into()));
         }
+        check.no_duplicates("mine.retrievers", &mn.retrievers, Retriever::name)?;
         for (key, v) in [
             ("mine.absolute_margin", mn.absolute_margin),
             ("mine.relative_margin", mn.relative_margin),

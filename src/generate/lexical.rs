@@ -172,6 +172,12 @@ pub const STOPWORDS: &[&str] = &[
     "well",
 ];
 
+/// A word that lexical strategies may replace or mark: alphabetic, longer than one letter, and not a
+/// stop word (`is_stop` gets it lowercased).
+pub fn is_content_word(word: &str, is_stop: impl Fn(&str) -> bool) -> bool {
+    word.chars().count() > 1 && word.chars().all(char::is_alphabetic) && !is_stop(&word.to_lowercase())
+}
+
 /// A whitespace token split into punctuation and word.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Token {
@@ -217,9 +223,7 @@ pub struct Lexicon<'a> {
 
 impl Lexicon<'_> {
     fn eligible(&self, word: &str) -> bool {
-        word.chars().count() > 1
-            && word.chars().all(char::is_alphabetic)
-            && !self.stopwords.contains(&word.to_lowercase())
+        is_content_word(word, |w| self.stopwords.contains(w))
     }
 
     /// Replacement choices for `word` under a replacing strategy.

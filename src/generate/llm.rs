@@ -738,16 +738,10 @@ impl<'a> LlmGenerator<'a> {
 /// `None` without a content word. Which words is decided by a hash of the query and the word's
 /// position, so it is the same on every run.
 fn mark_words(text: &str, rate: f32) -> Option<(String, String)> {
-    use super::lexical::{STOPWORDS, detokenize, tokenize};
+    use super::lexical::{STOPWORDS, detokenize, is_content_word, tokenize};
     let mut tokens = tokenize(text);
-    let content: Vec<usize> = (0..tokens.len())
-        .filter(|&i| {
-            let w = &tokens[i].word;
-            w.chars().count() > 1
-                && w.chars().all(char::is_alphabetic)
-                && !STOPWORDS.contains(&w.to_lowercase().as_str())
-        })
-        .collect();
+    let content: Vec<usize> =
+        (0..tokens.len()).filter(|&i| is_content_word(&tokens[i].word, |w| STOPWORDS.contains(&w))).collect();
     if content.is_empty() {
         return None;
     }

@@ -9,7 +9,7 @@
 
 use super::GenerateError;
 use crate::hash::ContentHash;
-use std::collections::HashMap;
+use std::collections::HashSet;
 use std::path::Path;
 
 /// A loaded masked language model.
@@ -114,12 +114,12 @@ impl MaskedLm {
                 .map(|(t, &l)| (l, t))
                 .collect();
             best.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
-            let mut seen: HashMap<&str, ()> = HashMap::new();
+            let mut seen: HashSet<&str> = HashSet::new();
             let top: Vec<(String, f32)> = best
                 .into_iter()
                 .filter_map(|(l, t)| {
                     let w = self.words[t].as_deref()?;
-                    seen.insert(w, ()).is_none().then(|| (w.to_string(), l))
+                    seen.insert(w).then(|| (w.to_string(), l))
                 })
                 .take(k)
                 .collect();

@@ -247,9 +247,8 @@ pub fn query_words(ds: &Dataset, stop: &HashSet<String>) -> Vec<String> {
     let mut set = std::collections::BTreeSet::new();
     for q in &ds.queries {
         for t in lexical::tokenize(&q.text) {
-            let w = t.word.to_lowercase();
-            if w.chars().count() > 1 && w.chars().all(char::is_alphabetic) && !stop.contains(&w) {
-                set.insert(w);
+            if lexical::is_content_word(&t.word, |w| stop.contains(w)) {
+                set.insert(t.word.to_lowercase());
             }
         }
     }
@@ -320,9 +319,8 @@ pub fn contextual_table(
             continue;
         }
         let tokens = lexical::tokenize(&q.text);
-        let eligible =
-            |w: &str| w.chars().count() > 1 && w.chars().all(char::is_alphabetic) && !stop.contains(&w.to_lowercase());
-        let positions: Vec<usize> = (0..tokens.len()).filter(|&i| eligible(&tokens[i].word)).collect();
+        let positions: Vec<usize> =
+            (0..tokens.len()).filter(|&i| lexical::is_content_word(&tokens[i].word, |w| stop.contains(w))).collect();
         let masked: Vec<String> = positions
             .iter()
             .map(|&i| {
@@ -484,12 +482,7 @@ pub fn lexical_candidates(
 
 /// Load WordNet if any configured strategy needs it.
 pub fn load_wordnet_if_needed(cfg: &LexicalConfig, cache_root: &Path) -> Result<Option<WordNet>, GenerateError> {
-    let guard = cfg.meaning_guard
-        && cfg
-            .strategies
-            .iter()
-            .any(|s| matches!(s, LexicalStrategy::EmbeddingNeighbour | LexicalStrategy::Contextual));
-    if !guard && !cfg.strategies.iter().any(|s| s.needs_wordnet()) {
+    if !cfg.needs_wordnet() {
         return Ok(None);
     }
     let dir = wordnet_dir(cfg, cache_root);

@@ -64,6 +64,8 @@ pub struct Bm25 {
     text: Field,
     /// Content-hash prefix -> the first document with that text.
     doc_of: HashMap<u64, u32>,
+    /// Live documents and their tokens, for [`Stats`] (fixed once the refresh is done).
+    totals: (u64, u64),
     /// What opening it did.
     pub stats: Bm25Stats,
 }
@@ -76,15 +78,14 @@ struct Stats<'a> {
     tokens: u64,
 }
 
-impl<'a> Stats<'a> {
-    fn of(searcher: &'a Searcher, text: Field) -> tantivy::Result<Stats<'a>> {
-        let mut tokens = 0u64;
-        for seg in searcher.segment_readers() {
-            let norms = seg.get_fieldnorms_reader(text)?;
-            tokens += seg.doc_ids_alive().map(|d| u64::from(norms.fieldnorm(d))).sum::<u64>();
-        }
-        Ok(Stats { searcher, docs: searcher.num_docs(), tokens })
+/// Live documents and the tokens of their field norms.
+fn totals(searcher: &Searcher, text: Field) -> tantivy::Result<(u64, u64)> {
+    let mut tokens = 0u64;
+    for seg in searcher.segment_readers() {
+        let norms = seg.get_fieldnorms_reader(text)?;
+        tokens += seg.doc_ids_alive().map(|d| u64::from(norms.fieldnorm(d))).sum::<u64>();
     }
+    Ok((searcher.num_docs(), tokens))
 }
 
 impl Bm25StatisticsProvider for Stats<'_> {
@@ -163,14 +164,15 @@ impl Bm25 {
         }
         writer.wait_merging_threads().map_err(|e| err(&e))?;
         reader.reload().map_err(|e| err(&e))?;
+        let totals = totals(&reader.searcher(), text).map_err(|e| err(&e))?;
         let stats = Bm25Stats {
-            documents: reader.searcher().num_docs() as usize,
+            documents: totals.0 as usize,
             added,
             deleted: gone.len(),
             build_seconds: start.elapsed().as_secs_f64(),
             search_seconds: 0.0,
         };
-        Ok(Bm25 { path: dir.to_path_buf(), index, reader, text, doc_of, stats })
+        Ok(Bm25 { path: dir.to_path_buf(), index, reader, text, doc_of, totals, stats })
     }
 
     /// The `k` best documents of every query (document indices, best first; ties by index).
@@ -179,7 +181,7 @@ impl Bm25 {
         let err = |e: &dyn std::fmt::Display| Bm25Error::Tantivy { path: self.path.clone(), message: e.to_string() };
         let analyzer = self.index.tokenizer_for_field(self.text).map_err(|e| err(&e))?;
         let searcher = self.reader.searcher();
-        let stats = Stats::of(&searcher, self.text).map_err(|e| err(&e))?;
+        let stats = Stats { searcher: &searcher, docs: self.totals.0, tokens: self.totals.1 };
         let keys: Vec<tantivy::columnar::Column<u64>> = searcher
             .segment_readers()
             .iter()

@@ -6,7 +6,7 @@
 //! its own ids. Every file is written to a temporary name in the output folder, synced, and renamed
 //! when complete, so a finished-looking file is never half-written.
 
-use crate::config::{Format, MineConfig, Retriever};
+use crate::config::{Format, MineConfig};
 use crate::fsx::AtomicFile;
 use crate::generate::RejectReason;
 use crate::ingest::Dataset;
@@ -165,7 +165,7 @@ pub fn write_all(
             _ => {
                 let file = schema::data_file(format);
                 let prov = schema::provenance_file(format);
-                let retrievers = mine.retrievers != [Retriever::Dense];
+                let retrievers = mine.uses_bm25();
                 let target = Target { format, n: mine.num_negatives, row_group_size, judged, retrievers };
                 let (rows, dropped) = write_parquet_format(&dir.join(&file), &dir.join(&prov), &target, ds, pairs)?;
                 if format == Format::NTuple {
