@@ -238,6 +238,19 @@ fn remote_settings_are_checked_at_load() {
             "[model]\nprovider = \"openai\"\nbase_url = \"http://127.0.0.1:1/v1\"\napi_key_env = \"NO_SUCH_VAR_X\"\n",
             "model.api_key_env",
         ),
+        (
+            "[model]\nprovider = \"openai\"\nbase_url = \"http://127.0.0.1:1/v1\"\n[[model.endpoints]]\nbase_url = \"http://127.0.0.1:2/v1\"\n",
+            "model.endpoints",
+        ),
+        (
+            "[model]\nprovider = \"openai\"\n[[model.endpoints]]\nbase_url = \"ftp://x\"\n",
+            "model.endpoints[0].base_url",
+        ),
+        (
+            "[model]\nprovider = \"openai\"\n[[model.endpoints]]\nbase_url = \"http://127.0.0.1:2/v1\"\nconcurrency = 0\n",
+            "model.endpoints[0].concurrency",
+        ),
+        ("[model]\n[[model.endpoints]]\nbase_url = \"http://127.0.0.1:2/v1\"\n", "model.endpoints"),
     ] {
         let p = d.path().join("c.toml");
         std::fs::write(&p, toml).unwrap();
@@ -250,4 +263,71 @@ fn remote_settings_are_checked_at_load() {
         assert_ne!(o.code, Some(0));
         assert!(o.stderr.contains(key), "{toml}: {}", o.stderr);
     }
+}
+
+/// An OpenAI-shaped embeddings answer for a request (`vec_of` each input).
+fn openai_answer(req: &Request) -> Reply {
+    let data: Vec<Value> =
+        inputs(req, "input").iter().enumerate().map(|(i, t)| json!({"index": i, "embedding": vec_of(t)})).collect();
+    ok(json!({"data": data, "usage": {"prompt_tokens": 3}}).to_string())
+}
+
+#[test]
+fn several_endpoints_share_the_work_and_one_dying_loses_nothing() {
+    let d = tmpdir();
+    let beir = small_quickstart(d.path(), 120);
+    // Reference: one server.
+    let single = FakeLlm::start(|_, r| openai_answer(r));
+    let cfg = remote_toml(d.path(), "openai", &single.base_url(), "m", 4, "");
+    let (out1, ws1) = (d.path().join("out1"), d.path().join("ws1"));
+    mine(&cfg, &out1, &ws1, &beir).assert_ok();
+
+    // Three servers: `a` answers slowly, `b` stops answering (connections refused) after its fifth
+    // request and never comes back, `c` answers at once.
+    let a = FakeLlm::start(|_, r| openai_answer(r).after(Duration::from_millis(30)));
+    let b = FakeLlm::start(|n, r| if n >= 5 { fake_llm::die(Duration::from_secs(600)) } else { openai_answer(r) });
+    let c = FakeLlm::start(|_, r| openai_answer(r));
+    let p = d.path().join("several.toml");
+    std::fs::write(
+        &p,
+        format!(
+            "[model]\nprovider = \"openai\"\nname = \"m\"\nmax_retries = 4\ntimeout_secs = 2\n\n\
+             [[model.endpoints]]\nbase_url = \"{}\"\nconcurrency = 1\n\n\
+             [[model.endpoints]]\nbase_url = \"{}\"\n\n\
+             [[model.endpoints]]\nbase_url = \"{}\"\nconcurrency = 3\n\n[embed]\nbatch_size = 4\n",
+            a.base_url(),
+            b.base_url(),
+            c.base_url()
+        ),
+    )
+    .unwrap();
+    let (out2, ws2) = (d.path().join("out2"), d.path().join("ws2"));
+    let o = mine(&p, &out2, &ws2, &beir);
+    o.assert_ok();
+    // Same vectors, same model id (the URL is not part of it), so the same triplets.
+    assert_eq!(
+        std::fs::read(out1.join("flag.jsonl")).unwrap(),
+        std::fs::read(out2.join("flag.jsonl")).unwrap(),
+        "several endpoints changed the output"
+    );
+    let r = read_json(&out2.join("report.json"));
+    let servers = r["embed_documents"]["servers"].as_array().expect("per-server counts").clone();
+    assert_eq!(servers.len(), 3);
+    let n = |s: &Value, k: &str| s[k].as_u64().unwrap();
+    let vectors: u64 = servers.iter().map(|s| n(s, "vectors")).sum();
+    assert_eq!(vectors, num_at(&r, "/embed_documents/embedded") as u64);
+    for (s, server) in servers.iter().zip([&a, &b, &c]) {
+        assert_eq!(s["base_url"], json!(server.base_url()));
+        assert!(n(s, "vectors") > 0, "{s}");
+    }
+    // Requests to the live servers are counted as they saw them (the probe and the queries' calls are
+    // extra); `b` refused connections, which it never saw.
+    for (s, server) in [(&servers[0], &a), (&servers[2], &c)] {
+        assert!(n(s, "requests") as usize <= server.count(), "{s}");
+    }
+    // `b` failed, was taken out, and its batches were done by the others.
+    assert!(n(&servers[1], "errors") >= 1 && n(&servers[1], "taken_out") >= 1, "{}", servers[1]);
+    assert_eq!(n(&servers[0], "errors") + n(&servers[2], "errors"), 0);
+    assert!(n(&servers[2], "vectors") > n(&servers[0], "vectors"), "the fast server did more: {servers:?}");
+    assert!(o.stderr.contains(&format!("{}: ", c.base_url())), "no per-server line in the summary: {}", o.stderr);
 }

@@ -59,6 +59,28 @@ pub struct LlmConfig {
     pub price_per_million_input: Option<f64>,
     /// Price per million completion tokens, for estimates and usage reports.
     pub price_per_million_output: Option<f64>,
+    /// Several servers (replicas or providers) instead of `base_url`: requests are spread over them
+    /// by free slots, a failing one is taken out for a while and its work retried on the others.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub endpoints: Vec<EndpointConfig>,
+}
+
+/// One server of `endpoints`; unset limits are the section's (`concurrency`, `requests_per_minute`,
+/// `tokens_per_minute`), applied to this server alone.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EndpointConfig {
+    /// Base URL of this server.
+    pub base_url: String,
+    /// Requests in flight at once on this server.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub concurrency: Option<usize>,
+    /// Client-side requests per minute for this server.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requests_per_minute: Option<u32>,
+    /// Client-side tokens per minute for this server.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tokens_per_minute: Option<u32>,
 }
 
 impl Default for LlmConfig {
@@ -82,6 +104,7 @@ impl Default for LlmConfig {
             seed: None,
             price_per_million_input: None,
             price_per_million_output: None,
+            endpoints: Vec::new(),
         }
     }
 }
@@ -102,29 +125,21 @@ impl LlmConfig {
             key: format!("{section}.{key}"),
             message,
         };
-        match reqwest::Url::parse(&self.base_url) {
-            // Credentials in the URL would be written to manifest.json and shown in errors.
-            Ok(u) if !u.username().is_empty() || u.password().is_some() => {
-                return Err(bad(
-                    "base_url",
-                    format!(
-                        "contains a user name or password: the config is written to manifest.json, so secrets \
-                         go in the variable {section}.api_key_env names"
-                    ),
-                ));
+        if self.endpoints.is_empty() {
+            check_base_url(&self.base_url, origin, section, "base_url")?;
+        } else if self.base_url != LlmConfig::default().base_url {
+            return Err(bad(
+                "endpoints",
+                format!("and {section}.base_url are both set: list every server in endpoints"),
+            ));
+        }
+        for (i, e) in self.endpoints.iter().enumerate() {
+            check_base_url(&e.base_url, origin, section, &format!("endpoints[{i}].base_url"))?;
+            if e.concurrency.is_some_and(|c| c == 0 || c > 1024) {
+                return Err(bad(&format!("endpoints[{i}].concurrency"), "is out of range; use 1 to 1024".into()));
             }
-            Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {}
-            Ok(u) => {
-                return Err(bad(
-                    "base_url",
-                    format!("is {:?}: the scheme {:?} is not http or https", self.base_url, u.scheme()),
-                ));
-            }
-            Err(e) => {
-                return Err(bad(
-                    "base_url",
-                    format!("is {:?}, which is not a URL ({e}); e.g. http://127.0.0.1:8080/v1", self.base_url),
-                ));
+            if e.requests_per_minute == Some(0) || e.tokens_per_minute == Some(0) {
+                return Err(bad(&format!("endpoints[{i}]"), "has a limit of 0 per minute; use at least 1".into()));
             }
         }
         if self.model.trim().is_empty() {
@@ -239,6 +254,64 @@ impl LlmConfig {
             prompt_tokens as f64 * self.price_per_million_input.unwrap_or(0.0) / 1e6
                 + completion_tokens as f64 * self.price_per_million_output.unwrap_or(0.0) / 1e6,
         )
+    }
+}
+
+/// Refuse a base URL that is not http(s) with a host, or that carries credentials.
+fn check_base_url(url: &str, origin: &str, section: &str, key: &str) -> Result<(), ConfigError> {
+    let bad =
+        |message: String| ConfigError::Invalid { origin: origin.to_string(), key: format!("{section}.{key}"), message };
+    match reqwest::Url::parse(url) {
+        // Credentials in the URL would be written to manifest.json and shown in errors.
+        Ok(u) if !u.username().is_empty() || u.password().is_some() => {
+            return Err(bad(format!(
+                "contains a user name or password: the config is written to manifest.json, so secrets \
+                         go in the variable {section}.api_key_env names"
+            )));
+        }
+        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {}
+        Ok(u) => {
+            return Err(bad(format!("is {:?}: the scheme {:?} is not http or https", url, u.scheme())));
+        }
+        Err(e) => {
+            return Err(bad(format!("is {:?}, which is not a URL ({e}); e.g. http://127.0.0.1:8080/v1", url)));
+        }
+    }
+    Ok(())
+}
+
+/// One server as the client uses it: `endpoints[i]` with the section's defaults filled in.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Endpoint {
+    /// Base URL (no trailing `/`).
+    pub base_url: String,
+    /// Requests in flight at once.
+    pub concurrency: usize,
+    /// Requests per minute.
+    pub requests_per_minute: Option<u32>,
+    /// Tokens per minute.
+    pub tokens_per_minute: Option<u32>,
+}
+
+impl LlmConfig {
+    /// The servers to call: `endpoints`, or `base_url` alone.
+    pub fn servers(&self) -> Vec<Endpoint> {
+        let one = |e: &EndpointConfig| Endpoint {
+            base_url: e.base_url.trim_end_matches('/').to_string(),
+            concurrency: e.concurrency.unwrap_or(self.concurrency),
+            requests_per_minute: e.requests_per_minute.or(self.requests_per_minute),
+            tokens_per_minute: e.tokens_per_minute.or(self.tokens_per_minute),
+        };
+        if self.endpoints.is_empty() {
+            vec![one(&EndpointConfig {
+                base_url: self.base_url.clone(),
+                concurrency: None,
+                requests_per_minute: None,
+                tokens_per_minute: None,
+            })]
+        } else {
+            self.endpoints.iter().map(one).collect()
+        }
     }
 }
 

@@ -245,6 +245,10 @@ pub struct ModelConfig {
     /// Remote: the server's base URL, e.g. `https://api.openai.com/v1` or `http://127.0.0.1:8080`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub base_url: Option<String>,
+    /// Remote: several servers instead of `base_url` (`[[model.endpoints]]` with `base_url` and
+    /// optional `concurrency`, `requests_per_minute`, `tokens_per_minute`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub endpoints: Vec<llm::EndpointConfig>,
     /// Remote (`openai`): output dimensions, for models that can shorten their vectors
     /// (text-embedding-3-*). Part of the cache key.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -282,6 +286,7 @@ impl Default for ModelConfig {
             max_length: 256,
             provider: Provider::Local,
             base_url: None,
+            endpoints: Vec::new(),
             dimensions: None,
             api_key_env: None,
             concurrency: None,
@@ -302,7 +307,8 @@ impl ModelConfig {
         }
         let d = llm::LlmConfig::default();
         Some(llm::LlmConfig {
-            base_url: self.base_url.clone().unwrap_or_default(),
+            base_url: self.base_url.clone().unwrap_or(d.base_url.clone()),
+            endpoints: self.endpoints.clone(),
             model: self.name.clone(),
             api_key_env: self.api_key_env.clone(),
             concurrency: self.concurrency.unwrap_or(d.concurrency),

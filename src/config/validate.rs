@@ -73,13 +73,23 @@ impl Config {
         check.file("model.onnxruntime", &self.model.onnxruntime, " (run `tripletgen fetch-models`)")?;
         if let Some(http) = self.model.http() {
             let provider = self.model.provider.name();
-            if self.model.base_url.is_none() {
-                return Err(bad(
-                    "model.base_url",
-                    format!(
-                        "is not set: provider \"{provider}\" needs the server's URL, e.g. http://127.0.0.1:8080/v1"
-                    ),
-                ));
+            match (&self.model.base_url, self.model.endpoints.is_empty()) {
+                (None, true) => {
+                    return Err(bad(
+                        "model.base_url",
+                        format!(
+                            "is not set: provider \"{provider}\" needs the server's URL, e.g. http://127.0.0.1:8080/v1 \
+                             (or several in [[model.endpoints]])"
+                        ),
+                    ));
+                }
+                (Some(_), false) => {
+                    return Err(bad(
+                        "model.endpoints",
+                        "and model.base_url are both set: list every server in model.endpoints".into(),
+                    ));
+                }
+                _ => {}
             }
             if self.model.dir.is_some() {
                 return Err(bad(
@@ -93,6 +103,7 @@ impl Config {
             http.validate_as(origin, "model")?;
         } else if let Some(key) = [
             ("base_url", self.model.base_url.is_some()),
+            ("endpoints", !self.model.endpoints.is_empty()),
             ("dimensions", self.model.dimensions.is_some()),
             ("api_key_env", self.model.api_key_env.is_some()),
         ]

@@ -137,6 +137,24 @@ pub struct EmbedStats {
     /// Remote: the price of `tokens` (`model.price_per_million_tokens`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cost: Option<f64>,
+    /// Remote with several servers (`model.endpoints`): what each one did, in the config's order.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub servers: Vec<ServerUse>,
+}
+
+/// What one embedding server did in a call (or, added up, in a run).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ServerUse {
+    /// The server's base URL.
+    pub base_url: String,
+    /// HTTP requests sent to it (retries included).
+    pub requests: u64,
+    /// Vectors it returned.
+    pub vectors: u64,
+    /// Requests that failed (and were retried, there or elsewhere).
+    pub errors: u64,
+    /// Times it was taken out after a failure.
+    pub taken_out: u64,
 }
 
 impl EmbedStats {
@@ -153,6 +171,16 @@ impl EmbedStats {
             (None, None) => None,
             (a, b) => Some(a.unwrap_or(0.0) + b.unwrap_or(0.0)),
         };
+        if self.servers.is_empty() {
+            self.servers = o.servers.clone();
+        } else {
+            for (a, b) in self.servers.iter_mut().zip(&o.servers) {
+                a.requests += b.requests;
+                a.vectors += b.vectors;
+                a.errors += b.errors;
+                a.taken_out += b.taken_out;
+            }
+        }
     }
 }
 
@@ -354,14 +382,39 @@ impl Embedder {
             let texts: Vec<Vec<&str>> = batches.iter().map(|b| b.iter().map(|(_, t)| t.as_str()).collect()).collect();
             let model_id = &self.model_id;
             let mut tokens = 0u64;
-            r.embed_batches(&texts, |i, out| {
+            let before = r.server_stats();
+            let mut vectors = vec![0u64; before.len()];
+            let res = r.embed_batches(&texts, |i, out| {
                 tokens += out.tokens.unwrap_or(0);
+                vectors[out.server] += out.vectors.len() as u64;
                 let mut vecs = out.vectors;
                 vecs.iter_mut().for_each(|v| normalize(v));
                 commit(store, model_id, batches[i], vecs, &mut found)?;
                 pb.inc(batches[i].len() as u64);
                 Ok(())
-            })?;
+            });
+            if before.len() > 1 {
+                stats.servers = (r.server_stats().into_iter().zip(before).zip(vectors))
+                    .map(|((now, was), vectors)| ServerUse {
+                        requests: now.requests - was.requests,
+                        vectors,
+                        errors: now.errors - was.errors,
+                        taken_out: now.taken_out - was.taken_out,
+                        base_url: now.base_url,
+                    })
+                    .collect();
+                for u in &stats.servers {
+                    log::info!(
+                        "embed: {}: {} requests, {} vectors, {} errors, taken out {}x",
+                        u.base_url,
+                        u.requests,
+                        u.vectors,
+                        u.errors,
+                        u.taken_out
+                    );
+                }
+            }
+            res?;
             stats.tokens = tokens as usize;
             stats.cost = r.cost(tokens);
         } else {

@@ -17,7 +17,9 @@ pub(crate) struct RemoteEmbedder {
     client: Client,
     http: LlmConfig,
     dimensions: Option<usize>,
-    url: reqwest::Url,
+    path: &'static str,
+    /// Every server's URL, for messages.
+    endpoint: String,
 }
 
 /// What one batch returned.
@@ -26,6 +28,8 @@ pub(crate) struct BatchOut {
     pub vectors: Vec<Vec<f32>>,
     /// Input tokens, when the server reports them.
     pub tokens: Option<u64>,
+    /// Which server answered (index in `model.endpoints`; 0 with one `base_url`).
+    pub server: usize,
 }
 
 impl RemoteEmbedder {
@@ -38,8 +42,13 @@ impl RemoteEmbedder {
         };
         let fail = |source| EmbedError::Remote { endpoint: format!("{}/{path}", http.base_url), source };
         let client = Client::new(&http).map_err(fail)?;
-        let url = client.endpoint(path).map_err(fail)?;
-        Ok(RemoteEmbedder { provider: cfg.provider, client, dimensions: cfg.dimensions, url, http })
+        let endpoint = client.endpoint(path).map_err(fail)?;
+        Ok(RemoteEmbedder { provider: cfg.provider, client, dimensions: cfg.dimensions, path, endpoint, http })
+    }
+
+    /// What each server did so far.
+    pub(crate) fn server_stats(&self) -> Vec<crate::llm::ServerStats> {
+        self.client.server_stats()
     }
 
     /// The cache id: provider, served model and dimensions (never the URL, so replicas share vectors).
@@ -48,9 +57,9 @@ impl RemoteEmbedder {
         format!("{}:{}:dim:{dims}", self.provider.name(), self.http.model)
     }
 
-    /// The endpoint requests go to.
+    /// The endpoint(s) requests go to.
     pub(crate) fn endpoint(&self) -> &str {
-        self.url.as_str()
+        &self.endpoint
     }
 
     /// Price of `tokens`, when `model.price_per_million_tokens` is set.
@@ -83,18 +92,17 @@ impl RemoteEmbedder {
             .enable_all()
             .build()
             .map_err(|e| EmbedError::Inference(format!("cannot start the async runtime: {e}")))?;
-        let url = &self.url;
         rt.block_on(async {
             let mut results = futures_util::stream::iter(batches.iter().enumerate().map(|(i, texts)| async move {
                 let body = serde_json::to_vec(&self.body(texts)).expect("a JSON value serialises");
                 let charge: u64 = texts.iter().map(|t| t.len() as u64).sum::<u64>().div_ceil(4);
                 let n = texts.len();
-                let res = self.client.post_json(url, body, charge, |b| parse(self.provider, b, n)).await;
-                (i, res.map(|(out, _)| out))
+                let res = self.client.post_json(self.path, body, charge, |b| parse(self.provider, b, n)).await;
+                (i, res.map(|p| BatchOut { server: p.server, ..p.value }))
             }))
-            .buffer_unordered(self.http.concurrency.max(1));
+            .buffer_unordered(self.client.concurrency());
             while let Some((i, res)) = results.next().await {
-                let out = res.map_err(|e| EmbedError::Remote { endpoint: url.to_string(), source: e })?;
+                let out = res.map_err(|e| EmbedError::Remote { endpoint: self.endpoint.clone(), source: e })?;
                 sink(i, out)?;
             }
             Ok(())
@@ -149,7 +157,7 @@ pub(crate) fn parse(provider: Provider, bytes: &[u8], n: usize) -> Result<BatchO
         }
         vectors.push(x);
     }
-    Ok(BatchOut { vectors, tokens })
+    Ok(BatchOut { vectors, tokens, server: 0 })
 }
 
 #[cfg(test)]

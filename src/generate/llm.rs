@@ -149,6 +149,9 @@ pub struct LlmStats {
     pub answers_given: usize,
     /// Of those, the spans found in their document (used as gold answers by the judge).
     pub answers_in_document: usize,
+    /// Per server, when `llm.endpoints` lists several.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub servers: Vec<crate::llm::ServerStats>,
 }
 
 /// A dry run's plan.
@@ -458,7 +461,7 @@ impl<'a> LlmGenerator<'a> {
             let model = self.llm.model.clone();
             let stats = &mut self.stats;
             // Calls failing in a row, after their retries: past this, the server is down or refusing.
-            let give_up_after = (2 * self.llm.concurrency).max(4);
+            let give_up_after = (2 * self.client.concurrency()).max(4);
             let (mut failing, mut stored, mut gave_up) = (0usize, 0usize, None);
             let summary = self.client.run_blocking(to_send, |i, res| {
                 pb.inc(1);
@@ -507,6 +510,7 @@ impl<'a> LlmGenerator<'a> {
             }
         }
         self.stats.cost = self.llm.cost(self.stats.prompt_tokens, self.stats.completion_tokens);
+        self.stats.servers = self.client.usage().servers;
         Ok(calls
             .into_iter()
             .zip(results)

@@ -34,6 +34,7 @@ impl LlmJudge {
         }
         if let Some(u) = &st.base_url {
             llm.base_url = u.clone();
+            llm.endpoints.clear();
         }
         // A verdict is one token; a few more let a chatty model say "Grade: 3".
         llm.max_tokens = 8;

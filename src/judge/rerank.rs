@@ -173,6 +173,8 @@ impl HttpReranker {
             headers: Default::default(),
             price_per_million_input: None,
             price_per_million_output: None,
+            // The stage's `url` is its one server, whatever `[llm]` lists.
+            endpoints: Vec::new(),
             ..base
         };
         let client = Client::new(&llm).map_err(|e| setup(e.to_string()))?;
@@ -190,11 +192,11 @@ impl HttpReranker {
         Ok(HttpReranker {
             id,
             api,
+            concurrency: client.concurrency(),
             client,
             model: st.model.clone(),
             batch_size: st.batch_size(),
             max_chars: st.max_passage_chars(),
-            concurrency: llm.concurrency,
         })
     }
 
@@ -287,18 +289,11 @@ impl Judge for HttpReranker {
             let mut results = futures_util::stream::iter(batches.into_iter().map(|(q, idx)| async move {
                 let passages: Vec<&str> = idx.iter().map(|&i| cut(items[i].passage, this.max_chars)).collect();
                 let (path, body) = this.request(q, &passages);
-                let res = match this.client.endpoint(path) {
-                    Ok(url) => {
-                        let body = serde_json::to_vec(&body).expect("a JSON value serialises");
-                        let charge = (body.len() as u64).div_ceil(4);
-                        let n = passages.len();
-                        this.client
-                            .post_json(&url, body, charge, |b| parse_scores(this.api, b, n))
-                            .await
-                            .map(|(s, _)| s)
-                    }
-                    Err(e) => Err(e),
-                };
+                let body = serde_json::to_vec(&body).expect("a JSON value serialises");
+                let charge = (body.len() as u64).div_ceil(4);
+                let n = passages.len();
+                let res =
+                    this.client.post_json(path, body, charge, |b| parse_scores(this.api, b, n)).await.map(|p| p.value);
                 (idx, res)
             }))
             .buffer_unordered(this.concurrency.max(1));

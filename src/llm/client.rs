@@ -19,7 +19,9 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::ops::ControlFlow;
 use std::sync::Mutex;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime};
+use tokio::sync::{Notify, Semaphore};
 
 /// Longest wait a server's `Retry-After` can impose on one retry.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(900);
@@ -176,6 +178,9 @@ pub struct UsageStats {
     pub failures_by_kind: BTreeMap<String, u64>,
     /// Retried attempts by [`LlmError::kind`] of the failure that caused them.
     pub retries_by_cause: BTreeMap<String, u64>,
+    /// Per server, when there are several (`endpoints`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub servers: Vec<ServerStats>,
 }
 
 impl UsageStats {
@@ -183,6 +188,18 @@ impl UsageStats {
     pub fn cost(&self, cfg: &LlmConfig) -> Option<f64> {
         cfg.cost(self.prompt_tokens, self.completion_tokens)
     }
+}
+
+/// What [`Client::post_json`] got: the parsed answer, the attempts it took and the server (index in
+/// the config's order) that gave it.
+#[derive(Debug)]
+pub struct Posted<T> {
+    /// The parsed answer.
+    pub value: T,
+    /// HTTP attempts (1 = no retry).
+    pub attempts: u32,
+    /// Which server answered.
+    pub server: usize,
 }
 
 /// How a [`Client::run_all`] ended.
@@ -208,17 +225,84 @@ impl fmt::Debug for Secret {
 /// An OpenAI-compatible chat client. Cheap to share by reference across tasks.
 pub struct Client {
     http: reqwest::Client,
-    url: reqwest::Url,
     cfg: LlmConfig,
     secret: Option<Secret>,
-    limiter: Limiter,
+    servers: Vec<Server>,
+    /// Signalled whenever a request slot is given back, so a waiting request can pick a server.
+    freed: Notify,
     stats: Mutex<UsageStats>,
+}
+
+/// One server of a client: its own slots, rate limits, 429 pause and health.
+struct Server {
+    base_url: String,
+    concurrency: usize,
+    slots: Semaphore,
+    limiter: Limiter,
+    /// Taken out after a failure (only when the client has several servers) until this instant.
+    out_until: Mutex<Option<tokio::time::Instant>>,
+    /// Failures in a row: each one doubles how long the server is taken out.
+    strikes: std::sync::atomic::AtomicU32,
+    stats: Mutex<ServerStats>,
+}
+
+impl Server {
+    fn slots_total(&self) -> usize {
+        self.concurrency
+    }
+
+    /// When this server can take requests again, if it is taken out or paused now.
+    fn unusable_until(&self, now: tokio::time::Instant) -> Option<tokio::time::Instant> {
+        let out = lock(&self.out_until).filter(|t| *t > now);
+        match (out, self.limiter.paused_until()) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// The URL of `path` on this server.
+    fn url(&self, path: &str) -> Result<reqwest::Url, LlmError> {
+        reqwest::Url::parse(&format!("{}/{}", self.base_url, path.trim_start_matches('/')))
+            .map_err(|e| LlmError::Setup(format!("{} + {path:?}: {e}", self.base_url)))
+    }
+}
+
+/// Lock a mutex of plain numbers (a poisoned lock only means another worker panicked mid-update).
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// What one server of a client did (the per-endpoint lines of the summary).
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct ServerStats {
+    /// The server's base URL.
+    pub base_url: String,
+    /// HTTP requests sent to it (retries included).
+    pub requests: u64,
+    /// Requests it answered usefully.
+    pub succeeded: u64,
+    /// Requests that failed (status, timeout, connection, garbled answer).
+    pub errors: u64,
+    /// Times it was taken out after a failure and its work sent to the other servers.
+    pub taken_out: u64,
+}
+
+/// A request slot on one server; giving it back wakes a request waiting for one.
+struct Slot<'a> {
+    _permit: tokio::sync::SemaphorePermit<'a>,
+    freed: &'a Notify,
+}
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        self.freed.notify_waiters();
+    }
 }
 
 impl fmt::Debug for Client {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Client")
-            .field("url", &self.url.as_str())
+            .field("servers", &self.servers.iter().map(|s| s.base_url.as_str()).collect::<Vec<_>>())
             .field("model", &self.cfg.model)
             .field("api_key_env", &self.cfg.api_key_env)
             .field("api_key", &self.secret.as_ref().map(|_| "[redacted]"))
@@ -297,23 +381,81 @@ impl Client {
             .timeout(timeout)
             .connect_timeout(timeout.min(Duration::from_secs(30)))
             .default_headers(headers)
-            .pool_max_idle_per_host(cfg.concurrency)
+            .pool_max_idle_per_host(cfg.servers().iter().map(|s| s.concurrency).max().unwrap_or(1))
             .build()
             .map_err(|e| LlmError::Setup(e.without_url().to_string()))?;
-        let url = reqwest::Url::parse(&format!("{}/chat/completions", cfg.base_url.trim_end_matches('/')))
-            .map_err(|e| LlmError::Setup(format!("llm.base_url: {e}")))?;
+        let jitter = Duration::from_millis(cfg.initial_backoff_ms.min(1000));
+        let servers = cfg
+            .servers()
+            .into_iter()
+            .map(|s| Server {
+                concurrency: s.concurrency.max(1),
+                slots: Semaphore::new(s.concurrency.max(1)),
+                limiter: Limiter::new(s.requests_per_minute, s.tokens_per_minute, jitter),
+                out_until: Mutex::new(None),
+                strikes: Default::default(),
+                stats: Mutex::new(ServerStats { base_url: s.base_url.clone(), ..Default::default() }),
+                base_url: s.base_url,
+            })
+            .collect();
         Ok(Client {
             http,
-            url,
             cfg: cfg.clone(),
             secret,
-            limiter: Limiter::new(
-                cfg.requests_per_minute,
-                cfg.tokens_per_minute,
-                Duration::from_millis(cfg.initial_backoff_ms.min(1000)),
-            ),
+            servers,
+            freed: Notify::new(),
             stats: Mutex::new(UsageStats::default()),
         })
+    }
+
+    /// Requests in flight at once over all servers.
+    pub fn concurrency(&self) -> usize {
+        self.servers.iter().map(|s| s.slots_total()).sum()
+    }
+
+    /// Per-server counts so far, in the order of the config.
+    pub fn server_stats(&self) -> Vec<ServerStats> {
+        self.servers.iter().map(|s| lock(&s.stats).clone()).collect()
+    }
+
+    /// Wait for a request slot on the best server: not taken out, not paused by a 429, with the most
+    /// free slots (ties: the first in the config). When none is usable, wait for a slot to be given
+    /// back or for the first server to come back, whichever is first.
+    async fn pick(&self) -> (&Server, Slot<'_>) {
+        loop {
+            let freed = self.freed.notified();
+            tokio::pin!(freed);
+            freed.as_mut().enable();
+            let now = tokio::time::Instant::now();
+            let mut best: Option<&Server> = None;
+            let mut back_at: Option<tokio::time::Instant> = None;
+            for s in &self.servers {
+                if let Some(t) = s.unusable_until(now) {
+                    back_at = Some(back_at.map_or(t, |b| b.min(t)));
+                    continue;
+                }
+                if s.slots.available_permits() > best.map_or(0, |b| b.slots.available_permits()) {
+                    best = Some(s);
+                }
+            }
+            if let Some(s) = best
+                && let Ok(permit) = s.slots.try_acquire()
+            {
+                return (s, Slot { _permit: permit, freed: &self.freed });
+            }
+            if best.is_some() {
+                continue;
+            }
+            match back_at {
+                Some(t) => {
+                    tokio::select! {
+                        _ = freed => {}
+                        _ = tokio::time::sleep_until(t) => {}
+                    }
+                }
+                None => freed.await,
+            }
+        }
     }
 
     /// The configuration this client was built with.
@@ -323,11 +465,15 @@ impl Client {
 
     /// A snapshot of the usage totals so far.
     pub fn usage(&self) -> UsageStats {
-        self.stats().clone()
+        let mut u = self.stats().clone();
+        if self.servers.len() > 1 {
+            u.servers = self.server_stats();
+        }
+        u
     }
 
     fn stats(&self) -> std::sync::MutexGuard<'_, UsageStats> {
-        self.stats.lock().unwrap_or_else(|p| p.into_inner())
+        lock(&self.stats)
     }
 
     /// One logical call: wait for the rate limits, send, retry retryable failures with backoff
@@ -352,11 +498,11 @@ impl Client {
         };
         let prompt_est = req.prompt_tokens_estimate();
         let charge = prompt_est + u64::from(max_tokens);
-        let url = self.url.clone();
-        let (mut resp, attempts) =
-            self.post_json(&url, body, charge, |bytes| parse_response(bytes, prompt_est)).await?;
-        resp.attempts = attempts;
-        self.limiter.correct_tokens(charge, resp.prompt_tokens + resp.completion_tokens);
+        let posted =
+            self.post_json("chat/completions", body, charge, |bytes| parse_response(bytes, prompt_est)).await?;
+        let mut resp = posted.value;
+        resp.attempts = posted.attempts;
+        self.servers[posted.server].limiter.correct_tokens(charge, resp.prompt_tokens + resp.completion_tokens);
         let mut s = self.stats();
         s.truncated += u64::from(resp.truncated);
         s.usage_estimated += u64::from(resp.usage_estimated);
@@ -365,28 +511,33 @@ impl Client {
         Ok(resp)
     }
 
-    /// The URL `path` under `llm.base_url` (e.g. `rerank` for `{base_url}/rerank`).
-    pub fn endpoint(&self, path: &str) -> Result<reqwest::Url, LlmError> {
-        reqwest::Url::parse(&format!("{}/{}", self.cfg.base_url.trim_end_matches('/'), path.trim_start_matches('/')))
-            .map_err(|e| LlmError::Setup(format!("base_url + {path:?}: {e}")))
+    /// The URL of `path` on every server, comma-separated (e.g. `rerank` for `{base_url}/rerank`),
+    /// for messages; an error when a URL cannot be formed.
+    pub fn endpoint(&self, path: &str) -> Result<String, LlmError> {
+        let urls = self.servers.iter().map(|s| s.url(path).map(String::from)).collect::<Result<Vec<_>, _>>()?;
+        Ok(urls.join(", "))
     }
 
-    /// POST a JSON `body` to `url` with the client's guarantees — rate limits (`charge` tokens),
-    /// retries with backoff and `Retry-After`, one 429 pausing every worker, the key redacted from
-    /// errors — and turn the answer into a `T` with `parse` (an `InvalidResponse` is retried like a
-    /// garbled body). Returns the value and the attempts it took. [`Client::chat`] is this with the
-    /// chat-completions body; other JSON APIs of the same server (rerank, score) use it directly.
+    /// POST a JSON `body` to `path` under a server's base URL with the client's guarantees — rate
+    /// limits (`charge` tokens), retries with backoff and `Retry-After`, one 429 pausing every worker
+    /// of that server, the key redacted from errors — and turn the answer into a `T` with `parse` (an
+    /// `InvalidResponse` is retried like a garbled body). With several servers, a server that fails
+    /// is taken out for a while (the backoff, doubling with each failure in a row) and the retry goes
+    /// at once to another one. [`Client::chat`] is this with the chat-completions body; other JSON
+    /// APIs of the same server (embeddings, rerank, score) use it directly.
     pub async fn post_json<T>(
         &self,
-        url: &reqwest::Url,
+        path: &str,
         body: Vec<u8>,
         charge: u64,
         parse: impl Fn(&[u8]) -> Result<T, LlmError>,
-    ) -> Result<(T, u32), LlmError> {
+    ) -> Result<Posted<T>, LlmError> {
         let mut attempt: u32 = 0;
         loop {
             attempt += 1;
-            self.limiter.acquire(charge).await;
+            let (server, slot) = self.pick().await;
+            let index = self.servers.iter().position(|s| std::ptr::eq(s, server)).unwrap_or(0);
+            server.limiter.acquire(charge).await;
             {
                 let mut s = self.stats();
                 s.requests_sent += 1;
@@ -394,13 +545,22 @@ impl Client {
                     s.retries += 1;
                 }
             }
-            let err = match self.attempt(url, reqwest::Body::from(body.clone()), &parse).await {
-                Ok(v) => {
+            lock(&server.stats).requests += 1;
+            let result = match server.url(path) {
+                Ok(url) => self.attempt(&url, reqwest::Body::from(body.clone()), &parse).await,
+                Err(e) => Err(e),
+            };
+            drop(slot);
+            let err = match result {
+                Ok(value) => {
                     self.stats().succeeded += 1;
-                    return Ok((v, attempt));
+                    lock(&server.stats).succeeded += 1;
+                    server.strikes.store(0, Ordering::Relaxed);
+                    return Ok(Posted { value, attempts: attempt, server: index });
                 }
                 Err(e) => e,
             };
+            lock(&server.stats).errors += 1;
             if !err.is_retryable() {
                 return Err(self.fail(err));
             }
@@ -415,7 +575,8 @@ impl Client {
                 Some(d) => {
                     if d > Duration::from_millis(self.cfg.max_backoff_ms) {
                         log::warn!(
-                            "llm: the server asks to wait {:.0} s before retrying",
+                            "llm: {} asks to wait {:.0} s before retrying",
+                            server.base_url,
                             d.as_secs_f64().min(MAX_RETRY_AFTER.as_secs_f64())
                         );
                     }
@@ -427,15 +588,37 @@ impl Client {
                 LlmError::Status { status, .. } => *status,
                 _ => 0,
             };
-            if (status == 429 || (status == 503 && retry_after.is_some()))
-                && self.limiter.pause_until(tokio::time::Instant::now() + delay)
-            {
+            let now = tokio::time::Instant::now();
+            if (status == 429 || (status == 503 && retry_after.is_some())) && server.limiter.pause_until(now + delay) {
                 self.stats().pauses += 1;
-                log::info!("llm: HTTP {status}: pausing all requests for {:.2} s", delay.as_secs_f64());
+                log::info!(
+                    "llm: HTTP {status} from {}: pausing its requests for {:.2} s",
+                    server.base_url,
+                    delay.as_secs_f64()
+                );
+            } else if self.servers.len() > 1 {
+                let strikes = server.strikes.fetch_add(1, Ordering::Relaxed);
+                let out = self.backoff_cap(strikes + 1);
+                *lock(&server.out_until) = Some(now + out);
+                lock(&server.stats).taken_out += 1;
+                log::warn!(
+                    "llm: {} failed ({err}); taken out for {:.1} s, its work goes to the other servers",
+                    server.base_url,
+                    out.as_secs_f64()
+                );
             }
             {
                 let mut s = self.stats();
                 *s.retries_by_cause.entry(err.kind()).or_default() += 1;
+            }
+            // Another server can take the retry now; with one server (or none usable), wait.
+            let now = tokio::time::Instant::now();
+            if self.servers.iter().any(|s| s.unusable_until(now).is_none()) && self.servers.len() > 1 {
+                log::debug!(
+                    "llm: attempt {attempt}/{} failed ({err}); retrying on another server",
+                    self.cfg.max_retries + 1
+                );
+                continue;
             }
             log::debug!(
                 "llm: attempt {attempt}/{} failed ({err}); retrying in {:.2} s",
@@ -446,10 +629,15 @@ impl Client {
         }
     }
 
+    /// The exponential backoff without jitter: min(max, initial · 2^(n-1)).
+    fn backoff_cap(&self, n: u32) -> Duration {
+        let exp = self.cfg.initial_backoff_ms.saturating_mul(1u64 << (n.max(1) - 1).min(30));
+        Duration::from_millis(exp.min(self.cfg.max_backoff_ms))
+    }
+
     /// Full jitter: uniform in [0, min(max, initial · 2^(attempt-1))].
     fn backoff(&self, attempt: u32) -> Duration {
-        let exp = self.cfg.initial_backoff_ms.saturating_mul(1u64 << (attempt - 1).min(30));
-        let cap = exp.min(self.cfg.max_backoff_ms);
+        let cap = self.backoff_cap(attempt).as_millis() as u64;
         Duration::from_millis(rand::rng().random_range(0..=cap))
     }
 
@@ -543,7 +731,7 @@ impl Client {
         let mut pending = items.into_iter();
         let mut in_flight = FuturesUnordered::new();
         let mut summary = RunSummary::default();
-        let limit = self.cfg.concurrency.max(1);
+        let limit = self.concurrency().max(1);
         let give_up_after = (2 * limit).max(DOWN_AFTER_CONSECUTIVE);
         let mut consecutive_exhausted = 0usize;
         loop {

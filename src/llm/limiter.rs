@@ -148,6 +148,11 @@ impl Limiter {
         }
     }
 
+    /// When a pause in force ends (`None`: not paused).
+    pub(crate) fn paused_until(&self) -> Option<Instant> {
+        self.lock().resume_at.filter(|t| *t > Instant::now())
+    }
+
     /// Correct the token bucket once the real usage is known.
     pub(crate) fn correct_tokens(&self, charged: u64, actual: u64) {
         let mut s = self.lock();

@@ -15,7 +15,7 @@ mod client;
 mod limiter;
 mod parse;
 
-pub use client::{Client, LlmError, RunSummary, UsageStats};
+pub use client::{Client, LlmError, Posted, RunSummary, ServerStats, UsageStats};
 pub use parse::{ListItem, ParseFailure, parse_items, parse_list, parse_single};
 
 pub use crate::config::llm::LlmConfig;

@@ -192,6 +192,14 @@ impl RunReport {
                 "  embed    {label:<8} {} texts: {} cached, {} embedded ({:.0}/s), {tail}",
                 e.texts, e.cached, e.embedded, rate
             );
+            for u in &e.servers {
+                let rate = if e.seconds > 0.0 { u.vectors as f64 / e.seconds } else { 0.0 };
+                let _ = writeln!(
+                    s,
+                    "           {}: {} vectors ({rate:.0}/s), {} requests, {} errors, taken out {}x",
+                    u.base_url, u.vectors, u.requests, u.errors, u.taken_out
+                );
+            }
         }
         if !self.generate.is_empty() {
             let _ =
@@ -238,6 +246,13 @@ impl RunReport {
                 l.truncated,
                 l.unparseable
             );
+            for u in &l.servers {
+                let _ = writeln!(
+                    s,
+                    "           {}: {} answered, {} requests, {} errors, taken out {}x",
+                    u.base_url, u.succeeded, u.requests, u.errors, u.taken_out
+                );
+            }
         }
         let recall = match &self.index.recall {
             Some(r) => format!(", recall@{} {:.3} on {} queries", r.k, r.recall, r.queries),
