@@ -91,6 +91,13 @@ CREATE TABLE IF NOT EXISTS snapshot (
     negatives INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (kind, id)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS llm_batches (
+    input_file TEXT NOT NULL PRIMARY KEY,
+    endpoint   TEXT NOT NULL,
+    batch_id   TEXT,
+    custom_ids TEXT NOT NULL,
+    done       INTEGER NOT NULL DEFAULT 0
+);
 CREATE TABLE IF NOT EXISTS judgements (
     judge  TEXT NOT NULL,
     key    BLOB NOT NULL,
@@ -263,6 +270,11 @@ impl Store {
         .map_err(self.sq())
     }
 
+    /// The folder of this workspace.
+    pub fn dir(&self) -> &Path {
+        self.path.parent().unwrap_or(Path::new("."))
+    }
+
     /// A stored LLM answer (JSON of the response) for a request key.
     pub fn get_llm(&self, key: &ContentHash) -> Result<Option<String>, StoreError> {
         self.conn
@@ -343,6 +355,42 @@ impl Store {
         self.conn
             .query_row("SELECT COUNT(*) FROM embeddings WHERE model = ?1", params![model], |r| r.get(0))
             .map_err(self.sq())
+    }
+}
+
+/// Batch jobs of `llm.mode = "batch"`, kept so that a rerun finishes them instead of paying again.
+impl crate::llm::BatchJournal for Store {
+    fn open_batches(&mut self, endpoint: &str) -> Result<Vec<crate::llm::BatchRecord>, String> {
+        let rows: Vec<(String, Option<String>, String)> = self
+            .conn
+            .prepare_cached(
+                "SELECT input_file, batch_id, custom_ids FROM llm_batches WHERE endpoint = ?1 AND done = 0 ORDER BY rowid",
+            )
+            .and_then(|mut st| st.query_map(params![endpoint], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?.collect())
+            .map_err(|e| format!("{}: {e}", self.path.display()))?;
+        rows.into_iter()
+            .map(|(input_file, batch_id, ids)| {
+                Ok(crate::llm::BatchRecord {
+                    custom_ids: serde_json::from_str(&ids)
+                        .map_err(|e| format!("{}: a garbled batch record ({e})", self.path.display()))?,
+                    input_file,
+                    endpoint: endpoint.to_string(),
+                    batch_id,
+                    done: false,
+                })
+            })
+            .collect()
+    }
+
+    fn save_batch(&mut self, r: &crate::llm::BatchRecord) -> Result<(), String> {
+        let ids = serde_json::to_string(&r.custom_ids).expect("strings serialise");
+        self.conn
+            .prepare_cached(
+                "INSERT OR REPLACE INTO llm_batches (input_file, endpoint, batch_id, custom_ids, done) VALUES (?1, ?2, ?3, ?4, ?5)",
+            )
+            .and_then(|mut st| st.execute(params![r.input_file, r.endpoint, r.batch_id, ids, r.done]))
+            .map(|_| ())
+            .map_err(|e| format!("{}: {e}", self.path.display()))
     }
 }
 

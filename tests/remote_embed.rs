@@ -331,3 +331,36 @@ fn several_endpoints_share_the_work_and_one_dying_loses_nothing() {
     assert!(n(&servers[2], "vectors") > n(&servers[0], "vectors"), "the fast server did more: {servers:?}");
     assert!(o.stderr.contains(&format!("{}: ", c.base_url())), "no per-server line in the summary: {}", o.stderr);
 }
+
+#[test]
+fn killed_during_remote_embedding_the_rerun_sends_only_what_is_missing() {
+    let d = tmpdir();
+    let beir = small_quickstart(d.path(), 120);
+    let inputs_seen = |s: &FakeLlm| s.requests().iter().map(|r| inputs(r, "input").len()).sum::<usize>();
+    // Uninterrupted.
+    let reference = FakeLlm::start(|_, r| openai_answer(r));
+    let cfg = remote_toml(d.path(), "openai", &reference.base_url(), "m", 4, "");
+    let (out1, ws1) = (d.path().join("out1"), d.path().join("ws1"));
+    mine(&cfg, &out1, &ws1, &beir).assert_ok();
+    let all = inputs_seen(&reference);
+
+    // Killed after the third stored batch, then rerun.
+    let server = FakeLlm::start(|_, r| openai_answer(r));
+    let cfg = remote_toml(d.path(), "openai", &server.base_url(), "m", 4, "");
+    let (out2, ws2) = (d.path().join("out2"), d.path().join("ws2"));
+    let o = run(tripletgen()
+        .env("TRIPLETGEN_KILL_AT", "embed-batch:3")
+        .args(["mine", "--index", "exact", "--format", "flag-jsonl", "--config"])
+        .arg(&cfg)
+        .arg("--out")
+        .arg(&out2)
+        .arg("--workspace")
+        .arg(&ws2)
+        .arg(&beir));
+    assert_eq!(o.code, None, "killed by a signal: {}", o.stderr);
+    let before = inputs_seen(&server);
+    mine(&cfg, &out2, &ws2, &beir).assert_ok();
+    let rerun = inputs_seen(&server) - before;
+    assert!(rerun <= all - 3 * 4, "the rerun sent {rerun} texts of {all}: stored batches were sent again");
+    assert_eq!(std::fs::read(out1.join("flag.jsonl")).unwrap(), std::fs::read(out2.join("flag.jsonl")).unwrap());
+}

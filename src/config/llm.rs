@@ -63,6 +63,28 @@ pub struct LlmConfig {
     /// by free slots, a failing one is taken out for a while and its work retried on the others.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub endpoints: Vec<EndpointConfig>,
+    /// `online` (chat completions one by one) or `batch` (the OpenAI Batch API: the planned calls
+    /// are uploaded as batch jobs, polled, and their answers stored when the results are downloaded).
+    pub mode: LlmMode,
+    /// Batch mode: seconds between two looks at a job's status.
+    pub batch_poll_secs: f64,
+    /// Batch mode: the job's `completion_window` (OpenAI accepts `24h`).
+    pub batch_completion_window: String,
+    /// Batch mode: most requests in one job (OpenAI: 50,000).
+    pub batch_max_requests: usize,
+    /// Batch mode: the fraction of the online prices a batch costs (OpenAI: 0.5).
+    pub batch_price_factor: f64,
+}
+
+/// How LLM calls are sent.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LlmMode {
+    /// Chat completions, one request per call.
+    #[default]
+    Online,
+    /// The OpenAI Batch API (`/files`, `/batches`).
+    Batch,
 }
 
 /// One server of `endpoints`; unset limits are the section's (`concurrency`, `requests_per_minute`,
@@ -105,6 +127,11 @@ impl Default for LlmConfig {
             price_per_million_input: None,
             price_per_million_output: None,
             endpoints: Vec::new(),
+            mode: LlmMode::Online,
+            batch_poll_secs: 30.0,
+            batch_completion_window: "24h".into(),
+            batch_max_requests: 50_000,
+            batch_price_factor: 0.5,
         }
     }
 }
@@ -132,6 +159,32 @@ impl LlmConfig {
                 "endpoints",
                 format!("and {section}.base_url are both set: list every server in endpoints"),
             ));
+        }
+        if self.mode == LlmMode::Batch {
+            if !self.endpoints.is_empty() {
+                return Err(bad(
+                    "mode",
+                    "is \"batch\": a batch job lives on one server; use base_url, not endpoints".into(),
+                ));
+            }
+            if !(self.batch_poll_secs.is_finite() && self.batch_poll_secs > 0.0 && self.batch_poll_secs <= 3600.0) {
+                return Err(bad(
+                    "batch_poll_secs",
+                    format!("is {}; use a number of seconds above 0, at most 3600", self.batch_poll_secs),
+                ));
+            }
+            if self.batch_completion_window.trim().is_empty() {
+                return Err(bad("batch_completion_window", "is empty; OpenAI accepts \"24h\"".into()));
+            }
+            if !(1..=50_000).contains(&self.batch_max_requests) {
+                return Err(bad("batch_max_requests", format!("is {}; use 1 to 50000", self.batch_max_requests)));
+            }
+            if !(self.batch_price_factor.is_finite() && (0.0..=1.0).contains(&self.batch_price_factor)) {
+                return Err(bad(
+                    "batch_price_factor",
+                    format!("is {}; use 0 to 1 (OpenAI: 0.5)", self.batch_price_factor),
+                ));
+            }
         }
         for (i, e) in self.endpoints.iter().enumerate() {
             check_base_url(&e.base_url, origin, section, &format!("endpoints[{i}].base_url"))?;
@@ -245,14 +298,17 @@ impl LlmConfig {
         Ok(())
     }
 
-    /// Cost of the given token counts, if at least one price is set (an unset price counts as 0).
+    /// Cost of the given token counts, if at least one price is set (an unset price counts as 0);
+    /// at batch prices (`batch_price_factor`) in batch mode.
     pub fn cost(&self, prompt_tokens: u64, completion_tokens: u64) -> Option<f64> {
         if self.price_per_million_input.is_none() && self.price_per_million_output.is_none() {
             return None;
         }
+        let factor = if self.mode == LlmMode::Batch { self.batch_price_factor } else { 1.0 };
         Some(
-            prompt_tokens as f64 * self.price_per_million_input.unwrap_or(0.0) / 1e6
-                + completion_tokens as f64 * self.price_per_million_output.unwrap_or(0.0) / 1e6,
+            factor
+                * (prompt_tokens as f64 * self.price_per_million_input.unwrap_or(0.0) / 1e6
+                    + completion_tokens as f64 * self.price_per_million_output.unwrap_or(0.0) / 1e6),
         )
     }
 }

@@ -23,6 +23,8 @@ pub(crate) struct LlmJudge {
     cfg: LlmConfig,
     template: Template,
     max_chars: usize,
+    /// Where batch jobs are recorded (`llm.mode = "batch"`).
+    workspace: std::path::PathBuf,
 }
 
 impl LlmJudge {
@@ -48,7 +50,14 @@ impl LlmJudge {
         };
         let client = Client::new(&llm).map_err(|e| setup(e.to_string()))?;
         let id = format!("llm:{}:prompt:{}:chars:{}", llm.model, template.hash, st.max_passage_chars());
-        Ok(LlmJudge { id, client, cfg: llm, template, max_chars: st.max_passage_chars() })
+        Ok(LlmJudge {
+            id,
+            client,
+            cfg: llm,
+            template,
+            max_chars: st.max_passage_chars(),
+            workspace: cfg.workspace_dir(),
+        })
     }
 
     fn request(&self, item: &Item<'_>) -> ChatRequest {
@@ -119,7 +128,7 @@ impl Judge for LlmJudge {
         let mut tokens = (0u64, 0u64);
         let summary = self
             .client
-            .run_blocking(requests, |i, res| match res {
+            .run_planned(requests, &self.workspace, |i, res| match res {
                 Ok(r) => {
                     tokens.0 += r.prompt_tokens;
                     tokens.1 += r.completion_tokens;

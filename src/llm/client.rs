@@ -11,8 +11,8 @@ use crate::config::ConfigError;
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
 use rand::Rng;
-use reqwest::StatusCode;
 use reqwest::header::{self, HeaderMap, HeaderName, HeaderValue};
+use reqwest::{Method, StatusCode};
 use serde::{Serialize, Serializer};
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -83,6 +83,13 @@ pub enum LlmError {
     /// `finish_reason == "content_filter"`: the server refused; retrying would be refused again.
     #[error("llm: the answer was blocked by the server's content filter (not retried)")]
     ContentFilter,
+    /// A call sent through the Batch API got no answer (its job failed, expired or was cancelled,
+    /// or the request failed inside the job). Not retried in this run; a rerun sends it again.
+    #[error("llm: {message}")]
+    Batch {
+        /// What happened.
+        message: String,
+    },
     /// The retry budget is spent.
     #[error(
         "llm: gave up after {attempts} attempt{}; last error: {}",
@@ -142,6 +149,7 @@ impl LlmError {
             LlmError::InvalidResponse { .. } => "invalid_response".into(),
             LlmError::EmptyChoices => "empty_choices".into(),
             LlmError::ContentFilter => "content_filter".into(),
+            LlmError::Batch { .. } => "batch".into(),
             LlmError::RetriesExhausted { last, .. } => last.kind(),
         }
     }
@@ -472,7 +480,7 @@ impl Client {
         u
     }
 
-    fn stats(&self) -> std::sync::MutexGuard<'_, UsageStats> {
+    pub(super) fn stats(&self) -> std::sync::MutexGuard<'_, UsageStats> {
         lock(&self.stats)
     }
 
@@ -482,19 +490,9 @@ impl Client {
     pub async fn chat(&self, req: &ChatRequest) -> Result<ChatResponse, LlmError> {
         self.stats().calls += 1;
         let max_tokens = req.max_tokens.unwrap_or(self.cfg.max_tokens);
-        let body = Body {
-            model: &self.cfg.model,
-            messages: &req.messages,
-            temperature: req.temperature.unwrap_or(self.cfg.temperature),
-            max_tokens,
-            seed: req.seed.or(self.cfg.seed),
-            response_format: req.json_mode.unwrap_or(self.cfg.json_mode),
-            logprobs: req.top_logprobs.is_some(),
-            top_logprobs: req.top_logprobs,
-        };
-        let body = match serde_json::to_vec(&body) {
+        let body = match self.chat_body(req) {
             Ok(b) => b,
-            Err(e) => return Err(self.fail(LlmError::Setup(format!("cannot serialise the request: {e}")))),
+            Err(e) => return Err(self.fail(e)),
         };
         let prompt_est = req.prompt_tokens_estimate();
         let charge = prompt_est + u64::from(max_tokens);
@@ -509,6 +507,21 @@ impl Client {
         s.prompt_tokens += resp.prompt_tokens;
         s.completion_tokens += resp.completion_tokens;
         Ok(resp)
+    }
+
+    /// The chat-completions JSON body of `req` (the config's settings where it has no override).
+    pub(crate) fn chat_body(&self, req: &ChatRequest) -> Result<Vec<u8>, LlmError> {
+        let body = Body {
+            model: &self.cfg.model,
+            messages: &req.messages,
+            temperature: req.temperature.unwrap_or(self.cfg.temperature),
+            max_tokens: req.max_tokens.unwrap_or(self.cfg.max_tokens),
+            seed: req.seed.or(self.cfg.seed),
+            response_format: req.json_mode.unwrap_or(self.cfg.json_mode),
+            logprobs: req.top_logprobs.is_some(),
+            top_logprobs: req.top_logprobs,
+        };
+        serde_json::to_vec(&body).map_err(|e| LlmError::Setup(format!("cannot serialise the request: {e}")))
     }
 
     /// The URL of `path` on every server, comma-separated (e.g. `rerank` for `{base_url}/rerank`),
@@ -532,6 +545,20 @@ impl Client {
         charge: u64,
         parse: impl Fn(&[u8]) -> Result<T, LlmError>,
     ) -> Result<Posted<T>, LlmError> {
+        self.send(Method::POST, path, body, "application/json", charge, parse).await
+    }
+
+    /// [`Client::post_json`] for any method and content type (`GET` with an empty body, a multipart
+    /// upload): the same limits, retries and server choice.
+    pub(crate) async fn send<T>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Vec<u8>,
+        content_type: &str,
+        charge: u64,
+        parse: impl Fn(&[u8]) -> Result<T, LlmError>,
+    ) -> Result<Posted<T>, LlmError> {
         let mut attempt: u32 = 0;
         loop {
             attempt += 1;
@@ -547,7 +574,7 @@ impl Client {
             }
             lock(&server.stats).requests += 1;
             let result = match server.url(path) {
-                Ok(url) => self.attempt(&url, reqwest::Body::from(body.clone()), &parse).await,
+                Ok(url) => self.attempt(&method, &url, content_type, reqwest::Body::from(body.clone()), &parse).await,
                 Err(e) => Err(e),
             };
             drop(slot);
@@ -651,18 +678,17 @@ impl Client {
     /// One HTTP attempt.
     async fn attempt<T>(
         &self,
+        method: &Method,
         url: &reqwest::Url,
+        content_type: &str,
         body: reqwest::Body,
         parse: &impl Fn(&[u8]) -> Result<T, LlmError>,
     ) -> Result<T, LlmError> {
-        let resp = self
-            .http
-            .post(url.clone())
-            .header(header::CONTENT_TYPE, "application/json")
-            .body(body)
-            .send()
-            .await
-            .map_err(|e| self.transport_error(e))?;
+        let mut request = self.http.request(method.clone(), url.clone());
+        if *method != Method::GET {
+            request = request.header(header::CONTENT_TYPE, content_type).body(body);
+        }
+        let resp = request.send().await.map_err(|e| self.transport_error(e))?;
         let status = resp.status();
         let retry_after = parse_retry_after(resp.headers(), SystemTime::now());
         let bytes = resp.bytes().await.map_err(|e| self.transport_error(e))?;

@@ -11,14 +11,16 @@
 //! The API key is read from the environment variable named by [`LlmConfig::api_key_env`]; it is never
 //! stored in the config, never logged, and redacted from anything the server echoes back.
 
+mod batch;
 mod client;
 mod limiter;
 mod parse;
 
+pub use batch::{BatchJournal, BatchRecord};
 pub use client::{Client, LlmError, Posted, RunSummary, ServerStats, UsageStats};
 pub use parse::{ListItem, ParseFailure, parse_items, parse_list, parse_single};
 
-pub use crate::config::llm::LlmConfig;
+pub use crate::config::llm::{LlmConfig, LlmMode};
 use serde::{Deserialize, Serialize};
 
 /// Who speaks a message.
