@@ -231,8 +231,14 @@ def fuse_ort(model: onnx.ModelProto) -> onnx.ModelProto:
     return fused
 
 
-def quantize(model: onnx.ModelProto, weight_type: str, per_channel: bool, reduce_range: bool, op_types: list[str] | None) -> onnx.ModelProto:
+def quantize(model: onnx.ModelProto, weight_type: str, per_channel: bool, reduce_range: bool, op_types: list[str] | None, exclude: str | None = None) -> onnx.ModelProto:
+    import re
+
     from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    excluded = sorted(n.name for n in model.graph.node if exclude and re.search(exclude, n.name))
+    if exclude:
+        print(f"kept in fp32: {excluded}", file=sys.stderr)
 
     wt = {"qint8": QuantType.QInt8, "quint8": QuantType.QUInt8}[weight_type]
     with tempfile.TemporaryDirectory() as td:
@@ -245,6 +251,7 @@ def quantize(model: onnx.ModelProto, weight_type: str, per_channel: bool, reduce
             per_channel=per_channel,
             reduce_range=reduce_range,
             op_types_to_quantize=op_types,
+            nodes_to_exclude=excluded,
             extra_options={"DefaultTensorType": TensorProto.FLOAT},
         )
         q = onnx.load(dst)
@@ -281,6 +288,7 @@ def main() -> None:
     ap.add_argument("--per-channel", action=argparse.BooleanOptionalAction, default=True)
     ap.add_argument("--reduce-range", action=argparse.BooleanOptionalAction, default=True)
     ap.add_argument("--op-types", default="MatMul", help="comma list for quantize_dynamic (e.g. MatMul or MatMul,Attention,Gather); 'all' = ORT default")
+    ap.add_argument("--exclude", help="regex of node names kept in fp32 by quantize_dynamic (e.g. 'output.dense/MatMul' for the FFN down-projections)")
     ap.add_argument("--nbits", type=int, default=8, help="bits for --quant nbits (4 or 8)")
     ap.add_argument("--block-size", type=int, default=32)
     ap.add_argument("--accuracy-level", type=int, default=4, help="MatMulNBits accuracy_level (4 = int8 compute)")
@@ -296,7 +304,7 @@ def main() -> None:
         model = fuse_ort(model)
     if args.quant in ("qint8", "quint8"):
         op_types = None if args.op_types == "all" else [t for t in args.op_types.split(",") if t]
-        model = quantize(model, args.quant, args.per_channel, args.reduce_range, op_types)
+        model = quantize(model, args.quant, args.per_channel, args.reduce_range, op_types, args.exclude)
     elif args.quant == "nbits":
         model = matmul_nbits(model, args.nbits, args.block_size, args.accuracy_level)
 

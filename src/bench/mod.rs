@@ -10,6 +10,7 @@
 //!   search;
 //! * [`llm`] (`bench llm`): the LLM client's overhead against a plain load generator;
 //! * [`refresh`] (`bench refresh`): a refresh after a small corpus change against the full run.
+//! * [`remote`] (`bench remote-embed`): the remote-embedding client against instant and bottleneck servers.
 //!
 //! Support: [`synth`] (seeded synthetic documents and vectors), [`machine`] (/proc readings: CPU,
 //! memory, load, CPU seconds), [`render`] (the tables of `embed` and `index`), [`servers`] (the
@@ -27,6 +28,7 @@ pub mod lexical;
 pub mod llm;
 pub mod machine;
 pub mod refresh;
+pub mod remote;
 pub mod render;
 pub mod servers;
 pub mod synth;
@@ -86,6 +88,9 @@ pub enum BenchCommand {
     Llm(LlmBenchArgs),
     /// A judge cascade's accuracy on labelled cases (fixtures/judge/cases.jsonl).
     Judge(judge::JudgeBenchArgs),
+    /// The remote-embedding client: vectors/s against an instant server next to a plain load
+    /// generator, and one endpoint against two when the servers are the bottleneck.
+    RemoteEmbed(remote::RemoteBenchArgs),
     /// Both benchmarks.
     All {
         /// Embedding options.
@@ -244,6 +249,7 @@ pub fn run(args: BenchArgs, show_progress: bool) -> Result<()> {
         Some(BenchCommand::Lexical(l)) => return run_lexical(&l, args.json),
         Some(BenchCommand::Bm25(b)) => return bm25::run(&b, args.seed, args.json).map(drop),
         Some(BenchCommand::Judge(j)) => return judge::run(&j, args.json),
+        Some(BenchCommand::RemoteEmbed(r)) => return remote::run(&r, args.json).map(drop),
         Some(BenchCommand::Refresh(r)) => return refresh::run(&r, args.seed, show_progress, args.json).map(drop),
         Some(BenchCommand::Llm(l)) => {
             if l.requests == 0 || l.concurrency == 0 {

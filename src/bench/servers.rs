@@ -27,8 +27,14 @@ pub struct InstantServer {
 }
 
 impl InstantServer {
-    /// Bind 127.0.0.1 on a free port and start answering.
+    /// Bind 127.0.0.1 on a free port and start answering with the chat completion.
     pub fn start() -> std::io::Result<InstantServer> {
+        Self::start_with(INSTANT_BODY, None)
+    }
+
+    /// Answer every request with `body`; with `service`, requests are served one at a time, each
+    /// taking that long (a server that is the bottleneck, like one GPU).
+    pub fn start_with(body: &str, service: Option<Duration>) -> std::io::Result<InstantServer> {
         let std_listener = std::net::TcpListener::bind("127.0.0.1:0")?;
         std_listener.set_nonblocking(true)?;
         let addr = std_listener.local_addr()?;
@@ -38,11 +44,12 @@ impl InstantServer {
             tokio::net::TcpListener::from_std(std_listener)?
         };
         let response: Arc<[u8]> = format!(
-            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{INSTANT_BODY}",
-            INSTANT_BODY.len()
+            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+            body.len()
         )
         .into_bytes()
         .into();
+        let service = service.map(|t| (Arc::new(tokio::sync::Mutex::new(())), t));
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let thread = std::thread::Builder::new().name("bench-llm-instant".into()).spawn(move || {
             rt.block_on(async move {
@@ -50,7 +57,7 @@ impl InstantServer {
                     loop {
                         match listener.accept().await {
                             Ok((stream, _)) => {
-                                tokio::spawn(serve_connection(stream, response.clone()));
+                                tokio::spawn(serve_connection(stream, response.clone(), service.clone()));
                             }
                             Err(e) => {
                                 log::debug!("bench llm: instant server: accept failed: {e}");
@@ -88,7 +95,11 @@ impl Drop for InstantServer {
 
 /// Answer every complete request on one connection until the client closes it (or sends something
 /// this server does not understand).
-async fn serve_connection(mut stream: tokio::net::TcpStream, response: Arc<[u8]>) {
+async fn serve_connection(
+    mut stream: tokio::net::TcpStream,
+    response: Arc<[u8]>,
+    service: Option<(Arc<tokio::sync::Mutex<()>>, Duration)>,
+) {
     let _ = stream.set_nodelay(true);
     let mut buf: Vec<u8> = Vec::with_capacity(8192);
     let mut out: Vec<u8> = Vec::with_capacity(response.len());
@@ -99,6 +110,10 @@ async fn serve_connection(mut stream: tokio::net::TcpStream, response: Arc<[u8]>
             match request_len(&buf[consumed..]) {
                 Ok(Some(n)) => {
                     consumed += n;
+                    if let Some((one_at_a_time, t)) = &service {
+                        let _serving = one_at_a_time.lock().await;
+                        tokio::time::sleep(*t).await;
+                    }
                     out.extend_from_slice(&response);
                 }
                 Ok(None) => break,

@@ -7,7 +7,7 @@
 //! workspace as soon as they exist, and a text whose (model id, prefix + text) key is already stored is
 //! never embedded again.
 
-mod remote;
+pub(crate) mod remote;
 
 use crate::config::{Config, Pooling};
 use crate::hash::{ContentHash, sha256_file};

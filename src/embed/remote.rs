@@ -113,36 +113,47 @@ impl RemoteEmbedder {
 /// Parse an embeddings answer for `n` inputs: OpenAI's `{"data": [{"index", "embedding"}], "usage"}`
 /// or TEI's `[[...], ...]`. Every vector must be there once, finite, non-zero and of one length.
 pub(crate) fn parse(provider: Provider, bytes: &[u8], n: usize) -> Result<BatchOut, LlmError> {
-    let text = String::from_utf8_lossy(bytes);
-    let invalid = |message: String| LlmError::InvalidResponse { message, body: text.chars().take(200).collect() };
-    let v: Value = serde_json::from_slice(bytes).map_err(|e| invalid(format!("the body is not JSON ({e})")))?;
-    let vector = |x: &Value| -> Option<Vec<f32>> {
-        x.as_array()?.iter().map(|f| f.as_f64().map(|f| f as f32)).collect::<Option<Vec<f32>>>()
-    };
+    #[derive(serde::Deserialize)]
+    struct Item {
+        index: Option<usize>,
+        embedding: Vec<f32>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Usage {
+        prompt_tokens: Option<u64>,
+    }
+    #[derive(serde::Deserialize)]
+    struct OpenAi {
+        data: Vec<Item>,
+        usage: Option<Usage>,
+    }
+    let text = || String::from_utf8_lossy(bytes).chars().take(200).collect::<String>();
+    let invalid = |message: String| LlmError::InvalidResponse { message, body: text() };
     let mut out: Vec<Option<Vec<f32>>> = vec![None; n];
     let mut tokens = None;
     match provider {
         Provider::Tei => {
-            let list = v.as_array().ok_or_else(|| invalid("not a list of vectors".into()))?;
+            // Typed: numbers straight into f32, no intermediate JSON tree.
+            let list: Vec<Vec<f32>> =
+                serde_json::from_slice(bytes).map_err(|e| invalid(format!("not a list of lists of numbers ({e})")))?;
             if list.len() != n {
                 return Err(invalid(format!("{} vectors for {n} inputs", list.len())));
             }
-            for (i, x) in list.iter().enumerate() {
-                out[i] = Some(vector(x).ok_or_else(|| invalid(format!("vector {i} is not a list of numbers")))?);
-            }
+            out = list.into_iter().map(Some).collect();
         }
         _ => {
-            let data = v.get("data").and_then(Value::as_array).ok_or_else(|| invalid("no `data` list".into()))?;
-            for (pos, d) in data.iter().enumerate() {
+            let v: OpenAi = serde_json::from_slice(bytes).map_err(|e| {
+                invalid(format!("not an embeddings answer with a `data` list of numeric `embedding`s ({e})"))
+            })?;
+            for (pos, d) in v.data.into_iter().enumerate() {
                 // Some servers leave `index` out; then the order is the input order.
-                let i = d.get("index").and_then(Value::as_u64).map_or(pos, |i| i as usize);
+                let i = d.index.unwrap_or(pos);
                 if i >= n || out[i].is_some() {
                     return Err(invalid(format!("index {i} is out of range or repeated ({n} inputs sent)")));
                 }
-                let e = d.get("embedding").and_then(vector);
-                out[i] = Some(e.ok_or_else(|| invalid(format!("item {i} has no numeric `embedding` list")))?);
+                out[i] = Some(d.embedding);
             }
-            tokens = v.pointer("/usage/prompt_tokens").and_then(Value::as_u64);
+            tokens = v.usage.and_then(|u| u.prompt_tokens);
         }
     }
     let mut dim = None;
