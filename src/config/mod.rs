@@ -372,7 +372,8 @@ pub struct EmbedConfig {
     pub query_prefix: String,
     /// Prefix for documents (e.g. `"passage: "` for e5).
     pub document_prefix: String,
-    /// Sort texts by length before batching (less padding; the output order is unchanged).
+    /// Sort texts by length before batching (less padding; the output order is unchanged): by token
+    /// count for a local model, by characters for a remote one.
     pub sort_by_length: bool,
 }
 impl Default for EmbedConfig {
