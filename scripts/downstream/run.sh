@@ -2,6 +2,7 @@
 # The downstream fine-tuning benchmark (issue #13), one command:
 #
 #   scripts/downstream/run.sh [--quick] [--arms a,b,c,d,e,f] [--seeds 1,2,3] [--no-llm] [--build-llm]
+#   scripts/downstream/run.sh --venv-only     # create the venv if needed, print its path, stop
 #
 # 1. a Python venv outside the repository, from the pinned scripts/downstream/requirements.txt
 #    (~/.cache/tripletgen/downstream-venv-<sha256 of it>; torch 2.15 + sentence-transformers 6.2,
@@ -31,6 +32,7 @@ SEEDS=1,2,3
 EXTRA=()
 USE_LLM=1
 BUILD_LLM=0
+VENV_ONLY=0
 LLM_THREADS="${DOWNSTREAM_LLM_THREADS:-1}"
 
 log() { printf '[downstream] %s\n' "$*" >&2; }
@@ -43,6 +45,7 @@ while [[ $# -gt 0 ]]; do
         --seeds) SEEDS="$2"; shift 2 ;;
         --no-llm) USE_LLM=0; shift ;;
         --build-llm) BUILD_LLM=1; shift ;;
+        --venv-only) VENV_ONLY=1; shift ;;
         -h | --help) sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed -e '/^set -euo/d' -e 's/^# \{0,1\}//'; exit 0 ;;
         *) die "unknown argument $1 (see --help)" ;;
     esac
@@ -63,6 +66,10 @@ if [[ ! -f "$VENV/.ok" ]]; then
     touch "$VENV/.ok"
 fi
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+if [[ "$VENV_ONLY" == 1 ]]; then
+    echo "$VENV"
+    exit 0
+fi
 
 # --- 2. data --------------------------------------------------------------------------------------
 (cd "$ROOT/fixtures/downstream" && sha256sum --quiet -c SHA256SUMS) ||

@@ -48,6 +48,7 @@ def main():
     ap.add_argument("out")
     ap.add_argument("--num-negatives", type=int, default=1)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--split", default="train", help="qrels/<split>.tsv gives the pairs")
     args = ap.parse_args()
     import torch
     from datasets import Dataset
@@ -56,7 +57,7 @@ def main():
     from train import load_model
 
     torch.set_num_threads(args.threads)
-    corpus, anchors, positives = load_pairs(Path(args.beir), "train")
+    corpus, anchors, positives = load_pairs(Path(args.beir), args.split)
     t0 = time.time()
     model = load_model(256)
     ds = Dataset.from_dict({"anchor": anchors, "positive": positives})

@@ -131,7 +131,13 @@ impl Client {
         let endpoint = format!("{} {}", self.config().base_url.trim_end_matches('/'), self.config().model);
         rt.block_on(async {
             // Jobs already in the journal first: they hold calls that are paid for.
-            let mut open = journal.open_batches(&endpoint).map_err(journal_error)?;
+            // (Jobs of another round, with none of these calls, stay open for the round that wants them.)
+            let mut open: Vec<BatchRecord> = journal
+                .open_batches(&endpoint)
+                .map_err(journal_error)?
+                .into_iter()
+                .filter(|r| r.custom_ids.iter().any(|id| wanted.contains_key(id)))
+                .collect();
             for r in open.iter_mut().filter(|r| r.batch_id.is_none()) {
                 r.batch_id = Some(self.adopt_or_create(&r.input_file).await?);
                 journal.save_batch(r).map_err(journal_error)?;
