@@ -298,6 +298,26 @@ impl LlmConfig {
         Ok(())
     }
 
+    /// The servers to call: `endpoints`, or `base_url` alone.
+    pub fn servers(&self) -> Vec<Endpoint> {
+        let one = |e: &EndpointConfig| Endpoint {
+            base_url: e.base_url.trim_end_matches('/').to_string(),
+            concurrency: e.concurrency.unwrap_or(self.concurrency),
+            requests_per_minute: e.requests_per_minute.or(self.requests_per_minute),
+            tokens_per_minute: e.tokens_per_minute.or(self.tokens_per_minute),
+        };
+        if self.endpoints.is_empty() {
+            vec![one(&EndpointConfig {
+                base_url: self.base_url.clone(),
+                concurrency: None,
+                requests_per_minute: None,
+                tokens_per_minute: None,
+            })]
+        } else {
+            self.endpoints.iter().map(one).collect()
+        }
+    }
+
     /// Cost of the given token counts, if at least one price is set (an unset price counts as 0);
     /// at batch prices (`batch_price_factor`) in batch mode.
     pub fn cost(&self, prompt_tokens: u64, completion_tokens: u64) -> Option<f64> {
@@ -347,28 +367,6 @@ pub struct Endpoint {
     pub requests_per_minute: Option<u32>,
     /// Tokens per minute.
     pub tokens_per_minute: Option<u32>,
-}
-
-impl LlmConfig {
-    /// The servers to call: `endpoints`, or `base_url` alone.
-    pub fn servers(&self) -> Vec<Endpoint> {
-        let one = |e: &EndpointConfig| Endpoint {
-            base_url: e.base_url.trim_end_matches('/').to_string(),
-            concurrency: e.concurrency.unwrap_or(self.concurrency),
-            requests_per_minute: e.requests_per_minute.or(self.requests_per_minute),
-            tokens_per_minute: e.tokens_per_minute.or(self.tokens_per_minute),
-        };
-        if self.endpoints.is_empty() {
-            vec![one(&EndpointConfig {
-                base_url: self.base_url.clone(),
-                concurrency: None,
-                requests_per_minute: None,
-                tokens_per_minute: None,
-            })]
-        } else {
-            self.endpoints.iter().map(one).collect()
-        }
-    }
 }
 
 #[cfg(test)]

@@ -9,7 +9,7 @@
 //! `GET /batches`), and only submits the calls that are in no job yet. A request's `custom_id` is the
 //! hash of its body, so the same call has the same id in every run.
 
-use super::client::{Client, parse_response};
+use super::client::{Client, blocking_runtime, parse_response};
 use super::{ChatRequest, ChatResponse, LlmError, RunSummary};
 use crate::hash::ContentHash;
 use reqwest::Method;
@@ -116,10 +116,7 @@ impl Client {
     where
         F: FnMut(K, Result<ChatResponse, LlmError>) -> ControlFlow<()>,
     {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| LlmError::Setup(format!("cannot start the async runtime: {e}")))?;
+        let rt = blocking_runtime()?;
         // Requests by custom_id (equal requests once), each with the keys waiting for it.
         let mut wanted: BTreeMap<String, (Vec<u8>, u64, Vec<K>)> = BTreeMap::new();
         for (key, req) in items {

@@ -255,10 +255,6 @@ struct Server {
 }
 
 impl Server {
-    fn slots_total(&self) -> usize {
-        self.concurrency
-    }
-
     /// When this server can take requests again, if it is taken out or paused now.
     fn unusable_until(&self, now: tokio::time::Instant) -> Option<tokio::time::Instant> {
         let out = lock(&self.out_until).filter(|t| *t > now);
@@ -418,7 +414,7 @@ impl Client {
 
     /// Requests in flight at once over all servers.
     pub fn concurrency(&self) -> usize {
-        self.servers.iter().map(|s| s.slots_total()).sum()
+        self.servers.iter().map(|s| s.concurrency).sum()
     }
 
     /// Per-server counts so far, in the order of the config.
@@ -429,27 +425,27 @@ impl Client {
     /// Wait for a request slot on the best server: not taken out, not paused by a 429, with the most
     /// free slots (ties: the first in the config). When none is usable, wait for a slot to be given
     /// back or for the first server to come back, whichever is first.
-    async fn pick(&self) -> (&Server, Slot<'_>) {
+    async fn pick(&self) -> (usize, Slot<'_>) {
         loop {
             let freed = self.freed.notified();
             tokio::pin!(freed);
             freed.as_mut().enable();
             let now = tokio::time::Instant::now();
-            let mut best: Option<&Server> = None;
+            let mut best: Option<(usize, &Server)> = None;
             let mut back_at: Option<tokio::time::Instant> = None;
-            for s in &self.servers {
+            for (i, s) in self.servers.iter().enumerate() {
                 if let Some(t) = s.unusable_until(now) {
                     back_at = Some(back_at.map_or(t, |b| b.min(t)));
                     continue;
                 }
-                if s.slots.available_permits() > best.map_or(0, |b| b.slots.available_permits()) {
-                    best = Some(s);
+                if s.slots.available_permits() > best.map_or(0, |(_, b)| b.slots.available_permits()) {
+                    best = Some((i, s));
                 }
             }
-            if let Some(s) = best
+            if let Some((i, s)) = best
                 && let Ok(permit) = s.slots.try_acquire()
             {
-                return (s, Slot { _permit: permit, freed: &self.freed });
+                return (i, Slot { _permit: permit, freed: &self.freed });
             }
             if best.is_some() {
                 continue;
@@ -562,8 +558,8 @@ impl Client {
         let mut attempt: u32 = 0;
         loop {
             attempt += 1;
-            let (server, slot) = self.pick().await;
-            let index = self.servers.iter().position(|s| std::ptr::eq(s, server)).unwrap_or(0);
+            let (index, slot) = self.pick().await;
+            let server = &self.servers[index];
             server.limiter.acquire(charge).await;
             {
                 let mut s = self.stats();
@@ -814,7 +810,7 @@ impl Client {
     }
 }
 
-fn blocking_runtime() -> Result<tokio::runtime::Runtime, LlmError> {
+pub(super) fn blocking_runtime() -> Result<tokio::runtime::Runtime, LlmError> {
     if tokio::runtime::Handle::try_current().is_ok() {
         return Err(LlmError::Setup(
             "run_blocking/chat_blocking called from inside an async runtime; use run_all/chat".into(),
