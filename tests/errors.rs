@@ -165,6 +165,28 @@ fn missing_model_files_say_run_fetch_models() {
         .arg(t.path().join("out")));
     o.assert_code(1);
     o.assert_stderr_has(&["tripletgen fetch-models", "all-minilm-l6-v2"]);
+
+    // A model.onnx from an older tripletgen (not the pinned build) is stale, not silently used.
+    let dir = cache.join("all-minilm-l6-v2");
+    std::fs::create_dir_all(&dir).unwrap();
+    for f in std::fs::read_dir(models_cache().join("all-minilm-l6-v2")).unwrap() {
+        let f = f.unwrap().path();
+        if f.extension().is_some_and(|e| e == "json") {
+            std::fs::copy(&f, dir.join(f.file_name().unwrap())).unwrap();
+        }
+    }
+    std::fs::write(dir.join("model.safetensors"), b"weights").unwrap();
+    std::fs::write(dir.join("model.onnx"), b"an older model").unwrap();
+    let o = run(tripletgen()
+        .env("TRIPLETGEN_CACHE", &cache)
+        .env("ORT_DYLIB_PATH", &ort)
+        .arg("run")
+        .arg("--config")
+        .arg(repo().join("configs/quickstart.toml"))
+        .arg("--out")
+        .arg(t.path().join("out")));
+    o.assert_code(1);
+    o.assert_stderr_has(&["tripletgen fetch-models", "all-minilm-l6-v2"]);
 }
 
 /// A hub model on a machine without internet access: a clear error about the hub, not a panic.
