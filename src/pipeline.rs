@@ -19,7 +19,7 @@ use crate::mine::{self, MineError};
 use crate::models::{self, ModelError};
 use crate::output::html;
 use crate::output::manifest::Manifest;
-use crate::output::report::{InputChanges, RunReport, Scores, Timings};
+use crate::output::report::{InputChanges, Memory, RunReport, Scores, Timings};
 use crate::output::schema;
 use crate::output::write::{self, JudgeOutput, WriteError};
 use crate::vectors::Vectors;
@@ -124,11 +124,13 @@ enum Ran {
 fn run_inner(cfg: &Config, opts: RunOptions, plan_judge: bool) -> Result<Ran, PipelineError> {
     let t0 = Instant::now();
     let mut timings = Timings::default();
+    let mut memory = Memory::default();
     let show = opts.progress;
 
     let t = Instant::now();
     let mut ds = ingest::load(&cfg.input, corpus_only(cfg))?;
     timings.ingest = t.elapsed().as_secs_f64();
+    memory.mark("ingest");
     crate::killpoint::hit("ingest");
     log::info!(
         "read {} documents, {} queries with positives, {} pairs ({} bad records skipped)",
@@ -142,6 +144,7 @@ fn run_inner(cfg: &Config, opts: RunOptions, plan_judge: bool) -> Result<Ran, Pi
     let resolved = models::resolve(&cfg.model)?;
     let mut embedder = Embedder::load(&resolved, cfg)?;
     timings.load_model = t.elapsed().as_secs_f64();
+    memory.mark("load_model");
 
     let mut store = Store::open(&cfg.workspace_dir())?;
     let doc_items: Vec<(String, ContentHash)> = ds.docs.iter().map(|d| (d.id.clone(), d.hash)).collect();
@@ -159,6 +162,7 @@ fn run_inner(cfg: &Config, opts: RunOptions, plan_judge: bool) -> Result<Ran, Pi
     let (doc_vecs, embed_documents) =
         embedder.embed_cached(&mut store, &doc_texts, &cfg.embed.document_prefix, "docs", show)?;
     timings.embed = t.elapsed().as_secs_f64();
+    memory.mark("embed_documents");
 
     let t = Instant::now();
     let doc_keys: Vec<ContentHash> = ds.docs.iter().map(|d| d.hash).collect();
@@ -193,6 +197,7 @@ fn run_inner(cfg: &Config, opts: RunOptions, plan_judge: bool) -> Result<Ran, Pi
         None
     };
     timings.index = t.elapsed().as_secs_f64();
+    memory.mark("index");
     let mut embedder = match kept {
         Some(e) => e,
         None => {
@@ -227,6 +232,7 @@ fn run_inner(cfg: &Config, opts: RunOptions, plan_judge: bool) -> Result<Ran, Pi
     let (mut query_vecs, embed_queries) =
         embedder.embed_cached(&mut store, &query_texts, &cfg.embed.query_prefix, "queries", show)?;
     timings.embed += t.elapsed().as_secs_f64();
+    memory.mark("embed_queries");
     if index.kind() == crate::index::SearchKind::Hnsw && cfg.index.recall_sample > 0 {
         index_stats.recall =
             index.measure_recall(&query_vecs, cfg.mine.range_max, cfg.index.recall_sample, cfg.mine.seed);
@@ -243,6 +249,7 @@ fn run_inner(cfg: &Config, opts: RunOptions, plan_judge: bool) -> Result<Ran, Pi
     let vecs = query_vecs.clone();
     rounds.judge(cfg, &mut ds, &mut embedder, &mut store, &index, &vecs, Some(&mut query_vecs), cands, &mut timings)?;
     let exclude_eval = exclude_eval(cfg, &mut ds, &query_vecs, &mut embedder, &mut store, show)?;
+    memory.mark("generate");
     let model_checksums = std::mem::take(&mut embedder.checksums);
     drop(embedder);
 
@@ -254,6 +261,7 @@ fn run_inner(cfg: &Config, opts: RunOptions, plan_judge: bool) -> Result<Ran, Pi
     let (pairs, mine_stats) =
         mine::mine(&ds, &index, &query_vecs, &cfg.mine, bm25.as_mut(), Some((&mut judge, &mut store)), show)?;
     timings.mine = t.elapsed().as_secs_f64();
+    memory.mark("mine");
     crate::killpoint::hit("mine");
     if plan_judge {
         return Ok(Ran::Plan(judge.stats));
@@ -275,6 +283,7 @@ fn run_inner(cfg: &Config, opts: RunOptions, plan_judge: bool) -> Result<Ran, Pi
         write_stats.files.push(write::write_review(out, &ds, &pairs)?);
     }
     timings.write = t.elapsed().as_secs_f64();
+    memory.mark("write");
     timings.total = t0.elapsed().as_secs_f64();
     crate::killpoint::hit("report");
 
@@ -296,6 +305,7 @@ fn run_inner(cfg: &Config, opts: RunOptions, plan_judge: bool) -> Result<Ran, Pi
         scores: Scores::of(&pairs),
         write: write_stats,
         timings,
+        memory,
     };
     let (docs_produced, queries_produced) = produced(&ds, &rounds, &pairs);
     store.save_snapshot("document", &docs_produced)?;

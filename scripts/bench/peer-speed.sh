@@ -2,7 +2,7 @@
 # tripletgen against sentence-transformers on the same BEIR folder, same machine, same threads, in
 # one run (issue #16):
 #
-#   scripts/bench/peer-speed.sh [BEIR_DIR] [--split test] [--negatives 5] [--model-dir DIR] [--rounds 2]
+#   scripts/bench/peer-speed.sh [BEIR_DIR | 10k | 100k] [--split test] [--negatives 5] [--model-dir DIR] [--rounds 2]
 #
 # For each round, alternating the two tools:
 #   embedding alone  sentence-transformers fp32 `encode` (batch 32, max_seq_length 256) of every
@@ -10,11 +10,13 @@
 #                    tripletgen's `embed_documents.seconds + embed_queries.seconds` from report.json
 #                    of a `mine` with an empty workspace;
 #   whole process    `python st_mine.py` (mine_hard_negatives, relative_margin 0.05, range_max 50,
-#                    top sampling) against `tripletgen mine` (defaults), wall clock of each process.
+#                    top sampling) against `tripletgen mine` (defaults), wall clock and peak RSS
+#                    (GNU time's maximum resident set size) of each process.
 # Prints the seconds and the ratios (peer / tripletgen: above 1 means tripletgen is faster).
-# BEIR_DIR defaults to fixtures/nq-open; --model-dir runs tripletgen with `[model] dir = DIR` (e.g.
-# the folder scripts/models/build-fast-minilm.sh prints). The Python side is the downstream
-# benchmark's pinned venv (scripts/downstream/run.sh --venv-only; torch + sentence-transformers).
+# BEIR_DIR defaults to fixtures/nq-open; `10k` and `100k` are built from the fixtures by
+# scripts/bench/corpora.py (cached). --model-dir runs tripletgen with `[model] dir = DIR` instead of
+# the default model. The Python side is the downstream benchmark's pinned venv
+# (scripts/downstream/run.sh --venv-only; torch + sentence-transformers).
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -36,6 +38,9 @@ while [[ $# -gt 0 ]]; do
         --rounds) ROUNDS="$2"; shift 2 ;;
         -h | --help) sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed -e '/^set -euo/d' -e 's/^# \{0,1\}//'; exit 0 ;;
         -*) die "unknown argument $1 (see --help)" ;;
+        10k | 100k) BEIR="$CACHE/bench-corpus-$1"; SPLIT=test
+            [[ -f "$BEIR/.ok" ]] || { rm -rf "$BEIR"; python3 "$HERE/corpora.py" "$1" "$BEIR" && touch "$BEIR/.ok"; } || die "corpora.py failed"
+            shift ;;
         *) BEIR="$(cd "$1" && pwd)"; shift ;;
     esac
 done
@@ -73,29 +78,34 @@ print(f"{time.time() - t:.3f}")
 EOF
 
 now() { date +%s.%N; }
-declare -a ST_E TG_E ST_W TG_W
+declare -a ST_E TG_E ST_W TG_W ST_M TG_M
+TIME=/usr/bin/time
+[[ -x "$TIME" ]] || die "GNU time (/usr/bin/time, Debian package time) is needed for the peak RSS"
 for r in $(seq 1 "$ROUNDS"); do
     ST_E+=("$("$PY" "$WORK/st_embed.py" "$BEIR" "$ROOT/scripts/downstream" "$THREADS" 2>/dev/null)")
     rm -rf "$WORK/ws" "$WORK/out"
     t0=$(now)
-    "$BIN" -q mine "$BEIR" --split "$SPLIT" --num-negatives "$NEG" --config "$CFG" --out "$WORK/out" \
+    "$TIME" -f %M -o "$WORK/tg.rss" "$BIN" -q mine "$BEIR" --split "$SPLIT" --num-negatives "$NEG" --config "$CFG" --out "$WORK/out" \
         --workspace "$WORK/ws" --format triplet --no-progress
     t1=$(now)
     TG_W+=("$(python3 -c "print(round($t1 - $t0, 3))")")
+    TG_M+=("$(tail -1 "$WORK/tg.rss")")
     TG_E+=("$(python3 -c "import json;r=json.load(open('$WORK/out/report.json'));print(round(r['embed_documents']['seconds']+r['embed_queries']['seconds'],3))")")
     t0=$(now)
-    "$PY" "$ROOT/scripts/downstream/st_mine.py" "$BEIR" "$WORK/st.parquet" --split "$SPLIT" \
+    "$TIME" -f %M -o "$WORK/st.rss" "$PY" "$ROOT/scripts/downstream/st_mine.py" "$BEIR" "$WORK/st.parquet" --split "$SPLIT" \
         --num-negatives "$NEG" --threads "$THREADS" >/dev/null 2>&1 || die "st_mine.py failed"
     t1=$(now)
     ST_W+=("$(python3 -c "print(round($t1 - $t0, 3))")")
+    ST_M+=("$(tail -1 "$WORK/st.rss")")
 done
 
-python3 - "$BEIR" "${MODEL_DIR:-pinned int8 model}" "${ST_E[*]}" "${TG_E[*]}" "${ST_W[*]}" "${TG_W[*]}" <<'EOF'
+python3 - "$BEIR" "${MODEL_DIR:-default (fetch-models)}" "${ST_E[*]}" "${TG_E[*]}" "${ST_W[*]}" "${TG_W[*]}" "${ST_M[*]}" "${TG_M[*]}" <<'EOF'
 import statistics, sys
 beir, model = sys.argv[1], sys.argv[2]
-se, te, sw, tw = ([float(x) for x in a.split()] for a in sys.argv[3:7])
+se, te, sw, tw, sm, tm = ([float(x) for x in a.split()] for a in sys.argv[3:9])
 med = statistics.median
 print(f"peer speed on {beir} (tripletgen model: {model}), {len(se)} rounds, medians")
 print(f"  embedding alone  sentence-transformers {med(se):8.2f} s   tripletgen {med(te):8.2f} s   ratio {med(se)/med(te):5.2f}x   (rounds: {se} / {te})")
 print(f"  whole process    sentence-transformers {med(sw):8.2f} s   tripletgen {med(tw):8.2f} s   ratio {med(sw)/med(tw):5.2f}x   (rounds: {[round(x,1) for x in sw]} / {[round(x,1) for x in tw]})")
+print(f"  peak RSS         sentence-transformers {med(sm)/1024:8.0f} MiB tripletgen {med(tm)/1024:8.0f} MiB ratio {med(sm)/med(tm):5.2f}x")
 EOF

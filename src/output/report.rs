@@ -106,6 +106,41 @@ pub struct Timings {
     pub total: f64,
 }
 
+/// Peak resident memory of the process (VmHWM from /proc/self/status, bytes; 0 where there is no
+/// /proc), read at the end of each stage.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Memory {
+    /// The peak over the whole run.
+    pub peak_rss_bytes: u64,
+    /// The peak so far at the end of each stage, in run order: the first stage that shows the final
+    /// peak is the one that reached it.
+    pub peak_after: Vec<StagePeak>,
+}
+
+/// The peak RSS at the end of one stage.
+#[derive(Debug, Clone, Serialize)]
+pub struct StagePeak {
+    /// The stage (`ingest`, `load_model`, `embed_documents`, `index`, `embed_queries`, `generate`,
+    /// `mine`, `write`).
+    pub stage: &'static str,
+    /// VmHWM at its end.
+    pub peak_rss_bytes: u64,
+}
+
+impl Memory {
+    /// Record the peak so far at the end of `stage`.
+    pub fn mark(&mut self, stage: &'static str) {
+        let peak = crate::bench::machine::peak();
+        self.peak_rss_bytes = self.peak_rss_bytes.max(peak);
+        self.peak_after.push(StagePeak { stage, peak_rss_bytes: peak });
+    }
+
+    /// The stage during which the final peak was reached.
+    pub fn peak_stage(&self) -> Option<&'static str> {
+        self.peak_after.iter().find(|p| p.peak_rss_bytes >= self.peak_rss_bytes).map(|p| p.stage)
+    }
+}
+
 /// Everything a run reports (written as `report.json`).
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct RunReport {
@@ -145,6 +180,8 @@ pub struct RunReport {
     pub write: WriteStats,
     /// Time per stage.
     pub timings: Timings,
+    /// Peak memory, and after which stage it was reached.
+    pub memory: Memory,
 }
 
 fn fmt_dist(d: &Distribution) -> String {
@@ -303,6 +340,12 @@ impl RunReport {
             "  time     ingest {:.2}s, model {:.2}s, embed {:.2}s, generate {:.2}s, index {:.2}s, filter {:.2}s, mine {:.2}s, write {:.2}s",
             t.ingest, t.load_model, t.embed, t.generate, t.index, t.filter, t.mine, t.write
         );
+        if let Some(stage) = self.memory.peak_stage() {
+            let mib = self.memory.peak_rss_bytes as f64 / f64::from(1 << 20);
+            let docs = self.ingest.documents.max(1) as f64;
+            let per_doc = self.memory.peak_rss_bytes as f64 / docs / 1024.0;
+            let _ = writeln!(s, "  memory   peak {mib:.0} MiB, reached in {stage} ({per_doc:.1} KiB per document)");
+        }
         let _ = writeln!(s, "  output   {}", self.output_dir.display());
         for f in &self.write.files {
             let _ = writeln!(s, "           {:<36} {:>8} rows", f.file, f.rows);

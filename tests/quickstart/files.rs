@@ -74,9 +74,14 @@ fn quickstart_writes_every_file_and_counts_match_the_fixture() {
     assert!(manifest["config"]["mine"].is_object(), "manifest.config: {manifest}");
     assert_eq!(
         manifest.pointer("/model/checksums/model.onnx").and_then(Value::as_str),
-        Some(tripletgen::models::MINILM_BUILD.sha256),
+        // The model fetch-models builds (src/models.rs MINILM_BUILD), and the file in the cache.
+        Some("7379f18f94baf43f079fc44db7ce98fd96651788abca0edee0b8b719d7b0e671"),
         "manifest.model: {}",
         manifest["model"]
+    );
+    assert_eq!(
+        manifest.pointer("/model/checksums/model.onnx").and_then(Value::as_str),
+        Some(sha256_hex(&models_cache().join("all-minilm-l6-v2/model.onnx")).as_str())
     );
 }
 

@@ -11,6 +11,32 @@ fn quickstart_normal_run_prints_nothing_on_stdout() {
     assert!(s.out.stderr.contains("310 documents"), "summary missing on stderr:\n{}", s.out.stderr);
 }
 
+/// report.json has the peak RSS after each stage, in run order and never falling; the summary
+/// names the stage that reached the peak.
+#[test]
+fn report_has_the_peak_memory_per_stage() {
+    let s = shared();
+    let r = read_json(&s.dir.join("report.json"));
+    let stages: Vec<(&str, u64)> = r["memory"]["peak_after"]
+        .as_array()
+        .unwrap_or_else(|| panic!("report.json memory: {}", r["memory"]))
+        .iter()
+        .map(|p| (p["stage"].as_str().unwrap(), p["peak_rss_bytes"].as_u64().unwrap()))
+        .collect();
+    let names: Vec<&str> = stages.iter().map(|p| p.0).collect();
+    let want = ["ingest", "load_model", "embed_documents", "index", "embed_queries", "generate", "mine", "write"];
+    assert_eq!(names, want);
+    assert!(stages[0].1 > 1 << 20, "peak after ingest: {} bytes", stages[0].1);
+    assert!(stages.windows(2).all(|w| w[0].1 <= w[1].1), "the peak fell: {stages:?}");
+    let peak = r["memory"]["peak_rss_bytes"].as_u64().unwrap();
+    assert_eq!(peak, stages.last().unwrap().1);
+    // Loading ONNX Runtime and the model is well above reading 310 documents.
+    assert!(stages[1].1 > stages[0].1 + (20 << 20), "{stages:?}");
+    let stage = stages.iter().find(|p| p.1 >= peak).unwrap().0;
+    let line = s.out.stderr.lines().find(|l| l.contains("memory   peak")).expect("no memory line in the summary");
+    assert!(line.contains(&format!("reached in {stage}")) && line.contains("MiB"), "{line}");
+}
+
 #[test]
 fn json_flag_prints_the_report_as_json_on_stdout() {
     let (_t, out) = out_with_cached_workspace();
