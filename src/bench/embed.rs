@@ -346,6 +346,7 @@ pub(super) fn run_embed(a: &EmbedBenchArgs, seed: u64, show_progress: bool) -> R
 
     let mut cfg = Config::default();
     cfg.embed.batch_size = a.batch_size;
+    cfg.embed.batch_invariant = false; // like for like with the raw ONNX Runtime batches below
     cfg.embed.threads = a.threads;
     cfg.embed.sort_by_length = true;
     cfg.model.max_length = a.max_length;

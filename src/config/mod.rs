@@ -364,8 +364,15 @@ pub enum Pooling {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct EmbedConfig {
-    /// Texts per ONNX batch.
+    /// Texts per batch: per request to a remote server; for a local model, per stored batch (and per
+    /// ONNX Runtime call when `batch_invariant` is off).
     pub batch_size: usize,
+    /// Local model: run each text through ONNX Runtime on its own, so that its vector depends on the
+    /// text alone. The default model quantises activations dynamically, with one scale per call: in a
+    /// batch, a text's vector would shift slightly with its batch mates, and a refresh (which embeds
+    /// only new texts) would not equal a full run. Measured: as fast as batches of 32 for passages,
+    /// ~1.8x slower for short queries (BENCHMARKS.md).
+    pub batch_invariant: bool,
     /// ONNX Runtime intra-op threads (0 = all cores).
     pub threads: usize,
     /// Prefix for queries (e.g. `"query: "` for e5).
@@ -380,6 +387,7 @@ impl Default for EmbedConfig {
     fn default() -> Self {
         Self {
             batch_size: 32,
+            batch_invariant: true,
             threads: 2,
             query_prefix: String::new(),
             document_prefix: String::new(),

@@ -110,6 +110,8 @@ pub struct Embedder {
     /// Vector dimension.
     pub dim: usize,
     batch_size: usize,
+    /// One text per ONNX Runtime call (`embed.batch_invariant`).
+    batch_invariant: bool,
     sort_by_length: bool,
     max_length: usize,
 }
@@ -260,6 +262,7 @@ impl Embedder {
             checksums,
             dim: 0,
             batch_size: cfg.embed.batch_size,
+            batch_invariant: cfg.embed.batch_invariant,
             sort_by_length: cfg.embed.sort_by_length,
             max_length,
         };
@@ -277,6 +280,7 @@ impl Embedder {
             checksums: BTreeMap::new(),
             dim: 0,
             batch_size: cfg.embed.batch_size,
+            batch_invariant: cfg.embed.batch_invariant,
             sort_by_length: cfg.embed.sort_by_length,
             max_length: cfg.model.max_length,
         };
@@ -299,7 +303,8 @@ impl Embedder {
     pub fn embed_batch<S: AsRef<str> + Send + Sync>(&mut self, texts: &[S]) -> Result<Vec<Vec<f32>>, EmbedError> {
         let mut out = match &mut self.model {
             Backend::Local(m) => {
-                m.embed(texts, Some(texts.len().max(1))).map_err(|e| EmbedError::Inference(e.to_string()))?
+                let per_call = if self.batch_invariant { 1 } else { texts.len().max(1) };
+                m.embed(texts, Some(per_call)).map_err(|e| EmbedError::Inference(e.to_string()))?
             }
             Backend::Remote(r) => {
                 let batch: Vec<&str> = texts.iter().map(AsRef::as_ref).collect();
