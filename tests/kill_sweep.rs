@@ -60,13 +60,14 @@ fn run_with(cfg: &Path, env: &[(&str, &Path)]) -> std::process::ExitStatus {
     o.status
 }
 
-/// Drop what legitimately differs between an uninterrupted run and a resumed one: timings, rates,
+/// Drop what legitimately differs between an uninterrupted run and a resumed one: timings, memory, rates,
 /// cache counters, the change report (the resumed run has a snapshot from no completed run), and how
 /// the HNSW graph and the BM25 index came to be (`index.graph`: built, or loaded from the workspace
 /// where a persisted graph exists; `mine.bm25.added`/`deleted`: what the refresh had to do).
 fn normalized(mut v: Value) -> Value {
     const VOLATILE: &[&str] = &[
         "timings",
+        "memory",
         "seconds",
         "changes",
         "output_dir",

@@ -342,9 +342,7 @@ impl RunReport {
         );
         if let Some(stage) = self.memory.peak_stage() {
             let mib = self.memory.peak_rss_bytes as f64 / f64::from(1 << 20);
-            let docs = self.ingest.documents.max(1) as f64;
-            let per_doc = self.memory.peak_rss_bytes as f64 / docs / 1024.0;
-            let _ = writeln!(s, "  memory   peak {mib:.0} MiB, reached in {stage} ({per_doc:.1} KiB per document)");
+            let _ = writeln!(s, "  memory   peak {mib:.0} MiB, reached in {stage}");
         }
         let _ = writeln!(s, "  output   {}", self.output_dir.display());
         for f in &self.write.files {
