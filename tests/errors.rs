@@ -155,16 +155,19 @@ fn missing_model_files_say_run_fetch_models() {
     let t = tmpdir();
     let cache = t.path().join("empty-cache");
     std::fs::create_dir_all(&cache).unwrap();
-    let o = run(tripletgen()
-        .env("TRIPLETGEN_CACHE", &cache)
-        .env("ORT_DYLIB_PATH", &ort)
-        .arg("run")
-        .arg("--config")
-        .arg(repo().join("configs/quickstart.toml"))
-        .arg("--out")
-        .arg(t.path().join("out")));
-    o.assert_code(1);
-    o.assert_stderr_has(&["tripletgen fetch-models", "all-minilm-l6-v2"]);
+    let quickstart = || {
+        let o = run(tripletgen()
+            .env("TRIPLETGEN_CACHE", &cache)
+            .env("ORT_DYLIB_PATH", &ort)
+            .arg("run")
+            .arg("--config")
+            .arg(repo().join("configs/quickstart.toml"))
+            .arg("--out")
+            .arg(t.path().join("out")));
+        o.assert_code(1);
+        o.assert_stderr_has(&["tripletgen fetch-models", "all-minilm-l6-v2"]);
+    };
+    quickstart();
 
     // A model.onnx from an older tripletgen (not the pinned build) is stale, not silently used.
     let dir = cache.join("all-minilm-l6-v2");
@@ -177,16 +180,7 @@ fn missing_model_files_say_run_fetch_models() {
     }
     std::fs::write(dir.join("model.safetensors"), b"weights").unwrap();
     std::fs::write(dir.join("model.onnx"), b"an older model").unwrap();
-    let o = run(tripletgen()
-        .env("TRIPLETGEN_CACHE", &cache)
-        .env("ORT_DYLIB_PATH", &ort)
-        .arg("run")
-        .arg("--config")
-        .arg(repo().join("configs/quickstart.toml"))
-        .arg("--out")
-        .arg(t.path().join("out")));
-    o.assert_code(1);
-    o.assert_stderr_has(&["tripletgen fetch-models", "all-minilm-l6-v2"]);
+    quickstart();
 }
 
 /// A hub model on a machine without internet access: a clear error about the hub, not a panic.
