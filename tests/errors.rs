@@ -129,20 +129,25 @@ fn missing_config_file_is_a_config_error() {
     o.assert_stderr_has(&["nope.toml"]);
 }
 
+/// `run --config configs/quickstart.toml` with `cache` as the model cache and `ort` as
+/// $ORT_DYLIB_PATH (unset when `None`).
+fn quickstart_with_cache(cache: &Path, ort: Option<&Path>, out: &Path) -> Out {
+    let mut cmd = tripletgen();
+    cmd.env("TRIPLETGEN_CACHE", cache);
+    match ort {
+        Some(p) => cmd.env("ORT_DYLIB_PATH", p),
+        None => cmd.env_remove("ORT_DYLIB_PATH"),
+    };
+    run(cmd.arg("run").arg("--config").arg(repo().join("configs/quickstart.toml")).arg("--out").arg(out))
+}
+
 /// No runtime and no model in the cache: an error that says which command fixes it.
 #[test]
 fn missing_runtime_says_run_fetch_models() {
     let t = tmpdir();
     let cache = t.path().join("empty-cache");
     std::fs::create_dir_all(&cache).unwrap();
-    let o = run(tripletgen()
-        .env("TRIPLETGEN_CACHE", &cache)
-        .env_remove("ORT_DYLIB_PATH")
-        .arg("run")
-        .arg("--config")
-        .arg(repo().join("configs/quickstart.toml"))
-        .arg("--out")
-        .arg(t.path().join("out")));
+    let o = quickstart_with_cache(&cache, None, &t.path().join("out"));
     o.assert_code(1);
     o.assert_stderr_has(&["tripletgen fetch-models"]);
     assert_eq!(o.stdout, "");
@@ -156,14 +161,7 @@ fn missing_model_files_say_run_fetch_models() {
     let cache = t.path().join("empty-cache");
     std::fs::create_dir_all(&cache).unwrap();
     let quickstart = || {
-        let o = run(tripletgen()
-            .env("TRIPLETGEN_CACHE", &cache)
-            .env("ORT_DYLIB_PATH", &ort)
-            .arg("run")
-            .arg("--config")
-            .arg(repo().join("configs/quickstart.toml"))
-            .arg("--out")
-            .arg(t.path().join("out")));
+        let o = quickstart_with_cache(&cache, Some(&ort), &t.path().join("out"));
         o.assert_code(1);
         o.assert_stderr_has(&["tripletgen fetch-models", "all-minilm-l6-v2"]);
     };

@@ -21,6 +21,8 @@ CACHE="${TRIPLETGEN_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/tripletgen}"
 BEIR=100k
 NEG=5
 die() { printf '[memory] error: %s\n' "$*" >&2; exit 1; }
+# shellcheck source=common.sh
+source "$HERE/common.sh"
 while [[ $# -gt 0 ]]; do
     case "$1" in
         --negatives) NEG="$2"; shift 2 ;;
@@ -29,18 +31,11 @@ while [[ $# -gt 0 ]]; do
         *) BEIR="$1"; shift ;;
     esac
 done
-if [[ "$BEIR" == 10k || "$BEIR" == 100k ]]; then
-    DIR="$CACHE/bench-corpus-$BEIR"
-    [[ -f "$DIR/.ok" ]] || { rm -rf "$DIR"; python3 "$HERE/corpora.py" "$BEIR" "$DIR" && touch "$DIR/.ok"; } || die "corpora.py failed"
-    BEIR="$DIR"
-fi
+BEIR="$(bench_corpus "$BEIR")"
 [[ -f "$BEIR/corpus.jsonl" ]] || die "$BEIR has no corpus.jsonl"
 [[ -x /usr/bin/time ]] || die "GNU time (/usr/bin/time, Debian package time) is needed"
 
-TARGET="${DOWNSTREAM_TARGET:-$CACHE/downstream-target}"
-(cd "$ROOT" && CARGO_TARGET_DIR="$TARGET" cargo build --release --quiet) || die "cargo build failed"
-BIN="$TARGET/release/tripletgen"
-"$BIN" -q fetch-models >/dev/null
+BIN="$(bench_binary)"
 
 WORK="$(mktemp -d)"
 trap 'rm -rf "$WORK"' EXIT

@@ -30,6 +30,8 @@ ROUNDS=2
 THREADS=2
 
 die() { printf '[peer-speed] error: %s\n' "$*" >&2; exit 1; }
+# shellcheck source=common.sh
+source "$HERE/common.sh"
 while [[ $# -gt 0 ]]; do
     case "$1" in
         --split) SPLIT="$2"; shift 2 ;;
@@ -38,10 +40,8 @@ while [[ $# -gt 0 ]]; do
         --rounds) ROUNDS="$2"; shift 2 ;;
         -h | --help) sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed -e '/^set -euo/d' -e 's/^# \{0,1\}//'; exit 0 ;;
         -*) die "unknown argument $1 (see --help)" ;;
-        10k | 100k) BEIR="$CACHE/bench-corpus-$1"; SPLIT=test
-            [[ -f "$BEIR/.ok" ]] || { rm -rf "$BEIR"; python3 "$HERE/corpora.py" "$1" "$BEIR" && touch "$BEIR/.ok"; } || die "corpora.py failed"
-            shift ;;
-        *) BEIR="$(cd "$1" && pwd)"; shift ;;
+        10k | 100k) BEIR="$(bench_corpus "$1")"; SPLIT=test; shift ;;
+        *) BEIR="$(bench_corpus "$1")"; shift ;;
     esac
 done
 [[ -f "$BEIR/corpus.jsonl" ]] || die "$BEIR has no corpus.jsonl"
@@ -49,10 +49,7 @@ done
 VENV="$("$ROOT/scripts/downstream/run.sh" --venv-only)"
 PY="$VENV/bin/python"
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
-TARGET="${DOWNSTREAM_TARGET:-$CACHE/downstream-target}"
-(cd "$ROOT" && CARGO_TARGET_DIR="$TARGET" cargo build --release --quiet) || die "cargo build failed"
-BIN="$TARGET/release/tripletgen"
-"$BIN" -q fetch-models >/dev/null
+BIN="$(bench_binary)"
 
 WORK="$(mktemp -d)"
 trap 'rm -rf "$WORK"' EXIT
