@@ -171,9 +171,9 @@ pub struct EvalArgs {
 /// Flags shared by `run` and `mine`.
 #[derive(Debug, Args, Default)]
 pub struct CommonFlags {
-    /// Override the workspace folder.
+    /// Override the workspace: a folder, or postgres://user@host:port/db (password from PGPASSWORD).
     #[arg(long)]
-    pub workspace: Option<PathBuf>,
+    pub workspace: Option<crate::workspace::Location>,
     /// Print the run report as JSON on stdout.
     #[arg(long)]
     pub json: bool,

@@ -26,6 +26,9 @@ use crate::vectors::Vectors;
 use crate::workspace::{Produced, Store, StoreError};
 use std::time::Instant;
 
+/// The saved HNSW graph, as a file of the workspace.
+const GRAPH: &str = "index/hnsw.bin";
+
 /// Errors of a pipeline run: one variant per stage.
 #[derive(Debug, thiserror::Error)]
 pub enum PipelineError {
@@ -81,7 +84,7 @@ pub fn dry_run(cfg: &Config) -> Result<Option<DryRun>, PipelineError> {
         return Ok(None);
     };
     let ds = ingest::load(&cfg.input, corpus_only(cfg))?;
-    let store = Store::open(&cfg.workspace_dir())?;
+    let store = Store::connect(&cfg.workspace_location())?;
     let g = LlmGenerator::new(&cfg.generate.llm, llm)?;
     Ok(Some(g.dry_run(&ds, &store)?))
 }
@@ -146,7 +149,8 @@ fn run_inner(cfg: &Config, opts: RunOptions, plan_judge: bool) -> Result<Ran, Pi
     timings.load_model = t.elapsed().as_secs_f64();
     memory.mark("load_model");
 
-    let mut store = Store::open(&cfg.workspace_dir())?;
+    let mut store = Store::connect(&cfg.workspace_location())?;
+    let local = store.local_dir(&cfg.output.dir);
     let doc_items: Vec<(String, ContentHash)> = ds.docs.iter().map(|d| (d.id.clone(), d.hash)).collect();
     let query_items: Vec<(String, ContentHash)> = ds.queries.iter().map(|q| (q.id.clone(), q.hash)).collect();
     let changes = InputChanges {
@@ -166,8 +170,12 @@ fn run_inner(cfg: &Config, opts: RunOptions, plan_judge: bool) -> Result<Ran, Pi
 
     let t = Instant::now();
     let doc_keys: Vec<ContentHash> = ds.docs.iter().map(|d| d.hash).collect();
+    let graph_file = local.join("index").join("hnsw.bin");
+    if cfg.index.persist {
+        store.fetch_file(GRAPH, &graph_file)?;
+    }
     let persist = cfg.index.persist.then(|| Persist {
-        path: cfg.workspace_dir().join("index").join("hnsw.bin"),
+        path: graph_file.clone(),
         fingerprint: format!(
             "model={} prefix={:?} m={} ef_construction={}",
             embedder.model_id, cfg.embed.document_prefix, cfg.index.m, cfg.index.ef_construction
@@ -182,9 +190,12 @@ fn run_inner(cfg: &Config, opts: RunOptions, plan_judge: bool) -> Result<Ran, Pi
         crate::index::release_free_memory();
     }
     let (index, mut index_stats) = Index::build(doc_vecs, &cfg.index, persist, show)?;
+    if cfg.index.persist {
+        store.save_file(GRAPH, &graph_file)?;
+    }
     let mut bm25 = if cfg.mine.uses_bm25() {
         let docs: Vec<(&str, ContentHash)> = ds.docs.iter().map(|d| (d.text.as_str(), d.hash)).collect();
-        let b = Bm25::refresh(&cfg.workspace_dir().join("index").join("bm25"), &docs).map_err(IndexError::from)?;
+        let b = Bm25::refresh(&local.join("index").join("bm25"), &docs).map_err(IndexError::from)?;
         log::info!(
             "bm25: {} texts ({} added, {} deleted) in {:.2}s",
             b.stats.documents,

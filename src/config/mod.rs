@@ -75,9 +75,9 @@ pub struct Config {
     pub exclude_eval: ExcludeEvalConfig,
     /// What to write and where.
     pub output: OutputConfig,
-    /// The folder where every stage keeps what it produced (embedding cache…). Default:
-    /// `<output.dir>/workspace`.
-    pub workspace: Option<PathBuf>,
+    /// Where every stage keeps what it produced (embedding cache…): a folder (SQLite) or a
+    /// `postgres://user@host/db` URL (password from `PGPASSWORD`). Default: `<output.dir>/workspace`.
+    pub workspace: Option<crate::workspace::Location>,
 }
 
 /// What to do with a malformed input record.
@@ -1038,7 +1038,11 @@ impl Config {
         fix(&mut self.model.dir);
         fix(&mut self.model.onnxruntime);
         fix(&mut self.model.cache_dir);
-        fix(&mut self.workspace);
+        if let Some(crate::workspace::Location::Dir(d)) = self.workspace.as_mut()
+            && d.is_relative()
+        {
+            *d = clean_path(&base.join(&*d));
+        }
         fix(&mut self.generate.lexical.wordnet_dir);
         fix(&mut self.generate.lexical.stopwords);
         fix(&mut self.generate.lexical.word_vectors);
@@ -1061,9 +1065,9 @@ impl Config {
         }
     }
 
-    /// The workspace folder.
-    pub fn workspace_dir(&self) -> PathBuf {
-        self.workspace.clone().unwrap_or_else(|| self.output.dir.join("workspace"))
+    /// Where the workspace is.
+    pub fn workspace_location(&self) -> crate::workspace::Location {
+        self.workspace.clone().unwrap_or_else(|| crate::workspace::Location::Dir(self.output.dir.join("workspace")))
     }
 }
 

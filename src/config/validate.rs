@@ -53,6 +53,11 @@ impl Config {
         check.file("input.queries", &self.input.queries, "")?;
         check.file("input.qrels", &self.input.qrels, "")?;
         check.file("input.pairs", &self.input.pairs, "")?;
+        if let Some(ws) = &self.workspace
+            && let Err(why) = ws.check()
+        {
+            return Err(bad("workspace", why));
+        }
         if self.input.max_record_bytes < 1024 {
             return Err(bad("input.max_record_bytes", "must be at least 1024".into()));
         }

@@ -463,7 +463,7 @@ impl<'a> LlmGenerator<'a> {
             // Calls failing in a row, after their retries: past this, the server is down or refusing.
             let give_up_after = (2 * self.client.concurrency()).max(4);
             let (mut failing, mut stored, mut gave_up) = (0usize, 0usize, None);
-            let workspace = store.dir().to_path_buf();
+            let workspace = store.location().clone();
             let summary = self.client.run_planned(to_send, &workspace, |i, res| {
                 pb.inc(1);
                 stats.sent += 1;

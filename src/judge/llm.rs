@@ -24,7 +24,7 @@ pub(crate) struct LlmJudge {
     template: Template,
     max_chars: usize,
     /// Where batch jobs are recorded (`llm.mode = "batch"`).
-    workspace: std::path::PathBuf,
+    workspace: crate::workspace::Location,
 }
 
 impl LlmJudge {
@@ -56,7 +56,7 @@ impl LlmJudge {
             cfg: llm,
             template,
             max_chars: st.max_passage_chars(),
-            workspace: cfg.workspace_dir(),
+            workspace: cfg.workspace_location(),
         })
     }
 

@@ -88,7 +88,7 @@ impl Client {
     pub fn run_planned<K, F>(
         &self,
         items: Vec<(K, ChatRequest)>,
-        workspace: &std::path::Path,
+        workspace: &crate::workspace::Location,
         on_result: F,
     ) -> Result<RunSummary, LlmError>
     where
@@ -98,7 +98,7 @@ impl Client {
             return self.run_blocking(items, on_result);
         }
         // Its own connection: the caller's stores the answers meanwhile.
-        let mut journal = crate::workspace::Store::open(workspace)
+        let mut journal = crate::workspace::Store::connect(workspace)
             .map_err(|e| LlmError::Setup(format!("batch mode needs the workspace: {e}")))?;
         self.run_batch_blocking(items, &mut journal, on_result)
     }
