@@ -13,6 +13,9 @@
 #    outside the repo; TRIPLETGEN_SKIP_LLAMA=1 skips it for developers, never under CI).
 #    Installs Debian's `chromium` (apt-get, as root) when it is missing, for the test that renders
 #    report.html headless (TRIPLETGEN_SKIP_CHROMIUM=1 skips it for developers, never under CI).
+#    Installs Debian's `postgresql-15` the same way when its binaries are missing: tests/postgres.rs
+#    starts private clusters with them (TRIPLETGEN_PG_BIN overrides the folder; TRIPLETGEN_SKIP_PG=1
+#    skips those tests for developers, never under CI).
 # 0. Style, before anything is built: `cargo fmt --check` (rustfmt.toml), then after the build
 #    `cargo clippy --all-targets -- -D warnings`; either failing fails the run (TRIPLETGEN_SKIP_LINT=1
 #    skips both for developers, never under CI).
@@ -116,6 +119,24 @@ else
     apt-get install -y --no-install-recommends chromium >&2 \
         || { log "apt-get install failed: running apt-get update and retrying"; apt-get update >&2 && apt-get install -y --no-install-recommends chromium >&2; }
     log "installed $(chromium --version 2>/dev/null || echo chromium)"
+fi
+
+# --- 2d. PostgreSQL for the database workspace tests (Debian package `postgresql-15`) -----------
+export TRIPLETGEN_PG_BIN="${TRIPLETGEN_PG_BIN:-/usr/lib/postgresql/15/bin}"
+if [[ "${TRIPLETGEN_SKIP_PG:-}" == 1 ]]; then
+    if [[ "${CI:-}" == true || "${CI:-}" == 1 ]]; then
+        log "error: TRIPLETGEN_SKIP_PG=1 under CI=true: CI must run the PostgreSQL tests"; exit 1
+    fi
+    log "TRIPLETGEN_SKIP_PG=1: not checking for PostgreSQL (tests/postgres.rs will be skipped)"
+elif [[ -x "$TRIPLETGEN_PG_BIN/initdb" ]]; then
+    log "PostgreSQL found: $("$TRIPLETGEN_PG_BIN/postgres" --version)"
+else
+    log "PostgreSQL is missing at $TRIPLETGEN_PG_BIN: installing the Debian package (apt-get install -y postgresql-15)"
+    [[ "$(id -u)" == 0 ]] || { log "error: installing PostgreSQL needs root (or set TRIPLETGEN_PG_BIN to its bin folder)"; exit 1; }
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get install -y --no-install-recommends postgresql-15 >&2 \
+        || { log "apt-get install failed: running apt-get update and retrying"; apt-get update >&2 && apt-get install -y --no-install-recommends postgresql-15 >&2; }
+    log "installed $("$TRIPLETGEN_PG_BIN/postgres" --version)"
 fi
 T2=$(now)
 

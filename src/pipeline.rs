@@ -26,9 +26,6 @@ use crate::vectors::Vectors;
 use crate::workspace::{Produced, Store, StoreError};
 use std::time::Instant;
 
-/// The saved HNSW graph, as a file of the workspace.
-const GRAPH: &str = "index/hnsw.bin";
-
 /// Errors of a pipeline run: one variant per stage.
 #[derive(Debug, thiserror::Error)]
 pub enum PipelineError {
@@ -143,14 +140,16 @@ fn run_inner(cfg: &Config, opts: RunOptions, plan_judge: bool) -> Result<Ran, Pi
         ds.report.skipped
     );
 
+    // The workspace first: a database that cannot be reached fails the run before the model loads.
+    let mut store = Store::connect(&cfg.workspace_location())?;
+    let local = store.local_dir(&cfg.output.dir);
+
     let t = Instant::now();
     let resolved = models::resolve(&cfg.model)?;
     let mut embedder = Embedder::load(&resolved, cfg)?;
     timings.load_model = t.elapsed().as_secs_f64();
     memory.mark("load_model");
 
-    let mut store = Store::connect(&cfg.workspace_location())?;
-    let local = store.local_dir(&cfg.output.dir);
     let doc_items: Vec<(String, ContentHash)> = ds.docs.iter().map(|d| (d.id.clone(), d.hash)).collect();
     let query_items: Vec<(String, ContentHash)> = ds.queries.iter().map(|q| (q.id.clone(), q.hash)).collect();
     let changes = InputChanges {
@@ -170,9 +169,9 @@ fn run_inner(cfg: &Config, opts: RunOptions, plan_judge: bool) -> Result<Ran, Pi
 
     let t = Instant::now();
     let doc_keys: Vec<ContentHash> = ds.docs.iter().map(|d| d.hash).collect();
-    let graph_file = local.join("index").join("hnsw.bin");
+    let graph_file = local.join(crate::workspace::GRAPH_FILE);
     if cfg.index.persist {
-        store.fetch_file(GRAPH, &graph_file)?;
+        store.fetch_file(crate::workspace::GRAPH_FILE, &graph_file)?;
     }
     let persist = cfg.index.persist.then(|| Persist {
         path: graph_file.clone(),
@@ -191,7 +190,7 @@ fn run_inner(cfg: &Config, opts: RunOptions, plan_judge: bool) -> Result<Ran, Pi
     }
     let (index, mut index_stats) = Index::build(doc_vecs, &cfg.index, persist, show)?;
     if cfg.index.persist {
-        store.save_file(GRAPH, &graph_file)?;
+        store.save_file(crate::workspace::GRAPH_FILE, &graph_file)?;
     }
     let mut bm25 = if cfg.mine.uses_bm25() {
         let docs: Vec<(&str, ContentHash)> = ds.docs.iter().map(|d| (d.text.as_str(), d.hash)).collect();

@@ -35,12 +35,12 @@ pub enum StoreError {
         source: rusqlite::Error,
     },
     /// PostgreSQL failed (unreachable past the reconnect window, refused login, …).
-    #[error("workspace {url}: {}{}", pg::describe(.source), pg::hint(.source))]
+    #[error("workspace {url}: {}{}", pg::describe(.error), pg::hint(.error))]
     Postgres {
         /// The database URL (it never holds a password).
         url: String,
-        /// The driver's error.
-        source: postgres::Error,
+        /// The driver's error (described in the message, so not a source: it would repeat).
+        error: postgres::Error,
     },
     /// The workspace was written by a newer tripletgen, or its schema history differs from this one's.
     #[error("workspace {at}: {why}")]
@@ -202,6 +202,10 @@ pub(crate) trait Backend: Send {
     /// Open batch jobs of `endpoint`, oldest save first.
     fn open_batches(&mut self, endpoint: &str) -> Result<Vec<BatchRow>, StoreError>;
     fn save_batch(&mut self, r: &crate::llm::BatchRecord, custom_ids: &str) -> Result<(), StoreError>;
+    /// Up to `limit` rows of `table` after `after` (a key this backend returned), in key order.
+    fn scan(&self, table: Table, after: Option<&Row>, limit: usize) -> Result<Vec<Row>, StoreError>;
+    /// Every batch job record (done or not), oldest save first.
+    fn all_batches(&self) -> Result<Vec<crate::llm::BatchRecord>, StoreError>;
     /// The head of a stored file (databases only: a folder keeps its files as files).
     fn artifact_head(&self, _name: &str) -> Result<Option<ArtifactHead>, StoreError> {
         Ok(None)
@@ -210,12 +214,45 @@ pub(crate) trait Backend: Send {
         unreachable!("only databases store files")
     }
     /// Store chunk `chunk` of generation `generation` of `name` (not yet visible).
-    fn write_artifact_chunk(&mut self, _name: &str, _generation: i64, _chunk: u32, _data: Vec<u8>) -> Result<(), StoreError> {
+    fn write_artifact_chunk(
+        &mut self,
+        _name: &str,
+        _generation: i64,
+        _chunk: u32,
+        _data: Vec<u8>,
+    ) -> Result<(), StoreError> {
         unreachable!("only databases store files")
     }
     /// Make `head` the stored version of `name` and drop every other generation, in one transaction.
     fn publish_artifact(&mut self, _name: &str, _head: &ArtifactHead) -> Result<(), StoreError> {
         unreachable!("only databases store files")
+    }
+}
+
+/// The keyed tables that [`Backend::scan`] pages through (for `workspace copy`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Table {
+    Embeddings,
+    Llm,
+    Judgements,
+}
+
+/// One row of a [`Table`], as stored.
+#[derive(Debug, Clone)]
+pub(crate) enum Row {
+    Embedding { model: String, key: ContentHash, vec: Vec<u8> },
+    Llm { key: ContentHash, strategy: String, model: String, response: String },
+    Judgement { judge: String, key: ContentHash, scored: Scored },
+}
+
+impl Row {
+    /// The row's key as (group, key): (model, key), ("", key), (judge, key).
+    fn sort_key(&self) -> (&str, &ContentHash) {
+        match self {
+            Row::Embedding { model, key, .. } => (model, key),
+            Row::Llm { key, .. } => ("", key),
+            Row::Judgement { judge, key, .. } => (judge, key),
+        }
     }
 }
 
@@ -227,11 +264,16 @@ pub(crate) enum Count<'a> {
     Judgements(&'a str),
 }
 
+pub mod copy;
+
 /// The workspace store, whichever backend holds it.
 pub struct Store {
     backend: Box<dyn Backend>,
     location: Location,
 }
+
+/// The saved HNSW graph: a file of the workspace folder, or a stored file of a database workspace.
+pub const GRAPH_FILE: &str = "index/hnsw.bin";
 
 /// Files of a database workspace are stored in pieces of this size.
 const ARTIFACT_CHUNK: usize = 16 << 20;
@@ -377,7 +419,8 @@ impl Store {
         if sha256_of(local).ok().flatten() == Some(head.sha256) {
             return Ok(());
         }
-        let mut out = crate::fsx::AtomicFile::create(local, ("artifact-synced", "artifact-renamed")).map_err(file_err)?;
+        let mut out =
+            crate::fsx::AtomicFile::create(local, ("artifact-synced", "artifact-renamed")).map_err(file_err)?;
         let mut sha = <sha2::Sha256 as sha2::Digest>::new();
         for i in 0..head.chunks {
             let data = self.backend.read_artifact_chunk(&head, name, i)?;
@@ -450,7 +493,8 @@ impl crate::llm::BatchJournal for Store {
         rows.into_iter()
             .map(|(input_file, batch_id, ids)| {
                 Ok(crate::llm::BatchRecord {
-                    custom_ids: serde_json::from_str(&ids).map_err(|e| format!("{at}: a garbled batch record ({e})"))?,
+                    custom_ids: serde_json::from_str(&ids)
+                        .map_err(|e| format!("{at}: a garbled batch record ({e})"))?,
                     input_file,
                     endpoint: endpoint.to_string(),
                     batch_id,

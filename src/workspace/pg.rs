@@ -10,7 +10,7 @@
 //! `schema_migrations` (version and checksum of each migration), applied under an advisory lock,
 //! and checked on every open.
 
-use super::{ArtifactHead, Backend, BatchRow, Count, Produced, Scored, StoreError};
+use super::{ArtifactHead, Backend, BatchRow, Count, Produced, Row, Scored, StoreError, Table};
 use crate::hash::ContentHash;
 use postgres::error::SqlState;
 use postgres::{Client, Config, NoTls, Statement};
@@ -119,8 +119,7 @@ fn transient(e: &postgres::Error) -> bool {
     match e.code() {
         Some(c) => {
             c.code().starts_with("08")
-                || [SqlState::ADMIN_SHUTDOWN, SqlState::CRASH_SHUTDOWN, SqlState::CANNOT_CONNECT_NOW]
-                    .contains(c)
+                || [SqlState::ADMIN_SHUTDOWN, SqlState::CRASH_SHUTDOWN, SqlState::CANNOT_CONNECT_NOW].contains(c)
                 || [SqlState::T_R_SERIALIZATION_FAILURE, SqlState::T_R_DEADLOCK_DETECTED].contains(c)
         }
         None => e.as_db_error().is_none(),
@@ -250,7 +249,7 @@ impl Pg {
         match ready.recv() {
             Ok(Ok(Ok(()))) => Ok(pg),
             Ok(Ok(Err(why))) => Err(StoreError::Schema { at: pg.url.clone(), why }),
-            Ok(Err(source)) => Err(StoreError::Postgres { url: pg.url.clone(), source }),
+            Ok(Err(error)) => Err(StoreError::Postgres { url: pg.url.clone(), error }),
             Err(_) => Err(pg.gone()),
         }
     }
@@ -267,7 +266,7 @@ impl Pg {
         let (tx, rx) = mpsc::sync_channel(1);
         let job: Job = Box::new(move |s: &mut Session| drop(tx.send(s.run(&mut f))));
         self.jobs.as_ref().expect("open until dropped").send(job).map_err(|_| self.gone())?;
-        rx.recv().map_err(|_| self.gone())?.map_err(|source| StoreError::Postgres { url: self.url.clone(), source })
+        rx.recv().map_err(|_| self.gone())?.map_err(|error| StoreError::Postgres { url: self.url.clone(), error })
     }
 }
 
@@ -331,7 +330,8 @@ impl Backend for Pg {
     }
 
     fn put_llm(&mut self, key: &ContentHash, strategy: &str, model: &str, response: &str) -> Result<(), StoreError> {
-        let (key, strategy, model, response) = (key.0.to_vec(), strategy.to_string(), model.to_string(), response.to_string());
+        let (key, strategy, model, response) =
+            (key.0.to_vec(), strategy.to_string(), model.to_string(), response.to_string());
         self.call(move |c| {
             let st = c.prepared(
                 "INSERT INTO llm_cache (key, strategy, model, response) VALUES ($1, $2, $3, $4)
@@ -345,7 +345,8 @@ impl Backend for Pg {
         let judge = judge.to_string();
         let keys: Vec<Vec<u8>> = keys.iter().map(|k| k.0.to_vec()).collect();
         self.call(move |c| {
-            let st = c.prepared("SELECT key, score, label, detail FROM judgements WHERE judge = $1 AND key = ANY($2)")?;
+            let st =
+                c.prepared("SELECT key, score, label, detail FROM judgements WHERE judge = $1 AND key = ANY($2)")?;
             let mut found: HashMap<Vec<u8>, Scored> = HashMap::new();
             for chunk in keys.chunks(CHUNK) {
                 for row in c.client.query(&st, &[&judge, &chunk])? {
@@ -370,7 +371,8 @@ impl Backend for Pg {
         let keys: Vec<Vec<u8>> = rows.iter().map(|r| r.0.clone()).collect();
         let scores: Vec<f64> = rows.iter().map(|r| f64::from(r.1.score)).collect();
         let labels: Vec<Option<i16>> = rows.iter().map(|r| r.1.label.map(i16::from)).collect();
-        let details: Vec<Option<Vec<u8>>> = rows.iter().map(|r| r.1.detail.as_ref().map(|d| d.as_bytes().to_vec())).collect();
+        let details: Vec<Option<Vec<u8>>> =
+            rows.iter().map(|r| r.1.detail.as_ref().map(|d| d.as_bytes().to_vec())).collect();
         self.call(move |c| {
             let st = c.prepared(
                 "INSERT INTO judgements (judge, key, score, label, detail)
@@ -437,6 +439,82 @@ impl Backend for Pg {
         })
     }
 
+    fn scan(&self, table: Table, after: Option<&Row>, limit: usize) -> Result<Vec<Row>, StoreError> {
+        let (group, key, first) = match after {
+            Some(r) => {
+                let (g, k) = r.sort_key();
+                (g.to_string(), k.0.to_vec(), false)
+            }
+            None => (String::new(), Vec::new(), true),
+        };
+        let limit = limit as i64;
+        let hash = |v: Vec<u8>| ContentHash(v.try_into().unwrap_or([0; 32]));
+        self.call(move |c| {
+            Ok(match table {
+                Table::Embeddings => {
+                    let st = c.prepared(
+                        "SELECT model, key, vec FROM embeddings WHERE $1 OR (model, key) > ($2, $3) ORDER BY model, key LIMIT $4",
+                    )?;
+                    c.client
+                        .query(&st, &[&first, &group, &key, &limit])?
+                        .into_iter()
+                        .map(|r| Row::Embedding { model: r.get(0), key: hash(r.get(1)), vec: r.get(2) })
+                        .collect()
+                }
+                Table::Llm => {
+                    let st = c.prepared(
+                        "SELECT key, strategy, model, response FROM llm_cache WHERE $1 OR key > $2 ORDER BY key LIMIT $3",
+                    )?;
+                    c.client
+                        .query(&st, &[&first, &key, &limit])?
+                        .into_iter()
+                        .map(|r| Row::Llm { key: hash(r.get(0)), strategy: r.get(1), model: r.get(2), response: r.get(3) })
+                        .collect()
+                }
+                Table::Judgements => {
+                    let st = c.prepared(
+                        "SELECT judge, key, score, label, detail FROM judgements WHERE $1 OR (judge, key) > ($2, $3)
+                         ORDER BY judge, key LIMIT $4",
+                    )?;
+                    c.client
+                        .query(&st, &[&first, &group, &key, &limit])?
+                        .into_iter()
+                        .map(|r| {
+                            let detail: Option<Vec<u8>> = r.get(4);
+                            Row::Judgement {
+                                judge: r.get(0),
+                                key: hash(r.get(1)),
+                                scored: Scored {
+                                    score: r.get::<_, f64>(2) as f32,
+                                    label: r.get::<_, Option<i16>>(3).map(|l| l.clamp(0, 255) as u8),
+                                    detail: detail.map(|d| String::from_utf8_lossy(&d).into_owned()),
+                                },
+                            }
+                        })
+                        .collect()
+                }
+            })
+        })
+    }
+
+    fn all_batches(&self) -> Result<Vec<crate::llm::BatchRecord>, StoreError> {
+        self.call(|c| {
+            let st =
+                c.prepared("SELECT input_file, endpoint, batch_id, custom_ids, done FROM llm_batches ORDER BY seq")?;
+            Ok(c.client
+                .query(&st, &[])?
+                .into_iter()
+                .map(|r| crate::llm::BatchRecord {
+                    input_file: r.get(0),
+                    endpoint: r.get(1),
+                    batch_id: r.get(2),
+                    custom_ids: serde_json::from_str(r.get::<_, &str>(3)).unwrap_or_default(),
+                    done: r.get(4),
+                })
+                .collect())
+        })
+    }
+
     fn open_batches(&mut self, endpoint: &str) -> Result<Vec<BatchRow>, StoreError> {
         let endpoint = endpoint.to_string();
         self.call(move |c| {
@@ -481,7 +559,13 @@ impl Backend for Pg {
         })
     }
 
-    fn write_artifact_chunk(&mut self, name: &str, generation: i64, chunk: u32, data: Vec<u8>) -> Result<(), StoreError> {
+    fn write_artifact_chunk(
+        &mut self,
+        name: &str,
+        generation: i64,
+        chunk: u32,
+        data: Vec<u8>,
+    ) -> Result<(), StoreError> {
         let (name, chunk) = (name.to_string(), chunk as i32);
         self.call(move |c| {
             let st = c.prepared(

@@ -2,7 +2,7 @@
 //! version is SQLite's `user_version`; a workspace of an older version is upgraded on open, a newer
 //! one refused.
 
-use super::{Backend, BatchRow, Count, Produced, Scored, StoreError};
+use super::{Backend, BatchRow, Count, Produced, Row, Scored, StoreError, Table};
 use crate::hash::ContentHash;
 use rusqlite::{Connection, OptionalExtension, params};
 use std::path::{Path, PathBuf};
@@ -138,7 +138,8 @@ impl Backend for Sqlite {
 
     fn put_embeddings(&mut self, model: &str, items: Vec<(ContentHash, Vec<u8>)>) -> Result<(), StoreError> {
         self.tx(|tx| {
-            let mut stmt = tx.prepare_cached("INSERT OR REPLACE INTO embeddings (model, key, vec) VALUES (?1, ?2, ?3)")?;
+            let mut stmt =
+                tx.prepare_cached("INSERT OR REPLACE INTO embeddings (model, key, vec) VALUES (?1, ?2, ?3)")?;
             for (k, v) in &items {
                 stmt.execute(params![model, &k.0[..], v])?;
             }
@@ -236,6 +237,77 @@ impl Backend for Sqlite {
             }
         };
         r.map_err(self.sq())
+    }
+
+    fn scan(&self, table: Table, after: Option<&Row>, limit: usize) -> Result<Vec<Row>, StoreError> {
+        let (group, key) = after.map_or(("", &[][..]), |r| {
+            let (g, k) = r.sort_key();
+            (g, &k.0[..])
+        });
+        let first = after.is_none();
+        let hash = |v: Vec<u8>| ContentHash(v.try_into().unwrap_or([0; 32]));
+        let limit = limit as i64;
+        let r: rusqlite::Result<Vec<Row>> = match table {
+            Table::Embeddings => self
+                .conn
+                .prepare_cached(
+                    "SELECT model, key, vec FROM embeddings WHERE ?1 OR (model, key) > (?2, ?3) ORDER BY model, key LIMIT ?4",
+                )
+                .and_then(|mut st| {
+                    st.query_map(params![first, group, key, limit], |r| {
+                        Ok(Row::Embedding { model: r.get(0)?, key: hash(r.get(1)?), vec: r.get(2)? })
+                    })?
+                    .collect()
+                }),
+            Table::Llm => self
+                .conn
+                .prepare_cached(
+                    "SELECT key, strategy, model, response FROM llm_cache WHERE ?1 OR key > ?2 ORDER BY key LIMIT ?3",
+                )
+                .and_then(|mut st| {
+                    st.query_map(params![first, key, limit], |r| {
+                        Ok(Row::Llm { key: hash(r.get(0)?), strategy: r.get(1)?, model: r.get(2)?, response: r.get(3)? })
+                    })?
+                    .collect()
+                }),
+            Table::Judgements => {
+                let keys: Vec<(String, ContentHash)> = self
+                    .conn
+                    .prepare_cached(
+                        "SELECT judge, key FROM judgements WHERE ?1 OR (judge, key) > (?2, ?3) ORDER BY judge, key LIMIT ?4",
+                    )
+                    .and_then(|mut st| {
+                        st.query_map(params![first, group, key, limit], |r| Ok((r.get(0)?, hash(r.get(1)?))))?.collect()
+                    })
+                    .map_err(self.sq())?;
+                let mut rows = Vec::with_capacity(keys.len());
+                for (judge, key) in keys {
+                    let scored = self.get_judgements(&judge, &[key])?.pop().flatten().expect("just listed");
+                    rows.push(Row::Judgement { judge, key, scored });
+                }
+                Ok(rows)
+            }
+        };
+        r.map_err(self.sq())
+    }
+
+    fn all_batches(&self) -> Result<Vec<crate::llm::BatchRecord>, StoreError> {
+        self.conn
+            .prepare("SELECT input_file, endpoint, batch_id, custom_ids, done FROM llm_batches ORDER BY rowid")
+            .and_then(|mut st| {
+                st.query_map([], |r| {
+                    let ids: String = r.get(3)?;
+                    Ok(crate::llm::BatchRecord {
+                        input_file: r.get(0)?,
+                        endpoint: r.get(1)?,
+                        batch_id: r.get(2)?,
+                        custom_ids: serde_json::from_str(&ids).unwrap_or_default(),
+                        done: r.get(4)?,
+                    })
+                })?
+                .collect()
+            })
+            .map_err(self.sq())
     }
 
     fn open_batches(&mut self, endpoint: &str) -> Result<Vec<BatchRow>, StoreError> {

@@ -1,0 +1,299 @@
+//! The PostgreSQL workspace against a real server (a private cluster started by the harness):
+//! - the store returns what the SQLite store returns, for every table (ids that sort differently
+//!   under a collation, NUL inside texts, batch jobs in save order, files of several chunks);
+//! - a run on PostgreSQL writes the same files, byte for byte, as a run on SQLite, and a rerun from
+//!   another machine's folder (an empty local cache) embeds nothing and loads the saved graph;
+//! - a server restarted under a live connection is reconnected and nothing written is lost;
+//! - a database of a newer schema is refused; opening again applies nothing twice;
+//! - the password comes from PGPASSWORD only and appears in no output, log or error.
+
+mod common;
+#[path = "common/pg.rs"]
+mod pg;
+
+use common::*;
+use pg::PgCluster;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::time::Duration;
+use tripletgen::hash::ContentHash;
+use tripletgen::workspace::{Location, Produced, Scored, Store};
+
+const PASSWORD: &str = "pg-canary-Zr8Kq2Wn5Tx7";
+
+/// The cluster shared by the tests of this file (one database each), or `None` when skipped.
+fn cluster() -> Option<&'static PgCluster> {
+    static C: OnceLock<Option<PgCluster>> = OnceLock::new();
+    C.get_or_init(|| PgCluster::start(PASSWORD)).as_ref()
+}
+
+/// Open `url` with the cluster's password in the environment (the store reads PGPASSWORD).
+fn connect(url: &str) -> Store {
+    // SAFETY: tests set the same value in every thread that sets it.
+    unsafe { std::env::set_var("PGPASSWORD", PASSWORD) };
+    Store::connect(&Location::parse(url)).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// The same writes on a store, and everything read back.
+fn exercise(s: &mut Store) -> String {
+    let k = |t: &str| ContentHash::of(t);
+    s.put_embeddings("m", &[(k("a"), &[1.0, -2.5, f32::MIN_POSITIVE]), (k("b"), &[0.0, 3.0, 1e-30])]).unwrap();
+    s.put_embeddings("m", &[(k("a"), &[4.0, 5.0, 6.0]), (k("a"), &[7.0, 8.0, 9.0])]).unwrap();
+    s.put_llm(&k("call"), "paraphrase", "qwen", "{\"content\":\"a\\u0000b\"}").unwrap();
+    s.put_llm(&k("call"), "paraphrase", "qwen", "{\"content\":\"second\"}").unwrap();
+    let verdict = |score: f32, label, detail: Option<&str>| Scored { score, label, detail: detail.map(String::from) };
+    s.put_judgements(
+        "llm:x",
+        &[
+            (k("q1"), verdict(0.1f32, Some(1), Some("replaced"))),
+            (k("q2"), verdict(0.7, None, Some("yes\0 with a NUL"))),
+            (k("q3"), verdict(0.5, None, None)),
+            (k("q1"), verdict(0.3, Some(0), Some("no"))),
+        ],
+    )
+    .unwrap();
+    let ids = ["b", "B", "_z", "Z", "a", "é", "x\0y", "10", "9"];
+    let produced: Vec<Produced> = ids
+        .iter()
+        .enumerate()
+        .map(|(i, id)| Produced { id: id.to_string(), hash: k(id), generated: i, negatives: 2 * i })
+        .collect();
+    s.save_snapshot("document", &produced).unwrap();
+    s.save_snapshot("document", &produced[1..]).unwrap();
+    let changes = s.compare_snapshot("document", &[("a".into(), k("a")), ("new".into(), k("n"))]).unwrap();
+    use tripletgen::llm::{BatchJournal, BatchRecord};
+    let rec = |f: &str, done| BatchRecord {
+        input_file: f.into(),
+        endpoint: "e".into(),
+        batch_id: Some(format!("batch-{f}")),
+        custom_ids: vec!["1".into(), "2".into()],
+        done,
+    };
+    for r in [rec("f2", false), rec("f1", false), rec("f3", false), rec("f2", false), rec("f3", true)] {
+        s.save_batch(&r).unwrap();
+    }
+    let batches: Vec<String> = s.open_batches("e").unwrap().into_iter().map(|r| r.input_file).collect();
+    format!(
+        "{:?}\n{:?}\n{:?}\n{:?}\n{:?}\n{:?}\n{:?}\n{}/{}/{}",
+        s.get_embeddings("m", &[k("a"), k("b"), k("c")], 3).unwrap(),
+        s.get_llm(&k("call")).unwrap(),
+        s.get_judgements("llm:x", &[k("q1"), k("q2"), k("q3"), k("q4")]).unwrap(),
+        s.snapshot("document").unwrap(),
+        changes,
+        batches,
+        s.get_embeddings("other", &[k("a")], 3).unwrap(),
+        s.count_embeddings("m").unwrap(),
+        s.count_llm().unwrap(),
+        s.count_judgements("llm:x").unwrap(),
+    )
+}
+
+#[test]
+fn a_database_workspace_returns_what_a_folder_workspace_returns() {
+    let Some(c) = cluster() else { return };
+    let t = tmpdir();
+    let on_sqlite = exercise(&mut Store::open(&t.path().join("ws")).unwrap());
+    let url = c.create_db("conformance");
+    let on_pg = exercise(&mut connect(&url));
+    assert_eq!(on_pg, on_sqlite);
+    for stored in ["yes\\0 with a NUL", "second", "[7.0, 8.0, 9.0]", "x\\0y", "[\"f1\", \"f2\"]", "2/1/3"] {
+        assert!(on_sqlite.contains(stored), "{stored} in {on_sqlite}");
+    }
+    // Reopened, it still holds the same (and opening applies no migration twice).
+    let again = connect(&url);
+    assert_eq!(again.count_embeddings("m").unwrap(), 2);
+    assert_eq!(c.psql("conformance", "SELECT count(*) FROM schema_migrations"), "1");
+
+    // Files (the saved graph) go in and out in chunks of 16 MiB, checked by SHA-256.
+    let mut s = connect(&url);
+    let big: Vec<u8> = (0..(40u32 << 20)).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    let local = t.path().join("a/index/hnsw.bin");
+    std::fs::create_dir_all(local.parent().unwrap()).unwrap();
+    std::fs::write(&local, &big).unwrap();
+    s.save_file("index/hnsw.bin", &local).unwrap();
+    assert_eq!(c.psql("conformance", "SELECT count(*) FROM artifacts"), "3");
+    let elsewhere = t.path().join("b/index/hnsw.bin");
+    s.fetch_file("index/hnsw.bin", &elsewhere).unwrap();
+    assert!(std::fs::read(&elsewhere).unwrap() == big, "the fetched file equals the saved one");
+    // A changed file replaces the stored one; an unchanged one is not sent again.
+    std::fs::write(&local, b"small").unwrap();
+    s.save_file("index/hnsw.bin", &local).unwrap();
+    assert_eq!(c.psql("conformance", "SELECT count(*) || ' ' || max(generation) FROM artifacts"), "1 2");
+    s.save_file("index/hnsw.bin", &local).unwrap();
+    assert_eq!(c.psql("conformance", "SELECT generation FROM artifact_heads"), "2");
+    s.fetch_file("index/hnsw.bin", &elsewhere).unwrap();
+    assert_eq!(std::fs::read(&elsewhere).unwrap(), b"small");
+}
+
+#[test]
+fn a_database_of_a_newer_schema_is_refused() {
+    let Some(c) = cluster() else { return };
+    let url = c.create_db("newer");
+    drop(connect(&url));
+    c.psql("newer", "INSERT INTO schema_migrations (version, checksum, tool_version) VALUES (99, 'x', '9.9.9')");
+    let e = Store::connect(&Location::parse(&url)).err().expect("refused").to_string();
+    assert!(e.contains("newer tripletgen") && e.contains("99") && e.contains(&url), "{e}");
+    c.psql(
+        "newer",
+        "DELETE FROM schema_migrations WHERE version = 99; UPDATE schema_migrations SET checksum = 'edited'",
+    );
+    let e = Store::connect(&Location::parse(&url)).err().expect("refused").to_string();
+    assert!(e.contains("differs"), "{e}");
+}
+
+#[test]
+fn a_restarted_server_is_reconnected_and_nothing_written_is_lost() {
+    if pg::skip_requested() {
+        return;
+    }
+    let c = PgCluster::start(PASSWORD).unwrap();
+    let url = c.create_db("restart");
+    let mut s = connect(&url);
+    let k = |i: usize| ContentHash::of(&i.to_string());
+    s.put_llm(&k(0), "s", "m", "before").unwrap();
+    std::thread::scope(|scope| {
+        scope.spawn(|| c.restart_after(Duration::from_secs(2)));
+        // Writes go on while the server goes down and comes back: each one waits, then lands.
+        for i in 1..40 {
+            s.put_llm(&k(i), "s", "m", &format!("answer {i}")).unwrap_or_else(|e| panic!("{e}\n{}", c.log()));
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    });
+    assert_eq!(s.count_llm().unwrap(), 40);
+    assert_eq!(s.get_llm(&k(0)).unwrap().as_deref(), Some("before"));
+    assert!(c.log().matches("database system is ready").count() >= 2, "the server really restarted: {}", c.log());
+}
+
+/// A quickstart config with an HNSW graph kept in the workspace.
+fn config(dir: &Path, name: &str, workspace: &str) -> PathBuf {
+    write(
+        dir,
+        &format!("{name}.toml"),
+        &format!(
+            "workspace = \"{workspace}\"\n\n[input]\nbeir = {}\n\n[index]\nkind = \"hnsw\"\n\n[output]\ndir = {}\nformats = [\"triplet\", \"flag-jsonl\"]\n",
+            tp(&fixture("quickstart")),
+            tp(&dir.join(name))
+        ),
+    )
+}
+
+const DATA_FILES: &[&str] = &["triplet.parquet", "triplet.provenance.parquet", "flag.jsonl"];
+
+fn run_with_password(cfg: &Path, password: &str, extra: &[&str]) -> Out {
+    run(tripletgen().env("PGPASSWORD", password).arg("run").arg("--config").arg(cfg).args(extra))
+}
+
+#[test]
+fn a_run_on_postgres_writes_what_a_run_on_sqlite_writes_and_a_rerun_elsewhere_redoes_nothing() {
+    require_models();
+    let Some(c) = cluster() else { return };
+    let t = tmpdir();
+    let url = c.create_db("runs");
+    let ws = t.path().join("ws");
+    run_config(&config(t.path(), "sqlite", &ws.display().to_string()), &[]).assert_ok();
+    let first = run_with_password(&config(t.path(), "pg", &url), PASSWORD, &["-vv"]);
+    first.assert_ok();
+    let diff = differing_files(&t.path().join("sqlite"), &t.path().join("pg"), DATA_FILES);
+    assert!(diff.is_empty(), "SQLite and PostgreSQL runs differ in {diff:?}");
+    let r = read_json(&t.path().join("pg/report.json"));
+    assert_eq!(r["index"]["graph"]["mode"], "built", "{}", r["index"]);
+    assert_eq!(c.psql("runs", "SELECT count(*) FROM artifact_heads WHERE name = 'index/hnsw.bin'"), "1");
+
+    // Another output folder, as on another machine: its local cache is empty, yet nothing is
+    // embedded and the graph comes from the database.
+    let again = run_with_password(&config(t.path(), "elsewhere", &url), PASSWORD, &[]);
+    again.assert_ok();
+    let r = read_json(&t.path().join("elsewhere/report.json"));
+    assert_eq!(num_at(&r, "/embed_documents/embedded") + num_at(&r, "/embed_queries/embedded"), 0.0, "{r}");
+    assert_eq!(
+        (r["index"]["graph"]["mode"].as_str(), r["index"]["graph"]["inserted"].as_u64()),
+        (Some("updated"), Some(0)),
+        "{}",
+        r["index"]
+    );
+    let diff = differing_files(&t.path().join("sqlite"), &t.path().join("elsewhere"), DATA_FILES);
+    assert!(diff.is_empty(), "the rerun differs in {diff:?}");
+
+    // The password is in no output, log or local file.
+    for (what, text) in [("stdout", &first.stdout), ("stderr at -vv", &first.stderr), ("rerun stderr", &again.stderr)] {
+        assert!(!text.contains(PASSWORD), "the password leaked into {what}");
+    }
+    for dir in ["pg", "elsewhere"] {
+        for f in walk(&t.path().join(dir)) {
+            let bytes = std::fs::read(&f).unwrap();
+            assert!(!contains(&bytes, PASSWORD.as_bytes()), "the password leaked into {}", f.display());
+        }
+    }
+}
+
+#[test]
+fn a_workspace_copied_to_postgres_and_back_is_whole_and_verified() {
+    require_models();
+    let Some(c) = cluster() else { return };
+    let t = tmpdir();
+    let ws = t.path().join("ws");
+    run_config(&config(t.path(), "sqlite", &ws.display().to_string()), &[]).assert_ok();
+    let url = c.create_db("copied");
+    let copy =
+        |from: &str, to: &str| run(tripletgen().env("PGPASSWORD", PASSWORD).args(["workspace", "copy", from, to]));
+    let o = copy(&ws.display().to_string(), &url);
+    o.assert_ok();
+    assert!(o.stderr.contains("verified: both sides digest to"), "{}", o.stderr);
+    assert!(o.stderr.contains("the saved graph ("), "{}", o.stderr);
+    assert_eq!(o.stdout, "");
+
+    // A run on the copy embeds nothing and mines from the copied graph: the same files.
+    run_with_password(&config(t.path(), "on-copy", &url), PASSWORD, &[]).assert_ok();
+    let r = read_json(&t.path().join("on-copy/report.json"));
+    assert_eq!(num_at(&r, "/embed_documents/embedded") + num_at(&r, "/embed_queries/embedded"), 0.0, "{r}");
+    assert_eq!(r["index"]["graph"]["inserted"].as_u64(), Some(0), "{}", r["index"]);
+    let diff = differing_files(&t.path().join("sqlite"), &t.path().join("on-copy"), DATA_FILES);
+    assert!(diff.is_empty(), "the run on the copy differs in {diff:?}");
+
+    // And back into a new folder: the same digest, and a run there embeds nothing either.
+    let back = t.path().join("ws-back");
+    let o = copy(&url, &back.display().to_string());
+    o.assert_ok();
+    let digest = |s: &str| s.split("digest to ").nth(1).map(|d| d.trim().to_string());
+    assert_eq!(digest(&o.stderr), digest(&copy(&ws.display().to_string(), &c.create_db("again")).stderr));
+    run_config(&config(t.path(), "on-back", &back.display().to_string()), &[]).assert_ok();
+    let r = read_json(&t.path().join("on-back/report.json"));
+    assert_eq!(num_at(&r, "/embed_documents/embedded") + num_at(&r, "/embed_queries/embedded"), 0.0, "{r}");
+
+    // A destination that holds a workspace is refused, and left as it was.
+    let o = copy(&ws.display().to_string(), &url);
+    assert_eq!(o.code, Some(1), "{}", o.stderr);
+    assert!(o.stderr.contains("already holds a workspace"), "{}", o.stderr);
+}
+
+#[test]
+fn a_wrong_or_misplaced_password_is_refused_without_being_repeated() {
+    require_models();
+    let Some(c) = cluster() else { return };
+    let t = tmpdir();
+    let url = c.create_db("auth");
+    let o = run_with_password(&config(t.path(), "wrong", &url), "not-the-password-Qm4", &[]);
+    assert_eq!(o.code, Some(1), "{}", o.stderr);
+    assert!(o.stderr.contains("password authentication failed") && o.stderr.contains("PGPASSWORD"), "{}", o.stderr);
+    assert!(!o.stderr.contains("not-the-password-Qm4"), "{}", o.stderr);
+
+    let with_password = url.replace("tripletgen@", &format!("tripletgen:{PASSWORD}@"));
+    let o = run_with_password(&config(t.path(), "in-url", &with_password), PASSWORD, &[]);
+    o.assert_code(2);
+    assert!(o.stderr.contains("PGPASSWORD") && o.stderr.contains("workspace"), "{}", o.stderr);
+    assert!(!o.stderr.contains(PASSWORD), "{}", o.stderr);
+}
+
+/// Every file under `dir`.
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() { out.extend(walk(&p)) } else { out.push(p) }
+    }
+    out
+}
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
+}
