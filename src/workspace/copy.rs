@@ -7,6 +7,9 @@ use crate::hash::ContentHash;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+/// Rows per table, in copy order.
+type Counts = Vec<(&'static str, u64)>;
+
 /// Rows read and written per step.
 const PAGE: usize = 2000;
 
@@ -17,7 +20,7 @@ const KINDS: [&str; 2] = ["document", "query"];
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CopyReport {
     /// Rows per table, in copy order.
-    pub rows: Vec<(&'static str, u64)>,
+    pub rows: Counts,
     /// Whether the saved HNSW graph was copied (a workspace without one has none).
     pub graph_bytes: Option<u64>,
     /// The digest both sides share (hex).
@@ -143,7 +146,7 @@ fn copy_graph(src: &Store, dst: &mut Store) -> Result<Option<u64>, StoreError> {
 
 /// Rows per table, and one digest of everything: each row hashed on its own and the hashes added
 /// (so the order rows come back in does not matter), the snapshot and the batch jobs in order.
-fn digest(s: &Store) -> Result<(Vec<(&'static str, u64)>, String), StoreError> {
+fn digest(s: &Store) -> Result<(Counts, String), StoreError> {
     let mut sum = [0u64; 4];
     let mut add = |h: ContentHash| {
         for (i, lane) in sum.iter_mut().enumerate() {
