@@ -267,6 +267,32 @@ fn a_workspace_copied_to_postgres_and_back_is_whole_and_verified() {
 }
 
 #[test]
+fn a_run_killed_mid_embedding_resumes_from_the_database_and_writes_the_same_files() {
+    require_models();
+    let Some(c) = cluster() else { return };
+    let t = tmpdir();
+    let url = c.create_db("killed");
+    let cfg = config(t.path(), "killed", &url);
+    let o = run(tripletgen()
+        .env("PGPASSWORD", PASSWORD)
+        .env("TRIPLETGEN_KILL_AT", "embed-batch:3")
+        .arg("run")
+        .arg("--config")
+        .arg(&cfg));
+    assert_eq!(o.code, None, "killed by SIGKILL: {}", o.stderr);
+    let stored: f64 = c.psql("killed", "SELECT count(*) FROM embeddings").parse().unwrap();
+    assert!(stored > 0.0 && stored < 310.0, "{stored} embeddings were committed before the kill");
+
+    run_with_password(&cfg, PASSWORD, &[]).assert_ok();
+    let r = read_json(&t.path().join("killed/report.json"));
+    assert_eq!(num_at(&r, "/embed_documents/cached"), stored, "what was committed is reused: {}", r["embed_documents"]);
+    assert_eq!(num_at(&r, "/embed_documents/embedded"), 310.0 - stored, "{}", r["embed_documents"]);
+    run_config(&config(t.path(), "reference", &t.path().join("ws").display().to_string()), &[]).assert_ok();
+    let diff = differing_files(&t.path().join("reference"), &t.path().join("killed"), DATA_FILES);
+    assert!(diff.is_empty(), "the resumed run differs in {diff:?}");
+}
+
+#[test]
 fn a_wrong_or_misplaced_password_is_refused_without_being_repeated() {
     require_models();
     let Some(c) = cluster() else { return };

@@ -11,6 +11,7 @@
 //! * [`llm`] (`bench llm`): the LLM client's overhead against a plain load generator;
 //! * [`refresh`] (`bench refresh`): a refresh after a small corpus change against the full run.
 //! * [`remote`] (`bench remote-embed`): the remote-embedding client against instant and bottleneck servers.
+//! * [`workspace`] (`bench workspace`): the store's cost per unit of work, SQLite next to PostgreSQL.
 //!
 //! Support: [`synth`] (seeded synthetic documents and vectors), [`machine`] (/proc readings: CPU,
 //! memory, load, CPU seconds), [`render`] (the tables of `embed` and `index`), [`servers`] (the
@@ -32,6 +33,7 @@ pub mod remote;
 pub mod render;
 pub mod servers;
 pub mod synth;
+pub mod workspace;
 
 use crate::progress;
 use anyhow::{Result, bail};
@@ -91,6 +93,9 @@ pub enum BenchCommand {
     /// The remote-embedding client: vectors/s against an instant server next to a plain load
     /// generator, and one endpoint against two when the servers are the bottleneck.
     RemoteEmbed(remote::RemoteBenchArgs),
+    /// The workspace store's cost per unit of work (embedding batch, LLM answer, verdicts): SQLite,
+    /// and PostgreSQL with `--workspace postgres://…` (scripts/bench/workspace.sh starts one).
+    Workspace(workspace::WorkspaceBenchArgs),
     /// Both benchmarks.
     All {
         /// Embedding options.
@@ -250,6 +255,7 @@ pub fn run(args: BenchArgs, show_progress: bool) -> Result<()> {
         Some(BenchCommand::Bm25(b)) => return bm25::run(&b, args.seed, args.json).map(drop),
         Some(BenchCommand::Judge(j)) => return judge::run(&j, args.json),
         Some(BenchCommand::RemoteEmbed(r)) => return remote::run(&r, args.json).map(drop),
+        Some(BenchCommand::Workspace(w)) => return workspace::run(&w, args.json).map(drop),
         Some(BenchCommand::Refresh(r)) => return refresh::run(&r, args.seed, show_progress, args.json).map(drop),
         Some(BenchCommand::Llm(l)) => {
             if l.requests == 0 || l.concurrency == 0 {
