@@ -3,13 +3,16 @@
 //!   under a collation, NUL inside texts, batch jobs in save order, files of several chunks);
 //! - a run on PostgreSQL writes the same files, byte for byte, as a run on SQLite, and a rerun from
 //!   another machine's folder (an empty local cache) embeds nothing and loads the saved graph;
-//! - a server restarted under a live connection is reconnected and nothing written is lost;
+//! - a server restarted under a live connection, and a network cut for seconds, are reconnected and
+//!   nothing written is lost;
 //! - a database of a newer schema is refused; opening again applies nothing twice;
 //! - the password comes from PGPASSWORD only and appears in no output, log or error.
 
 mod common;
 #[path = "common/pg.rs"]
 mod pg;
+#[path = "common/tcp_proxy.rs"]
+mod tcp_proxy;
 
 use common::*;
 use pg::PgCluster;
@@ -162,6 +165,27 @@ fn a_restarted_server_is_reconnected_and_nothing_written_is_lost() {
     assert_eq!(s.count_llm().unwrap(), 40);
     assert_eq!(s.get_llm(&k(0)).unwrap().as_deref(), Some("before"));
     assert!(c.log().matches("database system is ready").count() >= 2, "the server really restarted: {}", c.log());
+}
+
+#[test]
+fn a_network_cut_for_seconds_is_reconnected_and_nothing_written_is_lost() {
+    let Some(c) = cluster() else { return };
+    let url = c.create_db("network");
+    let proxy = tcp_proxy::TcpProxy::start(format!("127.0.0.1:{}", c.port).parse().unwrap());
+    let mut s = connect(&url.replace(&format!(":{}/", c.port), &format!(":{}/", proxy.port)));
+    let k = |i: usize| ContentHash::of(&format!("n{i}"));
+    let t = std::time::Instant::now();
+    for i in 0..30 {
+        if i == 5 {
+            proxy.cut_for(Duration::from_secs(3));
+        }
+        s.put_llm(&k(i), "s", "m", &format!("answer {i}")).unwrap_or_else(|e| panic!("{e}"));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(t.elapsed() >= Duration::from_secs(3), "the writes waited out the cut: {:?}", t.elapsed());
+    let direct = connect(&url);
+    assert_eq!(direct.count_llm().unwrap(), 30);
+    assert_eq!(direct.get_llm(&k(5)).unwrap().as_deref(), Some("answer 5"));
 }
 
 /// A quickstart config with an HNSW graph kept in the workspace.
