@@ -94,6 +94,22 @@ pub enum Command {
     /// Workspace tools.
     #[command(subcommand)]
     Workspace(WorkspaceCommand),
+    /// Work on the units that runs queue in a PostgreSQL workspace (embedding), on any machine;
+    /// exits once idle for --idle-exit seconds with nothing queued.
+    Worker {
+        /// The run's config (its inputs need not exist here).
+        #[arg(short, long)]
+        config: PathBuf,
+        /// Override the workspace (postgres://user@host/db; password from PGPASSWORD).
+        #[arg(long)]
+        workspace: Option<crate::workspace::Location>,
+        /// Name in the queue (default: w$JOB_COMPLETION_INDEX, w$SLURM_ARRAY_TASK_ID, or host:pid).
+        #[arg(long)]
+        name: Option<String>,
+        /// Seconds without a unit (and none queued) after which the worker exits.
+        #[arg(long, default_value_t = 60.0)]
+        idle_exit: f64,
+    },
 }
 
 /// `tripletgen workspace …`.
@@ -456,6 +472,9 @@ fn init_logging(cli: &Cli) {
         .filter_level(level)
         .filter_module("hnsw_rs", log::LevelFilter::Warn)
         .filter_module("ort", log::LevelFilter::Warn)
+        // The PostgreSQL driver logs every statement at debug and server notices at info.
+        .filter_module("tokio_postgres", log::LevelFilter::Warn)
+        .filter_module("postgres", log::LevelFilter::Warn)
         .parse_env("TRIPLETGEN_LOG")
         .format_timestamp(None)
         .format_target(false)
@@ -525,6 +544,19 @@ fn dispatch(cli: Cli) -> Result<()> {
         Command::Bench(args) => bench::run(args, show_progress),
         Command::Inspect(args) => run_inspect(args),
         Command::Eval(args) => run_eval(args, show_progress),
+        Command::Worker { config, workspace, name, idle_exit } => {
+            let mut cfg = Config::load(&config)?;
+            if let Some(w) = workspace {
+                cfg.workspace = Some(w);
+            }
+            cfg.validate_worker(&config.display().to_string())?;
+            if !(idle_exit.is_finite() && idle_exit >= 0.0) {
+                return Err(bad_flag("--idle-exit", format!("is {idle_exit}; it must be >= 0")).into());
+            }
+            let opts = crate::worker::WorkerOptions { name, idle_exit: std::time::Duration::from_secs_f64(idle_exit) };
+            crate::worker::run(&cfg, &opts)?;
+            Ok(())
+        }
         Command::Workspace(WorkspaceCommand::Copy { from, to }) => {
             for (what, at) in [("FROM", &from), ("TO", &to)] {
                 at.check().map_err(|why| bad_flag(what, why))?;

@@ -43,4 +43,5 @@ pub mod output;
 pub mod pipeline;
 pub(crate) mod progress;
 pub(crate) mod vectors;
+pub mod worker;
 pub mod workspace;

@@ -23,6 +23,7 @@ use crate::output::report::{InputChanges, Memory, RunReport, Scores, Timings};
 use crate::output::schema;
 use crate::output::write::{self, JudgeOutput, WriteError};
 use crate::vectors::Vectors;
+use crate::workspace::queue::Queue;
 use crate::workspace::{Produced, Store, StoreError};
 use std::time::Instant;
 
@@ -143,6 +144,15 @@ fn run_inner(cfg: &Config, opts: RunOptions, plan_judge: bool) -> Result<Ran, Pi
     // The workspace first: a database that cannot be reached fails the run before the model loads.
     let mut store = Store::connect(&cfg.workspace_location())?;
     let local = store.local_dir(&cfg.output.dir);
+    if let crate::workspace::Location::Postgres(url) = cfg.workspace_location()
+        && cfg.queue.enabled
+        && !plan_judge
+    {
+        let mut queue = Queue::connect(&url, crate::workspace::queue::coordinator_name(), &cfg.queue)?;
+        let run = queue.coordinate()?;
+        log::info!("coordinating run {run} of {url}: workers (`tripletgen worker`) may join");
+        store.attach_queue(queue);
+    }
 
     let t = Instant::now();
     let resolved = models::resolve(&cfg.model)?;
@@ -320,6 +330,7 @@ fn run_inner(cfg: &Config, opts: RunOptions, plan_judge: bool) -> Result<Ran, Pi
     let (docs_produced, queries_produced) = produced(&ds, &rounds, &pairs);
     store.save_snapshot("document", &docs_produced)?;
     store.save_snapshot("query", &queries_produced)?;
+    store.finish_queue()?;
     let report_json = serde_json::to_vec_pretty(&report).expect("report serialises");
     write::write_atomic(&out.join(schema::REPORT_JSON), &report_json)?;
     let page = html::Inputs {

@@ -6,6 +6,11 @@
 //! - a server restarted under a live connection, and a network cut for seconds, are reconnected and
 //!   nothing written is lost;
 //! - a database of a newer schema is refused; opening again applies nothing twice;
+//! - the work queue: a run with two `tripletgen worker` processes writes what a run alone writes,
+//!   each unit completed once and some by the workers; a worker SIGKILLed mid-unit loses the unit to
+//!   the next claimer once its lease expires; a second coordinator on one database is refused;
+//! - examples/: the Slurm scripts run a coordinator and an array of workers; the Kubernetes jobs
+//!   pass only flags that exist;
 //! - the password comes from PGPASSWORD only and appears in no output, log or error.
 
 mod common;
@@ -105,7 +110,7 @@ fn a_database_workspace_returns_what_a_folder_workspace_returns() {
     // Reopened, it still holds the same (and opening applies no migration twice).
     let again = connect(&url);
     assert_eq!(again.count_embeddings("m").unwrap(), 2);
-    assert_eq!(c.psql("conformance", "SELECT count(*) FROM schema_migrations"), "1");
+    assert_eq!(c.psql("conformance", "SELECT count(*) FROM schema_migrations"), "2");
 
     // Files (the saved graph) go in and out in chunks of 16 MiB, checked by SHA-256.
     let mut s = connect(&url);
@@ -190,15 +195,171 @@ fn a_network_cut_for_seconds_is_reconnected_and_nothing_written_is_lost() {
 
 /// A quickstart config with an HNSW graph kept in the workspace.
 fn config(dir: &Path, name: &str, workspace: &str) -> PathBuf {
+    config_with(dir, name, workspace, "")
+}
+
+/// The same, with `[queue]` settings.
+fn config_with(dir: &Path, name: &str, workspace: &str, queue: &str) -> PathBuf {
     write(
         dir,
         &format!("{name}.toml"),
         &format!(
-            "workspace = \"{workspace}\"\n\n[input]\nbeir = {}\n\n[index]\nkind = \"hnsw\"\n\n[output]\ndir = {}\nformats = [\"triplet\", \"flag-jsonl\"]\n",
+            "workspace = \"{workspace}\"\n\n[input]\nbeir = {}\n\n[index]\nkind = \"hnsw\"\n\n[queue]\n{queue}\n\n[output]\ndir = {}\nformats = [\"triplet\", \"flag-jsonl\"]\n",
             tp(&fixture("quickstart")),
             tp(&dir.join(name))
         ),
     )
+}
+
+/// A `tripletgen worker` process on `cfg`.
+fn worker(cfg: &Path, name: &str, kill_at: Option<&str>) -> std::process::Child {
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_tripletgen"));
+    c.env("PGPASSWORD", PASSWORD)
+        .env_remove("TRIPLETGEN_LOG")
+        .env_remove("RUST_LOG")
+        .args(["worker", "--config"])
+        .arg(cfg)
+        .args(["--name", name, "--idle-exit", "3"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    if let Some(k) = kill_at {
+        c.env("TRIPLETGEN_KILL_AT", k);
+    }
+    c.spawn().unwrap()
+}
+
+#[test]
+fn a_run_with_two_workers_writes_what_a_run_alone_writes() {
+    require_models();
+    let Some(c) = cluster() else { return };
+    let t = tmpdir();
+    let url = c.create_db("workers");
+    let cfg = config_with(t.path(), "with-workers", &url, "embed_unit = 16");
+    let workers: Vec<_> = (0..2).map(|i| worker(&cfg, &format!("w{i}"), None)).collect();
+    run_with_password(&cfg, PASSWORD, &[]).assert_ok();
+    for w in workers {
+        let o = w.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(o.status.success(), "{err}");
+        assert!(err.contains("exiting after"), "{err}");
+        assert!(o.stdout.is_empty(), "a worker prints nothing on stdout");
+    }
+    run_config(&config(t.path(), "alone", &t.path().join("ws").display().to_string()), &[]).assert_ok();
+    let diff = differing_files(&t.path().join("alone"), &t.path().join("with-workers"), DATA_FILES);
+    assert!(diff.is_empty(), "the run with workers differs in {diff:?}");
+
+    // 310 documents and 82 queries in units of 16: every unit done once, some by the workers.
+    let units = c.psql("workers", "SELECT count(*) || ' ' || sum(items) FROM units WHERE state = 'done'");
+    assert_eq!(units, format!("{} {}", 310_usize.div_ceil(16) + 82_usize.div_ceil(16), 310 + 82));
+    let by_worker: i64 =
+        c.psql("workers", "SELECT coalesce(sum(units_done), 0) FROM workers WHERE name LIKE 'w%'").parse().unwrap();
+    let all: i64 = c.psql("workers", "SELECT sum(units_done) FROM workers").parse().unwrap();
+    assert!(by_worker > 0, "the workers did some of the units");
+    assert_eq!(all, 26, "each unit was completed once: {}", c.psql("workers", "SELECT name, units_done FROM workers"));
+    assert_eq!(c.psql("workers", "SELECT state FROM runs"), "done");
+}
+
+#[test]
+fn a_worker_killed_mid_unit_loses_it_to_the_next_claimer_after_its_lease() {
+    require_models();
+    let Some(c) = cluster() else { return };
+    let t = tmpdir();
+    let url = c.create_db("killedworker");
+    let cfg = config_with(t.path(), "killed-worker", &url, "embed_unit = 16\nlease_seconds = 2");
+    let doomed = worker(&cfg, "doomed", Some("embed-batch:1"));
+    run_with_password(&cfg, PASSWORD, &[]).assert_ok();
+    let o = doomed.wait_with_output().unwrap();
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(o.status.signal(), Some(9), "the worker was killed mid-unit: {}", String::from_utf8_lossy(&o.stderr));
+    // Its unit's vectors were stored before the kill; the unit went to another claimer later.
+    assert_eq!(c.psql("killedworker", "SELECT count(*) FROM units WHERE attempts >= 2 AND state = 'done'"), "1");
+    assert_eq!(c.psql("killedworker", "SELECT count(*) FROM units WHERE state <> 'done'"), "0");
+    run_config(&config(t.path(), "alone", &t.path().join("ws").display().to_string()), &[]).assert_ok();
+    let diff = differing_files(&t.path().join("alone"), &t.path().join("killed-worker"), DATA_FILES);
+    assert!(diff.is_empty(), "the run differs in {diff:?}");
+}
+
+#[test]
+fn the_slurm_scripts_run_a_coordinator_and_workers_and_the_kubernetes_jobs_use_real_flags() {
+    require_models();
+    let Some(c) = cluster() else { return };
+    let t = tmpdir();
+    let url = c.create_db("slurm");
+    let cfg = config_with(t.path(), "slurm", "ws-unused", "embed_unit = 16");
+    let script = |name: &str| {
+        let mut cmd = std::process::Command::new("bash");
+        cmd.arg(repo().join("examples/slurm").join(name))
+            .env("TRIPLETGEN", env!("CARGO_BIN_EXE_tripletgen"))
+            .env("CONFIG", &cfg)
+            .env("WORKSPACE", &url)
+            .env("PGPASSWORD", PASSWORD)
+            .env("IDLE_EXIT", "3")
+            .env("OUT", t.path().join("slurm-out"))
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        cmd
+    };
+    let workers: Vec<_> =
+        (0..2).map(|i| script("workers.sbatch").env("SLURM_ARRAY_TASK_ID", i.to_string()).spawn().unwrap()).collect();
+    let o = script("coordinator.sbatch").output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    for w in workers {
+        let o = w.wait_with_output().unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    assert!(t.path().join("slurm-out/triplet.parquet").is_file());
+    assert!(!t.path().join("ws-unused").exists(), "the script's WORKSPACE wins over the config's");
+    let names =
+        c.psql("slurm", "SELECT string_agg(name, ',' ORDER BY name) FROM workers WHERE name NOT LIKE 'coordinator%'");
+    assert!(
+        names.split(',').filter(|n| !n.is_empty()).all(|n| n == "w0" || n == "w1"),
+        "array tasks name themselves: {names}"
+    );
+
+    // Every flag the Kubernetes jobs pass exists on their subcommand.
+    for yaml in ["coordinator-job.yaml", "workers-indexed-job.yaml"] {
+        let text = std::fs::read_to_string(repo().join("examples/kubernetes").join(yaml)).unwrap();
+        let line = text.lines().find(|l| l.trim_start().starts_with("args:")).expect("an args line");
+        let args: Vec<String> = serde_json::from_str(line.trim_start().trim_start_matches("args:").trim()).unwrap();
+        let help = run(tripletgen().arg(&args[0]).arg("--help"));
+        help.assert_ok();
+        for flag in args.iter().filter(|a| a.starts_with("--")) {
+            assert!(help.stdout.contains(flag.as_str()), "{yaml}: `tripletgen {} {flag}` does not exist", args[0]);
+        }
+    }
+}
+
+#[test]
+fn a_second_coordinator_on_one_database_is_refused_and_a_worker_needs_a_database() {
+    require_models();
+    let Some(c) = cluster() else { return };
+    let t = tmpdir();
+    let url = c.create_db("twocoordinators");
+    // The first coordinator holds the lock while it runs; a second one started meanwhile refuses.
+    let cfg = config_with(t.path(), "first", &url, "embed_unit = 8");
+    let mut first = std::process::Command::new(env!("CARGO_BIN_EXE_tripletgen"));
+    let first = first
+        .env("PGPASSWORD", PASSWORD)
+        .args(["run", "--config"])
+        .arg(&cfg)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    while c.psql("twocoordinators", "SELECT count(*) FROM pg_tables WHERE tablename = 'runs'") != "1"
+        || c.psql("twocoordinators", "SELECT count(*) FROM runs WHERE state = 'running'") != "1"
+    {
+        assert!(std::time::Instant::now() < deadline, "the first run never started");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let o = run_with_password(&config_with(t.path(), "second", &url, ""), PASSWORD, &[]);
+    assert_eq!(o.code, Some(1), "{}", o.stderr);
+    assert!(o.stderr.contains("is coordinated by another `tripletgen run` (run 1, host"), "{}", o.stderr);
+    assert!(first.wait_with_output().unwrap().status.success());
+
+    let o = run(tripletgen().args(["worker", "--config"]).arg(config(t.path(), "folder", "ws")));
+    o.assert_code(2);
+    assert!(o.stderr.contains("workers share a PostgreSQL workspace"), "{}", o.stderr);
 }
 
 const DATA_FILES: &[&str] = &["triplet.parquet", "triplet.provenance.parquet", "flag.jsonl"];

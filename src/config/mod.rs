@@ -75,6 +75,8 @@ pub struct Config {
     pub exclude_eval: ExcludeEvalConfig,
     /// What to write and where.
     pub output: OutputConfig,
+    /// The work queue of a PostgreSQL workspace (`[queue]`).
+    pub queue: QueueConfig,
     /// Where every stage keeps what it produced (embedding cache…): a folder (SQLite) or a
     /// `postgres://user@host/db` URL (password from `PGPASSWORD`). Default: `<output.dir>/workspace`.
     pub workspace: Option<crate::workspace::Location>,
@@ -406,6 +408,27 @@ pub enum IndexKind {
     Exact,
     /// HNSW graph (approximate, fast on large corpora).
     Hnsw,
+}
+
+/// The work queue of a PostgreSQL workspace: `tripletgen run` queues the embedding of what the
+/// workspace misses as units, and `tripletgen worker` processes on any machines work on them.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct QueueConfig {
+    /// Queue work on a PostgreSQL workspace (false: the run does everything itself, as on SQLite).
+    pub enabled: bool,
+    /// Texts per embedding unit.
+    pub embed_unit: usize,
+    /// Seconds a claimed unit stays with its worker; past that, the next claimer takes it over.
+    pub lease_seconds: f64,
+    /// Claims of one unit before it fails for good (and the run with it).
+    pub max_attempts: u32,
+}
+
+impl Default for QueueConfig {
+    fn default() -> Self {
+        Self { enabled: true, embed_unit: 256, lease_seconds: 300.0, max_attempts: 5 }
+    }
 }
 
 /// Nearest-neighbour index settings.

@@ -4,6 +4,40 @@
 use super::*;
 
 impl Config {
+    /// What `tripletgen worker` needs checked: the workspace (a database) and `[queue]`; the inputs
+    /// need not exist on a worker's machine.
+    pub fn validate_worker(&self, origin: &str) -> Result<(), ConfigError> {
+        let check = Checker { origin };
+        self.validate_queue(&check)?;
+        match self.workspace_location() {
+            crate::workspace::Location::Postgres(_) => Ok(()),
+            crate::workspace::Location::Dir(_) => Err(check.bad(
+                "workspace",
+                "is a folder; workers share a PostgreSQL workspace (workspace = \"postgres://user@host/db\" or --workspace)".into(),
+            )),
+        }
+    }
+
+    /// The workspace location and the `[queue]` values.
+    fn validate_queue(&self, check: &Checker) -> Result<(), ConfigError> {
+        if let Some(ws) = &self.workspace
+            && let Err(why) = ws.check()
+        {
+            return Err(check.bad("workspace", why));
+        }
+        let q = &self.queue;
+        if q.embed_unit == 0 {
+            return Err(check.bad("queue.embed_unit", "is 0; it must be at least 1".into()));
+        }
+        if !(q.lease_seconds.is_finite() && q.lease_seconds >= 1.0) {
+            return Err(check.bad("queue.lease_seconds", format!("is {}; it must be at least 1", q.lease_seconds)));
+        }
+        if q.max_attempts == 0 {
+            return Err(check.bad("queue.max_attempts", "is 0; it must be at least 1".into()));
+        }
+        Ok(())
+    }
+
     /// Check every value; `origin` names the file (or "command line") in errors. Also fills
     /// `input.corpus/queries/qrels` from `input.beir`.
     pub fn validate(&mut self, origin: &str) -> Result<(), ConfigError> {
@@ -53,11 +87,7 @@ impl Config {
         check.file("input.queries", &self.input.queries, "")?;
         check.file("input.qrels", &self.input.qrels, "")?;
         check.file("input.pairs", &self.input.pairs, "")?;
-        if let Some(ws) = &self.workspace
-            && let Err(why) = ws.check()
-        {
-            return Err(bad("workspace", why));
-        }
+        self.validate_queue(&check)?;
         if self.input.max_record_bytes < 1024 {
             return Err(bad("input.max_record_bytes", "must be at least 1024".into()));
         }

@@ -14,6 +14,7 @@ use crate::hash::{ContentHash, sha256_file};
 use crate::models::{ModelSource, Resolved};
 use crate::progress;
 use crate::vectors::{Vectors, normalize};
+use crate::workspace::queue::{Payload, Queue};
 use crate::workspace::{Store, StoreError};
 use fastembed::{InitOptionsUserDefined, TextEmbedding, TextInitOptions, TokenizerFiles, UserDefinedEmbeddingModel};
 use serde::Serialize;
@@ -64,6 +65,9 @@ pub enum EmbedError {
     /// The workspace store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// A unit of a coordinated run failed on every worker that tried it.
+    #[error("embedding through the work queue failed: {0}")]
+    Queue(String),
 }
 
 static ORT_ENV: OnceLock<Mutex<Option<(PathBuf, ort::environment::Environment)>>> = OnceLock::new();
@@ -391,6 +395,22 @@ impl Embedder {
             }
         }
         stats.embedded = todo.len();
+        if let Some(mut queue) = store.take_queue() {
+            let done = self.embed_queued(&mut queue, store, &todo, prefix, label, show_progress);
+            store.attach_queue(queue);
+            done?;
+            let todo_keys: Vec<ContentHash> = todo.iter().map(|(k, _)| *k).collect();
+            for (k, v) in todo_keys.iter().zip(store.get_embeddings(&self.model_id, &todo_keys, self.dim)?) {
+                let v =
+                    v.ok_or_else(|| EmbedError::Queue("a unit was marked done but its vectors are not stored".into()))?;
+                found.insert(*k, v);
+            }
+            for (n, cut) in todo.iter().filter_map(|(k, _)| counts.get(k)) {
+                stats.tokens += n;
+                stats.truncated += *cut as usize;
+            }
+            return Ok(self.gather(&keys, &found, stats, start));
+        }
         let pb = progress::bar(todo.len() as u64, label, "texts", show_progress && !todo.is_empty());
         if let Backend::Remote(r) = &self.model {
             stats.remote = true;
@@ -447,12 +467,77 @@ impl Embedder {
             }
         }
         pb.finish_and_clear();
-        let mut data = Vec::with_capacity(texts.len() * self.dim);
-        for k in &keys {
+        Ok(self.gather(&keys, &found, stats, start))
+    }
+
+    /// The vectors of `keys`, in order, with the stage's time.
+    fn gather(
+        &self,
+        keys: &[ContentHash],
+        found: &HashMap<ContentHash, Vec<f32>>,
+        mut stats: EmbedStats,
+        start: std::time::Instant,
+    ) -> (Vectors, EmbedStats) {
+        let mut data = Vec::with_capacity(keys.len() * self.dim);
+        for k in keys {
             data.extend_from_slice(&found[k]);
         }
         stats.seconds = start.elapsed().as_secs_f64();
-        Ok((Vectors { dim: self.dim, data }, stats))
+        (Vectors { dim: self.dim, data }, stats)
+    }
+
+    /// Hand `todo` to the work queue in units and work on them here too until every unit is done
+    /// (by this process or by workers). The vectors land in the workspace.
+    fn embed_queued(
+        &mut self,
+        queue: &mut Queue,
+        store: &mut Store,
+        todo: &[(ContentHash, String)],
+        prefix: &str,
+        label: &str,
+        show_progress: bool,
+    ) -> Result<(), EmbedError> {
+        if todo.is_empty() {
+            return Ok(());
+        }
+        let payloads: Vec<Payload> = todo
+            .chunks(queue.embed_unit.max(1))
+            .map(|c| Payload::Embed {
+                prefix: prefix.to_string(),
+                texts: c.iter().map(|(_, t)| t[prefix.len()..].to_string()).collect(),
+            })
+            .collect();
+        let ids = queue.submit(&self.model_id, &payloads)?;
+        log::info!(
+            "{label}: {} texts queued as {} units for workers (this process works on them too)",
+            todo.len(),
+            ids.len()
+        );
+        let pb = progress::bar(ids.len() as u64, label, "units", show_progress);
+        let needs = [self.model_id.clone()];
+        loop {
+            if let Some(unit) = queue.claim(&needs)? {
+                let Payload::Embed { prefix, texts } = &unit.payload;
+                let texts: Vec<&str> = texts.iter().map(String::as_str).collect();
+                if let Err(e) = self.embed_cached(store, &texts, prefix, label, false) {
+                    queue.release(&unit, &e.to_string())?;
+                    return Err(e);
+                }
+                queue.complete(&unit)?;
+            } else {
+                let p = queue.progress(&ids)?;
+                pb.set_position(p.done as u64);
+                if p.failed > 0 {
+                    return Err(EmbedError::Queue(queue.failure(&ids)?.unwrap_or_else(|| "a unit failed".into())));
+                }
+                if p.open == 0 {
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(200));
+            }
+        }
+        pb.finish_and_clear();
+        Ok(())
     }
 }
 

@@ -9,6 +9,7 @@
 //! everything committed before it. Both schemas are versioned and checked on open.
 
 mod pg;
+pub mod queue;
 mod sqlite;
 
 use crate::hash::ContentHash;
@@ -270,6 +271,8 @@ pub mod copy;
 pub struct Store {
     backend: Box<dyn Backend>,
     location: Location,
+    /// The work queue, when this process coordinates a run on a database workspace.
+    queue: Option<queue::Queue>,
 }
 
 /// The saved HNSW graph: a file of the workspace folder, or a stored file of a database workspace.
@@ -281,7 +284,11 @@ const ARTIFACT_CHUNK: usize = 16 << 20;
 impl Store {
     /// Open (or create) the SQLite store in `dir`.
     pub fn open(dir: &Path) -> Result<Store, StoreError> {
-        Ok(Store { backend: Box::new(sqlite::Sqlite::open(dir)?), location: Location::Dir(dir.to_path_buf()) })
+        Ok(Store {
+            backend: Box::new(sqlite::Sqlite::open(dir)?),
+            location: Location::Dir(dir.to_path_buf()),
+            queue: None,
+        })
     }
 
     /// Open (or create) the store at `location`: a folder, or a PostgreSQL database (connecting,
@@ -290,9 +297,25 @@ impl Store {
         match location {
             Location::Dir(d) => Store::open(d),
             Location::Postgres(url) => {
-                Ok(Store { backend: Box::new(pg::Pg::connect(url)?), location: location.clone() })
+                Ok(Store { backend: Box::new(pg::Pg::connect(url)?), location: location.clone(), queue: None })
             }
         }
+    }
+
+    /// Coordinate through `queue`: the stages hand their expensive work to it (see [`queue`]).
+    pub fn attach_queue(&mut self, queue: queue::Queue) {
+        self.queue = Some(queue);
+    }
+
+    /// The queue, taken out while a stage works with it (the stage's own work then goes to the
+    /// store directly); give it back with [`Store::attach_queue`].
+    pub fn take_queue(&mut self) -> Option<queue::Queue> {
+        self.queue.take()
+    }
+
+    /// End the coordinated run, if any, as done.
+    pub fn finish_queue(&mut self) -> Result<(), StoreError> {
+        self.queue.take().map_or(Ok(()), |mut q| q.finish(true))
     }
 
     /// Where this store lives.

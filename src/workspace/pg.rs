@@ -19,8 +19,9 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 /// Migrations, in order: (version, SQL). Never edit one that shipped: add the next.
-const MIGRATIONS: &[(i32, &str)] = &[(
-    1,
+const MIGRATIONS: &[(i32, &str)] = &[
+    (
+        1,
     "CREATE TABLE embeddings (model TEXT NOT NULL, key BYTEA NOT NULL, vec BYTEA NOT NULL, PRIMARY KEY (model, key));
 ALTER TABLE embeddings ALTER COLUMN vec SET STORAGE EXTERNAL;
 CREATE TABLE llm_cache (key BYTEA PRIMARY KEY, strategy TEXT NOT NULL, model TEXT NOT NULL, response TEXT NOT NULL);
@@ -37,7 +38,9 @@ CREATE TABLE artifacts (name TEXT NOT NULL, generation BIGINT NOT NULL, chunk IN
 ALTER TABLE artifacts ALTER COLUMN data SET STORAGE EXTERNAL;
 CREATE TABLE artifact_heads (name TEXT PRIMARY KEY, generation BIGINT NOT NULL, sha256 BYTEA NOT NULL,
     bytes BIGINT NOT NULL, chunks INT NOT NULL, saved_at TIMESTAMPTZ NOT NULL DEFAULT now());",
-)];
+    ),
+    (2, super::queue::MIGRATION),
+];
 
 /// Advisory lock key taken while migrating ("tripletm").
 const MIGRATE_LOCK: i64 = 0x7472_6970_6c65_746d;
@@ -86,8 +89,8 @@ pub(super) fn hint(e: &postgres::Error) -> &'static str {
 }
 
 /// A connection with its prepared statements.
-struct Conn {
-    client: Client,
+pub(super) struct Conn {
+    pub(super) client: Client,
     statements: HashMap<&'static str, Statement>,
 }
 
@@ -122,7 +125,9 @@ fn transient(e: &postgres::Error) -> bool {
                 || [SqlState::ADMIN_SHUTDOWN, SqlState::CRASH_SHUTDOWN, SqlState::CANNOT_CONNECT_NOW].contains(c)
                 || [SqlState::T_R_SERIALIZATION_FAILURE, SqlState::T_R_DEADLOCK_DETECTED].contains(c)
         }
-        None => e.as_db_error().is_none(),
+        // Without a code: a dropped connection shows as an I/O error; anything else (a value that
+        // does not fit its column) would fail again.
+        None => std::error::Error::source(e).is_some_and(|s| s.is::<std::io::Error>()),
     }
 }
 
@@ -263,8 +268,13 @@ impl Pg {
         StoreError::Schema { at: self.url.clone(), why: "the connection thread stopped".into() }
     }
 
+    /// The URL (no password).
+    pub(super) fn url(&self) -> &str {
+        &self.url
+    }
+
     /// Run `f` on the connection thread and wait for its answer.
-    fn call<R: Send + 'static>(
+    pub(super) fn call<R: Send + 'static>(
         &self,
         mut f: impl FnMut(&mut Conn) -> Result<R, postgres::Error> + Send + 'static,
     ) -> Result<R, StoreError> {

@@ -1,0 +1,329 @@
+//! The work queue of a database workspace: the expensive work of a run, cut into units that any
+//! number of `tripletgen worker` processes, on any machines, claim with a lease.
+//!
+//! `tripletgen run` on a PostgreSQL workspace is the coordinator: it registers a run (one at a time
+//! per database, held by an advisory lock), queues what its cache lookups missed as units, works on
+//! them itself too, and waits until every unit is done. Workers claim units with
+//! `FOR UPDATE SKIP LOCKED` (no unit goes to two workers at once), store the results in the
+//! workspace's tables exactly as a single process would, and mark the unit done. A unit whose lease
+//! expires (its worker died or stalled) goes to the next claimer. Results are content-keyed upserts,
+//! so a unit done twice stores the same rows; the coordinator reads everything back from the tables.
+//! Today the embedding of documents, queries and variants is queued; LLM and judge calls run on the
+//! coordinator, cached as before.
+
+use super::StoreError;
+use super::pg::Pg;
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+
+/// Migration 2 of the PostgreSQL schema: runs, units and workers.
+pub(super) const MIGRATION: &str = "CREATE TABLE runs (id BIGSERIAL PRIMARY KEY, host TEXT NOT NULL, pid INT NOT NULL,
+    state TEXT NOT NULL DEFAULT 'running' CHECK (state IN ('running', 'done', 'failed', 'abandoned')),
+    started_at TIMESTAMPTZ NOT NULL DEFAULT now(), finished_at TIMESTAMPTZ);
+CREATE TABLE units (id BIGSERIAL PRIMARY KEY, run_id BIGINT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+    kind TEXT NOT NULL, needs TEXT NOT NULL, items INT NOT NULL, payload BYTEA NOT NULL,
+    state TEXT NOT NULL DEFAULT 'queued' CHECK (state IN ('queued', 'leased', 'done', 'failed', 'cancelled')),
+    attempts INT NOT NULL DEFAULT 0, worker TEXT, lease_until TIMESTAMPTZ, finished_at TIMESTAMPTZ, error TEXT);
+CREATE INDEX units_open ON units (run_id, id) WHERE state IN ('queued', 'leased');
+CREATE TABLE workers (name TEXT PRIMARY KEY, host TEXT NOT NULL, pid INT NOT NULL,
+    started_at TIMESTAMPTZ NOT NULL DEFAULT now(), last_seen TIMESTAMPTZ NOT NULL DEFAULT now(),
+    units_done BIGINT NOT NULL DEFAULT 0, items_done BIGINT NOT NULL DEFAULT 0);";
+
+/// Advisory lock held by the coordinating run of a database ("tripletg").
+const COORDINATOR_LOCK: i64 = 0x7472_6970_6c65_7467;
+
+/// A unit's work.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Payload {
+    /// Embed `texts` with `prefix` (as [`crate::embed::Embedder::embed_cached`] would).
+    Embed {
+        /// The prefix (`embed.document_prefix` / `query_prefix`).
+        prefix: String,
+        /// The texts, without the prefix.
+        texts: Vec<String>,
+    },
+}
+
+impl Payload {
+    fn kind(&self) -> &'static str {
+        match self {
+            Payload::Embed { .. } => "embed",
+        }
+    }
+
+    fn items(&self) -> usize {
+        match self {
+            Payload::Embed { texts, .. } => texts.len(),
+        }
+    }
+}
+
+/// A claimed unit.
+#[derive(Debug, Clone)]
+pub struct Unit {
+    /// Its id.
+    pub id: i64,
+    /// What to do.
+    pub payload: Payload,
+    /// The component it needs (the embedding model id).
+    pub needs: String,
+}
+
+/// Progress of the units of a run, or of all running runs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Progress {
+    /// Queued or leased.
+    pub open: i64,
+    /// Done.
+    pub done: i64,
+    /// Failed for good.
+    pub failed: i64,
+}
+
+/// A connection to the queue tables (its own, beside the store's).
+pub struct Queue {
+    pg: Pg,
+    /// The coordinator's run, when this is the coordinator.
+    run: Option<i64>,
+    /// This process's name in `units.worker`.
+    pub name: String,
+    /// Lease of a claimed unit.
+    pub lease: Duration,
+    /// Claims of one unit before it fails for good.
+    pub max_attempts: i32,
+    /// Texts per embedding unit.
+    pub embed_unit: usize,
+}
+
+fn host() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_string()).unwrap_or_else(|_| "?".into())
+}
+
+impl Queue {
+    /// Connect to the queue of the workspace at `url` as `name`.
+    pub fn connect(url: &str, name: String, cfg: &crate::config::QueueConfig) -> Result<Queue, StoreError> {
+        Ok(Queue {
+            pg: Pg::connect(url)?,
+            run: None,
+            name,
+            lease: Duration::from_secs_f64(cfg.lease_seconds),
+            max_attempts: cfg.max_attempts as i32,
+            embed_unit: cfg.embed_unit,
+        })
+    }
+
+    /// Become the coordinator: take the database's coordinator lock (or refuse, naming the run that
+    /// holds it), mark runs left `running` by dead coordinators abandoned, and register a run.
+    pub fn coordinate(&mut self) -> Result<i64, StoreError> {
+        let (host, pid) = (host(), std::process::id() as i32);
+        let got: Result<i64, String> = self.pg.call(move |c| {
+            let locked: bool = c.client.query_one("SELECT pg_try_advisory_lock($1)", &[&COORDINATOR_LOCK])?.get(0);
+            if !locked {
+                let holder = c
+                    .client
+                    .query_opt(
+                        "SELECT id, host, pid, to_char(started_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS') FROM runs
+                         WHERE state = 'running' ORDER BY id DESC LIMIT 1",
+                        &[],
+                    )?
+                    .map(|r| format!("run {}, host {}, pid {}, since {} UTC", r.get::<_, i64>(0), r.get::<_, String>(1), r.get::<_, i32>(2), r.get::<_, String>(3)))
+                    .unwrap_or_else(|| "starting".into());
+                return Ok(Err(holder));
+            }
+            let mut tx = c.client.transaction()?;
+            tx.execute(
+                "UPDATE units SET state = 'cancelled' WHERE state IN ('queued', 'leased')
+                 AND run_id IN (SELECT id FROM runs WHERE state = 'running')",
+                &[],
+            )?;
+            tx.execute("UPDATE runs SET state = 'abandoned', finished_at = now() WHERE state = 'running'", &[])?;
+            let id: i64 =
+                tx.query_one("INSERT INTO runs (host, pid) VALUES ($1, $2) RETURNING id", &[&host, &pid])?.get(0);
+            tx.execute("DELETE FROM runs WHERE id < $1::bigint - 3", &[&id])?;
+            tx.commit()?;
+            Ok(Ok(id))
+        })?;
+        let id = got.map_err(|holder| StoreError::Schema {
+            at: self.pg.url().to_string(),
+            why: format!(
+                "is coordinated by another `tripletgen run` ({holder}): wait for it or stop it (its lock goes when its process ends); workers use `tripletgen worker`"
+            ),
+        })?;
+        self.run = Some(id);
+        Ok(id)
+    }
+
+    /// Mark the coordinator's run finished (`done` or `failed`) and cancel what is left of it.
+    pub fn finish(&mut self, ok: bool) -> Result<(), StoreError> {
+        let Some(run) = self.run.take() else { return Ok(()) };
+        let state = if ok { "done" } else { "failed" };
+        self.pg.call(move |c| {
+            let mut tx = c.client.transaction()?;
+            tx.execute(
+                "UPDATE units SET state = 'cancelled' WHERE run_id = $1 AND state IN ('queued', 'leased')",
+                &[&run],
+            )?;
+            tx.execute("UPDATE runs SET state = $2, finished_at = now() WHERE id = $1", &[&run, &state])?;
+            tx.commit()?;
+            c.client.execute("SELECT pg_advisory_unlock($1)", &[&COORDINATOR_LOCK]).map(drop)
+        })
+    }
+
+    /// Queue `payloads` for the coordinator's run; returns their ids.
+    pub fn submit(&mut self, needs: &str, payloads: &[Payload]) -> Result<Vec<i64>, StoreError> {
+        let run = self.run.expect("submit is for the coordinator");
+        let kinds: Vec<&str> = payloads.iter().map(Payload::kind).collect();
+        let items: Vec<i32> = payloads.iter().map(|p| p.items() as i32).collect();
+        let bodies: Vec<Vec<u8>> =
+            payloads.iter().map(|p| serde_json::to_vec(p).expect("payload serialises")).collect();
+        let (kinds, needs): (Vec<String>, String) = (kinds.into_iter().map(String::from).collect(), needs.to_string());
+        self.pg.call(move |c| {
+            Ok(c.client
+                .query(
+                    "INSERT INTO units (run_id, kind, needs, items, payload)
+                     SELECT $1, k, $2, i, p FROM unnest($3::text[], $4::int4[], $5::bytea[]) WITH ORDINALITY AS t(k, i, p, n)
+                     ORDER BY n RETURNING id",
+                    &[&run, &needs, &kinds, &items, &bodies],
+                )?
+                .iter()
+                .map(|r| r.get(0))
+                .collect())
+        })
+    }
+
+    /// Claim the oldest claimable unit (queued, or leased past its lease) that needs one of `needs`:
+    /// of the coordinator's run, or, for a worker, of any running run.
+    pub fn claim(&mut self, needs: &[String]) -> Result<Option<Unit>, StoreError> {
+        let (run, needs, name) = (self.run, needs.to_vec(), self.name.clone());
+        let (lease, max) = (self.lease.as_secs_f64(), self.max_attempts);
+        self.pg.call(move |c| {
+            let mut tx = c.client.transaction()?;
+            // Units claimed too often fail for good (a unit that kills its workers must not loop).
+            tx.execute(
+                "UPDATE units SET state = 'failed', error = 'claimed ' || attempts || ' times without finishing'
+                 WHERE state = 'leased' AND lease_until < now() AND attempts >= $1",
+                &[&max],
+            )?;
+            let row = tx.query_opt(
+                "WITH c AS (SELECT u.id FROM units u JOIN runs r ON r.id = u.run_id
+                     WHERE r.state = 'running' AND ($1::bigint IS NULL OR u.run_id = $1) AND u.needs = ANY($2)
+                       AND (u.state = 'queued' OR (u.state = 'leased' AND u.lease_until < now()))
+                     ORDER BY u.id FOR UPDATE OF u SKIP LOCKED LIMIT 1)
+                 UPDATE units u SET state = 'leased', worker = $3, attempts = u.attempts + 1,
+                     lease_until = now() + make_interval(secs => $4)
+                 FROM c WHERE u.id = c.id RETURNING u.id, u.needs, u.payload",
+                &[&run, &needs, &name, &lease],
+            )?;
+            tx.commit()?;
+            Ok(row.map(|r| (r.get::<_, i64>(0), r.get::<_, String>(1), r.get::<_, Vec<u8>>(2))))
+        })?
+        .map(|(id, needs, body)| {
+            let payload = serde_json::from_slice(&body).map_err(|e| StoreError::Schema {
+                at: self.pg.url().to_string(),
+                why: format!("unit {id} has a payload this tripletgen cannot read ({e}): are workers and coordinator the same version?"),
+            })?;
+            Ok(Unit { id, payload, needs })
+        })
+        .transpose()
+    }
+
+    /// Mark a claimed unit done (a unit whose lease went to another claimer is left to it).
+    pub fn complete(&mut self, unit: &Unit) -> Result<(), StoreError> {
+        let (id, name, items) = (unit.id, self.name.clone(), unit.payload.items() as i64);
+        let (host, pid) = (host(), std::process::id() as i32);
+        self.pg.call(move |c| {
+            let mut tx = c.client.transaction()?;
+            tx.execute(
+                "UPDATE units SET state = 'done', finished_at = now(), lease_until = NULL WHERE id = $1 AND state = 'leased'",
+                &[&id],
+            )?;
+            tx.execute(
+                "INSERT INTO workers (name, host, pid, units_done, items_done) VALUES ($1, $2, $3, 1, $4)
+                 ON CONFLICT (name) DO UPDATE SET last_seen = now(), host = EXCLUDED.host, pid = EXCLUDED.pid,
+                     units_done = workers.units_done + 1, items_done = workers.items_done + EXCLUDED.items_done",
+                &[&name, &host, &pid, &items],
+            )?;
+            tx.commit()
+        })
+    }
+
+    /// Give a unit back after an error (another claimer retries it, up to `max_attempts` claims).
+    pub fn release(&mut self, unit: &Unit, error: &str) -> Result<(), StoreError> {
+        let (id, error) = (unit.id, error.to_string());
+        self.pg.call(move |c| {
+            c.client
+                .execute(
+                    "UPDATE units SET state = 'queued', lease_until = NULL, error = $2 WHERE id = $1 AND state = 'leased'",
+                    &[&id, &error],
+                )
+                .map(drop)
+        })
+    }
+
+    /// How far the units `ids` are.
+    pub fn progress(&mut self, ids: &[i64]) -> Result<Progress, StoreError> {
+        let ids = ids.to_vec();
+        self.pg.call(move |c| {
+            let r = c.client.query_one(
+                "SELECT count(*) FILTER (WHERE state IN ('queued', 'leased')), count(*) FILTER (WHERE state = 'done'),
+                        count(*) FILTER (WHERE state IN ('failed', 'cancelled'))
+                 FROM units WHERE id = ANY($1)",
+                &[&ids],
+            )?;
+            Ok(Progress { open: r.get(0), done: r.get(1), failed: r.get(2) })
+        })
+    }
+
+    /// Units open in running runs (for a worker deciding whether to wait for more).
+    pub fn open_anywhere(&mut self) -> Result<i64, StoreError> {
+        self.pg.call(|c| {
+            Ok(c.client
+                .query_one(
+                    "SELECT count(*) FROM units u JOIN runs r ON r.id = u.run_id
+                     WHERE r.state = 'running' AND u.state IN ('queued', 'leased')",
+                    &[],
+                )?
+                .get(0))
+        })
+    }
+
+    /// The error of a failed unit among `ids`, if any.
+    pub fn failure(&mut self, ids: &[i64]) -> Result<Option<String>, StoreError> {
+        let ids = ids.to_vec();
+        self.pg.call(move |c| {
+            Ok(c.client
+                .query_opt(
+                    "SELECT 'unit ' || id || ': ' || coalesce(error, state) FROM units
+                     WHERE id = ANY($1) AND state IN ('failed', 'cancelled') ORDER BY id LIMIT 1",
+                    &[&ids],
+                )?
+                .map(|r| r.get(0)))
+        })
+    }
+}
+
+impl Drop for Queue {
+    /// A coordinator that ends without [`Queue::finish`] (an error) marks its run failed, so that
+    /// workers stop waiting for it; a killed one leaves that to the next coordinator.
+    fn drop(&mut self) {
+        if self.run.is_some() {
+            let _ = self.finish(false);
+        }
+    }
+}
+
+/// This process's default worker name: `w<index>` in a Kubernetes Indexed Job
+/// (`JOB_COMPLETION_INDEX`) or a Slurm array (`SLURM_ARRAY_TASK_ID`), else `host:pid`.
+pub fn default_worker_name() -> String {
+    ["JOB_COMPLETION_INDEX", "SLURM_ARRAY_TASK_ID"]
+        .iter()
+        .find_map(|v| std::env::var(v).ok().filter(|s| !s.is_empty()))
+        .map(|i| format!("w{i}"))
+        .unwrap_or_else(|| format!("{}:{}", host(), std::process::id()))
+}
+
+/// The coordinator's name in `units.worker`.
+pub fn coordinator_name() -> String {
+    format!("coordinator {}:{}", host(), std::process::id())
+}
