@@ -94,6 +94,16 @@ pub enum Command {
     /// Workspace tools.
     #[command(subcommand)]
     Workspace(WorkspaceCommand),
+    /// The work queue of a PostgreSQL workspace, from any machine: the newest run, its units by
+    /// state, each worker's recent rate, the ETA.
+    Status {
+        /// The workspace (postgres://user@host/db; password from PGPASSWORD).
+        #[arg(long)]
+        workspace: crate::workspace::Location,
+        /// Print it as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Work on the units that runs queue in a PostgreSQL workspace (embedding), on any machine;
     /// exits once idle for --idle-exit seconds with nothing queued.
     Worker {
@@ -544,6 +554,23 @@ fn dispatch(cli: Cli) -> Result<()> {
         Command::Bench(args) => bench::run(args, show_progress),
         Command::Inspect(args) => run_inspect(args),
         Command::Eval(args) => run_eval(args, show_progress),
+        Command::Status { workspace, json } => {
+            workspace.check().map_err(|why| bad_flag("--workspace", why))?;
+            let crate::workspace::Location::Postgres(url) = &workspace else {
+                return Err(bad_flag(
+                    "--workspace",
+                    "is a folder; status reads the work queue of a PostgreSQL workspace".into(),
+                )
+                .into());
+            };
+            let s = crate::workspace::queue::Queue::connect(url, "status".into(), &Default::default())?.status()?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&s)?);
+            } else {
+                print!("{}", s.render(url));
+            }
+            Ok(())
+        }
         Command::Worker { config, workspace, name, idle_exit } => {
             let mut cfg = Config::load(&config)?;
             if let Some(w) = workspace {

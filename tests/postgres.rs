@@ -257,6 +257,12 @@ fn a_run_with_two_workers_writes_what_a_run_alone_writes() {
     assert!(by_worker > 0, "the workers did some of the units");
     assert_eq!(all, 26, "each unit was completed once: {}", c.psql("workers", "SELECT name, units_done FROM workers"));
     assert_eq!(c.psql("workers", "SELECT state FROM runs"), "done");
+
+    // `status` shows it from anywhere.
+    let o = run(tripletgen().env("PGPASSWORD", PASSWORD).args(["status", "--workspace", &url]));
+    o.assert_ok();
+    assert!(o.stdout.contains("run      1 (done)") && o.stdout.contains("26 done (392 texts)"), "{}", o.stdout);
+    assert!(o.stdout.contains("worker   w0") || o.stdout.contains("worker   w1"), "{}", o.stdout);
 }
 
 #[test]

@@ -303,6 +303,110 @@ impl Queue {
     }
 }
 
+/// What `tripletgen status` shows: the newest run, its units, the workers' recent rates.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Status {
+    /// Stored rows: embeddings, LLM answers, verdicts.
+    pub stored: (i64, i64, i64),
+    /// The newest run: id, host, pid, state, started (UTC), seconds since.
+    pub run: Option<(i64, String, i32, String, String, f64)>,
+    /// Its units by state: (state, units, texts).
+    pub units: Vec<(String, i64, i64)>,
+    /// Workers seen in the last 5 minutes: (name, units done, texts done in the last 5 min, seconds since seen).
+    pub workers: Vec<(String, i64, i64, f64)>,
+    /// Texts per second over the last 5 minutes (units finished in that window).
+    pub rate: f64,
+    /// Texts not done yet (queued or leased).
+    pub left: i64,
+}
+
+impl Queue {
+    /// The state of the workspace's queue, for `tripletgen status`.
+    pub fn status(&mut self) -> Result<Status, StoreError> {
+        self.pg.call(|c| {
+            let mut s = Status::default();
+            let r = c.client.query_one(
+                "SELECT (SELECT count(*) FROM embeddings), (SELECT count(*) FROM llm_cache), (SELECT count(*) FROM judgements)",
+                &[],
+            )?;
+            s.stored = (r.get(0), r.get(1), r.get(2));
+            let Some(run) = c.client.query_opt(
+                "SELECT id, host, pid, state, to_char(started_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS'),
+                        extract(epoch FROM coalesce(finished_at, now()) - started_at)::float8
+                 FROM runs ORDER BY id DESC LIMIT 1",
+                &[],
+            )?
+            else {
+                return Ok(s);
+            };
+            let id: i64 = run.get(0);
+            s.run = Some((id, run.get(1), run.get(2), run.get(3), run.get(4), run.get(5)));
+            s.units = c
+                .client
+                .query(
+                    "SELECT state, count(*), coalesce(sum(items), 0)::bigint FROM units WHERE run_id = $1 GROUP BY state ORDER BY state",
+                    &[&id],
+                )?
+                .iter()
+                .map(|r| (r.get(0), r.get(1), r.get(2)))
+                .collect();
+            s.left = s.units.iter().filter(|u| u.0 == "queued" || u.0 == "leased").map(|u| u.2).sum();
+            s.workers = c
+                .client
+                .query(
+                    "SELECT u.worker, count(*), coalesce(sum(u.items), 0)::bigint,
+                            extract(epoch FROM now() - max(u.finished_at))::float8
+                     FROM units u WHERE u.state = 'done' AND u.finished_at > now() - interval '5 minutes'
+                     GROUP BY u.worker ORDER BY u.worker",
+                    &[],
+                )?
+                .iter()
+                .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+                .collect();
+            let window: f64 = c
+                .client
+                .query_one(
+                    "SELECT least(300, extract(epoch FROM now() - min(started_at)))::float8 FROM runs WHERE id = $1",
+                    &[&id],
+                )?
+                .get(0);
+            let recent: i64 = s.workers.iter().map(|w| w.2).sum();
+            s.rate = if window > 0.0 { recent as f64 / window } else { 0.0 };
+            Ok(s)
+        })
+    }
+}
+
+impl Status {
+    /// The human-readable form.
+    pub fn render(&self, url: &str) -> String {
+        let mut out = format!(
+            "workspace {url}\nstored   {} embeddings, {} LLM answers, {} verdicts\n",
+            self.stored.0, self.stored.1, self.stored.2
+        );
+        let Some((id, host, pid, state, started, secs)) = &self.run else {
+            return out + "runs     none yet\n";
+        };
+        out += &format!("run      {id} ({state}), host {host}, pid {pid}, started {started} UTC, {secs:.0}s ago\n");
+        let units: Vec<String> = self.units.iter().map(|(st, n, items)| format!("{n} {st} ({items} texts)")).collect();
+        out += &format!("units    {}\n", if units.is_empty() { "none".into() } else { units.join(", ") });
+        for (name, units, items, seen) in &self.workers {
+            out += &format!(
+                "worker   {name}: {units} units, {items} texts in the last 5 min, last finished {seen:.0}s ago\n"
+            );
+        }
+        if self.left > 0 && self.rate > 0.0 {
+            out += &format!(
+                "eta      {:.0}s ({} texts left at {:.1} texts/s)\n",
+                self.left as f64 / self.rate,
+                self.left,
+                self.rate
+            );
+        }
+        out
+    }
+}
+
 impl Drop for Queue {
     /// A coordinator that ends without [`Queue::finish`] (an error) marks its run failed, so that
     /// workers stop waiting for it; a killed one leaves that to the next coordinator.
