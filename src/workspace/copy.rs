@@ -28,7 +28,7 @@ pub struct CopyReport {
 }
 
 fn refused(at: &Location, why: String) -> StoreError {
-    StoreError::Schema { at: at.to_string(), why }
+    StoreError::Refused { at: at.to_string(), why }
 }
 
 /// Copy everything `from` holds into `to`, which must be empty, and verify the copy.

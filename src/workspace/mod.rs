@@ -43,9 +43,11 @@ pub enum StoreError {
         /// The driver's error (described in the message, so not a source: it would repeat).
         error: postgres::Error,
     },
-    /// The workspace was written by a newer tripletgen, or its schema history differs from this one's.
+    /// The workspace cannot be used as asked: written by a newer tripletgen or another schema
+    /// history, coordinated by another run, a copy destination that is not empty, a stored file
+    /// that fails its checksum, a connection thread that stopped.
     #[error("workspace {at}: {why}")]
-    Schema {
+    Refused {
         /// Path or URL.
         at: String,
         /// What is wrong and what to do.
@@ -452,7 +454,7 @@ impl Store {
         }
         let got: [u8; 32] = sha2::Digest::finalize(sha).into();
         if got != head.sha256 {
-            return Err(StoreError::Schema {
+            return Err(StoreError::Refused {
                 at: self.backend.describe(),
                 why: format!("the stored {name} does not match its checksum (it changed while being read); rerun"),
             });

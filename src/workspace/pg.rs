@@ -217,7 +217,7 @@ pub(super) struct Pg {
 impl Pg {
     /// Connect (the password from `PGPASSWORD`), then create or check the schema.
     pub(super) fn connect(url: &str) -> Result<Pg, StoreError> {
-        check_url(url).map_err(|why| StoreError::Schema { at: "workspace URL".into(), why })?;
+        check_url(url).map_err(|why| StoreError::Refused { at: "workspace URL".into(), why })?;
         let mut config: Config = url.parse().expect("checked");
         if let Ok(pw) = std::env::var("PGPASSWORD") {
             config.password(pw);
@@ -258,14 +258,14 @@ impl Pg {
         let pg = Pg { url: url.to_string(), jobs: Some(jobs), thread: Some(thread) };
         match ready.recv() {
             Ok(Ok(Ok(()))) => Ok(pg),
-            Ok(Ok(Err(why))) => Err(StoreError::Schema { at: pg.url.clone(), why }),
+            Ok(Ok(Err(why))) => Err(StoreError::Refused { at: pg.url.clone(), why }),
             Ok(Err(error)) => Err(StoreError::Postgres { url: pg.url.clone(), error }),
             Err(_) => Err(pg.gone()),
         }
     }
 
     fn gone(&self) -> StoreError {
-        StoreError::Schema { at: self.url.clone(), why: "the connection thread stopped".into() }
+        StoreError::Refused { at: self.url.clone(), why: "the connection thread stopped".into() }
     }
 
     /// The URL (no password).

@@ -144,7 +144,7 @@ impl Queue {
             tx.commit()?;
             Ok(Ok(id))
         })?;
-        let id = got.map_err(|holder| StoreError::Schema {
+        let id = got.map_err(|holder| StoreError::Refused {
             at: self.pg.url().to_string(),
             why: format!(
                 "is coordinated by another `tripletgen run` ({holder}): wait for it or stop it (its lock goes when its process ends); workers use `tripletgen worker`"
@@ -219,7 +219,7 @@ impl Queue {
             Ok(row.map(|r| (r.get::<_, i64>(0), r.get::<_, String>(1), r.get::<_, Vec<u8>>(2))))
         })?
         .map(|(id, needs, body)| {
-            let payload = serde_json::from_slice(&body).map_err(|e| StoreError::Schema {
+            let payload = serde_json::from_slice(&body).map_err(|e| StoreError::Refused {
                 at: self.pg.url().to_string(),
                 why: format!("unit {id} has a payload this tripletgen cannot read ({e}): are workers and coordinator the same version?"),
             })?;

@@ -83,7 +83,7 @@ impl Sqlite {
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(sq)?;
         let version: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(sq)?;
         if version > VERSION {
-            return Err(StoreError::Schema {
+            return Err(StoreError::Refused {
                 at: path.display().to_string(),
                 why: format!(
                     "it was written by a newer tripletgen (schema version {version}; this one knows up to {VERSION}): upgrade tripletgen, or use another workspace"
