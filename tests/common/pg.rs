@@ -68,17 +68,14 @@ impl PgCluster {
             "PostgreSQL is not installed at {} (apt-get install postgresql-15, or set TRIPLETGEN_PG_BIN; {SKIP_ENV}=1 skips)",
             bin.display()
         );
-        let dir = super::tmpdir();
+        // In the system's temporary folder, not cargo's: the `postgres` user must reach it, and
+        // cargo's may sit under a home folder only its owner can enter (CI keeps it in ~/.cache).
+        let dir = tempfile::Builder::new().prefix("tripletgen-pg-").tempdir().unwrap();
         let owner = owner();
         let run = dir.path().join("run");
         std::fs::create_dir(&run).unwrap();
         if let Some((uid, gid)) = owner {
             use std::os::unix::fs::PermissionsExt;
-            // PostgreSQL must reach its folder through ours.
-            let mut p = dir.path().to_path_buf();
-            while p.pop() && p.starts_with(env!("CARGO_TARGET_TMPDIR")) {
-                std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).ok();
-            }
             std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
             std::os::unix::fs::chown(&run, Some(uid), Some(gid)).unwrap();
         }
@@ -100,11 +97,32 @@ impl PgCluster {
         for attempt in 0..5 {
             c.port = free_port();
             if c.ctl("start").output().unwrap().status.success() {
+                c.watch_owner();
                 return Some(c);
             }
             eprintln!("pg_ctl start on port {} failed (attempt {attempt}): {}", c.port, c.log());
         }
         panic!("PostgreSQL did not start: {}", c.log());
+    }
+
+    /// A shared cluster lives in a static, which is never dropped, and pg_ctl's server outlives
+    /// its starter: a small watchdog stops the server (SIGQUIT to the postmaster: immediate
+    /// shutdown) and removes its folder once this test process has ended, however it ended.
+    fn watch_owner(&self) {
+        let script = format!(
+            "while kill -0 {pid} 2>/dev/null; do sleep 1; done; \
+             kill -QUIT \"$(head -1 '{data}/postmaster.pid' 2>/dev/null)\" 2>/dev/null; sleep 2; rm -rf '{dir}'",
+            pid = std::process::id(),
+            data = self.data().display(),
+            dir = self.dir.path().display()
+        );
+        Command::new("sh")
+            .args(["-c", &script])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start the cluster's watchdog");
     }
 
     fn run_dir(&self) -> PathBuf {
