@@ -108,6 +108,8 @@ impl PgCluster {
     /// A shared cluster lives in a static, which is never dropped, and pg_ctl's server outlives
     /// its starter: a small watchdog stops the server (SIGQUIT to the postmaster: immediate
     /// shutdown) and removes its folder once this test process has ended, however it ended.
+    // The watchdog must outlive this process, so it is never waited for.
+    #[allow(clippy::zombie_processes)]
     fn watch_owner(&self) {
         let script = format!(
             "while kill -0 {pid} 2>/dev/null; do sleep 1; done; \
