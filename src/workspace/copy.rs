@@ -13,6 +13,10 @@ type Counts = Vec<(&'static str, u64)>;
 /// Rows read and written per step.
 const PAGE: usize = 2000;
 
+/// The keyed tables, in copy order, with their names in reports.
+const TABLES: [(&str, Table); 3] =
+    [("embeddings", Table::Embeddings), ("llm answers", Table::Llm), ("verdicts", Table::Judgements)];
+
 /// Snapshot kinds the pipeline writes.
 const KINDS: [&str; 2] = ["document", "query"];
 
@@ -47,23 +51,15 @@ pub fn copy(from: &Location, to: &Location) -> Result<CopyReport, StoreError> {
         ));
     }
     let mut rows = Vec::new();
-    for (name, table) in
-        [("embeddings", Table::Embeddings), ("llm answers", Table::Llm), ("verdicts", Table::Judgements)]
-    {
-        let mut n = 0u64;
-        let mut after: Option<Row> = None;
-        loop {
-            let page = src.backend.scan(table, after.as_ref(), PAGE)?;
-            n += page.len() as u64;
-            write_page(&mut dst, &page)?;
-            if page.len() < PAGE {
-                break;
+    for (name, table) in TABLES {
+        let n = for_each_page(&src, table, |page, so_far| {
+            write_page(&mut dst, page)?;
+            let done = so_far + page.len() as u64;
+            if page.len() == PAGE && done % 100_000 < PAGE as u64 {
+                log::info!("workspace copy: {done} {name} so far");
             }
-            after = page.into_iter().last();
-            if n % 100_000 < PAGE as u64 {
-                log::info!("workspace copy: {n} {name} so far");
-            }
-        }
+            Ok(())
+        })?;
         rows.push((name, n));
     }
     let mut snapshot_rows = 0;
@@ -144,6 +140,24 @@ fn copy_graph(src: &Store, dst: &mut Store) -> Result<Option<u64>, StoreError> {
     Ok(Some(meta.len()))
 }
 
+/// Call `f` on each page of `table` in key order (with the rows seen before it); returns the rows.
+fn for_each_page(
+    s: &Store,
+    table: Table,
+    mut f: impl FnMut(&[Row], u64) -> Result<(), StoreError>,
+) -> Result<u64, StoreError> {
+    let (mut n, mut after) = (0u64, None::<Row>);
+    loop {
+        let page = s.backend.scan(table, after.as_ref(), PAGE)?;
+        f(&page, n)?;
+        n += page.len() as u64;
+        if page.len() < PAGE {
+            return Ok(n);
+        }
+        after = page.into_iter().last();
+    }
+}
+
 /// Rows per table, and one digest of everything: each row hashed on its own and the hashes added
 /// (so the order rows come back in does not matter), the snapshot and the batch jobs in order.
 fn digest(s: &Store) -> Result<(Counts, String), StoreError> {
@@ -154,14 +168,9 @@ fn digest(s: &Store) -> Result<(Counts, String), StoreError> {
         }
     };
     let mut counts = Vec::new();
-    for (name, table) in
-        [("embeddings", Table::Embeddings), ("llm answers", Table::Llm), ("verdicts", Table::Judgements)]
-    {
-        let (mut n, mut after) = (0u64, None::<Row>);
-        loop {
-            let page = s.backend.scan(table, after.as_ref(), PAGE)?;
-            n += page.len() as u64;
-            for row in &page {
+    for (name, table) in TABLES {
+        let n = for_each_page(s, table, |page, _| {
+            for row in page {
                 add(match row {
                     Row::Embedding { model, key, vec } => ContentHash::of_parts(&[b"e", model.as_bytes(), &key.0, vec]),
                     Row::Llm { key, strategy, model, response } => ContentHash::of_parts(&[
@@ -181,11 +190,8 @@ fn digest(s: &Store) -> Result<(Counts, String), StoreError> {
                     ]),
                 });
             }
-            if page.len() < PAGE {
-                break;
-            }
-            after = page.into_iter().last();
-        }
+            Ok(())
+        })?;
         counts.push((name, n));
     }
     let mut snapshot_rows = 0;

@@ -500,14 +500,15 @@ use std::io::Read as _;
 
 /// SHA-256 of a file, `None` when it does not exist.
 fn sha256_of(path: &Path) -> std::io::Result<Option<[u8; 32]>> {
-    let mut f = match std::fs::File::open(path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(e),
-    };
-    let mut sha = <sha2::Sha256 as sha2::Digest>::new();
-    std::io::copy(&mut f, &mut sha)?;
-    Ok(Some(sha2::Digest::finalize(sha).into()))
+    match crate::hash::sha256_file(path) {
+        Ok(hex) => {
+            let mut sha = [0u8; 32];
+            hex::decode_to_slice(hex, &mut sha).expect("sha256_file gives 64 hex digits");
+            Ok(Some(sha))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
 }
 
 /// Batch jobs of `llm.mode = "batch"`, kept so that a rerun finishes them instead of paying again.

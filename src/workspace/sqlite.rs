@@ -66,6 +66,15 @@ const SNAPSHOT_ADDED: &[&str] = &["generated", "negatives"];
 /// The schema version this build writes (SQLite `user_version`).
 const VERSION: i64 = 1;
 
+/// A verdict from the columns score, label, detail starting at `at`.
+fn scored(r: &rusqlite::Row<'_>, at: usize) -> rusqlite::Result<Scored> {
+    Ok(Scored {
+        score: r.get::<_, f64>(at)? as f32,
+        label: r.get::<_, Option<i64>>(at + 1)?.map(|l| l.clamp(0, 255) as u8),
+        detail: r.get(at + 2)?,
+    })
+}
+
 pub(super) struct Sqlite {
     conn: Connection,
     path: PathBuf,
@@ -168,17 +177,7 @@ impl Backend for Sqlite {
             .prepare_cached("SELECT score, label, detail FROM judgements WHERE judge = ?1 AND key = ?2")
             .map_err(self.sq())?;
         keys.iter()
-            .map(|k| {
-                stmt.query_row(params![judge, &k.0[..]], |r| {
-                    Ok(Scored {
-                        score: r.get::<_, f64>(0)? as f32,
-                        label: r.get::<_, Option<i64>>(1)?.map(|l| l.clamp(0, 255) as u8),
-                        detail: r.get(2)?,
-                    })
-                })
-                .optional()
-                .map_err(self.sq())
-            })
+            .map(|k| stmt.query_row(params![judge, &k.0[..]], |r| scored(r, 0)).optional().map_err(self.sq()))
             .collect()
     }
 
@@ -270,23 +269,18 @@ impl Backend for Sqlite {
                     })?
                     .collect()
                 }),
-            Table::Judgements => {
-                let keys: Vec<(String, ContentHash)> = self
-                    .conn
-                    .prepare_cached(
-                        "SELECT judge, key FROM judgements WHERE ?1 OR (judge, key) > (?2, ?3) ORDER BY judge, key LIMIT ?4",
-                    )
-                    .and_then(|mut st| {
-                        st.query_map(params![first, group, key, limit], |r| Ok((r.get(0)?, hash(r.get(1)?))))?.collect()
-                    })
-                    .map_err(self.sq())?;
-                let mut rows = Vec::with_capacity(keys.len());
-                for (judge, key) in keys {
-                    let scored = self.get_judgements(&judge, &[key])?.pop().flatten().expect("just listed");
-                    rows.push(Row::Judgement { judge, key, scored });
-                }
-                Ok(rows)
-            }
+            Table::Judgements => self
+                .conn
+                .prepare_cached(
+                    "SELECT judge, key, score, label, detail FROM judgements WHERE ?1 OR (judge, key) > (?2, ?3)
+                     ORDER BY judge, key LIMIT ?4",
+                )
+                .and_then(|mut st| {
+                    st.query_map(params![first, group, key, limit], |r| {
+                        Ok(Row::Judgement { judge: r.get(0)?, key: hash(r.get(1)?), scored: scored(r, 2)? })
+                    })?
+                    .collect()
+                }),
         };
         r.map_err(self.sq())
     }

@@ -398,6 +398,23 @@ pub fn read_variants(out: &Path) -> HashMap<String, Variant> {
 }
 
 /// Byte comparison of the named files in two folders; returns the names that differ.
+/// Every file under `dir` (recursively) whose bytes contain `needle`.
+pub fn files_containing(dir: &Path, needle: &str) -> Vec<String> {
+    let mut hits = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if std::fs::read(&p).unwrap().windows(needle.len()).any(|w| w == needle.as_bytes()) {
+                hits.push(p.display().to_string());
+            }
+        }
+    }
+    hits
+}
+
 pub fn differing_files(a: &Path, b: &Path, names: &[&str]) -> Vec<String> {
     names
         .iter()
