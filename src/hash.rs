@@ -3,7 +3,7 @@
 //! A [`ContentHash`] is BLAKE3 over the exact bytes of a text (or of several length-prefixed parts),
 //! so the same text always gets the same key and an edited text a new one.
 
-use serde::{Serialize, Serializer};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::fmt;
 
 /// A 256-bit BLAKE3 hash of some content.
@@ -51,6 +51,15 @@ impl fmt::Debug for ContentHash {
 impl Serialize for ContentHash {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(&self.hex())
+    }
+}
+
+impl<'de> Deserialize<'de> for ContentHash {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        let mut out = [0u8; 32];
+        hex::decode_to_slice(&s, &mut out).map_err(|e| serde::de::Error::custom(format!("content hash {s:?}: {e}")))?;
+        Ok(ContentHash(out))
     }
 }
 

@@ -6,14 +6,19 @@
 //! - a server restarted under a live connection, and a network cut for seconds, are reconnected and
 //!   nothing written is lost;
 //! - a database of a newer schema is refused; opening again applies nothing twice;
-//! - the work queue: a run with two `tripletgen worker` processes writes what a run alone writes,
-//!   each unit completed once and some by the workers; a worker SIGKILLed mid-unit loses the unit to
-//!   the next claimer once its lease expires; a second coordinator on one database is refused;
+//! - the work queue: a run with three `tripletgen worker` processes writes what a run alone writes,
+//!   each unit completed once and some by the workers; LLM generation and an LLM judge through one
+//!   worker and a real llama.cpp server store every answer under the keys a run alone reads (a
+//!   rerun on a copy of the workspace sends nothing and writes the same files); a worker SIGKILLed
+//!   mid-unit (embedding, or after storing an LLM answer) loses the unit to the next claimer once
+//!   its lease expires, and no LLM call is paid twice; a second coordinator on one database is refused;
 //! - examples/: the Slurm scripts run a coordinator and an array of workers; the Kubernetes jobs
 //!   pass only flags that exist;
 //! - the password comes from PGPASSWORD only and appears in no output, log or error.
 
 mod common;
+#[path = "common/llama.rs"]
+mod llama;
 #[path = "common/pg.rs"]
 mod pg;
 #[path = "common/tcp_proxy.rs"]
@@ -229,13 +234,13 @@ fn worker(cfg: &Path, name: &str, kill_at: Option<&str>) -> std::process::Child 
 }
 
 #[test]
-fn a_run_with_two_workers_writes_what_a_run_alone_writes() {
+fn a_run_with_three_workers_writes_what_a_run_alone_writes() {
     require_models();
     let Some(c) = cluster() else { return };
     let t = tmpdir();
     let url = c.create_db("workers");
     let cfg = config_with(t.path(), "with-workers", &url, "embed_unit = 16");
-    let workers: Vec<_> = (0..2).map(|i| worker(&cfg, &format!("w{i}"), None)).collect();
+    let workers: Vec<_> = (0..3).map(|i| worker(&cfg, &format!("w{i}"), None)).collect();
     run_with_password(&cfg, PASSWORD, &[]).assert_ok();
     for w in workers {
         let o = w.wait_with_output().unwrap();
@@ -261,7 +266,7 @@ fn a_run_with_two_workers_writes_what_a_run_alone_writes() {
     // `status` shows it from anywhere.
     let o = run(tripletgen().env("PGPASSWORD", PASSWORD).args(["status", "--workspace", &url]));
     o.assert_ok();
-    assert!(o.stdout.contains("run      1 (done)") && o.stdout.contains("26 done (392 texts)"), "{}", o.stdout);
+    assert!(o.stdout.contains("run      1 (done)") && o.stdout.contains("26 done (392 items)"), "{}", o.stdout);
     assert!(o.stdout.contains("worker   w0") || o.stdout.contains("worker   w1"), "{}", o.stdout);
 }
 
@@ -283,6 +288,101 @@ fn a_worker_killed_mid_unit_loses_it_to_the_next_claimer_after_its_lease() {
     run_config(&config(t.path(), "alone", &t.path().join("ws").display().to_string()), &[]).assert_ok();
     let diff = differing_files(&t.path().join("alone"), &t.path().join("killed-worker"), DATA_FILES);
     assert!(diff.is_empty(), "the run differs in {diff:?}");
+}
+
+/// The quickstart plus synthetic queries for `docs` documents and an LLM judge stage, on `workspace`.
+fn llm_config(
+    dir: &Path,
+    name: &str,
+    workspace: &str,
+    server: &llama::LlamaServer,
+    docs: usize,
+    queue: &str,
+) -> PathBuf {
+    let mut llm = server.config();
+    llm.max_tokens = 48;
+    write(
+        dir,
+        &format!("{name}.toml"),
+        &format!(
+            "workspace = \"{workspace}\"\n\n[input]\nbeir = {}\n\n[generate.llm]\nstrategies = [\"synthetic\"]\n\
+             queries_per_document = 1\nmax_documents = {docs}\n\n[filter]\ndocument_fidelity_min = 0.0\nfidelity_min = 0.0\n\
+             round_trip_k = 0\n\n[judge]\nmax_calls = 16\n[[judge.stages]]\nkind = \"llm\"\n\n[queue]\n{queue}\n\n\
+             [output]\ndir = {}\nformats = [\"triplet\", \"flag-jsonl\"]\n\n{}",
+            tp(&fixture("quickstart")),
+            tp(&dir.join(name)),
+            toml::to_string(&std::collections::BTreeMap::from([("llm", llm)])).unwrap(),
+        ),
+    )
+}
+
+/// Completion tasks a private llama-server has served so far.
+fn requests_seen(server: &llama::LlamaServer) -> usize {
+    server.log().matches("processing task").count()
+}
+
+#[test]
+fn llm_and_judge_calls_go_through_a_worker_and_a_run_alone_on_a_copy_sends_nothing_and_writes_the_same() {
+    require_models();
+    let Some(c) = cluster() else { return };
+    let Some(server) = llama::LlamaServer::start() else { return llama::skipped("llm_through_a_worker") };
+    let t = tmpdir();
+    let url = c.create_db("llmqueue");
+    let cfg = llm_config(t.path(), "queued", &url, &server, 6, "llm_unit = 1\njudge_unit = 2");
+    let w = worker(&cfg, "w0", None);
+    run_with_password(&cfg, PASSWORD, &[]).assert_ok();
+    let o = w.wait_with_output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let sent_first = requests_seen(&server);
+
+    // Every LLM and judge unit done once; the worker did some; the report sums the units' counts.
+    let units = c
+        .psql("llmqueue", "SELECT kind || ' ' || count(*) FROM units WHERE state = 'done' GROUP BY kind ORDER BY kind");
+    assert!(units.contains("llm 6") && units.contains("judge "), "{units}");
+    assert_eq!(c.psql("llmqueue", "SELECT count(*) FROM units WHERE state <> 'done'"), "0");
+    let by_worker = c.psql("llmqueue", "SELECT count(*) FROM units WHERE worker = 'w0' AND kind IN ('llm', 'judge')");
+    assert_ne!(by_worker, "0", "the worker took LLM or judge units");
+    let report = read_json(&t.path().join("queued/report.json"));
+    assert_eq!(num_at(&report, "/llm/planned"), 6.0, "{}", report["llm"]);
+    assert_eq!(num_at(&report, "/llm/sent"), 6.0, "{}", report["llm"]);
+    assert!(num_at(&report, "/llm/prompt_tokens") > 0.0, "token counts come back from the units: {}", report["llm"]);
+    let judged = num_at(&report, "/judge/stages/0/sent");
+    assert!(judged > 0.0, "the judge was asked: {}", report["judge"]);
+    assert_ne!(c.psql("llmqueue", "SELECT count(*) FROM judgements"), "0", "verdicts stored");
+    assert_eq!(sent_first as f64, 6.0 + judged, "each generation and judge call sent once: {}", report["judge"]);
+
+    // A run alone, on a folder copy of that workspace, finds every answer under its own keys.
+    let folder = t.path().join("copied");
+    run(tripletgen().env("PGPASSWORD", PASSWORD).args(["workspace", "copy", &url]).arg(&folder)).assert_ok();
+    let alone = llm_config(t.path(), "alone", &folder.display().to_string(), &server, 6, "");
+    run_config(&alone, &[]).assert_ok();
+    assert_eq!(requests_seen(&server), sent_first, "the run alone sent nothing");
+    let diff = differing_files(&t.path().join("alone"), &t.path().join("queued"), DATA_FILES);
+    assert!(diff.is_empty(), "the run alone differs in {diff:?}");
+}
+
+#[test]
+fn a_worker_killed_after_storing_an_llm_answer_loses_its_unit_and_no_call_is_paid_twice() {
+    require_models();
+    let Some(c) = cluster() else { return };
+    let Some(server) = llama::LlamaServer::start() else { return llama::skipped("killed_llm_worker") };
+    let t = tmpdir();
+    let url = c.create_db("llmkilled");
+    let cfg = llm_config(t.path(), "killed", &url, &server, 8, "llm_unit = 4\nlease_seconds = 2");
+    let cfg_text =
+        std::fs::read_to_string(&cfg).unwrap().replace("max_calls = 16\n[[judge.stages]]\nkind = \"llm\"\n", "");
+    std::fs::write(&cfg, cfg_text).unwrap();
+    let doomed = worker(&cfg, "doomed", Some("llm-answer:1"));
+    run_with_password(&cfg, PASSWORD, &[]).assert_ok();
+    let o = doomed.wait_with_output().unwrap();
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(o.status.signal(), Some(9), "the worker was killed mid-unit: {}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        c.psql("llmkilled", "SELECT count(*) FROM units WHERE kind = 'llm' AND attempts >= 2 AND state = 'done'"),
+        "1"
+    );
+    assert_eq!(c.psql("llmkilled", "SELECT count(*) FROM llm_cache"), "8");
+    assert_eq!(requests_seen(&server), 8, "each of the 8 calls sent once, the killed worker's stored answer included");
 }
 
 #[test]

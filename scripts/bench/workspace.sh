@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# The workspace store's cost per unit of work, SQLite next to PostgreSQL (BENCHMARKS.md, "Workspace
-# on PostgreSQL"): starts a private PostgreSQL 15 cluster on a free local port (durable settings:
+# The workspace store's cost per unit of work, SQLite next to PostgreSQL, then the work queue's
+# overhead and scaling with workers (BENCHMARKS.md, "Workspace on PostgreSQL"): starts a private PostgreSQL 15 cluster on a free local port (durable settings:
 # fsync and synchronous_commit on, as a real server), runs `tripletgen bench workspace` against it,
 # and stops it.
 #
 #   scripts/bench/workspace.sh [--units N] [--batch N]      (extra flags go to `bench workspace`)
+#   QUEUE_ARGS="--units 60 --workers 0,1,2" scripts/bench/workspace.sh    (flags of `bench queue`)
 #
 # PostgreSQL binaries: $TRIPLETGEN_PG_BIN (default /usr/lib/postgresql/15/bin). As root, the server
 # runs as the `postgres` user (PostgreSQL refuses root).
@@ -34,3 +35,5 @@ trap stop EXIT
 "${AS[@]}" "$B/psql" -X -w -q -h "$D" -p "$PORT" -U tripletgen -d postgres -c 'CREATE DATABASE bench' </dev/null
 echo "PostgreSQL $("$B/postgres" --version | awk '{print $3}') on 127.0.0.1:$PORT (fsync on)" >&2
 PGPASSWORD="$PW" "$BIN" bench workspace --workspace "postgres://tripletgen@127.0.0.1:$PORT/bench" "$@"
+# The work queue: overhead per unit, and units/s with 0, 1, 2, 4 workers against an instant server.
+PGPASSWORD="$PW" "$BIN" bench queue --workspace "postgres://tripletgen@127.0.0.1:$PORT/bench" ${QUEUE_ARGS:-}

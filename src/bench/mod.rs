@@ -28,6 +28,7 @@ pub mod judge;
 pub mod lexical;
 pub mod llm;
 pub mod machine;
+pub mod queue;
 pub mod refresh;
 pub mod remote;
 pub mod render;
@@ -96,6 +97,9 @@ pub enum BenchCommand {
     /// The workspace store's cost per unit of work (embedding batch, LLM answer, verdicts): SQLite,
     /// and PostgreSQL with `--workspace postgres://…` (scripts/bench/workspace.sh starts one).
     Workspace(workspace::WorkspaceBenchArgs),
+    /// The work queue of a PostgreSQL workspace (`--workspace postgres://…`): overhead per unit,
+    /// and LLM units/s with 0, 1, 2, 4 workers against an instant server, next to SQLite.
+    Queue(queue::QueueBenchArgs),
     /// Both benchmarks.
     All {
         /// Embedding options.
@@ -256,6 +260,7 @@ pub fn run(args: BenchArgs, show_progress: bool) -> Result<()> {
         Some(BenchCommand::Judge(j)) => return judge::run(&j, args.json),
         Some(BenchCommand::RemoteEmbed(r)) => return remote::run(&r, args.json).map(drop),
         Some(BenchCommand::Workspace(w)) => return workspace::run(&w, args.json).map(drop),
+        Some(BenchCommand::Queue(q)) => return queue::run(&q, args.json).map(drop),
         Some(BenchCommand::Refresh(r)) => return refresh::run(&r, args.seed, show_progress, args.json).map(drop),
         Some(BenchCommand::Llm(l)) => {
             if l.requests == 0 || l.concurrency == 0 {

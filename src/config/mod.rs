@@ -419,7 +419,12 @@ pub struct QueueConfig {
     pub enabled: bool,
     /// Texts per embedding unit.
     pub embed_unit: usize,
-    /// Seconds a claimed unit stays with its worker; past that, the next claimer takes it over.
+    /// LLM calls per unit (query generation).
+    pub llm_unit: usize,
+    /// (query, passage) pairs per judge unit.
+    pub judge_unit: usize,
+    /// Seconds a claimed unit stays with its worker unless renewed; a worker renews the lease of
+    /// the unit it works on every third of this, so only a dead or cut-off worker loses it.
     pub lease_seconds: f64,
     /// Claims of one unit before it fails for good (and the run with it).
     pub max_attempts: u32,
@@ -427,7 +432,7 @@ pub struct QueueConfig {
 
 impl Default for QueueConfig {
     fn default() -> Self {
-        Self { enabled: true, embed_unit: 256, lease_seconds: 300.0, max_attempts: 5 }
+        Self { enabled: true, embed_unit: 256, llm_unit: 32, judge_unit: 64, lease_seconds: 60.0, max_attempts: 5 }
     }
 }
 

@@ -26,8 +26,12 @@ impl Config {
             return Err(check.bad("workspace", why));
         }
         let q = &self.queue;
-        if q.embed_unit == 0 {
-            return Err(check.bad("queue.embed_unit", "is 0; it must be at least 1".into()));
+        for (key, n) in
+            [("queue.embed_unit", q.embed_unit), ("queue.llm_unit", q.llm_unit), ("queue.judge_unit", q.judge_unit)]
+        {
+            if n == 0 {
+                return Err(check.bad(key, "is 0; it must be at least 1".into()));
+            }
         }
         if !(q.lease_seconds.is_finite() && q.lease_seconds >= 1.0) {
             return Err(check.bad("queue.lease_seconds", format!("is {}; it must be at least 1", q.lease_seconds)));

@@ -14,7 +14,7 @@ use crate::hash::{ContentHash, sha256_file};
 use crate::models::{ModelSource, Resolved};
 use crate::progress;
 use crate::vectors::{Vectors, normalize};
-use crate::workspace::queue::{Payload, Queue};
+use crate::workspace::queue::{Payload, Queue, UnitOutcome};
 use crate::workspace::{Store, StoreError};
 use fastembed::{InitOptionsUserDefined, TextEmbedding, TextInitOptions, TokenizerFiles, UserDefinedEmbeddingModel};
 use serde::Serialize;
@@ -497,47 +497,25 @@ impl Embedder {
         label: &str,
         show_progress: bool,
     ) -> Result<(), EmbedError> {
-        if todo.is_empty() {
-            return Ok(());
-        }
         let payloads: Vec<Payload> = todo
-            .chunks(queue.embed_unit.max(1))
+            .chunks(queue.unit_size.embed_unit.max(1))
             .map(|c| Payload::Embed {
                 prefix: prefix.to_string(),
                 texts: c.iter().map(|(_, t)| t[prefix.len()..].to_string()).collect(),
             })
             .collect();
-        let ids = queue.submit(&self.model_id, &payloads)?;
-        log::info!(
-            "{label}: {} texts queued as {} units for workers (this process works on them too)",
-            todo.len(),
-            ids.len()
-        );
-        let pb = progress::bar(ids.len() as u64, label, "units", show_progress);
-        let needs = [self.model_id.clone()];
-        loop {
-            if let Some(unit) = queue.claim(&needs)? {
-                let Payload::Embed { prefix, texts } = &unit.payload;
-                let texts: Vec<&str> = texts.iter().map(String::as_str).collect();
-                if let Err(e) = self.embed_cached(store, &texts, prefix, label, false) {
-                    queue.release(&unit, &e.to_string())?;
-                    return Err(e);
-                }
-                queue.complete(&unit)?;
-            } else {
-                let p = queue.progress(&ids)?;
-                pb.set_position(p.done as u64);
-                if p.failed > 0 {
-                    return Err(EmbedError::Queue(queue.failure(&ids)?.unwrap_or_else(|| "a unit failed".into())));
-                }
-                if p.open == 0 {
-                    break;
-                }
-                std::thread::sleep(std::time::Duration::from_millis(200));
-            }
-        }
-        pb.finish_and_clear();
+        let model_id = self.model_id.clone();
+        queue.run_units(&model_id, &payloads, label, show_progress, |unit| self.embed_unit(store, unit, label))?;
         Ok(())
+    }
+
+    /// Do an embedding unit: its texts' vectors end up stored.
+    pub fn embed_unit(&mut self, store: &mut Store, unit: &crate::workspace::queue::Unit, label: &str) -> UnitOutcome {
+        let Payload::Embed { prefix, texts } = &unit.payload else {
+            return Err(format!("unit {} is not an embedding unit", unit.id));
+        };
+        let texts: Vec<&str> = texts.iter().map(String::as_str).collect();
+        self.embed_cached(store, &texts, prefix, label, false).map(|_| None).map_err(|e| e.to_string())
     }
 }
 

@@ -12,9 +12,12 @@ use super::{Candidate, GenerateError, LlmProvenance, RejectReason, Source};
 use crate::config::{DocumentSelection, LlmGenerateConfig, LlmStrategy, Strategy};
 use crate::hash::ContentHash;
 use crate::ingest::Dataset;
-use crate::llm::{ChatRequest, ChatResponse, Client, LlmConfig, LlmError, estimate, parse_items, parse_single};
+use crate::llm::{
+    ChatRequest, ChatResponse, Client, LlmConfig, LlmError, LlmMode, estimate, parse_items, parse_single,
+};
+use crate::workspace::queue::{Payload, Queue, Unit, UnitOutcome};
 use crate::workspace::{Store, StoreError};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::ops::ControlFlow;
 use std::path::Path;
@@ -435,19 +438,20 @@ impl<'a> LlmGenerator<'a> {
         v
     }
 
-    /// Run calls: answers from the workspace where stored, the rest through the client, each answer
-    /// persisted as it arrives. Returns (call, answer or error message) in call order.
+    /// Run calls: answers from the workspace where stored, the rest through the client (or, on a
+    /// PostgreSQL workspace with a work queue, through queued units that workers help with), each
+    /// answer persisted as it arrives. Returns (call, answer or error message) in call order.
     fn execute(&mut self, calls: Vec<Call>, store: &mut Store) -> Result<Vec<Answered>, LlmStageError> {
         self.stats.planned += calls.len();
         let mut results: Vec<Option<Result<ChatResponse, String>>> = vec![None; calls.len()];
         let mut to_send = Vec::new();
         for (i, c) in calls.iter().enumerate() {
-            match store.get_llm(&c.key)?.and_then(|json| serde_json::from_str::<ChatResponse>(&json).ok()) {
+            match stored_answer(store, &c.key)? {
                 Some(r) => {
                     results[i] = Some(Ok(r));
                     self.stats.cached += 1;
                 }
-                None => to_send.push((i, c.request.clone())),
+                None => to_send.push(i),
             }
         }
         if !to_send.is_empty() {
@@ -456,58 +460,42 @@ impl<'a> LlmGenerator<'a> {
                 to_send.len(),
                 calls.len() - to_send.len()
             );
-            let pb = crate::progress::bar(to_send.len() as u64, "llm", "calls", true);
-            let mut persist_error = None;
-            let model = self.llm.model.clone();
-            let stats = &mut self.stats;
-            // Calls failing in a row, after their retries: past this, the server is down or refusing.
-            let give_up_after = (2 * self.client.concurrency()).max(4);
-            let (mut failing, mut stored, mut gave_up) = (0usize, 0usize, None);
-            let workspace = store.location().clone();
-            let summary = self.client.run_planned(to_send, &workspace, |i, res| {
-                pb.inc(1);
-                stats.sent += 1;
-                match res {
-                    Ok(r) => {
-                        stats.attempts += u64::from(r.attempts);
-                        stats.prompt_tokens += r.prompt_tokens;
-                        stats.completion_tokens += r.completion_tokens;
-                        let json = serde_json::to_string(&r).expect("response serialises");
-                        if let Err(e) = store.put_llm(&calls[i].key, calls[i].strategy.name(), &model, &json) {
-                            persist_error = Some(e);
-                            return ControlFlow::Break(());
-                        }
-                        stored += 1;
-                        crate::killpoint::hit("llm-answer");
-                        failing = 0;
-                        results[i] = Some(Ok(r));
-                    }
-                    Err(e) => {
-                        *stats.failed.entry(e.kind()).or_default() += 1;
-                        failing += 1;
-                        let msg = e.to_string();
-                        if failing >= give_up_after && gave_up.is_none() {
-                            gave_up = Some(format!("{failing} calls in a row failed (last: {msg})"));
-                            results[i] = Some(Err(msg));
-                            return ControlFlow::Break(());
-                        }
-                        results[i] = Some(Err(msg));
-                    }
+            let queued: Vec<QueuedCall> = to_send
+                .iter()
+                .map(|&i| QueuedCall {
+                    key: calls[i].key,
+                    strategy: calls[i].strategy.name().into(),
+                    request: calls[i].request.clone(),
+                })
+                .collect();
+            let (sent, answers) = match store.take_queue() {
+                Some(mut queue) if self.llm.mode != LlmMode::Batch => {
+                    let done = self.send_queued(&mut queue, store, &queued);
+                    store.attach_queue(queue);
+                    done?
                 }
-                ControlFlow::Continue(())
-            })?;
-            pb.finish_and_clear();
-            self.stats.not_started += summary.not_started;
-            if let Some(e) = persist_error {
-                return Err(e.into());
-            }
-            let stopped = match (&summary.stopped_by, gave_up) {
-                (_, Some(why)) => Some(why),
-                (Some(why), None) if summary.not_started > 0 => Some(why.clone()),
-                _ => None,
+                queue => {
+                    if let Some(q) = queue {
+                        store.attach_queue(q);
+                    }
+                    send_calls(&self.client, &self.llm.model, store, &queued, true)?
+                }
             };
-            if let Some(why) = stopped {
-                return Err(LlmStageError::Stopped { why, stored, not_sent: summary.not_started });
+            let s = &mut self.stats;
+            s.sent += sent.sent;
+            s.attempts += sent.attempts;
+            s.prompt_tokens += sent.prompt_tokens;
+            s.completion_tokens += sent.completion_tokens;
+            s.not_started += sent.not_started;
+            for (kind, n) in &sent.failed {
+                *s.failed.entry(kind.clone()).or_default() += n;
+            }
+            let errors: BTreeMap<usize, String> = sent.errors.into_iter().collect();
+            for (j, (&i, answer)) in to_send.iter().zip(answers).enumerate() {
+                results[i] = answer.map(Ok).or_else(|| errors.get(&j).map(|e| Err(e.clone())));
+            }
+            if let Some(why) = sent.stopped {
+                return Err(LlmStageError::Stopped { why, stored: sent.stored, not_sent: sent.not_started });
             }
         }
         self.stats.cost = self.llm.cost(self.stats.prompt_tokens, self.stats.completion_tokens);
@@ -517,6 +505,40 @@ impl<'a> LlmGenerator<'a> {
             .zip(results)
             .map(|(c, r)| (c, r.unwrap_or_else(|| Err("not sent: the run stopped early".into()))))
             .collect())
+    }
+
+    /// [`send_calls`] through the work queue: units of `queue.llm_unit` calls, worked on here and by
+    /// workers; the answers are read back from the workspace and the units' counts summed.
+    fn send_queued(
+        &self,
+        queue: &mut Queue,
+        store: &mut Store,
+        calls: &[QueuedCall],
+    ) -> Result<(Sent, Vec<Option<ChatResponse>>), LlmStageError> {
+        let size = queue.unit_size.llm_unit.max(1);
+        let payloads: Vec<Payload> = calls.chunks(size).map(|c| Payload::Llm { calls: c.to_vec() }).collect();
+        let (client, model) = (&self.client, &self.llm.model);
+        let ids = queue
+            .run_units(&queue_needs(self.llm), &payloads, "llm", true, |unit| llm_unit(client, model, store, unit))?;
+        let mut total = Sent::default();
+        for (n, result) in queue.results(&ids)?.into_iter().enumerate() {
+            let Some(bytes) = result else { continue };
+            let s: Sent = serde_json::from_slice(&bytes).map_err(|e| StoreError::Refused {
+                at: store.location().to_string(),
+                why: format!("unit {} reported a result this tripletgen cannot read ({e})", ids[n]),
+            })?;
+            total.sent += s.sent;
+            total.attempts += s.attempts;
+            total.prompt_tokens += s.prompt_tokens;
+            total.completion_tokens += s.completion_tokens;
+            total.stored += s.stored;
+            for (kind, k) in s.failed {
+                *total.failed.entry(kind).or_default() += k;
+            }
+            total.errors.extend(s.errors.into_iter().map(|(i, e)| (n * size + i, e)));
+        }
+        let answers = calls.iter().map(|c| stored_answer(store, &c.key)).collect::<Result<_, _>>()?;
+        Ok((total, answers))
     }
 
     fn provenance(&self, template: &Template) -> LlmProvenance {
@@ -742,6 +764,133 @@ impl<'a> LlmGenerator<'a> {
 /// The query with `rate` of its content words (at least one) in [brackets], and the marked words;
 /// `None` without a content word. Which words is decided by a hash of the query and the word's
 /// position, so it is the same on every run.
+/// An LLM call with the key its answer is stored under: what a queued unit carries.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct QueuedCall {
+    /// The workspace key of its answer.
+    pub key: ContentHash,
+    /// The strategy's name (stored beside the answer).
+    pub strategy: String,
+    /// The request.
+    pub request: ChatRequest,
+}
+
+/// What sending some calls did (also a queued unit's result).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Sent {
+    /// Calls sent (each may have taken several HTTP attempts).
+    pub sent: usize,
+    /// HTTP attempts, retries included.
+    pub attempts: u64,
+    /// Prompt tokens.
+    pub prompt_tokens: u64,
+    /// Completion tokens.
+    pub completion_tokens: u64,
+    /// Calls that failed after their retries, by kind.
+    pub failed: BTreeMap<String, usize>,
+    /// Calls not started because sending stopped early.
+    pub not_started: usize,
+    /// Answers stored.
+    pub stored: usize,
+    /// Why sending stopped early (bad key, quota, server down), if it did.
+    pub stopped: Option<String>,
+    /// The error of each failed call: (index in the calls, message).
+    pub errors: Vec<(usize, String)>,
+}
+
+/// The work-queue component that LLM units need: the configured model.
+pub fn queue_needs(llm: &LlmConfig) -> String {
+    format!("llm {}", llm.model)
+}
+
+/// The answer stored under `key`, if any.
+fn stored_answer(store: &Store, key: &ContentHash) -> Result<Option<ChatResponse>, StoreError> {
+    Ok(store.get_llm(key)?.and_then(|json| serde_json::from_str::<ChatResponse>(&json).ok()))
+}
+
+/// Send the calls whose answers are not stored yet through `client`, storing each answer the moment
+/// it arrives (so a unit taken over from a dead worker pays only for what that worker had not
+/// stored). Returns the answers in call order (`None`: failed or not sent, see [`Sent::errors`]).
+pub fn send_calls(
+    client: &Client,
+    model: &str,
+    store: &mut Store,
+    calls: &[QueuedCall],
+    show_progress: bool,
+) -> Result<(Sent, Vec<Option<ChatResponse>>), LlmStageError> {
+    let mut answers: Vec<Option<ChatResponse>> =
+        calls.iter().map(|c| stored_answer(store, &c.key)).collect::<Result<_, _>>()?;
+    let to_send: Vec<(usize, ChatRequest)> =
+        (0..calls.len()).filter(|&i| answers[i].is_none()).map(|i| (i, calls[i].request.clone())).collect();
+    let mut sent = Sent::default();
+    if to_send.is_empty() {
+        return Ok((sent, answers));
+    }
+    let pb = crate::progress::bar(to_send.len() as u64, "llm", "calls", show_progress);
+    let mut persist_error = None;
+    // Calls failing in a row, after their retries: past this, the server is down or refusing.
+    let give_up_after = (2 * client.concurrency()).max(4);
+    let (mut failing, mut gave_up) = (0usize, None);
+    let workspace = store.location().clone();
+    let summary = client.run_planned(to_send, &workspace, |i, res| {
+        pb.inc(1);
+        sent.sent += 1;
+        match res {
+            Ok(r) => {
+                sent.attempts += u64::from(r.attempts);
+                sent.prompt_tokens += r.prompt_tokens;
+                sent.completion_tokens += r.completion_tokens;
+                let json = serde_json::to_string(&r).expect("response serialises");
+                if let Err(e) = store.put_llm(&calls[i].key, &calls[i].strategy, model, &json) {
+                    persist_error = Some(e);
+                    return ControlFlow::Break(());
+                }
+                sent.stored += 1;
+                crate::killpoint::hit("llm-answer");
+                failing = 0;
+                answers[i] = Some(r);
+            }
+            Err(e) => {
+                *sent.failed.entry(e.kind().to_string()).or_default() += 1;
+                failing += 1;
+                let msg = e.to_string();
+                if failing >= give_up_after && gave_up.is_none() {
+                    gave_up = Some(format!("{failing} calls in a row failed (last: {msg})"));
+                    sent.errors.push((i, msg));
+                    return ControlFlow::Break(());
+                }
+                sent.errors.push((i, msg));
+            }
+        }
+        ControlFlow::Continue(())
+    });
+    pb.finish_and_clear();
+    let summary = summary?;
+    sent.not_started = summary.not_started;
+    if let Some(e) = persist_error {
+        return Err(e.into());
+    }
+    sent.stopped = match (summary.stopped_by, gave_up) {
+        (_, Some(why)) => Some(why),
+        (Some(why), None) if summary.not_started > 0 => Some(why),
+        _ => None,
+    };
+    Ok((sent, answers))
+}
+
+/// Do an LLM unit (on a worker or the coordinator): a unit whose sending stopped early (the server
+/// down or refusing) is given back, to be tried again.
+pub fn llm_unit(client: &Client, model: &str, store: &mut Store, unit: &Unit) -> UnitOutcome {
+    let Payload::Llm { calls } = &unit.payload else {
+        return Err(format!("unit {} is not an LLM unit", unit.id));
+    };
+    let (sent, _) = send_calls(client, model, store, calls, false).map_err(|e| e.to_string())?;
+    if let Some(why) = &sent.stopped {
+        return Err(format!("LLM calls stopped: {why}"));
+    }
+    Ok(Some(serde_json::to_vec(&sent).expect("counts serialise")))
+}
+
 fn mark_words(text: &str, rate: f32) -> Option<(String, String)> {
     use super::lexical::{STOPWORDS, detokenize, is_content_word, tokenize};
     let mut tokens = tokenize(text);

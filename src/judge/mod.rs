@@ -28,6 +28,7 @@ mod teacher;
 use crate::config::Config;
 use crate::hash::ContentHash;
 use crate::ingest::Dataset;
+use crate::workspace::queue::{Payload, Queue, Unit, UnitOutcome};
 use crate::workspace::{Store, StoreError};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
@@ -373,16 +374,7 @@ impl JudgeStage {
     /// queries of `ds` (their gold answers are read here).
     pub fn new(cfg: &Config, ds: &Dataset) -> Result<JudgeStage, JudgeError> {
         let jc = cfg.judge.clone().unwrap_or_default();
-        let mut judges: Vec<Box<dyn Judge>> = Vec::new();
-        for (i, st) in jc.stages.iter().enumerate() {
-            let name = format!("judge.stages[{i}] ({})", st.kind.name());
-            let j: Box<dyn Judge> = match st.kind {
-                JudgeKind::Llm => Box::new(llm::LlmJudge::new(st, cfg, &name)?),
-                JudgeKind::CrossEncoder => rerank::build(st, cfg, &name)?,
-                JudgeKind::Embedding => Box::new(teacher::Teacher::new(st, cfg, &name)?),
-            };
-            judges.push(j);
-        }
+        let judges = build_judges(cfg)?;
         let answers = ds
             .queries
             .iter()
@@ -613,10 +605,8 @@ impl JudgeStage {
         let judge = &mut self.judges[stage];
         let id = judge.id().to_string();
         let stats = &mut self.stats.stages[stage];
-        let hashes: Vec<ContentHash> = keys
-            .iter()
-            .map(|&(q, d)| ContentHash::of_parts(&[ds.queries[q].text.as_bytes(), ds.docs[d].text.as_bytes()]))
-            .collect();
+        let hashes: Vec<ContentHash> =
+            keys.iter().map(|&(q, d)| pair_key(&ds.queries[q].text, &ds.docs[d].text)).collect();
         let mut out: Vec<Got> =
             store.get_judgements(&id, &hashes)?.into_iter().map(|s| s.map_or(Got::Failed, Got::Score)).collect();
         stats.judged += keys.len();
@@ -666,7 +656,6 @@ impl JudgeStage {
             .iter()
             .map(|&i| Item { query: &ds.queries[keys[i].0].text, passage: &ds.docs[keys[i].1].text })
             .collect();
-        judge.prepare(&items, store)?;
         let t = Instant::now();
         log::info!(
             "judge: {} ({}): scoring {} candidates ({} from the workspace)",
@@ -675,59 +664,31 @@ impl JudgeStage {
             todo.len(),
             keys.len() - todo.len()
         );
-        let pb = crate::progress::bar(todo.len() as u64, "judge", "pairs", true);
-        let paid = judge.paid();
-        let (mut stored, mut failed, mut persist_error) = (0usize, 0usize, None);
-        let mut buffer: Vec<(ContentHash, Scored)> = Vec::new();
-        let ended = judge.score(&items, &mut |j, r| {
-            pb.inc(1);
-            let i = todo[j];
-            match r {
-                Ok(s) => {
-                    buffer.push((hashes[i], s.clone()));
-                    // Paid answers are stored one by one; local ones in batches.
-                    if paid || buffer.len() >= 256 {
-                        if let Err(e) = store.put_judgements(&id, &buffer) {
-                            persist_error = Some(e);
-                            return ControlFlow::Break(());
-                        }
-                        stored += buffer.len();
-                        buffer.clear();
-                        crate::killpoint::hit("judge-verdict");
-                    }
-                    out[i] = Got::Score(s);
-                }
-                Err(msg) => {
-                    failed += 1;
-                    log::debug!("judge {id}: item failed: {msg}");
-                }
+        let (scoring, verdicts) = match store.take_queue() {
+            Some(mut queue) => {
+                let done = score_queued(judge.as_mut(), &mut queue, store, &items);
+                store.attach_queue(queue);
+                done?
             }
-            ControlFlow::Continue(())
-        })?;
-        pb.finish_and_clear();
-        if persist_error.is_none() && !buffer.is_empty() {
-            match store.put_judgements(&id, &buffer) {
-                Ok(()) => {
-                    stored += buffer.len();
-                    crate::killpoint::hit("judge-verdict");
-                }
-                Err(e) => persist_error = Some(e),
+            None => score_items(judge.as_mut(), store, &items, true)?,
+        };
+        for (&i, v) in todo.iter().zip(verdicts) {
+            if let Some(v) = v {
+                out[i] = Got::Score(v);
             }
         }
-        if let Some(e) = persist_error {
-            return Err(e.into());
-        }
-        stats.sent += todo.len() - ended.not_sent;
-        stats.failed += failed;
+        let sent = todo.len() - scoring.not_sent;
+        stats.sent += sent;
+        stats.failed += scoring.failed;
         stats.seconds += t.elapsed().as_secs_f64();
-        stats.prompt_tokens += ended.tokens.0;
-        stats.completion_tokens += ended.tokens.1;
+        stats.prompt_tokens += scoring.tokens.0;
+        stats.completion_tokens += scoring.tokens.1;
         stats.cost = judge.cost(stats.prompt_tokens, stats.completion_tokens);
-        if paid {
-            self.stats.paid_calls += (todo.len() - ended.not_sent) as u64;
+        if judge.paid() {
+            self.stats.paid_calls += sent as u64;
         }
-        if let Some(why) = ended.stopped_by {
-            return Err(JudgeError::Stopped { judge: id, why, stored, not_sent: ended.not_sent });
+        if let Some(why) = scoring.stopped {
+            return Err(JudgeError::Stopped { judge: id, why, stored: scoring.stored, not_sent: scoring.not_sent });
         }
         Ok(out)
     }
@@ -842,6 +803,151 @@ impl CaseReport {
     pub fn recall(&self) -> f64 {
         self.true_positive as f64 / (self.true_positive + self.false_negative).max(1) as f64
     }
+}
+
+/// What scoring some pairs did (also a queued judge unit's result).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Scoring {
+    /// Verdicts stored.
+    pub stored: usize,
+    /// Pairs whose judgement failed after retries.
+    pub failed: usize,
+    /// Pairs never sent (the judge stopped).
+    pub not_sent: usize,
+    /// Prompt and completion tokens (LLM judges).
+    pub tokens: (u64, u64),
+    /// Why the judge stopped before the end (server down, quota), if it did.
+    pub stopped: Option<String>,
+}
+
+/// The workspace key of a verdict on (query, passage), under its judge's id.
+fn pair_key(query: &str, passage: &str) -> ContentHash {
+    ContentHash::of_parts(&[query.as_bytes(), passage.as_bytes()])
+}
+
+/// Score the pairs whose verdicts by `judge` are not stored yet, storing each verdict as it arrives
+/// (paid ones one by one, local ones in batches of 256): a unit taken over from a dead worker asks
+/// only what that worker had not stored. Returns the verdicts in item order (`None`: failed or not
+/// sent).
+pub fn score_items(
+    judge: &mut dyn Judge,
+    store: &mut Store,
+    items: &[Item<'_>],
+    show_progress: bool,
+) -> Result<(Scoring, Vec<Option<Scored>>), JudgeError> {
+    let id = judge.id().to_string();
+    let hashes: Vec<ContentHash> = items.iter().map(|it| pair_key(it.query, it.passage)).collect();
+    let mut out = store.get_judgements(&id, &hashes)?;
+    let todo: Vec<usize> = (0..items.len()).filter(|&i| out[i].is_none()).collect();
+    let mut scoring = Scoring::default();
+    if todo.is_empty() {
+        return Ok((scoring, out));
+    }
+    let todo_items: Vec<Item<'_>> = todo.iter().map(|&i| items[i]).collect();
+    judge.prepare(&todo_items, store)?;
+    let pb = crate::progress::bar(todo.len() as u64, "judge", "pairs", show_progress);
+    let paid = judge.paid();
+    let mut persist_error = None;
+    let mut buffer: Vec<(ContentHash, Scored)> = Vec::new();
+    let flush = |store: &mut Store, buffer: &mut Vec<(ContentHash, Scored)>, stored: &mut usize| {
+        store.put_judgements(&id, buffer)?;
+        *stored += buffer.len();
+        buffer.clear();
+        crate::killpoint::hit("judge-verdict");
+        Ok::<(), StoreError>(())
+    };
+    let ended = judge.score(&todo_items, &mut |j, r| {
+        pb.inc(1);
+        let i = todo[j];
+        match r {
+            Ok(s) => {
+                buffer.push((hashes[i], s.clone()));
+                if (paid || buffer.len() >= 256)
+                    && let Err(e) = flush(store, &mut buffer, &mut scoring.stored)
+                {
+                    persist_error = Some(e);
+                    return ControlFlow::Break(());
+                }
+                out[i] = Some(s);
+            }
+            Err(msg) => {
+                scoring.failed += 1;
+                log::debug!("judge {id}: item failed: {msg}");
+            }
+        }
+        ControlFlow::Continue(())
+    })?;
+    pb.finish_and_clear();
+    if persist_error.is_none() && !buffer.is_empty() {
+        persist_error = flush(store, &mut buffer, &mut scoring.stored).err();
+    }
+    if let Some(e) = persist_error {
+        return Err(e.into());
+    }
+    scoring.not_sent = ended.not_sent;
+    scoring.tokens = ended.tokens;
+    scoring.stopped = ended.stopped_by;
+    Ok((scoring, out))
+}
+
+/// [`score_items`] through the work queue: units of `queue.judge_unit` pairs, worked on here and by
+/// workers; the verdicts are read back from the workspace and the units' counts summed.
+fn score_queued(
+    judge: &mut dyn Judge,
+    queue: &mut Queue,
+    store: &mut Store,
+    items: &[Item<'_>],
+) -> Result<(Scoring, Vec<Option<Scored>>), JudgeError> {
+    let payloads: Vec<Payload> = items
+        .chunks(queue.unit_size.judge_unit.max(1))
+        .map(|c| Payload::Judge { items: c.iter().map(|it| (it.query.to_string(), it.passage.to_string())).collect() })
+        .collect();
+    let id = judge.id().to_string();
+    let ids = queue.run_units(&id, &payloads, "judge", true, |u| judge_unit(&mut *judge, store, u))?;
+    let mut total = Scoring::default();
+    for (n, result) in queue.results(&ids)?.into_iter().enumerate() {
+        let Some(bytes) = result else { continue };
+        let s: Scoring = serde_json::from_slice(&bytes).map_err(|e| StoreError::Refused {
+            at: store.location().to_string(),
+            why: format!("unit {} reported a result this tripletgen cannot read ({e})", ids[n]),
+        })?;
+        total.stored += s.stored;
+        total.failed += s.failed;
+        total.tokens.0 += s.tokens.0;
+        total.tokens.1 += s.tokens.1;
+    }
+    let hashes: Vec<ContentHash> = items.iter().map(|it| pair_key(it.query, it.passage)).collect();
+    Ok((total, store.get_judgements(&id, &hashes)?))
+}
+
+/// Do a judge unit (on a worker or the coordinator) with `judge`, the one its `needs` names: a unit
+/// whose judge stopped early (server down, quota) is given back, to be tried again.
+pub fn judge_unit(judge: &mut dyn Judge, store: &mut Store, unit: &Unit) -> UnitOutcome {
+    let Payload::Judge { items } = &unit.payload else {
+        return Err(format!("unit {} is not a judge unit", unit.id));
+    };
+    let items: Vec<Item<'_>> = items.iter().map(|(q, p)| Item { query: q, passage: p }).collect();
+    let (scoring, _) = score_items(judge, store, &items, false).map_err(|e| e.to_string())?;
+    if let Some(why) = &scoring.stopped {
+        return Err(format!("judge {} stopped: {why}", judge.id()));
+    }
+    Ok(Some(serde_json::to_vec(&scoring).expect("counts serialise")))
+}
+
+/// Build every judge of `cfg.judge`, in cascade order (loading models, checking endpoints).
+pub fn build_judges(cfg: &Config) -> Result<Vec<Box<dyn Judge>>, JudgeError> {
+    let jc = cfg.judge.clone().unwrap_or_default();
+    let mut judges: Vec<Box<dyn Judge>> = Vec::new();
+    for (i, st) in jc.stages.iter().enumerate() {
+        let name = format!("judge.stages[{i}] ({})", st.kind.name());
+        let j: Box<dyn Judge> = match st.kind {
+            JudgeKind::Llm => Box::new(llm::LlmJudge::new(st, cfg, &name)?),
+            JudgeKind::CrossEncoder => rerank::build(st, cfg, &name)?,
+            JudgeKind::Embedding => Box::new(teacher::Teacher::new(st, cfg, &name)?),
+        };
+        judges.push(j);
+    }
+    Ok(judges)
 }
 
 /// Read labelled cases (JSON lines), naming the line of a bad one.

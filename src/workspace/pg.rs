@@ -15,6 +15,8 @@ use crate::hash::ContentHash;
 use postgres::error::SqlState;
 use postgres::{Client, Config, NoTls, Statement};
 use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -40,6 +42,7 @@ CREATE TABLE artifact_heads (name TEXT PRIMARY KEY, generation BIGINT NOT NULL, 
     bytes BIGINT NOT NULL, chunks INT NOT NULL, saved_at TIMESTAMPTZ NOT NULL DEFAULT now());",
     ),
     (2, super::queue::MIGRATION),
+    (3, super::queue::MIGRATION_3),
 ];
 
 /// Advisory lock key taken while migrating ("tripletm").
@@ -112,6 +115,10 @@ struct Session {
     conn: Conn,
     config: Config,
     url: String,
+    /// Session-level advisory locks held: taken again after a reconnect.
+    locks: Vec<i64>,
+    /// Set when a lock could not be taken again (another session took it meanwhile).
+    lost: Arc<AtomicBool>,
 }
 
 /// Errors after which a reconnect and a replay may succeed.
@@ -154,6 +161,7 @@ impl Session {
                     Ok(c) => {
                         self.conn = c;
                         log::info!("workspace {}: reconnected after {:.1}s", self.url, start.elapsed().as_secs_f64());
+                        self.relock();
                         break;
                     }
                     Err(e) if start.elapsed() < RECONNECT_FOR => {
@@ -161,6 +169,22 @@ impl Session {
                     }
                     Err(e) => return Err(e),
                 }
+            }
+        }
+    }
+}
+
+impl Session {
+    /// Take the held advisory locks again on a new connection; one that another session holds now
+    /// is lost for good.
+    fn relock(&mut self) {
+        for key in self.locks.clone() {
+            let got =
+                self.conn.client.query_one("SELECT pg_try_advisory_lock($1)", &[&key]).map(|r| r.get::<_, bool>(0));
+            if !matches!(got, Ok(true)) {
+                log::error!("workspace {}: advisory lock {key:#x} lost while the connection was down", self.url);
+                self.locks.retain(|k| *k != key);
+                self.lost.store(true, Ordering::SeqCst);
             }
         }
     }
@@ -210,6 +234,7 @@ fn migrate(c: &mut Client) -> Result<Result<(), String>, postgres::Error> {
 /// A PostgreSQL workspace: the handle to its connection thread.
 pub(super) struct Pg {
     url: String,
+    lost: Arc<AtomicBool>,
     jobs: Option<mpsc::Sender<Job>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -237,6 +262,8 @@ impl Pg {
         let (jobs, queue) = mpsc::channel::<Job>();
         let (ready_tx, ready) = mpsc::sync_channel(1);
         let thread_url = url.to_string();
+        let lost = Arc::new(AtomicBool::new(false));
+        let thread_lost = lost.clone();
         let thread = std::thread::Builder::new()
             .name("workspace-pg".into())
             .spawn(move || {
@@ -249,13 +276,13 @@ impl Pg {
                     Ok(Err(why)) => return drop(ready_tx.send(Ok(Err(why)))),
                     Err(e) => return drop(ready_tx.send(Err(e))),
                 };
-                let mut session = Session { conn, config, url: thread_url };
+                let mut session = Session { conn, config, url: thread_url, locks: Vec::new(), lost: thread_lost };
                 for job in queue {
                     job(&mut session);
                 }
             })
             .map_err(|source| StoreError::File { at: url.into(), path: "(connection thread)".into(), source })?;
-        let pg = Pg { url: url.to_string(), jobs: Some(jobs), thread: Some(thread) };
+        let pg = Pg { url: url.to_string(), lost, jobs: Some(jobs), thread: Some(thread) };
         match ready.recv() {
             Ok(Ok(Ok(()))) => Ok(pg),
             Ok(Ok(Err(why))) => Err(StoreError::Refused { at: pg.url.clone(), why }),
@@ -278,10 +305,42 @@ impl Pg {
         &self,
         mut f: impl FnMut(&mut Conn) -> Result<R, postgres::Error> + Send + 'static,
     ) -> Result<R, StoreError> {
+        self.on_session(move |s| s.run(&mut f))
+    }
+
+    fn on_session<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Session) -> Result<R, postgres::Error> + Send + 'static,
+    ) -> Result<R, StoreError> {
         let (tx, rx) = mpsc::sync_channel(1);
-        let job: Job = Box::new(move |s: &mut Session| drop(tx.send(s.run(&mut f))));
+        let job: Job = Box::new(move |s: &mut Session| drop(tx.send(f(s))));
         self.jobs.as_ref().expect("open until dropped").send(job).map_err(|_| self.gone())?;
         rx.recv().map_err(|_| self.gone())?.map_err(|error| StoreError::Postgres { url: self.url.clone(), error })
+    }
+
+    /// Take the session-level advisory lock `key` if free (false: another session holds it). It is
+    /// taken again after every reconnect; [`Pg::lock_lost`] tells if that failed.
+    pub(super) fn try_lock(&self, key: i64) -> Result<bool, StoreError> {
+        self.on_session(move |s| {
+            let got = s.run(&mut |c| Ok(c.client.query_one("SELECT pg_try_advisory_lock($1)", &[&key])?.get(0)))?;
+            if got {
+                s.locks.push(key);
+            }
+            Ok(got)
+        })
+    }
+
+    /// Give the lock `key` back.
+    pub(super) fn unlock(&self, key: i64) -> Result<(), StoreError> {
+        self.on_session(move |s| {
+            s.locks.retain(|k| *k != key);
+            s.run(&mut |c| c.client.execute("SELECT pg_advisory_unlock($1)", &[&key]).map(drop))
+        })
+    }
+
+    /// True once a lock of [`Pg::try_lock`] could not be taken again after a reconnect.
+    pub(super) fn lock_lost(&self) -> bool {
+        self.lost.load(Ordering::SeqCst)
     }
 }
 

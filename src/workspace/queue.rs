@@ -8,12 +8,16 @@
 //! workspace's tables exactly as a single process would, and mark the unit done. A unit whose lease
 //! expires (its worker died or stalled) goes to the next claimer. Results are content-keyed upserts,
 //! so a unit done twice stores the same rows; the coordinator reads everything back from the tables.
-//! Today the embedding of documents, queries and variants is queued; LLM and judge calls run on the
-//! coordinator, cached as before.
+//! A worker renews the lease of the unit it works on from a heartbeat thread (its own connection),
+//! so a slow unit keeps its worker and only a dead or cut-off worker loses it.
+//!
+//! Queued: embedding (documents, queries, variants), LLM calls of query generation, judge calls
+//! (every judge kind). A unit's counts (tokens, failures) come back in its `result`.
 
 use super::StoreError;
 use super::pg::Pg;
 use serde::{Deserialize, Serialize};
+use std::sync::{Arc, Mutex, mpsc};
 use std::time::Duration;
 
 /// Migration 2 of the PostgreSQL schema: runs, units and workers.
@@ -29,6 +33,9 @@ CREATE TABLE workers (name TEXT PRIMARY KEY, host TEXT NOT NULL, pid INT NOT NUL
     started_at TIMESTAMPTZ NOT NULL DEFAULT now(), last_seen TIMESTAMPTZ NOT NULL DEFAULT now(),
     units_done BIGINT NOT NULL DEFAULT 0, items_done BIGINT NOT NULL DEFAULT 0);";
 
+/// Migration 3: what a finished unit reports back to its coordinator (JSON counts).
+pub(super) const MIGRATION_3: &str = "ALTER TABLE units ADD COLUMN result BYTEA;";
+
 /// Advisory lock held by the coordinating run of a database ("tripletg").
 const COORDINATOR_LOCK: i64 = 0x7472_6970_6c65_7467;
 
@@ -43,21 +50,39 @@ pub enum Payload {
         /// The texts, without the prefix.
         texts: Vec<String>,
     },
+    /// Send LLM calls (query generation); each answer is stored under its key.
+    Llm {
+        /// The calls.
+        calls: Vec<crate::generate::llm::QueuedCall>,
+    },
+    /// Score (query, passage) pairs with the judge the unit needs; verdicts are stored.
+    Judge {
+        /// The pairs.
+        items: Vec<(String, String)>,
+    },
 }
 
 impl Payload {
     fn kind(&self) -> &'static str {
         match self {
             Payload::Embed { .. } => "embed",
+            Payload::Llm { .. } => "llm",
+            Payload::Judge { .. } => "judge",
         }
     }
 
     fn items(&self) -> usize {
         match self {
             Payload::Embed { texts, .. } => texts.len(),
+            Payload::Llm { calls } => calls.len(),
+            Payload::Judge { items } => items.len(),
         }
     }
 }
+
+/// What a unit's claimer does with it: `Ok(result)` completes it (the result goes back to the
+/// coordinator), `Err(message)` gives it back for another attempt.
+pub type UnitOutcome = Result<Option<Vec<u8>>, String>;
 
 /// A claimed unit.
 #[derive(Debug, Clone)]
@@ -68,6 +93,13 @@ pub struct Unit {
     pub payload: Payload,
     /// The component it needs (the embedding model id).
     pub needs: String,
+}
+
+impl Unit {
+    /// Its items: texts, calls or pairs.
+    pub fn items(&self) -> usize {
+        self.payload.items()
+    }
 }
 
 /// Progress of the units of a run, or of all running runs.
@@ -92,8 +124,60 @@ pub struct Queue {
     pub lease: Duration,
     /// Claims of one unit before it fails for good.
     pub max_attempts: i32,
-    /// Texts per embedding unit.
-    pub embed_unit: usize,
+    /// Items per unit: texts to embed, LLM calls, judge pairs.
+    pub unit_size: crate::config::QueueConfig,
+    heartbeat: Heartbeat,
+}
+
+/// Renews the lease of the unit its queue works on, every third of the lease, on its own thread and
+/// connection (the queue's own connection may be busy, or its process busy embedding).
+struct Heartbeat {
+    current: Arc<Mutex<Option<i64>>>,
+    stop: Option<mpsc::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Heartbeat {
+    fn start(url: &str, name: String, lease: Duration) -> Result<Heartbeat, StoreError> {
+        let pg = Pg::connect(url)?;
+        let current = Arc::new(Mutex::new(None::<i64>));
+        let (stop, stopped) = mpsc::channel::<()>();
+        let held = current.clone();
+        let every = (lease / 3).max(Duration::from_millis(300));
+        let thread = std::thread::Builder::new()
+            .name("queue-heartbeat".into())
+            .spawn(move || {
+                while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(every) {
+                    let Some(id) = *held.lock().expect("heartbeat lock") else { continue };
+                    let (name, secs) = (name.clone(), lease.as_secs_f64());
+                    let renewed = pg.call(move |c| {
+                        c.client.execute(
+                            "UPDATE units SET lease_until = now() + make_interval(secs => $3)
+                             WHERE id = $1 AND worker = $2 AND state = 'leased'",
+                            &[&id, &name, &secs],
+                        )
+                    });
+                    if let Err(e) = renewed {
+                        log::warn!("queue: cannot renew the lease of unit {id}: {e}");
+                    }
+                }
+            })
+            .map_err(|source| StoreError::File { at: url.into(), path: "(heartbeat thread)".into(), source })?;
+        Ok(Heartbeat { current, stop: Some(stop), thread: Some(thread) })
+    }
+
+    fn hold(&self, unit: Option<i64>) {
+        *self.current.lock().expect("heartbeat lock") = unit;
+    }
+}
+
+impl Drop for Heartbeat {
+    fn drop(&mut self) {
+        self.stop = None;
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
 }
 
 fn host() -> String {
@@ -103,13 +187,15 @@ fn host() -> String {
 impl Queue {
     /// Connect to the queue of the workspace at `url` as `name`.
     pub fn connect(url: &str, name: String, cfg: &crate::config::QueueConfig) -> Result<Queue, StoreError> {
+        let lease = Duration::from_secs_f64(cfg.lease_seconds);
         Ok(Queue {
             pg: Pg::connect(url)?,
             run: None,
+            heartbeat: Heartbeat::start(url, name.clone(), lease)?,
             name,
-            lease: Duration::from_secs_f64(cfg.lease_seconds),
+            lease,
             max_attempts: cfg.max_attempts as i32,
-            embed_unit: cfg.embed_unit,
+            unit_size: cfg.clone(),
         })
     }
 
@@ -117,8 +203,8 @@ impl Queue {
     /// holds it), mark runs left `running` by dead coordinators abandoned, and register a run.
     pub fn coordinate(&mut self) -> Result<i64, StoreError> {
         let (host, pid) = (host(), std::process::id() as i32);
+        let locked = self.pg.try_lock(COORDINATOR_LOCK)?;
         let got: Result<i64, String> = self.pg.call(move |c| {
-            let locked: bool = c.client.query_one("SELECT pg_try_advisory_lock($1)", &[&COORDINATOR_LOCK])?.get(0);
             if !locked {
                 let holder = c
                     .client
@@ -165,9 +251,9 @@ impl Queue {
                 &[&run],
             )?;
             tx.execute("UPDATE runs SET state = $2, finished_at = now() WHERE id = $1", &[&run, &state])?;
-            tx.commit()?;
-            c.client.execute("SELECT pg_advisory_unlock($1)", &[&COORDINATOR_LOCK]).map(drop)
-        })
+            tx.commit()
+        })?;
+        self.pg.unlock(COORDINATOR_LOCK)
     }
 
     /// Queue `payloads` for the coordinator's run; returns their ids.
@@ -223,20 +309,24 @@ impl Queue {
                 at: self.pg.url().to_string(),
                 why: format!("unit {id} has a payload this tripletgen cannot read ({e}): are workers and coordinator the same version?"),
             })?;
+            self.heartbeat.hold(Some(id));
             Ok(Unit { id, payload, needs })
         })
         .transpose()
     }
 
-    /// Mark a claimed unit done (a unit whose lease went to another claimer is left to it).
-    pub fn complete(&mut self, unit: &Unit) -> Result<(), StoreError> {
+    /// Mark a claimed unit done with its `result` (a unit whose lease went to another claimer is
+    /// left to it).
+    pub fn complete(&mut self, unit: &Unit, result: Option<Vec<u8>>) -> Result<(), StoreError> {
+        self.heartbeat.hold(None);
         let (id, name, items) = (unit.id, self.name.clone(), unit.payload.items() as i64);
         let (host, pid) = (host(), std::process::id() as i32);
         self.pg.call(move |c| {
             let mut tx = c.client.transaction()?;
             tx.execute(
-                "UPDATE units SET state = 'done', finished_at = now(), lease_until = NULL WHERE id = $1 AND state = 'leased'",
-                &[&id],
+                "UPDATE units SET state = 'done', finished_at = now(), lease_until = NULL, result = $2
+                 WHERE id = $1 AND state = 'leased'",
+                &[&id, &result],
             )?;
             tx.execute(
                 "INSERT INTO workers (name, host, pid, units_done, items_done) VALUES ($1, $2, $3, 1, $4)
@@ -250,6 +340,7 @@ impl Queue {
 
     /// Give a unit back after an error (another claimer retries it, up to `max_attempts` claims).
     pub fn release(&mut self, unit: &Unit, error: &str) -> Result<(), StoreError> {
+        self.heartbeat.hold(None);
         let (id, error) = (unit.id, error.to_string());
         self.pg.call(move |c| {
             c.client
@@ -259,6 +350,68 @@ impl Queue {
                 )
                 .map(drop)
         })
+    }
+
+    /// The results of the units `ids`, in the order of `ids` (`None` where a unit reported none).
+    pub fn results(&mut self, ids: &[i64]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+        let ids = ids.to_vec();
+        self.pg.call(move |c| {
+            let rows = c.client.query("SELECT id, result FROM units WHERE id = ANY($1)", &[&ids])?;
+            let by_id: std::collections::HashMap<i64, Option<Vec<u8>>> =
+                rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+            Ok(ids.iter().map(|id| by_id.get(id).cloned().flatten()).collect())
+        })
+    }
+
+    /// Queue `payloads` (each needing `needs`) for the coordinator's run, then work on them here
+    /// too, with `work`, until every one is done, by this process or by workers; a progress bar
+    /// counts units. Returns the units' ids in payload order. A unit that fails for good (or
+    /// `work` failing here) ends it with an error; the coordinator lock lost to another run too.
+    pub fn run_units(
+        &mut self,
+        needs: &str,
+        payloads: &[Payload],
+        label: &str,
+        show_progress: bool,
+        mut work: impl FnMut(&Unit) -> UnitOutcome,
+    ) -> Result<Vec<i64>, StoreError> {
+        if payloads.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids = self.submit(needs, payloads)?;
+        let items: usize = payloads.iter().map(Payload::items).sum();
+        log::info!("{label}: {items} items queued as {} units for workers (this process works on them too)", ids.len());
+        let pb = crate::progress::bar(ids.len() as u64, label, "units", show_progress);
+        let needs = [needs.to_string()];
+        let at = self.pg.url().to_string();
+        let failed = |why: String| StoreError::Refused { at: at.clone(), why };
+        loop {
+            if self.pg.lock_lost() {
+                return Err(failed("lost its coordinator lock while the connection was down, and another `tripletgen run` holds it now: this run stops".into()));
+            }
+            if let Some(unit) = self.claim(&needs)? {
+                match work(&unit) {
+                    Ok(result) => self.complete(&unit, result)?,
+                    Err(e) => {
+                        self.release(&unit, &e)?;
+                        return Err(failed(format!("unit {} failed here: {e}", unit.id)));
+                    }
+                }
+                continue;
+            }
+            let p = self.progress(&ids)?;
+            pb.set_position(p.done as u64);
+            if p.failed > 0 {
+                let why = self.failure(&ids)?.unwrap_or_else(|| "a unit failed".into());
+                return Err(failed(format!("a queued unit failed for good: {why}")));
+            }
+            if p.open == 0 {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        pb.finish_and_clear();
+        Ok(ids)
     }
 
     /// How far the units `ids` are.
@@ -310,13 +463,13 @@ pub struct Status {
     pub stored: (i64, i64, i64),
     /// The newest run: id, host, pid, state, started (UTC), seconds since.
     pub run: Option<(i64, String, i32, String, String, f64)>,
-    /// Its units by state: (state, units, texts).
+    /// Its units by state: (state, units, items).
     pub units: Vec<(String, i64, i64)>,
-    /// Workers seen in the last 5 minutes: (name, units done, texts done in the last 5 min, seconds since seen).
+    /// Workers that finished units in the last 5 minutes: (name, units, items, seconds since the last).
     pub workers: Vec<(String, i64, i64, f64)>,
-    /// Texts per second over the last 5 minutes (units finished in that window).
+    /// Items (texts, calls, pairs) per second over the last 5 minutes.
     pub rate: f64,
-    /// Texts not done yet (queued or leased).
+    /// Items not done yet (queued or leased).
     pub left: i64,
 }
 
@@ -388,16 +541,16 @@ impl Status {
             return out + "runs     none yet\n";
         };
         out += &format!("run      {id} ({state}), host {host}, pid {pid}, started {started} UTC, {secs:.0}s ago\n");
-        let units: Vec<String> = self.units.iter().map(|(st, n, items)| format!("{n} {st} ({items} texts)")).collect();
+        let units: Vec<String> = self.units.iter().map(|(st, n, items)| format!("{n} {st} ({items} items)")).collect();
         out += &format!("units    {}\n", if units.is_empty() { "none".into() } else { units.join(", ") });
         for (name, units, items, seen) in &self.workers {
             out += &format!(
-                "worker   {name}: {units} units, {items} texts in the last 5 min, last finished {seen:.0}s ago\n"
+                "worker   {name}: {units} units, {items} items in the last 5 min, last finished {seen:.0}s ago\n"
             );
         }
         if self.left > 0 && self.rate > 0.0 {
             out += &format!(
-                "eta      {:.0}s ({} texts left at {:.1} texts/s)\n",
+                "eta      {:.0}s ({} items left at {:.1} items/s)\n",
                 self.left as f64 / self.rate,
                 self.left,
                 self.rate
