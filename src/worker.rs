@@ -3,8 +3,9 @@
 //! models. It reads the same config as the run (only `[model]`, `[embed]`, `[llm]`, `[judge]`,
 //! `[queue]` and `workspace` matter here; the inputs need not exist on its machine), claims units
 //! whose component it has (its embedding model, its LLM, its judges), stores the results in the
-//! workspace, and exits once no unit has come for `--idle-exit` seconds and none is waiting in a
-//! running run, so that a Kubernetes Indexed Job or a Slurm array task completes.
+//! workspace, and exits once no unit has come for `--idle-exit` seconds, none is waiting and no
+//! coordinator is alive (one may queue its next stage's units later), so that a Kubernetes Indexed
+//! Job or a Slurm array task completes after its run.
 
 use crate::config::Config;
 use crate::embed::{EmbedError, Embedder};
@@ -77,7 +78,7 @@ pub fn run(cfg: &Config, opts: &WorkerOptions) -> Result<WorkerReport, WorkerErr
     let mut idle = Instant::now();
     loop {
         let Some(unit) = queue.claim(&needs)? else {
-            if idle.elapsed() >= opts.idle_exit && queue.open_anywhere()? == 0 {
+            if idle.elapsed() >= opts.idle_exit && !queue.work_pending()? {
                 break;
             }
             std::thread::sleep(Duration::from_millis(500));
@@ -111,7 +112,7 @@ pub fn run(cfg: &Config, opts: &WorkerOptions) -> Result<WorkerReport, WorkerErr
         idle = Instant::now();
     }
     log::info!(
-        "worker {name}: idle for {:.0}s and nothing queued: exiting after {} units ({} items, {} given back)",
+        "worker {name}: idle for {:.0}s, nothing queued and no run coordinating: exiting after {} units ({} items, {} given back)",
         opts.idle_exit.as_secs_f64(),
         report.units,
         report.items,

@@ -428,14 +428,19 @@ impl Queue {
         })
     }
 
-    /// Units open in running runs (for a worker deciding whether to wait for more).
-    pub fn open_anywhere(&mut self) -> Result<i64, StoreError> {
-        self.pg.call(|c| {
+    /// True while there is or may come work: a unit open in a running run, or a live coordinator
+    /// (one holding the coordinator lock: between its stages it queues nothing for a while).
+    pub fn work_pending(&mut self) -> Result<bool, StoreError> {
+        let (high, low) = (COORDINATOR_LOCK >> 32, COORDINATOR_LOCK & 0xffff_ffff);
+        self.pg.call(move |c| {
             Ok(c.client
                 .query_one(
-                    "SELECT count(*) FROM units u JOIN runs r ON r.id = u.run_id
-                     WHERE r.state = 'running' AND u.state IN ('queued', 'leased')",
-                    &[],
+                    "SELECT EXISTS (SELECT 1 FROM units u JOIN runs r ON r.id = u.run_id
+                                    WHERE r.state = 'running' AND u.state IN ('queued', 'leased'))
+                         OR EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted
+                                    AND classid::bigint = $1 AND objid::bigint = $2 AND objsubid = 1
+                                    AND database = (SELECT oid FROM pg_database WHERE datname = current_database()))",
+                    &[&high, &low],
                 )?
                 .get(0))
         })
