@@ -98,7 +98,7 @@ pub(super) struct Conn {
 }
 
 impl Conn {
-    fn prepared(&mut self, sql: &'static str) -> Result<Statement, postgres::Error> {
+    pub(super) fn prepared(&mut self, sql: &'static str) -> Result<Statement, postgres::Error> {
         if let Some(s) = self.statements.get(sql) {
             return Ok(s.clone());
         }

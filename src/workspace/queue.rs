@@ -284,24 +284,21 @@ impl Queue {
         let (run, needs, name) = (self.run, needs.to_vec(), self.name.clone());
         let (lease, max) = (self.lease.as_secs_f64(), self.max_attempts);
         self.pg.call(move |c| {
-            let mut tx = c.client.transaction()?;
-            // Units claimed too often fail for good (a unit that kills its workers must not loop).
-            tx.execute(
-                "UPDATE units SET state = 'failed', error = 'claimed ' || attempts || ' times without finishing'
-                 WHERE state = 'leased' AND lease_until < now() AND attempts >= $1",
-                &[&max],
-            )?;
-            let row = tx.query_opt(
-                "WITH c AS (SELECT u.id FROM units u JOIN runs r ON r.id = u.run_id
+            // One statement (one round trip, one commit): units claimed too often without finishing
+            // fail for good (a unit that kills its workers must not loop), and the oldest claimable
+            // other unit is taken.
+            let claim = c.prepared(
+                "WITH stale AS (UPDATE units SET state = 'failed', error = 'claimed ' || attempts || ' times without finishing'
+                     WHERE state = 'leased' AND lease_until < now() AND attempts >= $5),
+                 c AS (SELECT u.id FROM units u JOIN runs r ON r.id = u.run_id
                      WHERE r.state = 'running' AND ($1::bigint IS NULL OR u.run_id = $1) AND u.needs = ANY($2)
-                       AND (u.state = 'queued' OR (u.state = 'leased' AND u.lease_until < now()))
+                       AND (u.state = 'queued' OR (u.state = 'leased' AND u.lease_until < now() AND u.attempts < $5))
                      ORDER BY u.id FOR UPDATE OF u SKIP LOCKED LIMIT 1)
                  UPDATE units u SET state = 'leased', worker = $3, attempts = u.attempts + 1,
                      lease_until = now() + make_interval(secs => $4)
                  FROM c WHERE u.id = c.id RETURNING u.id, u.needs, u.payload",
-                &[&run, &needs, &name, &lease],
             )?;
-            tx.commit()?;
+            let row = c.client.query_opt(&claim, &[&run, &needs, &name, &lease, &max])?;
             Ok(row.map(|r| (r.get::<_, i64>(0), r.get::<_, String>(1), r.get::<_, Vec<u8>>(2))))
         })?
         .map(|(id, needs, body)| {
@@ -322,19 +319,16 @@ impl Queue {
         let (id, name, items) = (unit.id, self.name.clone(), unit.payload.items() as i64);
         let (host, pid) = (host(), std::process::id() as i32);
         self.pg.call(move |c| {
-            let mut tx = c.client.transaction()?;
-            tx.execute(
-                "UPDATE units SET state = 'done', finished_at = now(), lease_until = NULL, result = $2
-                 WHERE id = $1 AND state = 'leased'",
-                &[&id, &result],
-            )?;
-            tx.execute(
-                "INSERT INTO workers (name, host, pid, units_done, items_done) VALUES ($1, $2, $3, 1, $4)
+            // One statement: the unit done (unless its lease went to another claimer) and the
+            // worker's counts.
+            let complete = c.prepared(
+                "WITH d AS (UPDATE units SET state = 'done', finished_at = now(), lease_until = NULL, result = $2
+                     WHERE id = $1 AND state = 'leased')
+                 INSERT INTO workers (name, host, pid, units_done, items_done) VALUES ($3, $4, $5, 1, $6)
                  ON CONFLICT (name) DO UPDATE SET last_seen = now(), host = EXCLUDED.host, pid = EXCLUDED.pid,
                      units_done = workers.units_done + 1, items_done = workers.items_done + EXCLUDED.items_done",
-                &[&name, &host, &pid, &items],
             )?;
-            tx.commit()
+            c.client.execute(&complete, &[&id, &result, &name, &host, &pid, &items]).map(drop)
         })
     }
 
