@@ -4,7 +4,8 @@
 //! - a run on PostgreSQL writes the same files, byte for byte, as a run on SQLite, and a rerun from
 //!   another machine's folder (an empty local cache) embeds nothing and loads the saved graph;
 //! - a server restarted under a live connection, and a network cut for seconds, are reconnected and
-//!   nothing written is lost;
+//!   nothing written is lost; a server restarted mid-run is reconnected by the coordinator and its
+//!   two workers, and the run writes what a run alone writes;
 //! - a database of a newer schema is refused; opening again applies nothing twice;
 //! - the work queue: a run with three `tripletgen worker` processes writes what a run alone writes,
 //!   each unit completed once and some by the workers; LLM generation (a real llama.cpp server) and a
@@ -289,6 +290,52 @@ fn a_worker_killed_mid_unit_loses_it_to_the_next_claimer_after_its_lease() {
     run_config(&config(t.path(), "alone", &t.path().join("ws").display().to_string()), &[]).assert_ok();
     let diff = differing_files(&t.path().join("alone"), &t.path().join("killed-worker"), DATA_FILES);
     assert!(diff.is_empty(), "the run differs in {diff:?}");
+}
+
+#[test]
+fn a_server_restarted_mid_run_is_reconnected_by_the_coordinator_and_its_workers() {
+    require_models();
+    if pg::skip_requested() {
+        return;
+    }
+    // A private cluster: the restart must not disturb the other tests' databases.
+    let c = PgCluster::start(PASSWORD).unwrap();
+    let t = tmpdir();
+    let url = c.create_db("midrun");
+    let cfg = config_with(t.path(), "restarted", &url, "embed_unit = 8");
+    let workers: Vec<_> = (0..2).map(|i| worker(&cfg, &format!("w{i}"), None)).collect();
+    let coordinator = std::process::Command::new(env!("CARGO_BIN_EXE_tripletgen"))
+        .env("PGPASSWORD", PASSWORD)
+        .args(["run", "--config"])
+        .arg(&cfg)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = std::time::Instant::now();
+    let units_done = || match c.psql("midrun", "SELECT to_regclass('units') IS NULL").as_str() {
+        "t" => 0,
+        _ => c.psql("midrun", "SELECT count(*) FROM units WHERE state = 'done'").parse::<usize>().unwrap(),
+    };
+    while units_done() < 3 {
+        assert!(start.elapsed() < Duration::from_secs(300), "no unit done after 5 minutes");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    c.restart_after(Duration::from_secs(2));
+    assert!(units_done() < 49, "the restart came mid-run, before the last of the 49 units");
+    let o = coordinator.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}\n{}", c.log());
+    assert!(err.contains("reconnected"), "the coordinator reconnected: {err}");
+    for w in workers {
+        let o = w.wait_with_output().unwrap();
+        assert!(o.status.success(), "a worker survives the restart: {}", String::from_utf8_lossy(&o.stderr));
+    }
+    assert!(c.log().matches("database system is ready").count() >= 2, "the server really restarted: {}", c.log());
+    assert_eq!(c.psql("midrun", "SELECT count(*) FROM units WHERE state <> 'done'"), "0");
+    run_config(&config(t.path(), "alone", &t.path().join("ws").display().to_string()), &[]).assert_ok();
+    let diff = differing_files(&t.path().join("alone"), &t.path().join("restarted"), DATA_FILES);
+    assert!(diff.is_empty(), "the restarted run differs in {diff:?}");
 }
 
 /// The quickstart plus synthetic queries for `docs` documents and a judge stage (the embedding
