@@ -521,12 +521,8 @@ impl<'a> LlmGenerator<'a> {
         let ids = queue
             .run_units(&queue_needs(self.llm), &payloads, "llm", true, |unit| llm_unit(client, model, store, unit))?;
         let mut total = Sent::default();
-        for (n, result) in queue.results(&ids)?.into_iter().enumerate() {
-            let Some(bytes) = result else { continue };
-            let s: Sent = serde_json::from_slice(&bytes).map_err(|e| StoreError::Refused {
-                at: store.location().to_string(),
-                why: format!("unit {} reported a result this tripletgen cannot read ({e})", ids[n]),
-            })?;
+        for (n, s) in queue.results::<Sent>(&ids)?.into_iter().enumerate() {
+            let Some(s) = s else { continue };
             total.sent += s.sent;
             total.attempts += s.attempts;
             total.prompt_tokens += s.prompt_tokens;

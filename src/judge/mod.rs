@@ -905,12 +905,7 @@ fn score_queued(
     let id = judge.id().to_string();
     let ids = queue.run_units(&id, &payloads, "judge", true, |u| judge_unit(&mut *judge, store, u))?;
     let mut total = Scoring::default();
-    for (n, result) in queue.results(&ids)?.into_iter().enumerate() {
-        let Some(bytes) = result else { continue };
-        let s: Scoring = serde_json::from_slice(&bytes).map_err(|e| StoreError::Refused {
-            at: store.location().to_string(),
-            why: format!("unit {} reported a result this tripletgen cannot read ({e})", ids[n]),
-        })?;
+    for s in queue.results::<Scoring>(&ids)?.into_iter().flatten() {
         total.stored += s.stored;
         total.failed += s.failed;
         total.tokens.0 += s.tokens.0;

@@ -346,15 +346,23 @@ impl Queue {
         })
     }
 
-    /// The results of the units `ids`, in the order of `ids` (`None` where a unit reported none).
-    pub fn results(&mut self, ids: &[i64]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
-        let ids = ids.to_vec();
-        self.pg.call(move |c| {
-            let rows = c.client.query("SELECT id, result FROM units WHERE id = ANY($1)", &[&ids])?;
-            let by_id: std::collections::HashMap<i64, Option<Vec<u8>>> =
-                rows.iter().map(|r| (r.get(0), r.get(1))).collect();
-            Ok(ids.iter().map(|id| by_id.get(id).cloned().flatten()).collect())
-        })
+    /// The results of the units `ids` (JSON of `T`), in the order of `ids` (`None` where a unit
+    /// reported none).
+    pub fn results<T: serde::de::DeserializeOwned>(&mut self, ids: &[i64]) -> Result<Vec<Option<T>>, StoreError> {
+        let wanted = ids.to_vec();
+        let mut by_id: std::collections::HashMap<i64, Option<Vec<u8>>> = self.pg.call(move |c| {
+            let rows = c.client.query("SELECT id, result FROM units WHERE id = ANY($1)", &[&wanted])?;
+            Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+        })?;
+        ids.iter()
+            .map(|id| {
+                let Some(bytes) = by_id.remove(id).flatten() else { return Ok(None) };
+                serde_json::from_slice(&bytes).map(Some).map_err(|e| StoreError::Refused {
+                    at: self.pg.url().to_string(),
+                    why: format!("unit {id} reported a result this tripletgen cannot read ({e})"),
+                })
+            })
+            .collect()
     }
 
     /// Queue `payloads` (each needing `needs`) for the coordinator's run, then work on them here
