@@ -13,7 +13,8 @@
 //!   rerun on a copy of the workspace sends nothing and writes the same files); a worker SIGKILLed
 //!   mid-unit (embedding, or after storing an LLM answer) loses the unit to the next claimer once
 //!   its lease expires, which sends only the calls with no stored answer; a second coordinator on
-//!   one database is refused;
+//!   one database is refused; a coordinator cut off from the database takes its lock again when it
+//!   reconnects, and stops if another coordinator took it meanwhile;
 //! - examples/: the Slurm scripts run a coordinator and an array of workers; the Kubernetes jobs
 //!   pass only flags that exist;
 //! - the password comes from PGPASSWORD only and appears in no output, log or error.
@@ -492,6 +493,36 @@ fn the_slurm_scripts_run_a_coordinator_and_workers_and_the_kubernetes_jobs_use_r
             assert!(help.stdout.contains(flag.as_str()), "{yaml}: `tripletgen {} {flag}` does not exist", args[0]);
         }
     }
+}
+
+#[test]
+fn a_coordinator_takes_its_lock_again_after_a_reconnect_and_stops_if_another_took_it() {
+    use tripletgen::config::QueueConfig;
+    use tripletgen::workspace::queue::{Payload, Queue};
+    let Some(c) = cluster() else { return };
+    let url = c.create_db("lockretake");
+    connect(&url); // PGPASSWORD set, schema created
+    let queue =
+        |name: &str| Queue::connect(&url, name.into(), &QueueConfig::default()).unwrap_or_else(|e| panic!("{e}"));
+    let cut = || {
+        c.psql("postgres", "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = 'lockretake'")
+    };
+    // Cut off, reconnected: the lock is taken again, so a second coordinator is still refused.
+    let mut a = queue("a");
+    a.coordinate().unwrap();
+    assert_ne!(cut(), "0", "the coordinator's connections were cut");
+    a.work_pending().unwrap_or_else(|e| panic!("reconnects: {e}"));
+    let err = queue("b").coordinate().expect_err("the lock is held again").to_string();
+    assert!(err.contains("is coordinated by another `tripletgen run`"), "{err}");
+    // Cut off, and another coordinator takes the lock before it is back: it stops, with a reason.
+    cut();
+    let mut b = queue("b");
+    b.coordinate().unwrap_or_else(|e| panic!("the lock went with the cut connection: {e}"));
+    let err = a
+        .run_units("x", &[Payload::Llm { calls: Vec::new() }], "x", false, |_| Ok(None))
+        .expect_err("the first coordinator lost its lock")
+        .to_string();
+    assert!(err.contains("lost its coordinator lock"), "{err}");
 }
 
 #[test]
