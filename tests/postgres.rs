@@ -17,6 +17,9 @@
 //!   reconnects, and stops if another coordinator took it meanwhile;
 //! - examples/: the Slurm scripts run a coordinator and an array of workers; the Kubernetes jobs
 //!   pass only flags that exist;
+//! - TLS: `sslmode=verify-full` with `sslrootcert` connects to a server that serves TLS only (the
+//!   connection is encrypted); `require` verifies the certificate too and refuses an unknown CA; a
+//!   plain connection is refused by the server; a missing CA file is named;
 //! - the password comes from PGPASSWORD only and appears in no output, log or error.
 
 mod common;
@@ -178,6 +181,37 @@ fn a_restarted_server_is_reconnected_and_nothing_written_is_lost() {
     assert_eq!(s.count_llm().unwrap(), 40);
     assert_eq!(s.get_llm(&k(0)).unwrap().as_deref(), Some("before"));
     assert!(c.log().matches("database system is ready").count() >= 2, "the server really restarted: {}", c.log());
+}
+
+#[test]
+fn tls_with_a_verified_certificate_connects_and_an_unverified_or_plain_connection_is_refused() {
+    if pg::skip_requested() {
+        return;
+    }
+    // A private cluster: it serves TLS only.
+    let c = PgCluster::start(PASSWORD).unwrap();
+    let url = c.create_db("tls");
+    let ca = c.require_tls();
+    let verified = format!("{url}?sslmode=verify-full&sslrootcert={}", ca.display());
+    let mut s = connect(&verified);
+    s.put_llm(&ContentHash::of("k"), "s", "m", "over TLS").unwrap();
+    assert_eq!(s.get_llm(&ContentHash::of("k")).unwrap().as_deref(), Some("over TLS"));
+    let encrypted = c.psql(
+        "tls",
+        "SELECT count(*) FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) WHERE a.datname = 'tls' AND s.ssl",
+    );
+    assert_ne!(encrypted, "0", "the store's connection is encrypted");
+    // sslmode=require verifies too: against the system's CAs, which do not know this server's.
+    let err = Store::connect(&Location::parse(&format!("{url}?sslmode=require"))).err().expect("refused").to_string();
+    assert!(err.to_lowercase().contains("certificate"), "{err}");
+    // Without TLS the server refuses (hostssl only), and says why.
+    let err = Store::connect(&Location::parse(&url)).err().expect("refused").to_string();
+    assert!(err.contains("no encryption") || err.contains("SSL off"), "{err}");
+    // A CA file that does not exist is named when the config is checked.
+    let missing = format!("{url}?sslmode=verify-full&sslrootcert=/nonexistent/ca.pem");
+    let why = Location::parse(&missing).check().expect_err("refused");
+    assert!(why.contains("/nonexistent/ca.pem"), "{why}");
+    assert!(!why.contains("127.0.0.1"), "the URL is not repeated: {why}");
 }
 
 #[test]

@@ -19,6 +19,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 /// Migrations, in order: (version, SQL). Never edit one that shipped: add the next.
 const MIGRATIONS: &[(i32, &str)] = &[
@@ -56,12 +57,10 @@ const CHUNK: usize = 5000;
 
 /// Why `url` cannot be used as a workspace; never repeats the URL (it may hold a password).
 pub(super) fn check_url(url: &str) -> Result<(), String> {
-    let config: Config = url.parse().map_err(|e| format!("is not a valid PostgreSQL URL ({e})"))?;
+    let (plain, _tls) = split_tls(url)?;
+    let config: Config = plain.parse().map_err(|e| format!("is not a valid PostgreSQL URL ({e})"))?;
     if config.get_password().is_some() {
         return Err("holds a password: remove it from the URL and set the PGPASSWORD environment variable instead (the URL is written to manifests and logs)".into());
-    }
-    if config.get_ssl_mode() == postgres::config::SslMode::Require {
-        return Err("asks for sslmode=require, but this build of tripletgen has no TLS for PostgreSQL yet: connect through a TLS tunnel (stunnel, a sidecar proxy) or on a private network".into());
     }
     if config.get_hosts().is_empty() {
         return Err("names no host (postgres://user@host:port/database)".into());
@@ -69,12 +68,85 @@ pub(super) fn check_url(url: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// libpq's TLS parameters taken off `url`: the URL without them, and the TLS client to use.
+/// `sslmode=require`, `verify-ca` and `verify-full` all mean TLS with the server's certificate
+/// verified (host name included) against `sslrootcert=FILE` (PEM), else the system's CA
+/// certificates: a connection is never encrypted to an unverified server. `disable`, `allow`,
+/// `prefer` or no `sslmode`: no TLS.
+fn split_tls(url: &str) -> Result<(String, Option<MakeRustlsConnect>), String> {
+    let Some((base, query)) = url.split_once('?') else { return Ok((url.to_string(), None)) };
+    let (mut mode, mut rootcert, mut kept) = (None, None, Vec::new());
+    for param in query.split('&').filter(|p| !p.is_empty()) {
+        match param.split_once('=') {
+            Some(("sslmode", v)) => mode = Some(v.to_string()),
+            Some(("sslrootcert", v)) => rootcert = Some(std::path::PathBuf::from(v)),
+            _ => kept.push(param),
+        }
+    }
+    let plain = if kept.is_empty() { base.to_string() } else { format!("{base}?{}", kept.join("&")) };
+    match mode.as_deref() {
+        None | Some("disable" | "allow" | "prefer") if rootcert.is_none() => Ok((plain, None)),
+        None | Some("disable" | "allow" | "prefer") => {
+            Err("gives sslrootcert without sslmode=verify-full: add sslmode=verify-full to use TLS".into())
+        }
+        Some("require" | "verify-ca" | "verify-full") => Ok((plain, Some(tls_client(rootcert.as_deref())?))),
+        Some(other) => Err(format!(
+            "has sslmode={other}; use disable, prefer, require, verify-ca or verify-full (the last three verify the server's certificate)"
+        )),
+    }
+}
+
+/// A rustls client trusting `rootcert` (PEM), or the system's CA certificates.
+fn tls_client(rootcert: Option<&std::path::Path>) -> Result<MakeRustlsConnect, String> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    match rootcert {
+        Some(path) => {
+            let bad = |e: &dyn std::fmt::Display| {
+                format!("has sslrootcert={}, which cannot be read as PEM certificates ({e})", path.display())
+            };
+            for cert in CertificateDer::pem_file_iter(path).map_err(|e| bad(&e))? {
+                roots.add(cert.map_err(|e| bad(&e))?).map_err(|e| bad(&e))?;
+            }
+            if roots.is_empty() {
+                return Err(format!("has sslrootcert={}, which holds no certificate", path.display()));
+            }
+        }
+        None => {
+            for cert in rustls_native_certs::load_native_certs().certs {
+                let _ = roots.add(cert);
+            }
+            if roots.is_empty() {
+                return Err(
+                    "asks for TLS, but this system has no CA certificates: give the server's CA with sslrootcert=FILE"
+                        .into(),
+                );
+            }
+        }
+    }
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("TLS setup failed ({e})"))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(MakeRustlsConnect::new(config))
+}
+
 /// The driver's message, with the server's detail when there is one.
 pub(super) fn describe(e: &postgres::Error) -> String {
     match e.as_db_error() {
         Some(db) => format!("{} ({})", db.message(), db.code().code()),
-        None => e.to_string(),
+        None => match std::error::Error::source(e) {
+            // "error performing TLS handshake" says little without its cause.
+            Some(cause) if !e.to_string().contains(&cause.to_string()) => format!("{e}: {cause}"),
+            _ => e.to_string(),
+        },
     }
+}
+
+fn tls_failure(e: &postgres::Error) -> bool {
+    e.as_db_error().is_none() && e.to_string().contains("TLS")
 }
 
 /// What to do about it, where that is clear.
@@ -84,6 +156,9 @@ pub(super) fn hint(e: &postgres::Error) -> &'static str {
             ": check the user in the URL and the PGPASSWORD environment variable"
         }
         Some(c) if *c == SqlState::INVALID_CATALOG_NAME => ": create the database first (createdb NAME)",
+        _ if tls_failure(e) => {
+            ": the server's certificate could not be verified for that host; give its CA with sslrootcert=FILE in the URL"
+        }
         _ if e.as_db_error().is_none() && !e.is_closed() => {
             ": is the server running and reachable at that host and port?"
         }
@@ -114,6 +189,7 @@ type Job = Box<dyn FnOnce(&mut Session) + Send>;
 struct Session {
     conn: Conn,
     config: Config,
+    tls: Option<MakeRustlsConnect>,
     url: String,
     /// Session-level advisory locks held: taken again after a reconnect.
     locks: Vec<i64>,
@@ -138,8 +214,12 @@ fn transient(e: &postgres::Error) -> bool {
     }
 }
 
-fn open(config: &Config) -> Result<Conn, postgres::Error> {
-    Ok(Conn { client: config.connect(NoTls)?, statements: HashMap::new() })
+fn open(config: &Config, tls: &Option<MakeRustlsConnect>) -> Result<Conn, postgres::Error> {
+    let client = match tls {
+        Some(tls) => config.connect(tls.clone())?,
+        None => config.connect(NoTls)?,
+    };
+    Ok(Conn { client, statements: HashMap::new() })
 }
 
 impl Session {
@@ -157,7 +237,7 @@ impl Session {
             loop {
                 std::thread::sleep(wait);
                 wait = (wait * 2).min(Duration::from_secs(5));
-                match open(&self.config) {
+                match open(&self.config, &self.tls) {
                     Ok(c) => {
                         self.conn = c;
                         log::info!("workspace {}: reconnected after {:.1}s", self.url, start.elapsed().as_secs_f64());
@@ -243,7 +323,11 @@ impl Pg {
     /// Connect (the password from `PGPASSWORD`), then create or check the schema.
     pub(super) fn connect(url: &str) -> Result<Pg, StoreError> {
         check_url(url).map_err(|why| StoreError::Refused { at: "workspace URL".into(), why })?;
-        let mut config: Config = url.parse().expect("checked");
+        let (plain, tls) = split_tls(url).map_err(|why| StoreError::Refused { at: "workspace URL".into(), why })?;
+        let mut config: Config = plain.parse().expect("checked");
+        if tls.is_some() {
+            config.ssl_mode(postgres::config::SslMode::Require);
+        }
         if let Ok(pw) = std::env::var("PGPASSWORD") {
             config.password(pw);
         }
@@ -267,7 +351,7 @@ impl Pg {
         let thread = std::thread::Builder::new()
             .name("workspace-pg".into())
             .spawn(move || {
-                let opened = open(&config).and_then(|mut conn| Ok(migrate(&mut conn.client)?.map(|()| conn)));
+                let opened = open(&config, &tls).and_then(|mut conn| Ok(migrate(&mut conn.client)?.map(|()| conn)));
                 let conn = match opened {
                     Ok(Ok(conn)) => {
                         let _ = ready_tx.send(Ok(Ok(())));
@@ -276,7 +360,7 @@ impl Pg {
                     Ok(Err(why)) => return drop(ready_tx.send(Ok(Err(why)))),
                     Err(e) => return drop(ready_tx.send(Err(e))),
                 };
-                let mut session = Session { conn, config, url: thread_url, locks: Vec::new(), lost: thread_lost };
+                let mut session = Session { conn, config, tls, url: thread_url, locks: Vec::new(), lost: thread_lost };
                 for job in queue {
                     job(&mut session);
                 }

@@ -198,6 +198,43 @@ impl PgCluster {
         assert!(self.ctl("start").output().unwrap().status.success(), "pg_ctl start: {}", self.log());
     }
 
+    /// Serve TLS only (hostssl in pg_hba.conf) with a certificate for 127.0.0.1 signed by a fresh
+    /// CA (made with the openssl command); returns the CA's PEM file, the client's `sslrootcert`.
+    pub fn require_tls(&self) -> PathBuf {
+        let run = self.run_dir();
+        let sh = |script: &str| {
+            let o = Command::new("sh").arg("-c").arg(script).current_dir(&run).output().unwrap();
+            assert!(o.status.success(), "{script}: {}", String::from_utf8_lossy(&o.stderr));
+        };
+        sh(
+            "openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days 2 -subj '/CN=tripletgen test CA' 2>/dev/null \
+            && openssl req -newkey rsa:2048 -nodes -keyout server.key -out server.csr -subj '/CN=127.0.0.1' 2>/dev/null \
+            && printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\n' > san.ext \
+            && openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out server.pem -days 2 -extfile san.ext 2>/dev/null \
+            && chmod 600 server.key",
+        );
+        if let Some((uid, gid)) = self.owner {
+            for f in ["server.key", "server.pem"] {
+                std::os::unix::fs::chown(run.join(f), Some(uid), Some(gid)).unwrap();
+            }
+        }
+        let conf = self.data().join("postgresql.conf");
+        let mut text = std::fs::read_to_string(&conf).unwrap();
+        text += &format!(
+            "\nssl = on\nssl_cert_file = '{}'\nssl_key_file = '{}'\n",
+            run.join("server.pem").display(),
+            run.join("server.key").display()
+        );
+        std::fs::write(&conf, text).unwrap();
+        std::fs::write(
+            self.data().join("pg_hba.conf"),
+            "local all all trust\nhostssl all all 127.0.0.1/32 scram-sha-256\n",
+        )
+        .unwrap();
+        self.restart_after(Duration::from_millis(100));
+        run.join("ca.pem")
+    }
+
     /// The folder of the cluster (tests may grep it).
     pub fn dir(&self) -> &Path {
         self.dir.path()
