@@ -587,8 +587,16 @@ mod tests {
             let e = Location::parse(bad).check().unwrap_err();
             assert!(e.contains("PGPASSWORD") && !e.contains("s3cr3t"), "{e}");
         }
-        let e = Location::parse("postgres://u@h/db?sslmode=require").check().unwrap_err();
-        assert!(e.contains("sslmode"), "{e}");
+        let e = Location::parse("postgres://u@h/db?sslmode=sometimes").check().unwrap_err();
+        assert!(e.contains("sslmode=sometimes") && e.contains("verify-full"), "{e}");
+        let e = Location::parse("postgres://u@h/db?sslrootcert=/etc/ca.pem").check().unwrap_err();
+        assert!(e.contains("sslmode=verify-full"), "{e}");
+        let e = Location::parse("postgres://u@h/db?sslmode=verify-full&sslrootcert=/nonexistent/ca.pem")
+            .check()
+            .unwrap_err();
+        assert!(e.contains("/nonexistent/ca.pem"), "{e}");
+        // The TLS parameters are taken off before the driver parses the rest.
+        assert!(Location::parse("postgres://u@h/db?sslmode=disable&connect_timeout=5").check().is_ok());
         assert!(Location::parse("postgres://u@h:notaport/db").check().is_err());
     }
 }
