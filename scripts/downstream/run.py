@@ -8,7 +8,9 @@ Arms:
   a  the base model, no training
   b  sentence-transformers mine_hard_negatives (relative_margin 0.05, range_max 50, top, 1 negative)
   c  tripletgen mine, defaults (relative_margin 0.05, range_max 50, top), 1 negative
-  d  tripletgen mine with the LLM judge (when the binary has it; else "pending")
+  d  tripletgen mine with the judge: by default a cascade, the default embedding model clearing
+     candidates below cosine 0.5 (--judge-clear-below; 0: every candidate to the LLM), the LLM
+     (Qwen2.5-Coder-1.5B) judging the rest and every candidate holding a gold answer
   e  GPL-style: the train corpus without its questions, synthetic queries by the LLM, mined (judged
      when the binary has the judge)
   f  (c) plus lexical variants (all six strategies) and LLM paraphrases/backtranslations
@@ -117,19 +119,20 @@ class Bench:
         return out
 
     def rows_d(self):
+        d = self.arm_dir("d")
+        out = d / "out" / "triplet.parquet"
+        if out.exists():
+            return out
         if not self.a.judge:
             self.status["d"] = "pending: the tripletgen binary has no --judge yet (issue: LLM judge)"
             return None
         if not self.a.llm_url:
             self.status["d"] = "pending: no LLM server (scripts/llama-server.sh build has not run)"
             return None
-        d = self.arm_dir("d")
-        out = d / "out" / "triplet.parquet"
-        if not out.exists():
-            cfg = d / "judge.toml"
-            cfg.write_text(self.llm_toml() + self.a.judge_toml)
-            _, secs = sh(self.mine_cmd(d / "out", ["--config", cfg]), logfile=d / "mine.log")
-            self.timed("d.rows", secs)
+        cfg = d / "judge.toml"
+        cfg.write_text(self.llm_toml() + self.a.judge_toml)
+        _, secs = sh(self.mine_cmd(d / "out", ["--config", cfg]), logfile=d / "mine.log")
+        self.timed("d.rows", secs)
         return out
 
     def llm_toml(self):
@@ -142,6 +145,8 @@ max_retries = 3
 timeout_secs = 600
 temperature = 0.7
 max_tokens = 200
+price_per_million_input = 0.15
+price_per_million_output = 0.60
 """
 
     def shuffled_corpus(self):
@@ -155,14 +160,14 @@ max_tokens = 200
         return p
 
     def judge_section(self):
-        return self.a.judge_toml if self.a.judge else ""
+        return self.a.judge_toml if self.a.judge and "e" in self.a.judge_arms else ""
 
     def rows_e(self):
-        if not self.a.llm_url:
-            self.status["e"] = "pending: no LLM server (scripts/llama-server.sh build has not run)"
-            return None
         d = self.arm_dir("e")
         out = d / "out" / "triplet.parquet"
+        if not out.exists() and not self.a.llm_url:
+            self.status["e"] = "pending: no LLM server (scripts/llama-server.sh build has not run)"
+            return None
         if not out.exists():
             cfg = d / "config.toml"
             cfg.write_text(f"""[input]
@@ -187,6 +192,8 @@ formats = ["triplet"]
             self.timed("e.rows", secs)
         if not self.a.judge:
             self.notes["e"] = "not judged (binary has no judge yet)"
+        elif "e" not in self.a.judge_arms:
+            self.notes["e"] = "not judged (--judge-arms)"
         return out
 
     def query_subset(self):
@@ -233,7 +240,7 @@ formats = ["triplet"]
             self.timed("f.rows_lexical", secs)
         parts = [lex_out]
         llm_out = d / "llm" / "triplet.parquet"
-        if self.a.llm_url:
+        if self.a.llm_url and not self.a.no_llm_variants:
             if not llm_out.exists():
                 cfg = d / "llm.toml"
                 cfg.write_text(f"""[input]
@@ -256,6 +263,8 @@ formats = ["triplet"]
                              logfile=d / "llm.log")
                 self.timed("f.rows_llm", secs)
             parts.append(llm_out)
+        elif self.a.no_llm_variants:
+            self.notes["f"] = "lexical variants only (--no-llm-variants)"
         else:
             self.notes["f"] = "lexical variants only: LLM variants pending (no LLM server)"
         out = d / ("triplet-lexical+llm.parquet" if len(parts) == 2 else "triplet-lexical.parquet")
@@ -600,6 +609,12 @@ def main():
     ap.add_argument("--jobs", type=int, default=3, help="training runs in parallel (1 torch thread each when > 1)")
     ap.add_argument("--llm-url", default=os.environ.get("DOWNSTREAM_LLM_URL", ""))
     ap.add_argument("--llm-model", default=os.environ.get("DOWNSTREAM_LLM_MODEL", "qwen2.5-coder-1.5b-instruct"))
+    ap.add_argument("--judge-arms", default="d,e", help="arms mined with the LLM judge (d, e)")
+    ap.add_argument("--judge-clear-below", type=float, default=0.5,
+                    help="cascade: candidates below this retriever cosine are cleared without an LLM call (0: LLM only)")
+    ap.add_argument("--judge-screen-dir", default=str(Path(os.environ.get("TRIPLETGEN_CACHE", Path.home() / ".cache/tripletgen")) / "all-minilm-l6-v2"),
+                    help="the embedding model of the cascade's screen (default: tripletgen's default model)")
+    ap.add_argument("--no-llm-variants", action="store_true", help="(f): lexical variants only")
     ap.add_argument("--e-documents", type=int, default=150)
     ap.add_argument("--f-llm-queries", type=int, default=100)
     ap.add_argument("--results", default=str(HERE / "results"))
@@ -607,9 +622,15 @@ def main():
     args.arms = [a.strip() for a in args.arms.split(",") if a.strip()]
     args.seeds = [int(s) for s in args.seeds.split(",")]
     args.judge = judge_supported(args.bin)
-    # The LLM judge (docs/judge.md): one llm stage on the [llm] server; gold answers (the queries'
-    # `answers`) also apply, as in a default run.
-    args.judge_toml = '\n[judge]\n\n[[judge.stages]]\nkind = "llm"\n' if args.judge else ""
+    # The LLM judge (docs/judge.md) on the [llm] server; gold answers (the queries' `answers`) also
+    # apply, as in a default run. With --judge-clear-below > 0 a cascade: the retriever's own model
+    # (an embedding stage) clears candidates whose cosine to the query is below that value, and only
+    # the rest (and every candidate holding a gold answer) goes to the LLM.
+    stages = ""
+    if args.judge_clear_below > 0:
+        stages = (f'\n[[judge.stages]]\nkind = "embedding"\ndir = {toml_str(args.judge_screen_dir)}\n'
+                  f'clear_below = {args.judge_clear_below}\nthreshold = {max(args.judge_clear_below, 0.75)}\n')
+    args.judge_toml = f'\n[judge]\n{stages}\n[[judge.stages]]\nkind = "llm"\n' if args.judge else ""
     b = Bench(args)
     t = b.run()
     t["test"] = "fixtures/downstream/test (22 COVID-QA articles: 915 passages, 346 questions; no test article in training)"

