@@ -60,13 +60,14 @@ case "$SET" in
 esac
 (cd "$SUMS" && sha256sum --quiet -c SHA256SUMS)
 OUT="$OUT/$SET"
+LABEL="$N"
 [[ "$N" == all ]] && N=1000000000
 [[ "$K" != 5 ]] && OUT="$OUT-k$K"
 [[ -n "$SCREEN" ]] && OUT="$OUT-screen$SCREEN"
 WS="${WS:-$OUT/workspace}"
 
 # The first N queries of the set that have a positive, with the whole corpus, as a BEIR folder.
-SUB="$OUT/$SET-$N"
+SUB="$OUT/$SET-$LABEL"
 if [[ ! -f "$SUB/.ok" ]]; then
     rm -rf "$SUB"; mkdir -p "$SUB/qrels"
     python3 - "$SRC" "$SUB" "$N" "$QRELS" <<'PY'
