@@ -287,6 +287,12 @@ formats = ["triplet"]
                            "--warmup", self.a.warmup, "--max-seq-length", self.a.max_seq_length,
                            "--threads", threads]
 
+    def trained(self, arm, rows, seed):
+        """A model of this arm and seed exists and was trained on these rows (not on an earlier set,
+        e.g. (f) before its LLM variants)."""
+        done = self.work / "models" / f"{arm}-s{seed}" / "done.json"
+        return done.exists() and json.loads(done.read_text()).get("triplets") == str(rows)
+
     def train_all(self, tasks):
         jobs = max(1, self.a.jobs)
         threads = self.a.threads if jobs == 1 else 1
@@ -434,7 +440,7 @@ formats = ["triplet"]
             if trainer is not None and arm in ("d", "e"):
                 trainer.join()  # LLM arms: train after the earlier batch (keeps --jobs honest)
             if trainer is None or not trainer.is_alive():
-                pending = [t for t in tasks if not (self.work / "models" / f"{t[0]}-s{t[2]}" / "done.json").exists()]
+                pending = [t for t in tasks if not self.trained(*t)]
                 trainer = threading.Thread(target=train_batch, args=(pending,))
                 trainer.start()
         # Models are evaluated as they finish; the base model, its evaluation and the parity check run
@@ -448,7 +454,7 @@ formats = ["triplet"]
         parity = self.parity(base_dir)
         if trainer is not None:
             trainer.join()
-        left = [t for t in tasks if not (self.work / "models" / f"{t[0]}-s{t[2]}" / "done.json").exists()]
+        left = [t for t in tasks if not self.trained(*t)]
         if left and not failures:
             self.train_all(left)
         stop.set()
