@@ -12,7 +12,7 @@ Arms:
      candidates below cosine 0.5 (--judge-clear-below; 0: every candidate to the LLM), the LLM
      (Qwen2.5-Coder-1.5B) judging the rest and every candidate holding a gold answer
   e  GPL-style: the train corpus without its questions, synthetic queries by the LLM, mined (judged
-     when the binary has the judge)
+     as (d) when --judge-arms includes e, the default)
   f  (c) plus lexical variants (all six strategies) and LLM paraphrases/backtranslations
 """
 import argparse
@@ -298,15 +298,15 @@ formats = ["triplet"]
         threads = self.a.threads if jobs == 1 else 1
         todo = []
         for arm, rows, seed in tasks:
+            if self.trained(arm, rows, seed):
+                continue
             name, out, cmd = self.train_cmd(arm, rows, seed, threads)
-            done = out / "done.json"
-            if done.exists() and json.loads(done.read_text()).get("triplets") != str(rows):
+            if (out / "done.json").exists():
                 # The arm's rows changed (e.g. (f) gained its LLM variants): retrain and re-evaluate.
-                log(f"{name}: trained on {json.loads(done.read_text()).get('triplets')}, now {rows}: retraining")
+                log(f"{name}: trained on other rows, now {rows}: retraining")
                 shutil.rmtree(out)
                 (self.work / "eval" / f"{name}.json").unlink(missing_ok=True)
-            if not done.exists():
-                todo.append((name, out, cmd))
+            todo.append((name, out, cmd))
         running = []
         # A model another process is training right now (its log was written in the last 3 minutes):
         # wait for its done.json instead of training it twice.
