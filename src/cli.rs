@@ -304,6 +304,10 @@ pub struct MineFlags {
     /// Ignore the queries' gold `answers` (turns the gold-answer rule off).
     #[arg(long)]
     pub no_gold_answers: bool,
+    /// Ask the LLM for the answer of each query without one, in its positives (one stored call per
+    /// query and positive): used like gold answers, and shown to the LLM judge.
+    #[arg(long)]
+    pub derive_answers: bool,
     /// The OpenAI-compatible server for `--judge llm` (sets llm.base_url).
     #[arg(long)]
     pub llm_url: Option<String>,
@@ -374,7 +378,8 @@ impl MineFlags {
             || self.judge_window.is_some()
             || self.judge_max_calls.is_some()
             || self.judge_drop_query_above.is_some()
-            || self.no_gold_answers;
+            || self.no_gold_answers
+            || self.derive_answers;
         if judge_flags {
             let j = cfg.judge.get_or_insert_with(Default::default);
             if !self.judge.is_empty() {
@@ -422,6 +427,9 @@ impl MineFlags {
             }
             if self.no_gold_answers {
                 j.gold_answers = false;
+            }
+            if self.derive_answers {
+                j.derive_answers = true;
             }
         }
         if let Some(s) = self.scores {
@@ -741,15 +749,18 @@ fn run_config(mut cfg: Config, origin: &str, common: CommonFlags, show_progress:
     cfg.exclude_eval.dirs.extend(common.exclude_eval);
     cfg.validate(origin)?;
     if common.dry_run {
-        let judge_paid = cfg.judge.as_ref().is_some_and(|j| j.stages.iter().any(|s| s.paid()));
+        let judge_paid = cfg.judge.as_ref().is_some_and(|j| j.derive_answers || j.stages.iter().any(|s| s.paid()));
         if judge_paid {
             let plan = pipeline::judge_plan(&cfg, pipeline::RunOptions { progress: show_progress })?;
             progress::MULTI.clear().ok();
             for p in &plan.planned {
+                let what = if p.kind == "answers" {
+                    "answers read from positives".to_string()
+                } else {
+                    format!("judge stage {} ({})", p.stage, p.kind)
+                };
                 eprintln!(
-                    "dry run: judge stage {} ({}): {} candidates on the first pass, {} already judged in the workspace; to send: {} calls, ~{} prompt tokens, at most {} completion tokens{}",
-                    p.stage,
-                    p.kind,
+                    "dry run: {what}: {} candidates on the first pass, {} already judged in the workspace; to send: {} calls, ~{} prompt tokens, at most {} completion tokens{}",
                     p.candidates,
                     p.stored,
                     p.calls,

@@ -112,14 +112,14 @@ pub fn run_with(cfg: &Config, opts: RunOptions) -> Result<RunReport, PipelineErr
 /// generation (its queries cannot be known without sending), and writes nothing.
 pub fn judge_plan(cfg: &Config, opts: RunOptions) -> Result<crate::judge::JudgeStats, PipelineError> {
     match run_inner(cfg, opts, true)? {
-        Ran::Plan(p) => Ok(p),
+        Ran::Plan(p) => Ok(*p),
         Ran::Report(_) => unreachable!("a plan stops before writing"),
     }
 }
 
 enum Ran {
     Report(Box<RunReport>),
-    Plan(crate::judge::JudgeStats),
+    Plan(Box<crate::judge::JudgeStats>),
 }
 
 fn run_inner(cfg: &Config, opts: RunOptions, plan_judge: bool) -> Result<Ran, PipelineError> {
@@ -284,7 +284,7 @@ fn run_inner(cfg: &Config, opts: RunOptions, plan_judge: bool) -> Result<Ran, Pi
     memory.mark("mine");
     crate::killpoint::hit("mine");
     if plan_judge {
-        return Ok(Ran::Plan(judge.stats));
+        return Ok(Ran::Plan(Box::new(judge.stats)));
     }
     let judged = judge.is_active().then(|| JudgeOutput::of(&mut judge, cfg, &ds, &pairs, &mut store)).transpose()?;
 

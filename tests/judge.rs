@@ -557,3 +557,115 @@ fn a_refresh_after_the_corpus_changed_asks_nothing_already_judged() {
     let report = read_json(&out.join("report.json"));
     assert!(num_at(&report, "/judge/stages/0/cached") > 0.0, "the unchanged verdicts came from the workspace");
 }
+
+/// The words of `text`, lower case (how the fakes below tell whether a passage holds a span).
+fn word_set(text: &str) -> HashSet<String> {
+    text.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()).map(str::to_lowercase).collect()
+}
+
+/// Said by the fake answer reader when a positive has no answer: a span in no passage.
+const MADE_UP: &str = "zebra quantum violin";
+
+/// The fake answer reader: when the positive holds the query's key word, its longest word that is
+/// not in the query (the "answer"); else [`MADE_UP`] (which must not be used).
+fn fake_answer(query: &str, passage: &str) -> String {
+    let words = word_set(passage);
+    let q = word_set(query);
+    let mut w: Vec<&String> = words.iter().filter(|w| !q.contains(*w) && w.chars().all(char::is_alphabetic)).collect();
+    w.sort_by_key(|w| (std::cmp::Reverse(w.len()), w.to_string()));
+    match w.first() {
+        Some(a) if words.contains(&key_word(query)) => a.to_string(),
+        _ => MADE_UP.into(),
+    }
+}
+
+#[test]
+fn answers_read_from_positives_act_as_gold_answers_and_are_shown_to_the_judge() {
+    require_models();
+    let d = tmpdir();
+    // The judge says yes when the passage holds an answer it is shown, and no when shown none.
+    let server = FakeLlm::start(|_, req| {
+        let p = req.prompt();
+        let passage = fake_llm::slot(&p, "PASSAGE").expect("a passage").to_string();
+        if let Some(q) = fake_llm::slot(&p, "QUESTION") {
+            return fake_llm::completion(&format!("\"{}\".", fake_answer(q, &passage)));
+        }
+        let shown = fake_llm::slot(&p, "ANSWER").map(str::to_lowercase);
+        let yes = shown.is_some_and(|a| a.split(" / ").any(|a| word_set(&passage).contains(a)));
+        fake_llm::completion(if yes { "yes" } else { "no" })
+    });
+    let (out, ws) = (d.path().join("out"), d.path().join("ws"));
+    let url = server.base_url();
+    let args = ["--judge", "llm", "--derive-answers", "--llm-url", url.as_str(), "--llm-model", "fake"];
+    // A dry run plans the reads and sends nothing.
+    let dry = mine_with(&out, &ws, &[&args[..], &["--dry-run"]].concat());
+    dry.assert_ok();
+    assert_eq!(server.count(), 0, "a dry run sent requests");
+    assert!(dry.stderr.contains("answers read from positives"), "{}", dry.stderr);
+
+    mine_with(&out, &ws, &args).assert_ok();
+    let reqs = server.requests();
+    // One read per (query, positive) of the qrels; the answers each query should have got.
+    let queries = quickstart_queries();
+    let qrels: Vec<(String, String)> = std::fs::read_to_string(fixture("quickstart/qrels/test.tsv"))
+        .unwrap()
+        .lines()
+        .skip(1)
+        .map(|l| {
+            let f: Vec<&str> = l.split('\t').collect();
+            (f[0].to_string(), f[1].to_string())
+        })
+        .collect();
+    let docs: HashMap<String, String> = read_jsonl(&fixture("quickstart/corpus.jsonl"))
+        .iter()
+        // As ingestion joins them (`include_title`).
+        .map(|v| {
+            (
+                v["_id"].as_str().unwrap().to_string(),
+                format!("{} {}", v["title"].as_str().unwrap(), v["text"].as_str().unwrap()),
+            )
+        })
+        .collect();
+    let reads = reqs.iter().filter(|r| r.prompt().contains("<<<QUESTION")).count();
+    assert_eq!(reads, qrels.len(), "one read per (query, positive)");
+    let mut answer_of: HashMap<String, HashSet<String>> = HashMap::new();
+    for (q, doc) in &qrels {
+        let text = &queries[q];
+        let a = fake_answer(text, &docs[doc]);
+        if a != MADE_UP {
+            answer_of.entry(text.clone()).or_default().insert(a);
+        }
+    }
+    let report = read_json(&out.join("report.json"));
+    let asked: HashSet<&String> = qrels.iter().map(|(q, _)| q).collect();
+    assert_eq!(num_at(&report, "/judge/derived/queries"), asked.len() as f64, "{}", report["judge"]);
+    assert_eq!(num_at(&report, "/judge/derived/answered"), answer_of.len() as f64, "{}", report["judge"]);
+    assert!(!answer_of.is_empty() && answer_of.len() < asked.len(), "the fixture tests both outcomes");
+    // The judge is shown the answers read for its query, and only those.
+    let mut shown = 0;
+    for r in reqs.iter().filter(|r| !r.prompt().contains("<<<QUESTION")) {
+        let p = r.prompt();
+        let q = fake_llm::slot(&p, "QUERY").unwrap();
+        let got: Option<HashSet<String>> =
+            fake_llm::slot(&p, "ANSWER").map(|a| a.split(" / ").map(str::to_lowercase).collect());
+        assert_eq!(got.as_ref(), answer_of.get(q), "{p}");
+        shown += got.is_some() as usize;
+    }
+    assert!(shown > 0);
+    // No negative of an answered query holds its answer.
+    let mut checked = 0;
+    for (q, n) in flag_negatives(&out) {
+        if let Some(a) = answer_of.get(&q) {
+            checked += 1;
+            assert!(word_set(&n).is_disjoint(a), "a negative of {q:?} holds its answer {a:?}");
+        }
+    }
+    assert!(checked > 0);
+    assert!(num_at(&report, "/judge/gold_flagged") > 0.0, "candidates holding a read answer are flagged");
+    // A rerun reads and judges nothing again.
+    let n = server.count();
+    mine_with(&out, &ws, &args).assert_ok();
+    assert_eq!(server.count(), n, "the rerun sent requests");
+    let report = read_json(&out.join("report.json"));
+    assert_eq!(num_at(&report, "/judge/derived/reader/cached"), qrels.len() as f64);
+}

@@ -4,7 +4,8 @@
 # on the hand-labelled fixtures/judge/cases.jsonl.
 #
 #   scripts/judge/bench_fn.sh [--set nq-open|covid-qa] [--queries N|all] [--negatives K] [--screen COS]
-#                             [--llm-url URL --llm-model NAME] [--out DIR] [--workspace DIR] [--no-cases]
+#                             [--derive] [--llm-url URL --llm-model NAME] [--out DIR] [--workspace DIR]
+#                             [--no-cases]
 #
 # Sets: nq-open (default): Natural Questions (open) questions with short gold answers over the
 # 2,600 Wikipedia passages that answer them (fixtures/nq-open); covid-qa: the COVID-QA train split
@@ -19,7 +20,9 @@
 #   gold         the gold-answer rule alone (DPR): a lower bound on false negatives where answers exist
 #   llm          the LLM judge, gold answers hidden (what the issue's target is about); with --screen COS
 #                a cascade instead: the default embedding model clears candidates whose cosine to the
-#                query is below COS, the LLM judges the rest
+#                query is below COS, the LLM judges the rest; with --derive, the LLM first reads each
+#                query's answer in its positive (--derive-answers): candidates holding it skip the
+#                screen, and the judge is shown it
 #   st           sentence-transformers mine_hard_negatives (relative_margin 0.05, the peer), when its venv
 #                (scripts/downstream) exists
 # Then `tripletgen bench judge` on the labelled cases (--no-cases skips it: 155 LLM calls in a workspace
@@ -31,6 +34,7 @@ K=5
 SCREEN=""
 WS=""
 CASES=1
+DERIVE=()
 SET=nq-open
 OUT="${TRIPLETGEN_CACHE:-$HOME/.cache/tripletgen}/bench-judge"
 URL=""
@@ -42,6 +46,7 @@ while [[ $# -gt 0 ]]; do
         --screen) SCREEN="$2"; shift 2 ;;
         --workspace) WS="$2"; shift 2 ;;
         --no-cases) CASES=0; shift ;;
+        --derive) DERIVE=(--derive-answers); shift ;;
         --set) SET="$2"; shift 2 ;;
         --llm-url) URL="$2"; shift 2 ;;
         --llm-model) MODEL="$2"; shift 2 ;;
@@ -64,6 +69,7 @@ LABEL="$N"
 [[ "$N" == all ]] && N=1000000000
 [[ "$K" != 5 ]] && OUT="$OUT-k$K"
 [[ -n "$SCREEN" ]] && OUT="$OUT-screen$SCREEN"
+[[ ${#DERIVE[@]} -gt 0 ]] && OUT="$OUT-derive"
 WS="${WS:-$OUT/workspace}"
 
 # The first N queries of the set that have a positive, with the whole corpus, as a BEIR folder.
@@ -125,9 +131,9 @@ TOML
 if [[ -n "$SCREEN" ]]; then
     { cat "$OUT/llm.toml"; printf '\n[judge]\n[[judge.stages]]\nkind = "embedding"\ndir = "%s"\nclear_below = %s\nthreshold = 0.75\n[[judge.stages]]\nkind = "llm"\n' \
         "${TRIPLETGEN_CACHE:-$HOME/.cache/tripletgen}/all-minilm-l6-v2" "$SCREEN"; } > "$OUT/cascade.toml"
-    mine llm --config "$OUT/cascade.toml" --no-gold-answers
+    mine llm --config "$OUT/cascade.toml" --no-gold-answers "${DERIVE[@]}"
 else
-    mine llm --config "$OUT/llm.toml" --judge llm --no-gold-answers
+    mine llm --config "$OUT/llm.toml" --judge llm --no-gold-answers "${DERIVE[@]}"
 fi
 DOWNSTREAM_VENV="${DOWNSTREAM_VENV:-$(ls -d "${TRIPLETGEN_CACHE:-$HOME/.cache/tripletgen}"/downstream-venv-* 2>/dev/null | head -1)}"
 if [[ -x "${DOWNSTREAM_VENV:-}/bin/python" && ! -f "$OUT/st.jsonl" ]]; then
@@ -146,7 +152,14 @@ for s in j["stages"]:
     print(f"{s['kind']} stage: {s['judged']} judged ({s['cached']} cached, {s['sent']} sent at {rate:.2f}/s), "
           f"{s['flagged']} flagged, {s['cleared']} cleared, {s['escalated']} escalated; "
           f"{s['prompt_tokens']} + {s['completion_tokens']} tokens = ${s['cost'] or 0:.4f} at gpt-4o-mini prices")
-print(f"judge: {j['relevant']} relevant of {j['candidates']} candidates; {j['paid_calls']} paid calls; {j['passes']} passes")
+d = j.get("derived")
+if d:
+    r = d["reader"]
+    rate = r["sent"] / r["seconds"] if r["seconds"] else 0
+    print(f"answers read: {d['answered']} of {d['queries']} queries ({r['judged']} positives, {r['cached']} cached, "
+          f"{r['sent']} sent at {rate:.2f}/s); {r['prompt_tokens']} + {r['completion_tokens']} tokens = ${r['cost'] or 0:.4f}")
+print(f"judge: {j['relevant']} relevant of {j['candidates']} candidates ({j['gold_flagged']} holding an answer); "
+      f"{j['paid_calls']} paid calls; {j['passes']} passes")
 PY
 [[ "$CASES" == 1 ]] || exit 0
 echo

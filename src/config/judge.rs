@@ -78,6 +78,11 @@ pub struct StageConfig {
     /// `{query}` and `{passage}`.
     #[serde(default)]
     pub prompt: Option<PathBuf>,
+    /// llm: the prompt used when the query's answer is known (given, or read from its positive by
+    /// `judge.derive_answers`), with `{query}`, `{answer}` and `{passage}` (default: the built-in
+    /// copy of configs/prompts/judge_answer.txt).
+    #[serde(default)]
+    pub answer_prompt: Option<PathBuf>,
     /// cross-encoder / embedding: a local ONNX model folder (model.onnx, tokenizer.json,
     /// config.json, special_tokens_map.json, tokenizer_config.json).
     #[serde(default)]
@@ -114,6 +119,7 @@ impl StageConfig {
             model: None,
             base_url: None,
             prompt: None,
+            answer_prompt: None,
             dir: None,
             url: None,
             api: None,
@@ -164,6 +170,14 @@ pub struct JudgeConfig {
     pub max_calls: u64,
     /// Apply the gold-answer rule when queries carry `answers`.
     pub gold_answers: bool,
+    /// For queries without answers: ask the LLM (`[llm]`, or the model of the last `llm` stage) for
+    /// the answer span in each of the query's positives, once per (query, positive), stored in the
+    /// workspace. A span found verbatim in its positive is used like a gold answer: candidates
+    /// containing it skip the screens, and the LLM judge is shown it.
+    pub derive_answers: bool,
+    /// The prompt that asks for the answer span, with `{query}` and `{passage}` (default: the
+    /// built-in copy of configs/prompts/answer.txt).
+    pub derive_prompt: Option<PathBuf>,
 }
 
 impl Default for JudgeConfig {
@@ -175,6 +189,8 @@ impl Default for JudgeConfig {
             window: 0,
             max_calls: 0,
             gold_answers: true,
+            derive_answers: false,
+            derive_prompt: None,
         }
     }
 }
@@ -183,6 +199,17 @@ impl JudgeConfig {
     /// Check every stage; errors name the key (`judge.stages[i].…`) and `origin`.
     pub fn validate(&self, origin: &str, has_llm: bool) -> Result<(), ConfigError> {
         let bad = |key: String, message: String| ConfigError::Invalid { origin: origin.to_string(), key, message };
+        if self.derive_answers && !has_llm {
+            return Err(bad(
+                "judge.derive_answers".into(),
+                "is true but there is no [llm] section naming the server that reads the answers".into(),
+            ));
+        }
+        if let Some(p) = &self.derive_prompt
+            && !p.is_file()
+        {
+            return Err(bad("judge.derive_prompt".into(), format!("is {}, which is not a file", p.display())));
+        }
         for (i, st) in self.stages.iter().enumerate() {
             let key = |k: &str| format!("judge.stages[{i}].{k}");
             let (lo, hi) = if st.kind == JudgeKind::Embedding { (-1.0, 1.0) } else { (0.0, 1.0) };
@@ -252,10 +279,12 @@ impl JudgeConfig {
                     _ => return Err(bad(key("url"), format!("is {u:?}, not an http(s) URL"))),
                 }
             }
-            if let Some(p) = &st.prompt
-                && !p.is_file()
-            {
-                return Err(bad(key("prompt"), format!("is {}, which is not a file", p.display())));
+            for (k, p) in [("prompt", &st.prompt), ("answer_prompt", &st.answer_prompt)] {
+                if let Some(p) = p
+                    && !p.is_file()
+                {
+                    return Err(bad(key(k), format!("is {}, which is not a file", p.display())));
+                }
             }
             if st.batch_size == Some(0) || st.max_length == Some(0) || st.max_passage_chars == Some(0) {
                 return Err(bad(

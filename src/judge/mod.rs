@@ -6,7 +6,10 @@
 //! last screens: a candidate scoring below its `clear_below` is cleared (a fine negative) there; one at
 //! or above goes on to the next stage. The last stage decides with its `threshold`. Candidates that
 //! contain a gold answer of their query (the DPR rule, [`crate::ingest::answers`]) skip the screens and go straight to
-//! the last stage; without any stage they are judged relevant on that ground alone.
+//! the last stage; without any stage they are judged relevant on that ground alone. With
+//! `judge.derive_answers`, queries without answers get one first: the LLM reads the answer span in
+//! each of the query's positives ([`llm::AnswerReader`], one stored call per (query, positive)).
+//! An LLM judge is shown the query's answer whenever one is known.
 //!
 //! Invariants:
 //! - Each (query text, passage text) is judged at most once per judge: every verdict is stored in the
@@ -86,6 +89,8 @@ pub struct Item<'a> {
     pub query: &'a str,
     /// The passage text.
     pub passage: &'a str,
+    /// The query's answer, when known (shown to judges that read answers).
+    pub answer: Option<&'a str>,
 }
 
 /// How a judge run ended.
@@ -107,6 +112,11 @@ pub trait Judge {
     fn id(&self) -> &str;
     /// True when calls cost money or a remote server's time (counted against `judge.max_calls`).
     fn paid(&self) -> bool;
+    /// For judges that show an item's answer in their prompt: a tag of how (the answer prompt's
+    /// hash), stored in the verdict's key with the answer. `None`: answers are ignored.
+    fn answer_salt(&self) -> Option<&str> {
+        None
+    }
     /// Work to do before scoring `items` that needs the workspace (an embedding teacher embeds the
     /// texts here, cached).
     fn prepare(&mut self, _items: &[Item<'_>], _store: &mut Store) -> Result<(), JudgeError> {
@@ -242,12 +252,26 @@ pub struct Example {
     pub gold: bool,
 }
 
+/// Answers read from positives (`judge.derive_answers`), for the report.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct DerivedAnswers {
+    /// Queries without answers that have a positive to read.
+    pub queries: usize,
+    /// Of those, queries that got an answer found in a positive.
+    pub answered: usize,
+    /// The reader's counts: (query, positive) items read, from the workspace, sent, failed;
+    /// `flagged` is the items whose answer was found in the passage.
+    pub reader: StageStats,
+    /// Up to 10 answers read: (query id, answer).
+    pub examples: Vec<(String, String)>,
+}
+
 /// Counts of the judge stage (report.json `judge`).
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct JudgeStats {
     /// Distinct (query, candidate) verdicts reached.
     pub candidates: usize,
-    /// Of those, containing a gold answer of their query.
+    /// Of those, containing a gold (or derived) answer of their query.
     pub gold_flagged: usize,
     /// Judged relevant (not negatives).
     pub relevant: usize,
@@ -269,6 +293,9 @@ pub struct JudgeStats {
     pub stages: Vec<StageStats>,
     /// Between consecutive stages.
     pub agreement: Vec<Agreement>,
+    /// Answers read from positives (`judge.derive_answers`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub derived: Option<DerivedAnswers>,
     /// Up to 10 candidates judged relevant (first in query order).
     pub examples: Vec<Example>,
     /// Seconds in the stage.
@@ -297,6 +324,15 @@ impl JudgeStats {
             self.unjudged_by_budget,
             self.seconds
         );
+        if let Some(d) = &self.derived {
+            let r = &d.reader;
+            let cost = r.cost.map(|c| format!(", ${c:.4}")).unwrap_or_default();
+            let _ = writeln!(
+                s,
+                "           answers  read for {} of {} queries without one: {} positives read ({} from the workspace, {} sent, {} failed), {} + {} tokens{cost}",
+                d.answered, d.queries, r.judged, r.cached, r.sent, r.failed, r.prompt_tokens, r.completion_tokens
+            );
+        }
         for (i, st) in self.stages.iter().enumerate() {
             let rate = if st.seconds > 0.0 { st.sent as f64 / st.seconds } else { 0.0 };
             let cost = st.cost.map(|c| format!(", ${c:.4}")).unwrap_or_default();
@@ -337,6 +373,12 @@ pub struct JudgeStage {
     cfg: JudgeConfig,
     judges: Vec<Box<dyn Judge>>,
     answers: Vec<Answers>,
+    /// Per query: its answers as shown to judges ("a / b"), when known.
+    answer_text: Vec<Option<String>>,
+    /// Reads answers from positives (`judge.derive_answers`).
+    reader: Option<llm::AnswerReader>,
+    /// Queries whose answers were looked for already.
+    derived: Vec<bool>,
     verdicts: Verdicts,
     /// Plan paid calls instead of sending them (`--dry-run`).
     dry: bool,
@@ -375,11 +417,11 @@ impl JudgeStage {
     pub fn new(cfg: &Config, ds: &Dataset) -> Result<JudgeStage, JudgeError> {
         let jc = cfg.judge.clone().unwrap_or_default();
         let judges = build_judges(cfg)?;
-        let answers = ds
-            .queries
-            .iter()
-            .map(|q| if jc.gold_answers { Answers::new(&q.answers) } else { Answers::default() })
-            .collect();
+        let given: Vec<&[String]> =
+            ds.queries.iter().map(|q| if jc.gold_answers { q.answers.as_slice() } else { &[] }).collect();
+        let answers = given.iter().map(|a| Answers::new(a)).collect();
+        let answer_text = given.iter().map(|a| shown(a)).collect();
+        let reader = if jc.derive_answers { Some(llm::AnswerReader::new(cfg)?) } else { None };
         let stats = JudgeStats {
             stages: judges
                 .iter()
@@ -387,9 +429,24 @@ impl JudgeStage {
                 .map(|(j, s)| StageStats { kind: s.kind.name().into(), id: j.id().into(), ..Default::default() })
                 .collect(),
             agreement: (1..judges.len()).map(|i| Agreement { from: i - 1, to: i, ..Default::default() }).collect(),
+            derived: reader.as_ref().map(|r| DerivedAnswers {
+                reader: StageStats { kind: "answers".into(), id: r.id().into(), ..Default::default() },
+                ..Default::default()
+            }),
             ..Default::default()
         };
-        Ok(JudgeStage { cfg: jc, judges, answers, verdicts: HashMap::new(), dry: false, stats })
+        let derived = vec![false; ds.queries.len()];
+        Ok(JudgeStage {
+            cfg: jc,
+            judges,
+            answers,
+            answer_text,
+            reader,
+            derived,
+            verdicts: HashMap::new(),
+            dry: false,
+            stats,
+        })
     }
 
     /// Plan instead of calling paid judges: their items are counted, estimated and left unjudged
@@ -398,9 +455,10 @@ impl JudgeStage {
         self.dry = true;
     }
 
-    /// True when there is anything to judge with: a stage, or gold answers on some query.
+    /// True when there is anything to judge with: a stage, answers to read, or gold answers on
+    /// some query.
     pub fn is_active(&self) -> bool {
-        !self.judges.is_empty() || self.answers.iter().any(|a| !a.is_empty())
+        !self.judges.is_empty() || self.reader.is_some() || self.answers.iter().any(|a| !a.is_empty())
     }
 
     /// Every verdict so far.
@@ -413,6 +471,7 @@ impl JudgeStage {
     /// Verdicts accumulate in [`JudgeStage::verdicts`].
     pub fn adjudicate(&mut self, walks: &[Walk<'_>], ds: &Dataset, store: &mut Store) -> Result<(), JudgeError> {
         let t = Instant::now();
+        self.derive(walks, ds, store)?;
         // Per walk: position of the next candidate to look at.
         let mut next = vec![0usize; walks.len()];
         let mut first = true;
@@ -602,95 +661,72 @@ impl JudgeStage {
         store: &mut Store,
         budgeted: bool,
     ) -> Result<Vec<Got>, JudgeError> {
-        let judge = &mut self.judges[stage];
-        let id = judge.id().to_string();
-        let stats = &mut self.stats.stages[stage];
-        let hashes: Vec<ContentHash> =
-            keys.iter().map(|&(q, d)| pair_key(&ds.queries[q].text, &ds.docs[d].text)).collect();
-        let mut out: Vec<Got> =
-            store.get_judgements(&id, &hashes)?.into_iter().map(|s| s.map_or(Got::Failed, Got::Score)).collect();
-        stats.judged += keys.len();
-        let mut todo: Vec<usize> = (0..keys.len()).filter(|&i| !matches!(out[i], Got::Score(_))).collect();
-        stats.cached += keys.len() - todo.len();
-        if judge.paid() && budgeted && self.cfg.max_calls > 0 {
-            let left = self.cfg.max_calls.saturating_sub(self.stats.paid_calls);
-            if (todo.len() as u64) > left {
-                for &i in &todo[left as usize..] {
-                    out[i] = Got::Budget;
-                }
-                todo.truncate(left as usize);
-            }
-        }
-        if todo.is_empty() {
-            return Ok(out);
-        }
-        if judge.paid() && self.dry {
-            let items: Vec<Item<'_>> = todo
-                .iter()
-                .map(|&i| Item { query: &ds.queries[keys[i].0].text, passage: &ds.docs[keys[i].1].text })
-                .collect();
-            let (calls, prompt, completion) = judge.estimate(&items);
-            let plan = match self.stats.planned.iter().position(|p| p.stage == stage) {
-                Some(i) => &mut self.stats.planned[i],
-                None => {
-                    self.stats.planned.push(DryRunStage {
-                        stage,
-                        kind: self.cfg.stages[stage].kind.name().into(),
-                        ..Default::default()
-                    });
-                    self.stats.planned.last_mut().expect("just pushed")
-                }
-            };
-            plan.candidates += keys.len();
-            plan.stored += keys.len() - todo.len();
-            plan.calls += calls;
-            plan.prompt_tokens_est += prompt;
-            plan.completion_tokens_max += completion;
-            plan.cost_est = judge.cost(plan.prompt_tokens_est, plan.completion_tokens_max);
-            for &i in &todo {
-                out[i] = Got::Budget;
-            }
-            return Ok(out);
-        }
-        let items: Vec<Item<'_>> = todo
+        let items: Vec<Item<'_>> = keys
             .iter()
-            .map(|&i| Item { query: &ds.queries[keys[i].0].text, passage: &ds.docs[keys[i].1].text })
+            .map(|&(q, d)| Item {
+                query: &ds.queries[q].text,
+                passage: &ds.docs[d].text,
+                answer: self.answer_text[q].as_deref(),
+            })
             .collect();
-        let t = Instant::now();
-        log::info!(
-            "judge: {} ({}): scoring {} candidates ({} from the workspace)",
-            stage,
-            judge.id(),
-            todo.len(),
-            keys.len() - todo.len()
-        );
-        let (scoring, verdicts) = match store.take_queue() {
-            Some(mut queue) => {
-                let done = score_queued(judge.as_mut(), &mut queue, store, &items);
-                store.attach_queue(queue);
-                done?
-            }
-            None => score_items(judge.as_mut(), store, &items, true)?,
+        let mut spend = Spend {
+            max_calls: if budgeted { self.cfg.max_calls } else { 0 },
+            paid_calls: &mut self.stats.paid_calls,
+            dry: self.dry,
+            planned: &mut self.stats.planned,
         };
-        for (&i, v) in todo.iter().zip(verdicts) {
-            if let Some(v) = v {
-                out[i] = Got::Score(v);
+        run_judge(self.judges[stage].as_mut(), stage, &mut self.stats.stages[stage], &items, store, &mut spend)
+    }
+
+    /// `judge.derive_answers`: read the answer of each query of `walks` that has none in each of its
+    /// positives (stored: a rerun reads nothing twice), and use the spans found like gold answers.
+    /// A dry run plans these calls instead (and goes on without the answers).
+    fn derive(&mut self, walks: &[Walk<'_>], ds: &Dataset, store: &mut Store) -> Result<(), JudgeError> {
+        let (Some(reader), Some(derived)) = (self.reader.as_mut(), self.stats.derived.as_mut()) else {
+            return Ok(());
+        };
+        let mut keys = Vec::new();
+        for w in walks {
+            let q = w.query;
+            if std::mem::replace(&mut self.derived[q], true)
+                || !self.answers[q].is_empty()
+                || ds.positives[q].is_empty()
+            {
+                continue;
+            }
+            derived.queries += 1;
+            keys.extend(ds.positives[q].iter().map(|&d| (q, d)));
+        }
+        if keys.is_empty() {
+            return Ok(());
+        }
+        let items: Vec<Item<'_>> = keys
+            .iter()
+            .map(|&(q, d)| Item { query: &ds.queries[q].text, passage: &ds.docs[d].text, answer: None })
+            .collect();
+        let mut spend = Spend {
+            max_calls: self.cfg.max_calls,
+            paid_calls: &mut self.stats.paid_calls,
+            dry: self.dry,
+            planned: &mut self.stats.planned,
+        };
+        let got = run_judge(reader, usize::MAX, &mut derived.reader, &items, store, &mut spend)?;
+        let mut spans: BTreeMap<usize, Vec<String>> = BTreeMap::new();
+        for (&(q, _), g) in keys.iter().zip(got) {
+            if let Got::Score(Scored { label: Some(1), detail: Some(span), .. }) = g {
+                derived.reader.flagged += 1;
+                spans.entry(q).or_default().push(span);
             }
         }
-        let sent = todo.len() - scoring.not_sent;
-        stats.sent += sent;
-        stats.failed += scoring.failed;
-        stats.seconds += t.elapsed().as_secs_f64();
-        stats.prompt_tokens += scoring.tokens.0;
-        stats.completion_tokens += scoring.tokens.1;
-        stats.cost = judge.cost(stats.prompt_tokens, stats.completion_tokens);
-        if judge.paid() {
-            self.stats.paid_calls += sent as u64;
+        for (q, found) in spans {
+            derived.answered += 1;
+            if derived.examples.len() < 10 {
+                derived.examples.push((ds.queries[q].id.clone(), found.join(" / ")));
+            }
+            self.answers[q] = Answers::new(&found);
+            self.answer_text[q] = shown(&found);
         }
-        if let Some(why) = scoring.stopped {
-            return Err(JudgeError::Stopped { judge: id, why, stored: scoring.stored, not_sent: scoring.not_sent });
-        }
-        Ok(out)
+        Ok(())
     }
 
     /// Drop queries with too many relevant candidates (`drop_query_above`): the query indices.
@@ -724,6 +760,111 @@ impl JudgeStage {
         }
         out
     }
+}
+
+/// What scoring may spend, and where a dry run's plan goes.
+struct Spend<'a> {
+    /// Most paid calls in the run (0: no limit).
+    max_calls: u64,
+    /// Paid calls sent so far in the run.
+    paid_calls: &'a mut u64,
+    /// Plan paid calls instead of sending them.
+    dry: bool,
+    /// The plan.
+    planned: &'a mut Vec<DryRunStage>,
+}
+
+/// Score `items` with `judge` (stage `stage` of the cascade; `usize::MAX`: the answer reader): from
+/// the workspace where stored, the rest through the judge within `spend`, each result stored as it
+/// arrives. Counts go to `stats`.
+fn run_judge(
+    judge: &mut dyn Judge,
+    stage: usize,
+    stats: &mut StageStats,
+    items: &[Item<'_>],
+    store: &mut Store,
+    spend: &mut Spend<'_>,
+) -> Result<Vec<Got>, JudgeError> {
+    let id = judge.id().to_string();
+    let hashes: Vec<ContentHash> = items.iter().map(|it| item_key(judge.answer_salt(), it)).collect();
+    let mut out: Vec<Got> =
+        store.get_judgements(&id, &hashes)?.into_iter().map(|s| s.map_or(Got::Failed, Got::Score)).collect();
+    stats.judged += items.len();
+    let mut todo: Vec<usize> = (0..items.len()).filter(|&i| !matches!(out[i], Got::Score(_))).collect();
+    stats.cached += items.len() - todo.len();
+    if judge.paid() && spend.max_calls > 0 {
+        let left = spend.max_calls.saturating_sub(*spend.paid_calls);
+        if (todo.len() as u64) > left {
+            for &i in &todo[left as usize..] {
+                out[i] = Got::Budget;
+            }
+            todo.truncate(left as usize);
+        }
+    }
+    if todo.is_empty() {
+        return Ok(out);
+    }
+    let todo_items: Vec<Item<'_>> = todo.iter().map(|&i| items[i]).collect();
+    if judge.paid() && spend.dry {
+        let (calls, prompt, completion) = judge.estimate(&todo_items);
+        let plan = match spend.planned.iter().position(|p| p.stage == stage && p.kind == stats.kind) {
+            Some(i) => &mut spend.planned[i],
+            None => {
+                spend.planned.push(DryRunStage { stage, kind: stats.kind.clone(), ..Default::default() });
+                spend.planned.last_mut().expect("just pushed")
+            }
+        };
+        plan.candidates += items.len();
+        plan.stored += items.len() - todo.len();
+        plan.calls += calls;
+        plan.prompt_tokens_est += prompt;
+        plan.completion_tokens_max += completion;
+        plan.cost_est = judge.cost(plan.prompt_tokens_est, plan.completion_tokens_max);
+        for &i in &todo {
+            out[i] = Got::Budget;
+        }
+        return Ok(out);
+    }
+    let t = Instant::now();
+    log::info!(
+        "judge: {} ({id}): scoring {} items ({} from the workspace)",
+        stats.kind,
+        todo.len(),
+        items.len() - todo.len()
+    );
+    let (scoring, verdicts) = match store.take_queue() {
+        Some(mut queue) if stage != usize::MAX => {
+            let done = score_queued(judge, &mut queue, store, &todo_items);
+            store.attach_queue(queue);
+            done?
+        }
+        _ => score_items(judge, store, &todo_items, true)?,
+    };
+    for (&i, v) in todo.iter().zip(verdicts) {
+        if let Some(v) = v {
+            out[i] = Got::Score(v);
+        }
+    }
+    let sent = todo.len() - scoring.not_sent;
+    stats.sent += sent;
+    stats.failed += scoring.failed;
+    stats.seconds += t.elapsed().as_secs_f64();
+    stats.prompt_tokens += scoring.tokens.0;
+    stats.completion_tokens += scoring.tokens.1;
+    stats.cost = judge.cost(stats.prompt_tokens, stats.completion_tokens);
+    if judge.paid() {
+        *spend.paid_calls += sent as u64;
+    }
+    if let Some(why) = scoring.stopped {
+        return Err(JudgeError::Stopped { judge: id, why, stored: scoring.stored, not_sent: scoring.not_sent });
+    }
+    Ok(out)
+}
+
+/// A query's answers as a judge is shown them, when it has any.
+fn shown(answers: &[String]) -> Option<String> {
+    let a: Vec<&str> = answers.iter().map(|a| a.trim()).filter(|a| !a.is_empty()).collect();
+    (!a.is_empty()).then(|| a.join(" / "))
 }
 
 /// What a dry run of one paid stage would send on the first pass (later passes and stages after a
@@ -820,9 +961,15 @@ pub struct Scoring {
     pub stopped: Option<String>,
 }
 
-/// The workspace key of a verdict on (query, passage), under its judge's id.
-fn pair_key(query: &str, passage: &str) -> ContentHash {
-    ContentHash::of_parts(&[query.as_bytes(), passage.as_bytes()])
+/// The workspace key of a verdict on `item`, under its judge's id: (query, passage), and the answer
+/// shown with the judge's `salt` when the judge reads answers.
+fn item_key(salt: Option<&str>, item: &Item<'_>) -> ContentHash {
+    match (salt, item.answer) {
+        (Some(salt), Some(answer)) => {
+            ContentHash::of_parts(&[item.query.as_bytes(), item.passage.as_bytes(), salt.as_bytes(), answer.as_bytes()])
+        }
+        _ => ContentHash::of_parts(&[item.query.as_bytes(), item.passage.as_bytes()]),
+    }
 }
 
 /// Score the pairs whose verdicts by `judge` are not stored yet, storing each verdict as it arrives
@@ -836,7 +983,7 @@ pub fn score_items(
     show_progress: bool,
 ) -> Result<(Scoring, Vec<Option<Scored>>), JudgeError> {
     let id = judge.id().to_string();
-    let hashes: Vec<ContentHash> = items.iter().map(|it| pair_key(it.query, it.passage)).collect();
+    let hashes: Vec<ContentHash> = items.iter().map(|it| item_key(judge.answer_salt(), it)).collect();
     let mut out = store.get_judgements(&id, &hashes)?;
     let todo: Vec<usize> = (0..items.len()).filter(|&i| out[i].is_none()).collect();
     let mut scoring = Scoring::default();
@@ -900,7 +1047,14 @@ fn score_queued(
 ) -> Result<(Scoring, Vec<Option<Scored>>), JudgeError> {
     let payloads: Vec<Payload> = items
         .chunks(queue.unit_size.judge_unit.max(1))
-        .map(|c| Payload::Judge { items: c.iter().map(|it| (it.query.to_string(), it.passage.to_string())).collect() })
+        .map(|c| Payload::Judge {
+            items: c.iter().map(|it| (it.query.to_string(), it.passage.to_string())).collect(),
+            answers: if c.iter().any(|it| it.answer.is_some()) {
+                c.iter().map(|it| it.answer.map(str::to_string)).collect()
+            } else {
+                Vec::new()
+            },
+        })
         .collect();
     let id = judge.id().to_string();
     let ids = queue.run_units(&id, &payloads, "judge", true, |u| judge_unit(&mut *judge, store, u))?;
@@ -911,17 +1065,21 @@ fn score_queued(
         total.tokens.0 += s.tokens.0;
         total.tokens.1 += s.tokens.1;
     }
-    let hashes: Vec<ContentHash> = items.iter().map(|it| pair_key(it.query, it.passage)).collect();
+    let hashes: Vec<ContentHash> = items.iter().map(|it| item_key(judge.answer_salt(), it)).collect();
     Ok((total, store.get_judgements(&id, &hashes)?))
 }
 
 /// Do a judge unit (on a worker or the coordinator) with `judge`, the one its `needs` names: a unit
 /// whose judge stopped early (server down, quota) is given back, to be tried again.
 pub fn judge_unit(judge: &mut dyn Judge, store: &mut Store, unit: &Unit) -> UnitOutcome {
-    let Payload::Judge { items } = &unit.payload else {
+    let Payload::Judge { items, answers } = &unit.payload else {
         return Err(format!("unit {} is not a judge unit", unit.id));
     };
-    let items: Vec<Item<'_>> = items.iter().map(|(q, p)| Item { query: q, passage: p }).collect();
+    let items: Vec<Item<'_>> = items
+        .iter()
+        .enumerate()
+        .map(|(i, (q, p))| Item { query: q, passage: p, answer: answers.get(i).and_then(Option::as_deref) })
+        .collect();
     let (scoring, _) = score_items(judge, store, &items, false).map_err(|e| e.to_string())?;
     if let Some(why) = &scoring.stopped {
         return Err(format!("judge {} stopped: {why}", judge.id()));
@@ -1004,4 +1162,25 @@ pub fn evaluate_cases(
     r.sent = stage.stats.stages.iter().map(|s| s.sent).sum();
     r.seconds = t.elapsed().as_secs_f64();
     Ok(r)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_answer_is_part_of_the_key_only_for_judges_that_read_it() {
+        let plain = Item { query: "q", passage: "p", answer: None };
+        let with = Item { answer: Some("a"), ..plain };
+        // A judge that ignores answers: one verdict whatever the answer.
+        assert_eq!(item_key(None, &plain), item_key(None, &with));
+        // One that reads them: a verdict per (answer, answer prompt), and none without an answer
+        // shares a key with one given an answer.
+        assert_ne!(item_key(Some("h1"), &plain), item_key(Some("h1"), &with));
+        assert_eq!(item_key(Some("h1"), &plain), item_key(None, &plain));
+        assert_ne!(item_key(Some("h1"), &with), item_key(Some("h2"), &with));
+        assert_ne!(item_key(Some("h1"), &with), item_key(Some("h1"), &Item { answer: Some("b"), ..plain }));
+        assert_eq!(shown(&["1990".into(), " in 1990 ".into(), "".into()]).as_deref(), Some("1990 / in 1990"));
+        assert_eq!(shown(&[]), None);
+    }
 }

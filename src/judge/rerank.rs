@@ -372,7 +372,7 @@ mod tests {
 
     #[test]
     fn items_group_by_query_in_first_seen_order() {
-        let it = |q, p| Item { query: q, passage: p };
+        let it = |q, p| Item { query: q, passage: p, answer: None };
         let items = [it("a", "1"), it("b", "2"), it("a", "3")];
         let g = by_query(&items);
         assert_eq!(g, vec![("a", vec![0, 2]), ("b", vec![1])]);

@@ -59,6 +59,9 @@ pub enum Payload {
     Judge {
         /// The pairs.
         items: Vec<(String, String)>,
+        /// The answer shown with each pair, when known (empty: none).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        answers: Vec<Option<String>>,
     },
 }
 
@@ -75,7 +78,7 @@ impl Payload {
         match self {
             Payload::Embed { texts, .. } => texts.len(),
             Payload::Llm { calls } => calls.len(),
-            Payload::Judge { items } => items.len(),
+            Payload::Judge { items, .. } => items.len(),
         }
     }
 }

@@ -651,6 +651,24 @@ fn judge_section(h: &mut String, i: &Inputs<'_>, j: &crate::judge::JudgeStats) {
         j.failed,
         j.unjudged_by_budget
     );
+    if let Some(d) = &j.derived {
+        let _ = writeln!(
+            h,
+            "<p class=\"note\">Answers read from positives (<code>judge.derive_answers</code>): {} of {} queries without answers got one ({} positives read, {} from the workspace, {} failed), used like gold answers and shown to the LLM judge.</p>",
+            d.answered, d.queries, d.reader.judged, d.reader.cached, d.reader.failed
+        );
+        if !d.examples.is_empty() {
+            h.push_str("<table><tr><th>query</th><th>answer read</th></tr>\n");
+            let qid: std::collections::HashMap<&str, usize> =
+                i.ds.queries.iter().enumerate().map(|(n, q)| (q.id.as_str(), n)).collect();
+            for (q, a) in &d.examples {
+                let text = qid.get(q.as_str()).map(|&n| cell(&i.ds.queries[n].text)).unwrap_or_default();
+                let _ =
+                    writeln!(h, "<tr><td><span class=\"id\">{}</span><br>{text}</td><td>{}</td></tr>", esc(q), esc(a));
+            }
+            h.push_str("</table>\n");
+        }
+    }
     if !j.stages.is_empty() {
         h.push_str("<table><tr><th>stage</th><th class=\"num\">judged</th><th class=\"num\">failed</th><th class=\"num\">flagged</th><th class=\"num\">cleared</th><th class=\"num\">passed on</th></tr>\n");
         for (n, st) in j.stages.iter().enumerate() {
