@@ -7,9 +7,11 @@
 //! [`crate::llm::Client`]: concurrency, rate limits, retries with backoff and Retry-After, the key
 //! from the environment.
 //!
-//! When the query's answer is known (gold, or read from its positive by [`AnswerReader`]), the judge
-//! is shown it (configs/prompts/judge_answer.txt): "does this passage give this answer?" is a far
-//! easier question for a small model than "does it answer the question?".
+//! When the query's answer is known (gold, or read from its positive), the judge is shown it
+//! (configs/prompts/judge_answer.txt): "does this passage give this answer?" is a far easier
+//! question for a small model than "does it answer the question?". The same type reads those
+//! answers ([`LlmJudge::reader`], `judge.derive_answers`): a "judge" of (query, positive) whose
+//! verdict carries the answer span, so it is stored, resumed and budgeted like any verdict.
 
 use super::{Ended, Item, Judge, JudgeError, Scored, StageConfig};
 use crate::config::Config;
@@ -20,14 +22,23 @@ use std::ops::ControlFlow;
 /// Alternatives asked for per token (OpenAI allows up to 20).
 const TOP_LOGPROBS: u8 = 10;
 
+/// What an [`LlmJudge`] asks.
+enum Task {
+    /// Does the passage answer the query? With `answered` (configs/prompts/judge_answer.txt) when
+    /// the item's answer is known.
+    Relevance { answered: Template },
+    /// The answer span in a positive (configs/prompts/answer.txt): label 1 with the span as
+    /// `detail` when the reply is found in the passage ([`read_span`]), else label 0.
+    Answer,
+}
+
 /// See the module doc.
 pub(crate) struct LlmJudge {
     id: String,
+    task: Task,
     client: Client,
     cfg: LlmConfig,
     template: Template,
-    /// The prompt for items whose answer is known.
-    answer_template: Template,
     max_chars: usize,
     /// Where batch jobs are recorded (`llm.mode = "batch"`).
     workspace: crate::workspace::Location,
@@ -45,44 +56,63 @@ fn load_template(
     }))
 }
 
-/// The `[llm]` settings of a judging call: the stage's model and server overrides, deterministic,
-/// at most `max_tokens`, and a client for them.
-fn connect(
-    st: &StageConfig,
-    cfg: &Config,
-    max_tokens: u32,
-    setup: &dyn Fn(String) -> JudgeError,
-) -> Result<(LlmConfig, Client), JudgeError> {
-    let mut llm = cfg.llm.clone().ok_or_else(|| setup("needs an [llm] section (the server to ask)".into()))?;
-    if let Some(m) = &st.model {
-        llm.model = m.clone();
-    }
-    if let Some(u) = &st.base_url {
-        llm.base_url = u.clone();
-        llm.endpoints.clear();
-    }
-    llm.max_tokens = max_tokens;
-    llm.temperature = 0.0;
-    llm.json_mode = false;
-    let client = Client::new(&llm).map_err(|e| setup(e.to_string()))?;
-    Ok((llm, client))
-}
+/// Most tokens of a verdict: one, and a few more for a chatty model's "Grade: 3".
+const VERDICT_TOKENS: u32 = 8;
+/// Most tokens of an answer span (ten words and some slack).
+const ANSWER_TOKENS: u32 = 32;
 
 impl LlmJudge {
+    /// The relevance judge of stage `st`.
     pub(crate) fn new(st: &StageConfig, cfg: &Config, name: &str) -> Result<Self, JudgeError> {
         let setup = |message: String| JudgeError::Setup { judge: name.to_string(), message };
-        // A verdict is one token; a few more let a chatty model say "Grade: 3".
-        let (llm, client) = connect(st, cfg, 8, &setup)?;
         let template = load_template(st.prompt.as_deref(), include_str!("../../configs/prompts/judge.txt"), &setup)?;
-        let answer_template =
+        let answered =
             load_template(st.answer_prompt.as_deref(), include_str!("../../configs/prompts/judge_answer.txt"), &setup)?;
-        let id = format!("llm:{}:prompt:{}:chars:{}", llm.model, template.hash, st.max_passage_chars());
+        Self::build("llm", Task::Relevance { answered }, template, st, cfg, VERDICT_TOKENS, &setup)
+    }
+
+    /// The answer reader of `judge.derive_answers`, with the model and server of the last `llm`
+    /// stage of the cascade, else `[llm]`'s.
+    pub(crate) fn reader(cfg: &Config) -> Result<Self, JudgeError> {
+        let setup = |message: String| JudgeError::Setup { judge: "judge.derive_answers".into(), message };
+        let jc = cfg.judge.clone().unwrap_or_default();
+        let st = jc.stages.iter().rev().find(|s| s.kind == super::JudgeKind::Llm).cloned();
+        let st = st.unwrap_or_else(|| StageConfig::of(super::JudgeKind::Llm));
+        let template =
+            load_template(jc.derive_prompt.as_deref(), include_str!("../../configs/prompts/answer.txt"), &setup)?;
+        Self::build("answer", Task::Answer, template, &st, cfg, ANSWER_TOKENS, &setup)
+    }
+
+    /// The client for `st`'s model and server overrides of `[llm]`, deterministic, at most
+    /// `max_tokens`.
+    fn build(
+        kind: &str,
+        task: Task,
+        template: Template,
+        st: &StageConfig,
+        cfg: &Config,
+        max_tokens: u32,
+        setup: &dyn Fn(String) -> JudgeError,
+    ) -> Result<Self, JudgeError> {
+        let mut llm = cfg.llm.clone().ok_or_else(|| setup("needs an [llm] section (the server to ask)".into()))?;
+        if let Some(m) = &st.model {
+            llm.model = m.clone();
+        }
+        if let Some(u) = &st.base_url {
+            llm.base_url = u.clone();
+            llm.endpoints.clear();
+        }
+        llm.max_tokens = max_tokens;
+        llm.temperature = 0.0;
+        llm.json_mode = false;
+        let client = Client::new(&llm).map_err(|e| setup(e.to_string()))?;
+        let id = format!("{kind}:{}:prompt:{}:chars:{}", llm.model, template.hash, st.max_passage_chars());
         Ok(LlmJudge {
             id,
+            task,
             client,
             cfg: llm,
             template,
-            answer_template,
             max_chars: st.max_passage_chars(),
             workspace: cfg.workspace_location(),
         })
@@ -90,11 +120,21 @@ impl LlmJudge {
 
     fn request(&self, item: &Item<'_>) -> ChatRequest {
         let (query, passage) = (fenced(item.query), fenced(cut(item.passage, self.max_chars)));
-        let prompt = match item.answer {
-            Some(a) => self.answer_template.render(&[("query", &query), ("answer", &fenced(a)), ("passage", &passage)]),
-            None => self.template.render(&[("query", &query), ("passage", &passage)]),
-        };
-        ChatRequest { top_logprobs: Some(TOP_LOGPROBS), ..ChatRequest::user(prompt) }
+        match (&self.task, item.answer) {
+            (Task::Relevance { answered }, Some(a)) => ChatRequest {
+                top_logprobs: Some(TOP_LOGPROBS),
+                ..ChatRequest::user(answered.render(&[
+                    ("query", &query),
+                    ("answer", &fenced(a)),
+                    ("passage", &passage),
+                ]))
+            },
+            (Task::Relevance { .. }, None) => ChatRequest {
+                top_logprobs: Some(TOP_LOGPROBS),
+                ..ChatRequest::user(self.template.render(&[("query", &query), ("passage", &passage)]))
+            },
+            (Task::Answer, _) => ChatRequest::user(self.template.render(&[("query", &query), ("passage", &passage)])),
+        }
     }
 }
 
@@ -141,105 +181,6 @@ pub(crate) fn scored(content: &str, top: &[(String, f64)]) -> Result<Scored, Str
     Ok(Scored { score, label: Some(label), detail: Some(content.trim().to_string()) })
 }
 
-/// Send `items` to `client` as `request` makes them, handing each reply to `sink` as `parse` reads it.
-fn send(
-    id: &str,
-    client: &Client,
-    workspace: &crate::workspace::Location,
-    items: &[Item<'_>],
-    request: impl Fn(&Item<'_>) -> ChatRequest,
-    parse: impl Fn(&Item<'_>, &crate::llm::ChatResponse) -> Result<Scored, String>,
-    sink: &mut dyn FnMut(usize, Result<Scored, String>) -> ControlFlow<()>,
-) -> Result<Ended, JudgeError> {
-    let requests: Vec<(usize, ChatRequest)> = items.iter().enumerate().map(|(i, it)| (i, request(it))).collect();
-    let mut tokens = (0u64, 0u64);
-    let summary = client
-        .run_planned(requests, workspace, |i, res| match res {
-            Ok(r) => {
-                tokens.0 += r.prompt_tokens;
-                tokens.1 += r.completion_tokens;
-                sink(i, parse(&items[i], &r))
-            }
-            Err(e) => sink(i, Err(e.to_string())),
-        })
-        .map_err(|e| JudgeError::Setup { judge: id.to_string(), message: e.to_string() })?;
-    let stopped_by = summary.stopped_by.filter(|_| summary.not_started > 0);
-    Ok(Ended { stopped_by, not_sent: summary.not_started, tokens })
-}
-
-impl Judge for LlmJudge {
-    fn id(&self) -> &str {
-        &self.id
-    }
-    fn paid(&self) -> bool {
-        true
-    }
-    fn answer_salt(&self) -> Option<&str> {
-        Some(&self.answer_template.hash)
-    }
-    fn score(
-        &mut self,
-        items: &[Item<'_>],
-        sink: &mut dyn FnMut(usize, Result<Scored, String>) -> ControlFlow<()>,
-    ) -> Result<Ended, JudgeError> {
-        let request = |it: &Item<'_>| self.request(it);
-        send(&self.id, &self.client, &self.workspace, items, request, |_, r| scored(&r.content, &r.top_logprobs), sink)
-    }
-    fn cost(&self, prompt_tokens: u64, completion_tokens: u64) -> Option<f64> {
-        self.cfg.cost(prompt_tokens, completion_tokens)
-    }
-    fn estimate(&self, items: &[Item<'_>]) -> (u64, u64, u64) {
-        let reqs: Vec<ChatRequest> = items.iter().map(|it| self.request(it)).collect();
-        let e = crate::llm::estimate(&reqs, &self.cfg);
-        (e.calls, e.prompt_tokens_est, e.completion_tokens_max)
-    }
-}
-
-/// Reads a query's answer in one of its positives (`judge.derive_answers`, prompt
-/// configs/prompts/answer.txt), through the same client, store and resume as the judges: its
-/// "verdict" on (query, positive) is label 1 with the span as `detail` when the reply is found in
-/// the passage (normalised, on word boundaries), else label 0 (no answer, or one the model made up).
-pub(crate) struct AnswerReader {
-    id: String,
-    client: Client,
-    cfg: LlmConfig,
-    template: Template,
-    max_chars: usize,
-    workspace: crate::workspace::Location,
-}
-
-/// Most tokens of an answer span (ten words and some slack).
-const ANSWER_TOKENS: u32 = 32;
-
-impl AnswerReader {
-    /// With the model and server of the last `llm` stage of the cascade, else `[llm]`'s.
-    pub(crate) fn new(cfg: &Config) -> Result<Self, JudgeError> {
-        let setup = |message: String| JudgeError::Setup { judge: "judge.derive_answers".into(), message };
-        let jc = cfg.judge.clone().unwrap_or_default();
-        let st = jc.stages.iter().rev().find(|s| s.kind == super::JudgeKind::Llm).cloned();
-        let st = st.unwrap_or_else(|| StageConfig::of(super::JudgeKind::Llm));
-        let (llm, client) = connect(&st, cfg, ANSWER_TOKENS, &setup)?;
-        let template =
-            load_template(jc.derive_prompt.as_deref(), include_str!("../../configs/prompts/answer.txt"), &setup)?;
-        let id = format!("answer:{}:prompt:{}:chars:{}", llm.model, template.hash, st.max_passage_chars());
-        Ok(AnswerReader {
-            id,
-            client,
-            cfg: llm,
-            template,
-            max_chars: st.max_passage_chars(),
-            workspace: cfg.workspace_location(),
-        })
-    }
-
-    fn request(&self, item: &Item<'_>) -> ChatRequest {
-        let prompt = self
-            .template
-            .render(&[("query", &fenced(item.query)), ("passage", &fenced(cut(item.passage, self.max_chars)))]);
-        ChatRequest::user(prompt)
-    }
-}
-
 /// The answer span in a reply: its first line, without a leading "Answer:", quotes or a final
 /// full stop; label 1 when it is found in `passage` and is not just words of the query (a span
 /// the query already holds, "Nigeria" for "the wind that blows across nigeria", is in every
@@ -258,28 +199,47 @@ pub(crate) fn read_span(content: &str, query: &str, passage: &str) -> Scored {
     Scored { score: if found { 1.0 } else { 0.0 }, label: Some(found as u8), detail: Some(span.to_string()) }
 }
 
-impl Judge for AnswerReader {
+impl Judge for LlmJudge {
     fn id(&self) -> &str {
         &self.id
     }
     fn paid(&self) -> bool {
         true
     }
+    fn answer_salt(&self) -> Option<&str> {
+        match &self.task {
+            Task::Relevance { answered } => Some(&answered.hash),
+            Task::Answer => None,
+        }
+    }
     fn score(
         &mut self,
         items: &[Item<'_>],
         sink: &mut dyn FnMut(usize, Result<Scored, String>) -> ControlFlow<()>,
     ) -> Result<Ended, JudgeError> {
-        let request = |it: &Item<'_>| self.request(it);
-        send(
-            &self.id,
-            &self.client,
-            &self.workspace,
-            items,
-            request,
-            |it, r| Ok(read_span(&r.content, it.query, it.passage)),
-            sink,
-        )
+        let requests: Vec<(usize, ChatRequest)> =
+            items.iter().enumerate().map(|(i, it)| (i, self.request(it))).collect();
+        let mut tokens = (0u64, 0u64);
+        let task = &self.task;
+        let summary = self
+            .client
+            .run_planned(requests, &self.workspace, |i, res| match res {
+                Ok(r) => {
+                    tokens.0 += r.prompt_tokens;
+                    tokens.1 += r.completion_tokens;
+                    sink(
+                        i,
+                        match task {
+                            Task::Relevance { .. } => scored(&r.content, &r.top_logprobs),
+                            Task::Answer => Ok(read_span(&r.content, items[i].query, items[i].passage)),
+                        },
+                    )
+                }
+                Err(e) => sink(i, Err(e.to_string())),
+            })
+            .map_err(|e| JudgeError::Setup { judge: self.id.clone(), message: e.to_string() })?;
+        let stopped_by = summary.stopped_by.filter(|_| summary.not_started > 0);
+        Ok(Ended { stopped_by, not_sent: summary.not_started, tokens })
     }
     fn cost(&self, prompt_tokens: u64, completion_tokens: u64) -> Option<f64> {
         self.cfg.cost(prompt_tokens, completion_tokens)

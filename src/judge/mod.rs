@@ -8,7 +8,7 @@
 //! contain a gold answer of their query (the DPR rule, [`crate::ingest::answers`]) skip the screens and go straight to
 //! the last stage; without any stage they are judged relevant on that ground alone. With
 //! `judge.derive_answers`, queries without answers get one first: the LLM reads the answer span in
-//! each of the query's positives ([`llm::AnswerReader`], one stored call per (query, positive)).
+//! each of the query's positives (`LlmJudge::reader` in llm.rs, one stored call per (query, positive)).
 //! An LLM judge is shown the query's answer whenever one is known.
 //!
 //! Invariants:
@@ -376,7 +376,7 @@ pub struct JudgeStage {
     /// Per query: its answers as shown to judges ("a / b"), when known.
     answer_text: Vec<Option<String>>,
     /// Reads answers from positives (`judge.derive_answers`).
-    reader: Option<llm::AnswerReader>,
+    reader: Option<llm::LlmJudge>,
     /// Queries whose answers were looked for already.
     derived: Vec<bool>,
     verdicts: Verdicts,
@@ -421,7 +421,7 @@ impl JudgeStage {
             ds.queries.iter().map(|q| if jc.gold_answers { q.answers.as_slice() } else { &[] }).collect();
         let answers = given.iter().map(|a| Answers::new(a)).collect();
         let answer_text = given.iter().map(|a| shown(a)).collect();
-        let reader = if jc.derive_answers { Some(llm::AnswerReader::new(cfg)?) } else { None };
+        let reader = if jc.derive_answers { Some(llm::LlmJudge::reader(cfg)?) } else { None };
         let stats = JudgeStats {
             stages: judges
                 .iter()
