@@ -757,7 +757,7 @@ fn run_config(mut cfg: Config, origin: &str, common: CommonFlags, show_progress:
                 let what = if p.kind == "answers" {
                     "answers read from positives".to_string()
                 } else {
-                    format!("judge stage {} ({})", p.stage, p.kind)
+                    format!("judge stage {} ({})", p.stage.map_or("-".into(), |s| s.to_string()), p.kind)
                 };
                 eprintln!(
                     "dry run: {what}: {} candidates on the first pass, {} already judged in the workspace; to send: {} calls, ~{} prompt tokens, at most {} completion tokens{}",

@@ -675,7 +675,7 @@ impl JudgeStage {
             dry: self.dry,
             planned: &mut self.stats.planned,
         };
-        run_judge(self.judges[stage].as_mut(), stage, &mut self.stats.stages[stage], &items, store, &mut spend)
+        run_judge(self.judges[stage].as_mut(), Some(stage), &mut self.stats.stages[stage], &items, store, &mut spend)
     }
 
     /// `judge.derive_answers`: read the answer of each query of `walks` that has none in each of its
@@ -710,7 +710,7 @@ impl JudgeStage {
             dry: self.dry,
             planned: &mut self.stats.planned,
         };
-        let got = run_judge(reader, usize::MAX, &mut derived.reader, &items, store, &mut spend)?;
+        let got = run_judge(reader, None, &mut derived.reader, &items, store, &mut spend)?;
         let mut spans: BTreeMap<usize, Vec<String>> = BTreeMap::new();
         for (&(q, _), g) in keys.iter().zip(got) {
             if let Got::Score(Scored { label: Some(1), detail: Some(span), .. }) = g {
@@ -774,12 +774,12 @@ struct Spend<'a> {
     planned: &'a mut Vec<DryRunStage>,
 }
 
-/// Score `items` with `judge` (stage `stage` of the cascade; `usize::MAX`: the answer reader): from
+/// Score `items` with `judge` (stage `stage` of the cascade; `None`: the answer reader): from
 /// the workspace where stored, the rest through the judge within `spend`, each result stored as it
 /// arrives. Counts go to `stats`.
 fn run_judge(
     judge: &mut dyn Judge,
-    stage: usize,
+    stage: Option<usize>,
     stats: &mut StageStats,
     items: &[Item<'_>],
     store: &mut Store,
@@ -833,7 +833,7 @@ fn run_judge(
         items.len() - todo.len()
     );
     let (scoring, verdicts) = match store.take_queue() {
-        Some(mut queue) if stage != usize::MAX => {
+        Some(mut queue) if stage.is_some() => {
             let done = score_queued(judge, &mut queue, store, &todo_items);
             store.attach_queue(queue);
             done?
@@ -871,8 +871,8 @@ fn shown(answers: &[String]) -> Option<String> {
 /// screen depend on answers, so they are not counted).
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct DryRunStage {
-    /// Stage index.
-    pub stage: usize,
+    /// Stage index (none for the answer reader).
+    pub stage: Option<usize>,
     /// Its kind.
     pub kind: String,
     /// Candidates that reached it.
