@@ -64,6 +64,10 @@ pub struct StageConfig {
     /// embedding teacher) is at least this. Default: 0.5 (llm, cross-encoder), 0.75 (embedding).
     #[serde(default)]
     pub threshold: Option<f32>,
+    /// llm: the threshold for items shown their query's answer (`answer_prompt`). Default 0.65: a
+    /// small model shown an answer says yes more readily (BENCHMARKS.md, "Judge").
+    #[serde(default)]
+    pub answer_threshold: Option<f32>,
     /// For every stage but the last: a score below this clears the candidate here (it is a
     /// negative); at or above it goes to the next stage. Default: the stage's threshold.
     #[serde(default)]
@@ -115,6 +119,7 @@ impl StageConfig {
         StageConfig {
             kind,
             threshold: None,
+            answer_threshold: None,
             clear_below: None,
             model: None,
             base_url: None,
@@ -139,6 +144,10 @@ impl StageConfig {
             JudgeKind::Embedding => 0.75,
             _ => 0.5,
         })
+    }
+    /// The threshold in force for items shown their query's answer.
+    pub fn answer_threshold(&self) -> f32 {
+        self.answer_threshold.unwrap_or(0.65)
     }
     /// The screening bound in force.
     pub fn clear_below(&self) -> f32 {
@@ -213,7 +222,11 @@ impl JudgeConfig {
         for (i, st) in self.stages.iter().enumerate() {
             let key = |k: &str| format!("judge.stages[{i}].{k}");
             let (lo, hi) = if st.kind == JudgeKind::Embedding { (-1.0, 1.0) } else { (0.0, 1.0) };
-            for (k, v) in [("threshold", st.threshold), ("clear_below", st.clear_below)] {
+            for (k, v) in [
+                ("threshold", st.threshold),
+                ("clear_below", st.clear_below),
+                ("answer_threshold", st.answer_threshold),
+            ] {
                 if let Some(v) = v
                     && !(v.is_finite() && (lo..=hi).contains(&v))
                 {

@@ -566,9 +566,15 @@ impl JudgeStage {
             }
             let results = self.run_stage(stage, &here, ds, store, true)?;
             let st = &self.cfg.stages[stage];
-            let (threshold, clear) = (st.threshold(), st.clear_below());
+            let (plain, clear) = (st.threshold(), st.clear_below());
+            // Items shown their query's answer are judged against the stage's answer threshold.
+            let reads_answers = self.judges[stage].answer_salt().is_some();
+            let thresholds: Vec<f32> = here
+                .iter()
+                .map(|k| if reads_answers && self.answer_text[k.0].is_some() { st.answer_threshold() } else { plain })
+                .collect();
             let mut escalate = Vec::new();
-            for (key, r) in here.into_iter().zip(results) {
+            for ((key, r), threshold) in here.into_iter().zip(results).zip(thresholds) {
                 let gold = gold_of[&key];
                 let mut sc = scores.remove(&key).unwrap_or_default();
                 let r = match r {
