@@ -607,31 +607,17 @@ fn answers_read_from_positives_act_as_gold_answers_and_are_shown_to_the_judge() 
     let reqs = server.requests();
     // One read per (query, positive) of the qrels; the answers each query should have got.
     let queries = quickstart_queries();
-    let qrels: Vec<(String, String)> = std::fs::read_to_string(fixture("quickstart/qrels/test.tsv"))
-        .unwrap()
-        .lines()
-        .skip(1)
-        .map(|l| {
-            let f: Vec<&str> = l.split('\t').collect();
-            (f[0].to_string(), f[1].to_string())
-        })
+    let qrels: Vec<(String, String)> = read_qrels(&fixture("quickstart/qrels/test.tsv"))
+        .into_iter()
+        .flat_map(|(q, docs)| docs.into_iter().map(move |d| (q.clone(), d)))
         .collect();
-    let docs: HashMap<String, String> = read_jsonl(&fixture("quickstart/corpus.jsonl"))
-        .iter()
-        // As ingestion joins them (`include_title`).
-        .map(|v| {
-            (
-                v["_id"].as_str().unwrap().to_string(),
-                format!("{} {}", v["title"].as_str().unwrap(), v["text"].as_str().unwrap()),
-            )
-        })
-        .collect();
+    let docs = read_corpus(&fixture("quickstart/corpus.jsonl"));
     let reads = reqs.iter().filter(|r| r.prompt().contains("<<<QUESTION")).count();
     assert_eq!(reads, qrels.len(), "one read per (query, positive)");
     let mut answer_of: HashMap<String, HashSet<String>> = HashMap::new();
     for (q, doc) in &qrels {
         let text = &queries[q];
-        let a = fake_answer(text, &docs[doc]);
+        let a = fake_answer(text, &docs[doc].full());
         if a != MADE_UP {
             answer_of.entry(text.clone()).or_default().insert(a);
         }

@@ -565,16 +565,9 @@ impl JudgeStage {
                 continue;
             }
             let results = self.run_stage(stage, &here, ds, store, true)?;
-            let st = &self.cfg.stages[stage];
-            let (plain, clear) = (st.threshold(), st.clear_below());
-            // Items shown their query's answer are judged against the stage's answer threshold.
-            let reads_answers = self.judges[stage].answer_salt().is_some();
-            let thresholds: Vec<f32> = here
-                .iter()
-                .map(|k| if reads_answers && self.answer_text[k.0].is_some() { st.answer_threshold() } else { plain })
-                .collect();
+            let clear = self.cfg.stages[stage].clear_below();
             let mut escalate = Vec::new();
-            for ((key, r), threshold) in here.into_iter().zip(results).zip(thresholds) {
+            for (key, r) in here.into_iter().zip(results) {
                 let gold = gold_of[&key];
                 let mut sc = scores.remove(&key).unwrap_or_default();
                 let r = match r {
@@ -588,7 +581,7 @@ impl JudgeStage {
                             self.stats.failed += 1;
                         }
                         let relevant = match sc.last() {
-                            Some(&(s, v)) => v >= self.cfg.stages[s as usize].threshold(),
+                            Some(&(s, v)) => v >= self.threshold(s as usize, key.0),
                             None => gold,
                         };
                         self.decide(key, relevant, gold, by, sc, ds);
@@ -596,14 +589,15 @@ impl JudgeStage {
                     }
                 };
                 sc.push((stage as u8, r.score));
-                let flagged = r.score >= threshold;
+                let flagged = r.score >= self.threshold(stage, key.0);
                 self.stats.stages[stage].flagged += flagged as usize;
                 if stage > 0
                     && let Some(&(prev, pv)) = sc.iter().rev().nth(1)
                     && prev as usize == stage - 1
                 {
+                    let prev_flagged = pv >= self.threshold(prev as usize, key.0);
                     let a = &mut self.stats.agreement[stage - 1];
-                    match (pv >= self.cfg.stages[prev as usize].threshold(), flagged) {
+                    match (prev_flagged, flagged) {
                         (true, true) => a.both_relevant += 1,
                         (true, false) => a.only_first += 1,
                         (false, true) => a.only_second += 1,
@@ -630,6 +624,17 @@ impl JudgeStage {
             }
         }
         Ok(())
+    }
+
+    /// The threshold of `stage` for a candidate of query `q`: its `answer_threshold` when the stage's
+    /// judge is shown the query's answer, else its `threshold`.
+    fn threshold(&self, stage: usize, q: usize) -> f32 {
+        let st = &self.cfg.stages[stage];
+        if self.judges[stage].answer_salt().is_some() && self.answer_text[q].is_some() {
+            st.answer_threshold()
+        } else {
+            st.threshold()
+        }
     }
 
     fn decide(
@@ -780,9 +785,10 @@ struct Spend<'a> {
     planned: &'a mut Vec<DryRunStage>,
 }
 
-/// Score `items` with `judge` (stage `stage` of the cascade; `None`: the answer reader): from
-/// the workspace where stored, the rest through the judge within `spend`, each result stored as it
-/// arrives. Counts go to `stats`.
+/// Score `items` with `judge` (stage `stage` of the cascade; `None`: the answer reader, which never
+/// goes through the work queue, since workers build only the cascade's judges): from the workspace
+/// where stored, the rest through the judge within `spend`, each result stored as it arrives. Counts
+/// go to `stats`.
 fn run_judge(
     judge: &mut dyn Judge,
     stage: Option<usize>,
