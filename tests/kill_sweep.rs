@@ -139,7 +139,7 @@ fn stored_answers(ws: &Path) -> i64 {
         return 0;
     }
     let s = tripletgen::workspace::Store::open(ws).unwrap();
-    s.count_llm().unwrap() + s.count_judgements(&JUDGE_ID).unwrap()
+    s.count_llm().unwrap() + s.count_judgements(&JUDGE_ID).unwrap() + s.count_judgements(&READER_ID).unwrap()
 }
 
 /// The LLM judge of the sweep's config (model "fake", the built-in prompt), as stored.
@@ -150,10 +150,15 @@ static JUDGE_ID: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     format!("{JUDGE_ID_PREFIX}{hash}:chars:4000")
 });
 
+/// The answer reader of the sweep's config (`derive_answers`, the built-in prompt), as stored.
+static READER_ID: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    let prompt = std::fs::read_to_string(repo().join("configs/prompts/answer.txt")).unwrap();
+    format!("answer:fake:prompt:{}:chars:4000", tripletgen::hash::ContentHash::of(&prompt).short())
+});
+
 /// The judge section of the sweep's config (the fake server grades every candidate), and BM25
 /// candidates beside the dense ones (the BM25 index in the workspace is killed mid-refresh too).
-const JUDGE: &str =
-    "[judge]\nwindow = 1\n\n[[judge.stages]]\nkind = \"llm\"\n\n[mine]\nretrievers = [\"dense\", \"bm25\"]\n";
+const JUDGE: &str = "[judge]\nwindow = 1\nderive_answers = true\n\n[[judge.stages]]\nkind = \"llm\"\n\n[mine]\nretrievers = [\"dense\", \"bm25\"]\n";
 
 /// Pick `n` (checkpoint, hit) points: one at random in every checkpoint first (every stage gets
 /// killed), the rest at random among all hits.
@@ -193,8 +198,9 @@ fn killed_anywhere_the_rerun_finishes_with_identical_outputs_and_no_repaid_call(
     let planned = server.count();
     let ref_out = reference.join("out");
     let ref_report = read_json(&ref_out.join("report.json"));
-    let judged = num_at(&ref_report, "/judge/stages/0/sent") as usize;
-    assert!(judged > 0, "the judge judged: {}", ref_report["judge"]);
+    let read = num_at(&ref_report, "/judge/derived/reader/sent") as usize;
+    let judged = num_at(&ref_report, "/judge/stages/0/sent") as usize + read;
+    assert!(judged > read && read > 0, "the reader read and the judge judged: {}", ref_report["judge"]);
     assert_eq!(num_at(&ref_report, "/llm/planned") as usize + judged, planned, "every planned call was sent once");
     assert!(planned >= 12, "the sweep needs LLM calls to kill between: {}", ref_report["llm"]);
     let mut hits: BTreeMap<String, u64> = BTreeMap::new();
@@ -276,7 +282,8 @@ fn killed_anywhere_the_rerun_finishes_with_identical_outputs_and_no_repaid_call(
         let differ = differing_files(&ref_out, &out, DATA_FILES);
         assert!(differ.is_empty(), "kill at {point}: {differ:?} differ from the uninterrupted run's");
         let report = read_json(&out.join("report.json"));
-        let judge_sent = num_at(&report, "/judge/stages/0/sent") as usize;
+        let judge_sent =
+            num_at(&report, "/judge/stages/0/sent") as usize + num_at(&report, "/judge/derived/reader/sent") as usize;
         assert_eq!(num_at(&report, "/llm/sent") as usize + judge_sent, sent_now, "kill at {point}: report vs server");
         assert_eq!(normalized(report), normalized(ref_report.clone()), "kill at {point}: report.json differs");
         let mut manifest = read_json(&out.join("manifest.json"));

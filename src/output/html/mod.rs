@@ -654,8 +654,8 @@ fn judge_section(h: &mut String, i: &Inputs<'_>, j: &crate::judge::JudgeStats) {
     if let Some(d) = &j.derived {
         let _ = writeln!(
             h,
-            "<p class=\"note\">Answers read from positives (<code>judge.derive_answers</code>): {} of {} queries without answers got one ({} positives read, {} from the workspace, {} failed), used like gold answers and shown to the LLM judge.</p>",
-            d.answered, d.queries, d.reader.judged, d.reader.cached, d.reader.failed
+            "<p class=\"note\">Answers read from positives (<code>judge.derive_answers</code>): {} of {} queries without answers got one ({} positives read, {} failed), used like gold answers and shown to the LLM judge.</p>",
+            d.answered, d.queries, d.reader.judged, d.reader.failed
         );
         if !d.examples.is_empty() {
             h.push_str("<table><tr><th>query</th><th>answer read</th></tr>\n");
